@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Runs every test layer and ends with "N passed, N failed".
+# Every test program prints one line per check: "ok - <what>" or "not ok - <what>".
+# A program that exits non-zero without printing a "not ok" line counts as one failure.
+set -u
+cd "$(dirname "$0")/.."
+export SLUICE_BIN="$PWD/build/sluice"
+PY=/usr/bin/python3 # Debian's python3 (has python3-msgpack), not a pyenv shim
+passed=0
+failed=0
+LOG=build/test-logs
+mkdir -p "$LOG"
+
+run_one() { # name, command...
+    local name=$1
+    shift
+    local out="$LOG/$(echo "$name" | tr '/ ' '__').log"
+    local t0=$SECONDS
+    "$@" >"$out" 2>&1
+    local rc=$?
+    local ok nok
+    ok=$(grep -c '^ok - ' "$out")
+    nok=$(grep -c '^not ok - ' "$out")
+    if [ "$rc" != 0 ] && [ "$nok" = 0 ]; then
+        nok=1
+        echo "not ok - $name exited with status $rc" >>"$out"
+    fi
+    passed=$((passed + ok))
+    failed=$((failed + nok))
+    printf '%-48s %4d passed %3d failed  (%ds)\n' "$name" "$ok" "$nok" $((SECONDS - t0))
+    if [ "$nok" != 0 ]; then
+        grep '^not ok - ' "$out" | head -20 | sed 's/^/    /'
+        echo "    (full log: $out)"
+    fi
+}
+
+format_check() {
+    if make --no-print-directory format-check >/dev/null 2>&1; then
+        echo "ok - clang-format clean"
+    else
+        echo "not ok - clang-format: run 'make format'"
+        make --no-print-directory format-check 2>&1 | head -20
+    fi
+}
+
+run_one "format" format_check
+
+for t in build/tests/test_*; do
+    [ -x "$t" ] && run_one "unit/$(basename "$t")" "$t"
+done
+for t in build/san/tests/test_*; do
+    [ -x "$t" ] && run_one "unit-asan/$(basename "$t")" "$t"
+done
+
+# Fuzz targets: replay the seed corpus, then fuzz briefly (long runs: fuzz/README.md).
+for f in build/fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    n=$(basename "$f")
+    fuzz_one() {
+        local tmp
+        tmp=$(mktemp -d)
+        if "$f" -max_total_time="${SLUICE_FUZZ_SECONDS:-10}" -rss_limit_mb=2048 "$tmp" "fuzz/corpus/$n" >"$tmp/log" 2>&1; then
+            echo "ok - $n: seed corpus and ${SLUICE_FUZZ_SECONDS:-10}s of fuzzing without a crash"
+        else
+            echo "not ok - $n found a crash:"
+            tail -40 "$tmp/log"
+        fi
+        rm -rf "$tmp"
+    }
+    run_one "fuzz/$n" fuzz_one
+done
+
+for t in tests/integration/test_*.py tests/crash/test_*.py; do
+    [ -f "$t" ] && run_one "${t#tests/}" "$PY" "$t"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
