@@ -18,6 +18,7 @@ USBINS  := $(UNITS:tests/unit/%.c=build/san/tests/%)
 FUZZES  := $(wildcard fuzz/fuzz_*.c)
 FBINS   := $(FUZZES:fuzz/%.c=build/fuzz/%)
 
+.SECONDARY:
 .PHONY: all deps run test unit-tests fuzz format format-check clean
 all: build/sluice
 
@@ -37,18 +38,18 @@ build/san/%.o: %.c
 
 build/tests/%: tests/unit/%.c $(OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests/unit -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 build/san/tests/%: tests/unit/%.c $(SOBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 # libFuzzer targets: clang, every source file except main, ASan+UBSan.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -Isrc $(PKG_CFLAGS) -D_GNU_SOURCE -msse4.2 -pthread \
                -fsanitize=fuzzer,address,undefined -DSL_FUZZING
 build/fuzz/%: fuzz/%.c $(SRCS)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
 
 unit-tests: $(UBINS) $(USBINS)
 fuzz: $(FBINS)

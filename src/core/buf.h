@@ -9,9 +9,9 @@
 struct sl_buf {
     uint8_t *data;
     size_t len;
-    size_t cap;     /* allocated bytes */
-    size_t max;     /* hard cap on len; 0 means SL_BUF_DEFAULT_MAX */
-    int failed;     /* set once an append failed (cap or OOM); later appends are no-ops */
+    size_t cap; /* allocated bytes */
+    size_t max; /* hard cap on len; 0 means SL_BUF_DEFAULT_MAX */
+    int failed; /* set once an append failed (cap or OOM); later appends are no-ops */
 };
 
 #define SL_BUF_DEFAULT_MAX ((size_t)1 << 31)

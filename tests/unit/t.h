@@ -31,7 +31,7 @@ static int t_failed_, t_passed_;
 #define T_EQ_STR(a, b, name)                                                                       \
     do {                                                                                           \
         const char *a_ = (a), *b_ = (b);                                                           \
-        T_CHECK(a_ && b_ && strcmp(a_, b_) == 0, "%s (\"%s\" == \"%s\")", name, a_ ? a_ : "(null)", \
+        T_CHECK(a_ &&b_ &&strcmp(a_, b_) == 0, "%s (\"%s\" == \"%s\")", name, a_ ? a_ : "(null)",  \
                 b_ ? b_ : "(null)");                                                               \
     } while (0)
 

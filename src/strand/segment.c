@@ -1,0 +1,457 @@
+#include "strand/segment.h"
+
+#include "core/crc32c.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void sl_seg_path(char *out, size_t n, const char *dir, uint64_t base_seq)
+{
+    snprintf(out, n, "%s/%020llu.seg", dir, (unsigned long long)base_seq);
+}
+
+static void idx_path(char *out, size_t n, const char *seg_path)
+{
+    size_t l = strlen(seg_path);
+    snprintf(out, n, "%.*s.idx", (int)(l - 4), seg_path);
+}
+
+static uint64_t max_records(uint64_t size)
+{
+    return size > SL_SEG_HDR ? (size - SL_SEG_HDR) / SL_FRAME_OVERHEAD + 1 : 1;
+}
+
+static int offsets_alloc(struct sl_segment *s)
+{
+    /* Reserve address space for the worst case; pages are touched only as records arrive. */
+    s->offsets_cap = max_records(s->size);
+    void *m = mmap(NULL, s->offsets_cap * 4, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return -1;
+    s->offsets = m;
+    return 0;
+}
+
+static inline uint64_t hkey(const uint8_t *h)
+{
+    return sl_get_le64(h);
+}
+
+static void slots_insert(uint32_t *slots, uint32_t nslots, uint64_t key, uint32_t val)
+{
+    uint32_t m = nslots - 1, i = (uint32_t)key & m;
+    while (slots[i])
+        i = (i + 1) & m;
+    slots[i] = val;
+}
+
+const uint8_t *sl_seg_hash_at(const struct sl_segment *s, uint64_t i)
+{
+    const uint8_t *f = s->map + s->offsets[i];
+    return f + sl_get_le32(f) - SL_HASH_LEN;
+}
+
+uint64_t sl_seg_ts_at(const struct sl_segment *s, uint64_t i)
+{
+    return sl_get_le64(s->map + s->offsets[i] + 16);
+}
+
+int sl_seg_index_add(struct sl_segment *s, uint32_t off)
+{
+    if (s->count >= s->offsets_cap)
+        return -1;
+    if ((s->count + 1) * 2 > s->nslots) {
+        uint32_t n = s->nslots ? s->nslots * 2 : 1024;
+        uint32_t *ns = calloc(n, 4);
+        if (!ns)
+            return -1;
+        for (uint64_t i = 0; i < s->count; i++)
+            slots_insert(ns, n, hkey(sl_seg_hash_at(s, i)), (uint32_t)(i + 1));
+        free(s->slots);
+        s->slots = ns;
+        s->nslots = n;
+    }
+    s->offsets[s->count] = off;
+    slots_insert(s->slots, s->nslots, hkey(sl_seg_hash_at(s, s->count)), (uint32_t)(s->count + 1));
+    uint64_t ts = sl_seg_ts_at(s, s->count);
+    if (s->count == 0)
+        s->first_ts = ts;
+    s->last_ts = ts;
+    s->count++;
+    s->end = off + sl_get_le32(s->map + off);
+    return 0;
+}
+
+static void encode_header(uint8_t *h, uint64_t base_seq, const uint8_t prev_hash[SL_HASH_LEN])
+{
+    memset(h, 0, SL_SEG_HDR);
+    memcpy(h, SL_SEG_MAGIC, 8);
+    sl_put_le64(h + 8, base_seq);
+    sl_put_le64(h + 16, sl_now_ms());
+    memcpy(h + 24, prev_hash, SL_HASH_LEN);
+    sl_put_le32(h + 56, sl_crc32c(0, h, 56));
+}
+
+static int map_file(struct sl_segment *s, struct sl_err *err)
+{
+    s->map = mmap(NULL, s->size, PROT_READ, MAP_SHARED, s->fd, 0);
+    if (s->map == MAP_FAILED) {
+        s->map = NULL;
+        return sl_err_sys(err, SL_E_IO, "mmap %s", s->path);
+    }
+    return 0;
+}
+
+int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL_HASH_LEN],
+                  uint64_t size, int durable, struct sl_segment **out, struct sl_err *err)
+{
+    struct sl_segment *s = calloc(1, sizeof(*s));
+    if (!s)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    s->fd = -1;
+    s->base_seq = base_seq;
+    s->size = size;
+    s->end = SL_SEG_HDR;
+    memcpy(s->prev_hash, prev_hash, SL_HASH_LEN);
+    sl_seg_path(s->path, sizeof(s->path), dir, base_seq);
+    int rc;
+    uint8_t h[SL_SEG_HDR];
+    encode_header(h, base_seq, prev_hash);
+    s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (s->fd < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "create %s", s->path);
+        goto fail;
+    }
+    /* Preallocate so that fdatasync does not also have to flush a growing file size. */
+    if (fallocate(s->fd, 0, 0, (off_t)size) < 0 && ftruncate(s->fd, (off_t)size) < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "preallocate %s", s->path);
+        goto fail;
+    }
+    if (sl_pwrite_all(s->fd, h, sizeof(h), 0) < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "write header %s", s->path);
+        goto fail;
+    }
+    if (durable && (fdatasync(s->fd) < 0 || sl_fsync_dir(dir) < 0)) {
+        rc = sl_err_sys(err, SL_E_IO, "sync new segment %s", s->path);
+        goto fail;
+    }
+    if ((rc = map_file(s, err)))
+        goto fail;
+    if (offsets_alloc(s) < 0) {
+        rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "cannot map index for %s", s->path);
+        goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    sl_seg_close(s);
+    return rc;
+}
+
+/* Scans frames from the header on, indexing every valid one with the expected seq. */
+static int scan(struct sl_segment *s, struct sl_seg_recovery *rec)
+{
+    uint64_t off = SL_SEG_HDR;
+    enum sl_frame_status st = SL_FRAME_END;
+    while (off < s->size) {
+        struct sl_record r;
+        uint32_t flen;
+        st = sl_frame_decode(s->map + off, s->size - off, &r, &flen);
+        if (st != SL_FRAME_OK)
+            break;
+        const uint8_t *want_prev = s->count ? sl_seg_hash_at(s, s->count - 1) : s->prev_hash;
+        if (r.seq != s->base_seq + s->count || memcmp(r.prev_hash, want_prev, SL_HASH_LEN) != 0) {
+            st = SL_FRAME_BADLEN; /* a stale frame from an older write: treat as the end */
+            break;
+        }
+        if (sl_seg_index_add(s, (uint32_t)off) < 0)
+            return -1;
+        off += flen;
+    }
+    if (rec) {
+        rec->cut_offset = off;
+        rec->stop = st;
+    }
+    return 0;
+}
+
+/* Returns the offset just past the last nonzero byte in [from, size), or from if all zero. */
+static uint64_t dirty_end(const struct sl_segment *s, uint64_t from)
+{
+    static const uint8_t zero[4096];
+    uint64_t last = from;
+    for (uint64_t off = from; off < s->size; off += sizeof(zero)) {
+        uint64_t n = s->size - off < sizeof(zero) ? s->size - off : sizeof(zero);
+        if (memcmp(s->map + off, zero, n) != 0) {
+            for (uint64_t i = n; i > 0; i--)
+                if (s->map[off + i - 1]) {
+                    last = off + i;
+                    break;
+                }
+        }
+    }
+    return last;
+}
+
+/* Keeps the bytes about to be cut in "<segment>.cut-<offset>" so that corruption in the middle
+ * of a segment (not a torn tail) never destroys data without a trace. Best effort. */
+static void save_cut(const struct sl_segment *s, uint64_t from, uint64_t to)
+{
+    char p[4300];
+    snprintf(p, sizeof(p), "%s.cut-%llu", s->path, (unsigned long long)from);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || sl_pwrite_all(fd, s->map + from, to - from, 0) < 0 || fsync(fd) < 0)
+        sl_warn("cannot save the cut tail of %s to %s: %s", s->path, p, strerror(errno));
+    else
+        sl_info("saved %llu cut bytes of %s to %s", (unsigned long long)(to - from), s->path, p);
+    if (fd >= 0)
+        close(fd);
+}
+
+static int zero_range(struct sl_segment *s, uint64_t from, uint64_t to, int durable,
+                      struct sl_err *err)
+{
+    static const uint8_t zero[65536];
+    for (uint64_t off = from; off < to;) {
+        uint64_t n = to - off < sizeof(zero) ? to - off : sizeof(zero);
+        if (sl_pwrite_all(s->fd, zero, n, off) < 0)
+            return sl_err_sys(err, SL_E_IO, "zero torn tail of %s", s->path);
+        off += n;
+    }
+    if (durable && fdatasync(s->fd) < 0)
+        return sl_err_sys(err, SL_E_IO, "fdatasync %s", s->path);
+    return 0;
+}
+
+static int load_idx(struct sl_segment *s)
+{
+    char ip[4200];
+    idx_path(ip, sizeof(ip), s->path);
+    int fd = open(ip, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    void *m = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && (uint64_t)st.st_size >= SL_IDX_HDR)
+        m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return -1;
+    const uint8_t *h = m;
+    uint64_t count = sl_get_le64(h + 16), end = sl_get_le64(h + 24);
+    uint32_t nslots = sl_get_le32(h + 32);
+    uint64_t want = SL_IDX_HDR + count * 4 + (uint64_t)nslots * 4;
+    int ok = memcmp(h, SL_IDX_MAGIC, 8) == 0 && sl_get_le64(h + 8) == s->base_seq &&
+             count < max_records(s->size) && end <= s->size && nslots &&
+             (nslots & (nslots - 1)) == 0 && nslots >= count * 2 && want == (uint64_t)st.st_size;
+    if (ok) {
+        uint32_t crc = sl_crc32c(0, h, 36);
+        crc = sl_crc32c(crc, h + SL_IDX_HDR, want - SL_IDX_HDR);
+        ok = crc == sl_get_le32(h + 36);
+    }
+    if (!ok) {
+        munmap(m, (size_t)st.st_size);
+        return -1;
+    }
+    s->idx_map = m;
+    s->idx_len = (uint64_t)st.st_size;
+    s->offsets = (uint32_t *)((uint8_t *)m + SL_IDX_HDR);
+    s->slots = s->offsets + count;
+    s->nslots = nslots;
+    s->count = count;
+    s->end = end;
+    s->sealed = 1;
+    if (count) {
+        s->first_ts = sl_seg_ts_at(s, 0);
+        s->last_ts = sl_seg_ts_at(s, count - 1);
+    }
+    return 0;
+}
+
+int sl_seg_write_idx(struct sl_segment *s, struct sl_err *err)
+{
+    char ip[4200], tmp[4300];
+    idx_path(ip, sizeof(ip), s->path);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", ip);
+    uint32_t nslots = 1024;
+    while (nslots < s->count * 2)
+        nslots *= 2;
+    uint64_t len = SL_IDX_HDR + s->count * 4 + (uint64_t)nslots * 4;
+    uint8_t *b = calloc(1, len);
+    if (!b)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory sealing %s", s->path);
+    memcpy(b, SL_IDX_MAGIC, 8);
+    sl_put_le64(b + 8, s->base_seq);
+    sl_put_le64(b + 16, s->count);
+    sl_put_le64(b + 24, s->end);
+    sl_put_le32(b + 32, nslots);
+    memcpy(b + SL_IDX_HDR, s->offsets, s->count * 4);
+    uint32_t *slots = (uint32_t *)(b + SL_IDX_HDR + s->count * 4);
+    for (uint64_t i = 0; i < s->count; i++)
+        slots_insert(slots, nslots, hkey(sl_seg_hash_at(s, i)), (uint32_t)(i + 1));
+    uint32_t crc = sl_crc32c(0, b, 36);
+    sl_put_le32(b + 36, sl_crc32c(crc, b + SL_IDX_HDR, len - SL_IDX_HDR));
+    /* The index is derived data: no fsync. A torn or missing .idx fails its CRC at open and is
+     * rebuilt by a scan of the (durable) segment. */
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int rc = 0;
+    if (fd < 0 || sl_pwrite_all(fd, b, len, 0) < 0 || close(fd) < 0 || rename(tmp, ip) < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "write index %s", ip);
+        if (fd >= 0)
+            close(fd);
+        unlink(tmp);
+    }
+    free(b);
+    return rc;
+}
+
+int sl_seg_switch_idx(struct sl_segment *s, struct sl_err *err)
+{
+    /* Switch to the file-backed index and drop the in-memory one. */
+    uint32_t *old_off = s->offsets, *old_slots = s->slots;
+    uint64_t old_cap = s->offsets_cap;
+    uint64_t count = s->count, end = s->end;
+    if (load_idx(s) < 0)
+        return sl_err_set(err, SL_E_IO, "io_error", "cannot reopen index of %s", s->path);
+    s->count = count;
+    s->end = end;
+    munmap(old_off, old_cap * 4);
+    free(old_slots);
+    s->offsets_cap = 0;
+    return 0;
+}
+
+int sl_seg_open(const char *path, int is_last, int durable, struct sl_segment **out,
+                struct sl_seg_recovery *rec, struct sl_err *err)
+{
+    struct sl_seg_recovery local;
+    if (!rec)
+        rec = &local;
+    memset(rec, 0, sizeof(*rec));
+    struct sl_segment *s = calloc(1, sizeof(*s));
+    if (!s)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    snprintf(s->path, sizeof(s->path), "%s", path);
+    int rc;
+    struct stat st;
+    s->fd = open(path, O_RDWR | O_CLOEXEC);
+    if (s->fd < 0 || fstat(s->fd, &st) < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "open %s", path);
+        goto fail;
+    }
+    s->size = (uint64_t)st.st_size;
+    if (s->size < SL_SEG_HDR) {
+        rc = sl_err_set(err, SL_E_CORRUPT, "corrupt_segment", "%s: shorter than its header", path);
+        goto fail;
+    }
+    if ((rc = map_file(s, err)))
+        goto fail;
+    if (memcmp(s->map, SL_SEG_MAGIC, 8) != 0 ||
+        sl_get_le32(s->map + 56) != sl_crc32c(0, s->map, 56)) {
+        rc = sl_err_set(err, SL_E_CORRUPT, "corrupt_segment", "%s: bad segment header", path);
+        goto fail;
+    }
+    s->base_seq = sl_get_le64(s->map + 8);
+    memcpy(s->prev_hash, s->map + 24, SL_HASH_LEN);
+    s->end = SL_SEG_HDR;
+    if (!is_last && load_idx(s) == 0) {
+        *out = s;
+        return 0;
+    }
+    if (offsets_alloc(s) < 0) {
+        rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "cannot map index for %s", path);
+        goto fail;
+    }
+    if (scan(s, rec) < 0) {
+        rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "index of %s does not fit", path);
+        goto fail;
+    }
+    if (is_last) {
+        /* Anything nonzero after the last good frame is a torn or stale write: zero it so a
+         * later scan can never mistake it for records. */
+        uint64_t dirty = dirty_end(s, rec->cut_offset);
+        if (dirty > rec->cut_offset) {
+            rec->cut_bytes = dirty - rec->cut_offset;
+            save_cut(s, rec->cut_offset, dirty);
+            if ((rc = zero_range(s, rec->cut_offset, dirty, durable, err)))
+                goto fail;
+        }
+    } else {
+        rec->idx_rebuilt = 1;
+        if ((rc = sl_seg_write_idx(s, err)) || (rc = sl_seg_switch_idx(s, err)))
+            goto fail;
+    }
+    *out = s;
+    return 0;
+fail:
+    sl_seg_close(s);
+    return rc;
+}
+
+void sl_seg_close(struct sl_segment *s)
+{
+    if (!s)
+        return;
+    if (s->idx_map)
+        munmap(s->idx_map, s->idx_len);
+    else {
+        if (s->offsets)
+            munmap(s->offsets, s->offsets_cap * 4);
+        free(s->slots);
+    }
+    if (s->map)
+        munmap(s->map, s->size);
+    if (s->fd >= 0)
+        close(s->fd);
+    free(s);
+}
+
+int sl_seg_read(const struct sl_segment *s, uint64_t seq, struct sl_record *r)
+{
+    if (seq < s->base_seq || seq - s->base_seq >= s->count)
+        return SL_E_NOTFOUND;
+    uint64_t off = s->offsets[seq - s->base_seq];
+    uint32_t flen;
+    if (sl_frame_decode(s->map + off, s->end - off, r, &flen) != SL_FRAME_OK)
+        return SL_E_CORRUPT;
+    return 0;
+}
+
+int sl_seg_find_hash(const struct sl_segment *s, const uint8_t hash[SL_HASH_LEN], uint64_t *seq)
+{
+    if (!s->nslots)
+        return SL_E_NOTFOUND;
+    uint32_t m = s->nslots - 1, i = (uint32_t)hkey(hash) & m;
+    for (uint32_t v; (v = s->slots[i]) != 0; i = (i + 1) & m) {
+        if (v <= s->count && memcmp(sl_seg_hash_at(s, v - 1), hash, SL_HASH_LEN) == 0) {
+            *seq = s->base_seq + v - 1;
+            return 0;
+        }
+    }
+    return SL_E_NOTFOUND;
+}
+
+int64_t sl_seg_find_time(const struct sl_segment *s, uint64_t as_of)
+{
+    /* timestamps are non-decreasing within a strand (the committer enforces it) */
+    int64_t lo = 0, hi = (int64_t)s->count - 1, ans = -1;
+    while (lo <= hi) {
+        int64_t mid = lo + (hi - lo) / 2;
+        if (sl_seg_ts_at(s, (uint64_t)mid) <= as_of) {
+            ans = mid;
+            lo = mid + 1;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    return ans;
+}

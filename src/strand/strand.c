@@ -1,0 +1,642 @@
+#include "strand/strand.h"
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "strand/segment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct sl_strand {
+    char name[SL_STRAND_NAME_MAX + 1];
+    size_t name_len;
+    char dir[4096];
+    struct sl_strand_opts opts;
+
+    /* published state, guarded by lock (writer-preferring rwlock) */
+    pthread_rwlock_t lock;
+    struct sl_segment **segs;
+    size_t nsegs, segs_cap;
+    uint64_t count; /* also read atomically by sl_strand_count */
+    uint8_t head[SL_HASH_LEN];
+    uint64_t bytes;
+
+    /* submission queue */
+    pthread_mutex_t qmu;
+    pthread_cond_t qcond;
+    struct sl_append *qhead, *qtail;
+    int stopping;
+    int failed; /* an fdatasync failed: the page cache state is unknown, refuse writes */
+
+    /* followers */
+    pthread_mutex_t wmu;
+    pthread_cond_t wcond;
+
+    pthread_t thread;
+    int thread_started;
+
+    /* committer-private */
+    struct sl_buf wbuf;
+    uint32_t *pend;
+    size_t npend, pend_cap;
+    uint64_t next_seq, last_ts;
+    uint8_t next_prev[SL_HASH_LEN];
+
+    struct sl_strand_stats stats; /* atomics */
+};
+
+static void *committer_main(void *arg);
+
+const char *sl_strand_name(const struct sl_strand *s)
+{
+    return s->name;
+}
+
+static struct sl_segment *active(struct sl_strand *s)
+{
+    return s->segs[s->nsegs - 1];
+}
+
+static int segs_push(struct sl_strand *s, struct sl_segment *seg)
+{
+    if (s->nsegs == s->segs_cap) {
+        size_t n = s->segs_cap ? s->segs_cap * 2 : 16;
+        struct sl_segment **p = realloc(s->segs, n * sizeof(*p));
+        if (!p)
+            return -1;
+        s->segs = p;
+        s->segs_cap = n;
+    }
+    s->segs[s->nsegs++] = seg;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Lists the base seqs of the DIR's segment files, sorted. Removes leftover temp files. */
+static int list_segments(const char *dir, uint64_t **out, size_t *n, struct sl_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return sl_err_sys(err, SL_E_IO, "open strand directory %s", dir);
+    uint64_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) {
+            char p[4400];
+            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+            unlink(p);
+            continue;
+        }
+        if (l != 24 || strcmp(e->d_name + 20, ".seg") != 0)
+            continue;
+        char num[21];
+        memcpy(num, e->d_name, 20);
+        num[20] = 0;
+        uint64_t base;
+        if (sl_parse_u64(num, &base))
+            continue;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *nv = realloc(v, cap * sizeof(*nv));
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+            }
+            v = nv;
+        }
+        v[cnt++] = base;
+    }
+    closedir(d);
+    if (cnt)
+        qsort(v, cnt, sizeof(*v), cmp_u64);
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static void head_of(struct sl_strand *s, uint8_t out[SL_HASH_LEN])
+{
+    struct sl_segment *a = active(s);
+    if (a->count)
+        memcpy(out, sl_seg_hash_at(a, a->count - 1), SL_HASH_LEN);
+    else
+        memcpy(out, a->prev_hash, SL_HASH_LEN);
+}
+
+int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opts *o,
+                   struct sl_strand **out, struct sl_strand_recovery *rec, struct sl_err *err)
+{
+    struct sl_strand_recovery local;
+    if (!rec)
+        rec = &local;
+    memset(rec, 0, sizeof(*rec));
+    struct sl_strand *s = calloc(1, sizeof(*s));
+    if (!s)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    s->name_len = strlen(name);
+    memcpy(s->name, name, s->name_len + 1);
+    snprintf(s->dir, sizeof(s->dir), "%s", dir);
+    s->opts = *o;
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&s->qmu, NULL);
+    pthread_cond_init(&s->qcond, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wcond, &ca);
+    pthread_condattr_destroy(&ca);
+    sl_buf_init(&s->wbuf, 0);
+
+    int rc;
+    uint64_t *bases = NULL;
+    size_t nb = 0;
+    if (sl_mkdir_p(dir) < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "create %s", dir);
+        goto fail;
+    }
+    if ((rc = list_segments(dir, &bases, &nb, err)))
+        goto fail;
+    for (size_t i = 0; i < nb; i++) {
+        char path[4200];
+        sl_seg_path(path, sizeof(path), dir, bases[i]);
+        struct sl_segment *seg;
+        struct sl_seg_recovery sr;
+        int last = i + 1 == nb;
+        if ((rc = sl_seg_open(path, last, o->durable, &seg, &sr, err))) {
+            if (last && rc == SL_E_CORRUPT && i > 0) {
+                /* The newest segment's header never became durable (crash during a roll): it
+                 * cannot hold acknowledged records, since none are written before the header. */
+                sl_warn("strand %s: removing unreadable newest segment %s (%s)", name, path,
+                        err ? err->msg : "");
+                unlink(path);
+                break;
+            }
+            goto fail;
+        }
+        if (s->nsegs > 0) {
+            struct sl_segment *prev = active(s);
+            if (seg->base_seq != prev->base_seq + prev->count) {
+                rc = sl_err_set(err, SL_E_CORRUPT, "corrupt_strand",
+                                "strand %s: segment %s starts at seq %llu but the previous one "
+                                "ends at %llu; run `sluice verify`",
+                                name, path, (unsigned long long)seg->base_seq,
+                                (unsigned long long)(prev->base_seq + prev->count));
+                sl_seg_close(seg);
+                goto fail;
+            }
+        }
+        if (segs_push(s, seg) < 0) {
+            sl_seg_close(seg);
+            rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+            goto fail;
+        }
+        if (sr.idx_rebuilt) {
+            rec->idx_rebuilt++;
+            sl_info("strand %s: rebuilt index of %s", name, path);
+        }
+        if (last && (sr.cut_bytes || (sr.stop != SL_FRAME_END && sr.stop != SL_FRAME_OK))) {
+            rec->truncations++;
+            rec->cut_bytes += sr.cut_bytes;
+            sl_warn("strand %s: cut torn tail of %s at offset %llu (%s, %llu bytes zeroed)", name,
+                    path, (unsigned long long)sr.cut_offset, sl_frame_status_str(sr.stop),
+                    (unsigned long long)sr.cut_bytes);
+        }
+    }
+    if (s->nsegs == 0) {
+        static const uint8_t zero[SL_HASH_LEN];
+        struct sl_segment *seg;
+        if ((rc = sl_seg_create(dir, 0, zero, o->segment_bytes, o->durable, &seg, err)))
+            goto fail;
+        if (segs_push(s, seg) < 0) {
+            sl_seg_close(seg);
+            rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < s->nsegs; i++)
+        s->bytes += s->segs[i]->end - SL_SEG_HDR;
+    struct sl_segment *a = active(s);
+    s->count = a->base_seq + a->count;
+    head_of(s, s->head);
+    s->next_seq = s->count;
+    memcpy(s->next_prev, s->head, SL_HASH_LEN);
+    s->last_ts = a->count ? a->last_ts : (s->nsegs > 1 ? s->segs[s->nsegs - 2]->last_ts : 0);
+    free(bases);
+    bases = NULL;
+    if (pthread_create(&s->thread, NULL, committer_main, s) != 0) {
+        rc = sl_err_sys(err, SL_E_IO, "start committer for strand %s", name);
+        goto fail;
+    }
+    s->thread_started = 1;
+    *out = s;
+    return 0;
+fail:
+    free(bases);
+    sl_strand_close(s);
+    return rc;
+}
+
+void sl_strand_close(struct sl_strand *s)
+{
+    if (!s)
+        return;
+    if (s->thread_started) {
+        pthread_mutex_lock(&s->qmu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->qcond);
+        pthread_mutex_unlock(&s->qmu);
+        pthread_join(s->thread, NULL);
+    }
+    for (size_t i = 0; i < s->nsegs; i++)
+        sl_seg_close(s->segs[i]);
+    free(s->segs);
+    free(s->pend);
+    sl_buf_release(&s->wbuf);
+    pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->qmu);
+    pthread_cond_destroy(&s->qcond);
+    pthread_mutex_destroy(&s->wmu);
+    pthread_cond_destroy(&s->wcond);
+    free(s);
+}
+
+int sl_strand_submit(struct sl_strand *s, struct sl_append *a, struct sl_err *err)
+{
+    uint64_t max = s->opts.segment_bytes - SL_SEG_HDR;
+    for (size_t i = 0; i < a->n; i++)
+        if (sl_frame_len(a->recs[i].source_len, a->recs[i].payload_len) > max)
+            return sl_err_set(err, SL_E_TOOBIG, "record_too_large",
+                              "record %zu is larger than a segment (%llu bytes)", i,
+                              (unsigned long long)max);
+    a->next = NULL;
+    a->status = 0;
+    pthread_mutex_lock(&s->qmu);
+    if (s->stopping || s->failed) {
+        pthread_mutex_unlock(&s->qmu);
+        return sl_err_set(err, SL_E_UNAVAIL, "strand_unavailable",
+                          "strand %s is not accepting writes (%s)", s->name,
+                          s->failed ? "a disk sync failed; restart the server" : "shutting down");
+    }
+    if (s->qtail)
+        s->qtail->next = a;
+    else
+        s->qhead = a;
+    s->qtail = a;
+    pthread_cond_signal(&s->qcond);
+    pthread_mutex_unlock(&s->qmu);
+    return 0;
+}
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+static void wait_done(struct sl_append *a)
+{
+    struct waiter *w = a->arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int sl_strand_append_wait(struct sl_strand *s, struct sl_append *a, struct sl_err *err)
+{
+    struct waiter w = {.done = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    a->done = wait_done;
+    a->arg = &w;
+    int rc = sl_strand_submit(s, a, err);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = a->status;
+        if (rc)
+            sl_err_set(err, rc, "io_error", "append to strand %s failed", s->name);
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+/* ---- committer ---- */
+
+/* Writes the buffered frames, syncs, and publishes them. Returns 0 or an SL_E_ code; on error
+ * nothing of the buffer is published and the in-memory chain is rolled back. */
+static int flush_pending(struct sl_strand *s)
+{
+    if (s->npend == 0)
+        return 0;
+    struct sl_segment *a = active(s);
+    uint64_t off = a->end;
+    if (sl_pwrite_all(a->fd, s->wbuf.data, s->wbuf.len, off) < 0) {
+        sl_error("strand %s: write at offset %llu of %s failed: %s", s->name,
+                 (unsigned long long)off, a->path, strerror(errno));
+        goto rollback;
+    }
+    if (s->opts.durable) {
+        if (fdatasync(a->fd) < 0) {
+            /* After a failed fdatasync the kernel may have dropped the dirty pages: retrying
+             * could report success for data that is gone. Stop writing (as PostgreSQL does). */
+            sl_error("strand %s: fdatasync of %s failed: %s; the strand stops accepting writes",
+                     s->name, a->path, strerror(errno));
+            pthread_mutex_lock(&s->qmu);
+            s->failed = 1;
+            pthread_mutex_unlock(&s->qmu);
+            goto rollback;
+        }
+        __atomic_add_fetch(&s->stats.fsyncs, 1, __ATOMIC_RELAXED);
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    for (size_t i = 0; i < s->npend; i++) {
+        if (sl_seg_index_add(a, s->pend[i]) < 0) {
+            pthread_rwlock_unlock(&s->lock);
+            sl_error("strand %s: index of %s is full", s->name, a->path);
+            goto rollback;
+        }
+    }
+    __atomic_store_n(&s->count, a->base_seq + a->count, __ATOMIC_RELEASE);
+    memcpy(s->head, s->next_prev, SL_HASH_LEN);
+    s->bytes += s->wbuf.len;
+    pthread_rwlock_unlock(&s->lock);
+    __atomic_add_fetch(&s->stats.records, s->npend, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->stats.bytes, s->wbuf.len, __ATOMIC_RELAXED);
+    s->npend = 0;
+    sl_buf_reset(&s->wbuf);
+    return 0;
+rollback:
+    s->next_seq = s->count;
+    memcpy(s->next_prev, s->head, SL_HASH_LEN);
+    s->npend = 0;
+    sl_buf_reset(&s->wbuf);
+    return SL_E_IO;
+}
+
+/* Seals the active segment and starts the next. Called with nothing pending. */
+static int roll(struct sl_strand *s)
+{
+    struct sl_err err = {0};
+    struct sl_segment *old = active(s), *seg;
+    if (sl_seg_write_idx(old, &err))
+        sl_warn("strand %s: %s (the index is rebuilt at the next start)", s->name, err.msg);
+    if (sl_seg_create(s->dir, s->next_seq, s->next_prev, s->opts.segment_bytes, s->opts.durable,
+                      &seg, &err)) {
+        sl_error("strand %s: cannot start a new segment: %s", s->name, err.msg);
+        return SL_E_IO;
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    int rc = segs_push(s, seg);
+    if (rc == 0 && sl_seg_switch_idx(old, &err) != 0)
+        sl_warn("strand %s: keeping the in-memory index of %s: %s", s->name, old->path, err.msg);
+    pthread_rwlock_unlock(&s->lock);
+    if (rc < 0) {
+        sl_seg_close(seg);
+        return SL_E_NOMEM;
+    }
+    return 0;
+}
+
+static int pend_push(struct sl_strand *s, uint32_t off)
+{
+    if (s->npend == s->pend_cap) {
+        size_t n = s->pend_cap ? s->pend_cap * 2 : 1024;
+        uint32_t *p = realloc(s->pend, n * sizeof(*p));
+        if (!p)
+            return -1;
+        s->pend = p;
+        s->pend_cap = n;
+    }
+    s->pend[s->npend++] = off;
+    return 0;
+}
+
+static int add_record(struct sl_strand *s, const struct sl_append_rec *in, uint64_t ts,
+                      uint8_t hash_out[SL_HASH_LEN])
+{
+    uint64_t flen = sl_frame_len(in->source_len, in->payload_len);
+    struct sl_segment *a = active(s);
+    if (a->end + s->wbuf.len + flen > a->size) {
+        int rc = flush_pending(s);
+        if (rc == 0)
+            rc = roll(s);
+        if (rc)
+            return rc;
+        a = active(s);
+    }
+    struct sl_record r = {
+        .seq = s->next_seq,
+        .timestamp_ms = ts,
+        .flags = in->flags,
+        .source_len = in->source_len,
+        .source = in->source,
+        .payload_len = in->payload_len,
+        .payload = in->payload,
+    };
+    memcpy(r.prev_hash, s->next_prev, SL_HASH_LEN);
+    sl_record_hash(s->name, s->name_len, &r, r.hash);
+    if (sl_buf_reserve(&s->wbuf, flen) < 0 || pend_push(s, (uint32_t)(a->end + s->wbuf.len)) < 0)
+        return SL_E_NOMEM;
+    sl_frame_encode(&r, s->wbuf.data + s->wbuf.len);
+    s->wbuf.len += flen;
+    memcpy(s->next_prev, r.hash, SL_HASH_LEN);
+    memcpy(hash_out, r.hash, SL_HASH_LEN);
+    s->next_seq++;
+    return 0;
+}
+
+static void commit_group(struct sl_strand *s, struct sl_append *list)
+{
+    uint64_t now = sl_now_ms();
+    uint64_t ts = now > s->last_ts ? now : s->last_ts; /* timestamps never go back in a strand */
+    int rc = 0;
+    for (struct sl_append *a = list; a; a = a->next) {
+        a->first_seq = s->next_seq;
+        a->timestamp_ms = ts;
+        memcpy(a->prev_hash, s->next_prev, SL_HASH_LEN);
+        for (size_t i = 0; i < a->n && rc == 0; i++)
+            rc = add_record(s, &a->recs[i], ts, a->hashes[i]);
+        if (rc)
+            break;
+    }
+    if (rc == 0)
+        rc = flush_pending(s);
+    if (rc == 0) {
+        s->last_ts = ts;
+        __atomic_add_fetch(&s->stats.commits, 1, __ATOMIC_RELAXED);
+    } else {
+        /* Drop whatever is still unwritten: the chain continues from the published head. Frames
+         * already published by a roll inside this group stay (they are durable); their appends
+         * still report the error, so a client retry may duplicate them (at-least-once). */
+        s->npend = 0;
+        sl_buf_reset(&s->wbuf);
+        s->next_seq = s->count;
+        memcpy(s->next_prev, s->head, SL_HASH_LEN);
+    }
+    pthread_mutex_lock(&s->wmu);
+    pthread_cond_broadcast(&s->wcond);
+    pthread_mutex_unlock(&s->wmu);
+    for (struct sl_append *a = list, *next; a; a = next) {
+        next = a->next; /* done() may free a */
+        a->status = rc;
+        a->done(a);
+    }
+}
+
+static void *committer_main(void *arg)
+{
+    struct sl_strand *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->qmu);
+        while (!s->qhead && !s->stopping)
+            pthread_cond_wait(&s->qcond, &s->qmu);
+        struct sl_append *list = s->qhead;
+        s->qhead = s->qtail = NULL;
+        int failed = s->failed;
+        pthread_mutex_unlock(&s->qmu);
+        if (!list)
+            break; /* stopping and drained */
+        if (failed) {
+            for (struct sl_append *a = list, *next; a; a = next) {
+                next = a->next;
+                a->status = SL_E_UNAVAIL;
+                a->done(a);
+            }
+            continue;
+        }
+        commit_group(s, list);
+    }
+    return NULL;
+}
+
+/* ---- readers ---- */
+
+static struct sl_segment *seg_for(struct sl_strand *s, uint64_t seq)
+{
+    size_t lo = 0, hi = s->nsegs;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (s->segs[mid]->base_seq <= seq)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return s->segs[lo];
+}
+
+uint64_t sl_strand_count(struct sl_strand *s)
+{
+    return __atomic_load_n(&s->count, __ATOMIC_ACQUIRE);
+}
+
+void sl_strand_info(struct sl_strand *s, struct sl_strand_info *info)
+{
+    memset(info, 0, sizeof(*info));
+    pthread_rwlock_rdlock(&s->lock);
+    info->count = s->count;
+    memcpy(info->head_hash, s->head, SL_HASH_LEN);
+    info->bytes = s->bytes;
+    info->segments = s->nsegs;
+    for (size_t i = 0; i < s->nsegs; i++)
+        if (s->segs[i]->count) {
+            info->first_ts = s->segs[i]->first_ts;
+            break;
+        }
+    for (size_t i = s->nsegs; i > 0; i--)
+        if (s->segs[i - 1]->count) {
+            info->last_ts = s->segs[i - 1]->last_ts;
+            break;
+        }
+    pthread_rwlock_unlock(&s->lock);
+}
+
+void sl_strand_stats(struct sl_strand *s, struct sl_strand_stats *st)
+{
+    st->records = __atomic_load_n(&s->stats.records, __ATOMIC_RELAXED);
+    st->bytes = __atomic_load_n(&s->stats.bytes, __ATOMIC_RELAXED);
+    st->fsyncs = __atomic_load_n(&s->stats.fsyncs, __ATOMIC_RELAXED);
+    st->commits = __atomic_load_n(&s->stats.commits, __ATOMIC_RELAXED);
+}
+
+int sl_strand_read(struct sl_strand *s, uint64_t seq, struct sl_record *r)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    int rc = seq < s->count ? sl_seg_read(seg_for(s, seq), seq, r) : SL_E_NOTFOUND;
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int sl_strand_find_hash(struct sl_strand *s, const uint8_t hash[SL_HASH_LEN], uint64_t *seq)
+{
+    int rc = SL_E_NOTFOUND;
+    pthread_rwlock_rdlock(&s->lock);
+    for (size_t i = s->nsegs; i > 0 && rc == SL_E_NOTFOUND; i--)
+        rc = sl_seg_find_hash(s->segs[i - 1], hash, seq);
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+int sl_strand_find_time(struct sl_strand *s, uint64_t as_of, uint64_t *seq)
+{
+    int rc = SL_E_NOTFOUND;
+    pthread_rwlock_rdlock(&s->lock);
+    /* the last segment whose first record is not after as_of */
+    for (size_t i = s->nsegs; i > 0; i--) {
+        struct sl_segment *g = s->segs[i - 1];
+        if (!g->count || g->first_ts > as_of)
+            continue;
+        int64_t k = sl_seg_find_time(g, as_of);
+        if (k >= 0) {
+            *seq = g->base_seq + (uint64_t)k;
+            rc = 0;
+        }
+        break;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+uint64_t sl_strand_wait(struct sl_strand *s, uint64_t after, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->wmu);
+    uint64_t c;
+    while ((c = sl_strand_count(s)) <= after)
+        if (pthread_cond_timedwait(&s->wcond, &s->wmu, &dl) == ETIMEDOUT) {
+            c = sl_strand_count(s);
+            break;
+        }
+    pthread_mutex_unlock(&s->wmu);
+    return c;
+}

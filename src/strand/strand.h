@@ -1,0 +1,91 @@
+/* A strand: a named, append-only, hash-chained sequence of records in segment files.
+ *
+ * Threads: one committer thread per strand owns all writes (group commit: it takes every queued
+ * append, assigns seqs and timestamps, hashes the chain, writes one buffer and fdatasyncs once,
+ * then publishes and calls each append's done callback). Any thread may submit and read. */
+#ifndef SL_STRAND_STRAND_H
+#define SL_STRAND_STRAND_H
+
+#include "core/err.h"
+#include "strand/record.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sl_strand;
+
+struct sl_strand_opts {
+    uint64_t segment_bytes; /* segment file size; a record frame must fit in one segment */
+    int durable;            /* 1: fdatasync before acknowledging (durability: fsync) */
+};
+
+/* One record to append; the bytes are borrowed until the append's done callback runs. */
+struct sl_append_rec {
+    const uint8_t *payload;
+    uint32_t payload_len;
+    uint16_t source_len;
+    const char *source;
+    uint32_t flags;
+};
+
+struct sl_append {
+    /* in */
+    struct sl_append_rec *recs;
+    size_t n;
+    uint8_t (*hashes)[SL_HASH_LEN];    /* n slots, filled by the committer */
+    void (*done)(struct sl_append *a); /* runs on the committer thread: keep it short */
+    void *arg;
+    /* out, valid in done() */
+    int status; /* 0, or SL_E_IO / SL_E_UNAVAIL */
+    uint64_t first_seq;
+    uint64_t timestamp_ms;
+    uint8_t prev_hash[SL_HASH_LEN]; /* of the first record */
+    /* private */
+    struct sl_append *next;
+};
+
+struct sl_strand_info {
+    uint64_t count;
+    uint8_t head_hash[SL_HASH_LEN]; /* zeros when empty */
+    uint64_t first_ts, last_ts;
+    uint64_t bytes; /* frame bytes in all segments */
+    uint64_t segments;
+};
+
+struct sl_strand_stats {
+    uint64_t records, bytes, fsyncs, commits;
+};
+
+struct sl_strand_recovery {
+    uint64_t truncations; /* torn/corrupt tails cut */
+    uint64_t cut_bytes;
+    uint64_t idx_rebuilt;
+};
+
+/* Opens (creating if new) the strand stored in dir. */
+int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opts *o,
+                   struct sl_strand **out, struct sl_strand_recovery *rec, struct sl_err *err);
+/* Drains the queue, stops the committer, frees everything. */
+void sl_strand_close(struct sl_strand *s);
+
+const char *sl_strand_name(const struct sl_strand *s);
+
+/* Queues an append. Returns 0 (done() will be called exactly once), or SL_E_TOOBIG (a record
+ * frame larger than a segment) / SL_E_UNAVAIL (strand failed or closing) and done() is not called.
+ */
+int sl_strand_submit(struct sl_strand *s, struct sl_append *a, struct sl_err *err);
+/* Convenience for tools and tests: submit and wait. */
+int sl_strand_append_wait(struct sl_strand *s, struct sl_append *a, struct sl_err *err);
+
+void sl_strand_info(struct sl_strand *s, struct sl_strand_info *info);
+void sl_strand_stats(struct sl_strand *s, struct sl_strand_stats *st);
+/* The record's bytes point into the segment mapping: valid until sl_strand_close. */
+int sl_strand_read(struct sl_strand *s, uint64_t seq, struct sl_record *r);
+int sl_strand_find_hash(struct sl_strand *s, const uint8_t hash[SL_HASH_LEN], uint64_t *seq);
+/* seq of the last record with timestamp_ms <= as_of, or SL_E_NOTFOUND. */
+int sl_strand_find_time(struct sl_strand *s, uint64_t as_of, uint64_t *seq);
+/* Blocks until count > after or timeout; returns the published count. For followers. */
+uint64_t sl_strand_wait(struct sl_strand *s, uint64_t after, int timeout_ms);
+uint64_t sl_strand_count(struct sl_strand *s);
+
+#endif

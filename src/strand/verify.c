@@ -1,0 +1,154 @@
+#include "strand/verify.h"
+
+#include "core/crc32c.h"
+#include "core/util.h"
+#include "strand/segment.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int fail(struct sl_verify_result *res, uint64_t seq, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct sl_verify_result *res, uint64_t seq, const char *fmt, ...)
+{
+    res->ok = 0;
+    res->bad_seq = seq;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->reason, sizeof(res->reason), fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+/* Verifies one segment file; updates res->count and res->head. Returns 1 to go on, 0 on failure. */
+static int verify_segment(const char *path, const char *name, uint64_t base,
+                          struct sl_verify_result *res)
+{
+    const char *file = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return fail(res, res->count, "io: cannot open %s: %s", file, strerror(errno));
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    uint8_t *m = size ? mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (m == MAP_FAILED)
+        return fail(res, res->count, "io: cannot map %s (size %llu)", file,
+                    (unsigned long long)size);
+    int go = 1;
+    if (size < SL_SEG_HDR || memcmp(m, SL_SEG_MAGIC, 8) != 0 ||
+        sl_get_le32(m + 56) != sl_crc32c(0, m, 56)) {
+        go = fail(res, res->count, "crc: bad segment header in %s", file);
+        goto out;
+    }
+    if (sl_get_le64(m + 8) != base || base != res->count) {
+        go = fail(res, res->count, "link: segment %s starts at seq %llu", file,
+                  (unsigned long long)sl_get_le64(m + 8));
+        goto out;
+    }
+    if (memcmp(m + 24, res->head, SL_HASH_LEN) != 0) {
+        go = fail(res, res->count, "link: prev_hash in the header of %s does not match seq %llu",
+                  file, (unsigned long long)(res->count - 1));
+        goto out;
+    }
+    uint64_t off = SL_SEG_HDR;
+    size_t nlen = strlen(name);
+    while (off < size) {
+        struct sl_record r;
+        uint32_t flen;
+        enum sl_frame_status fs = sl_frame_decode(m + off, size - off, &r, &flen);
+        if (fs == SL_FRAME_END)
+            break;
+        if (fs != SL_FRAME_OK) {
+            go = fail(res, res->count, "crc: %s at offset %llu of %s", sl_frame_status_str(fs),
+                      (unsigned long long)off, file);
+            goto out;
+        }
+        if (r.seq != res->count) {
+            go = fail(res, res->count, "link: frame at offset %llu of %s holds seq %llu",
+                      (unsigned long long)off, file, (unsigned long long)r.seq);
+            goto out;
+        }
+        if (memcmp(r.prev_hash, res->head, SL_HASH_LEN) != 0) {
+            go = fail(res, r.seq,
+                      "link: prev_hash does not match the previous record (offset %llu of %s)",
+                      (unsigned long long)off, file);
+            goto out;
+        }
+        uint8_t h[SL_HASH_LEN];
+        sl_record_hash(name, nlen, &r, h);
+        if (memcmp(h, r.hash, SL_HASH_LEN) != 0) {
+            go = fail(res, r.seq,
+                      "hash: record_hash does not match its contents (offset %llu of %s)",
+                      (unsigned long long)off, file);
+            goto out;
+        }
+        memcpy(res->head, r.hash, SL_HASH_LEN);
+        res->count++;
+        off += flen;
+    }
+out:
+    munmap(m, size);
+    return go;
+}
+
+int sl_verify_strand(const char *dir, const char *name, struct sl_verify_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->ok = 1;
+    DIR *d = opendir(dir);
+    if (!d) {
+        fail(res, 0, "io: cannot open strand directory: %s", strerror(errno));
+        return -1;
+    }
+    uint64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (l != 24 || strcmp(e->d_name + 20, ".seg") != 0)
+            continue;
+        char num[21];
+        memcpy(num, e->d_name, 20);
+        num[20] = 0;
+        uint64_t b;
+        if (sl_parse_u64(num, &b))
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            uint64_t *nv = realloc(v, cap * sizeof(*v));
+            if (!nv)
+                break;
+            v = nv;
+        }
+        v[n++] = b;
+    }
+    closedir(d);
+    if (n)
+        qsort(v, n, sizeof(*v), cmp_u64);
+    for (size_t i = 0; i < n; i++) {
+        char path[4200];
+        sl_seg_path(path, sizeof(path), dir, v[i]);
+        if (!verify_segment(path, name, v[i], res))
+            break;
+    }
+    free(v);
+    return 0;
+}
