@@ -45,6 +45,15 @@ format_check() {
 
 run_one "format" format_check
 
+config_doc_check() {
+    if ./build/sluice config-doc | diff -q - docs/configuration.md >/dev/null; then
+        echo "ok - docs/configuration.md matches the option table"
+    else
+        echo "not ok - docs/configuration.md is stale: ./build/sluice config-doc > docs/configuration.md"
+    fi
+}
+run_one "config-doc" config_doc_check
+
 for t in build/tests/test_*; do
     [ -x "$t" ] && run_one "unit/$(basename "$t")" "$t"
 done
@@ -59,10 +68,11 @@ for f in build/fuzz/fuzz_*; do
     fuzz_one() {
         local tmp
         tmp=$(mktemp -d)
-        if "$f" -max_total_time="${SLUICE_FUZZ_SECONDS:-10}" -rss_limit_mb=2048 "$tmp" "fuzz/corpus/$n" >"$tmp/log" 2>&1; then
+        if "$f" -max_total_time="${SLUICE_FUZZ_SECONDS:-10}" -rss_limit_mb=2048 -artifact_prefix="$tmp/" "$tmp" "fuzz/corpus/$n" >"$tmp/log" 2>&1; then
             echo "ok - $n: seed corpus and ${SLUICE_FUZZ_SECONDS:-10}s of fuzzing without a crash"
         else
-            echo "not ok - $n found a crash:"
+            echo "not ok - $n found a crash (input kept in $LOG/$n-crash):"
+            cp "$tmp"/crash-* "$tmp"/leak-* "$tmp"/timeout-* "$LOG/" 2>/dev/null
             tail -40 "$tmp/log"
         fi
         rm -rf "$tmp"

@@ -4,26 +4,36 @@
 #include "core/util.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 /* One digest context per thread: EVP_MD_CTX_new/fetch per record would cost more than the
- * hash of a 200-byte record. */
+ * hash of a 200-byte record. A pthread key frees it when the thread (a committer) exits. */
 static _Thread_local EVP_MD_CTX *t_ctx;
 static EVP_MD *g_sha256;
+static pthread_key_t g_ctx_key;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void init_once(void)
+{
+    g_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!g_sha256 || pthread_key_create(&g_ctx_key, ctx_free) != 0)
+        abort(); /* OpenSSL without SHA-256: nothing sensible to do */
+}
 
 static EVP_MD_CTX *ctx_get(void)
 {
     if (!t_ctx) {
-        if (!__atomic_load_n(&g_sha256, __ATOMIC_ACQUIRE)) {
-            EVP_MD *md = EVP_MD_fetch(NULL, "SHA256", NULL);
-            EVP_MD *expected = NULL;
-            if (!__atomic_compare_exchange_n(&g_sha256, &expected, md, 0, __ATOMIC_ACQ_REL,
-                                             __ATOMIC_ACQUIRE))
-                EVP_MD_free(md);
-        }
+        pthread_once(&g_once, init_once);
         t_ctx = EVP_MD_CTX_new();
-        if (!t_ctx || !g_sha256)
-            abort(); /* OpenSSL without SHA-256: nothing sensible to do */
+        if (!t_ctx)
+            abort();
+        pthread_setspecific(g_ctx_key, t_ctx);
     }
     return t_ctx;
 }
@@ -91,8 +101,12 @@ void sl_frame_encode(const struct sl_record *r, uint8_t *out)
 enum sl_frame_status sl_frame_decode(const uint8_t *p, uint64_t avail, struct sl_record *r,
                                      uint32_t *frame_len)
 {
-    if (avail < 4)
-        return avail == 0 ? SL_FRAME_END : SL_FRAME_TORN;
+    if (avail < 4) { /* the few bytes left at the end of a full segment: zeros, or torn */
+        for (uint64_t i = 0; i < avail; i++)
+            if (p[i])
+                return SL_FRAME_TORN;
+        return SL_FRAME_END;
+    }
     uint32_t len = sl_get_le32(p);
     if (len == 0)
         return SL_FRAME_END;

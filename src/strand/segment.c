@@ -4,6 +4,7 @@
 #include "core/log.h"
 #include "core/util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,16 +30,28 @@ static uint64_t max_records(uint64_t size)
     return size > SL_SEG_HDR ? (size - SL_SEG_HDR) / SL_FRAME_OVERHEAD + 1 : 1;
 }
 
+static void *anon_reserve(uint64_t bytes)
+{
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return m == MAP_FAILED ? NULL : m;
+}
+
 static int offsets_alloc(struct sl_segment *s)
 {
     /* Reserve address space for the worst case; pages are touched only as records arrive. */
     s->offsets_cap = max_records(s->size);
-    void *m = mmap(NULL, s->offsets_cap * 4, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
-        return -1;
-    s->offsets = m;
-    return 0;
+    s->offsets = anon_reserve(s->offsets_cap * 4);
+    s->keys = anon_reserve(s->offsets_cap * 8);
+    return s->offsets && s->keys ? 0 : -1;
+}
+
+static void release_pages(void *p, uint64_t len)
+{
+    /* Drops this process's mapping of the pages (the page cache keeps them): reading a whole
+     * segment at start must not leave it counted in our resident memory. */
+    if (p && len)
+        madvise(p, len, MADV_DONTNEED);
 }
 
 static inline uint64_t hkey(const uint8_t *h)
@@ -65,7 +78,8 @@ uint64_t sl_seg_ts_at(const struct sl_segment *s, uint64_t i)
     return sl_get_le64(s->map + s->offsets[i] + 16);
 }
 
-int sl_seg_index_add(struct sl_segment *s, uint32_t off)
+int sl_seg_index_add(struct sl_segment *s, uint32_t off, uint32_t len,
+                     const uint8_t hash[SL_HASH_LEN], uint64_t ts)
 {
     if (s->count >= s->offsets_cap)
         return -1;
@@ -75,19 +89,19 @@ int sl_seg_index_add(struct sl_segment *s, uint32_t off)
         if (!ns)
             return -1;
         for (uint64_t i = 0; i < s->count; i++)
-            slots_insert(ns, n, hkey(sl_seg_hash_at(s, i)), (uint32_t)(i + 1));
+            slots_insert(ns, n, s->keys[i], (uint32_t)(i + 1));
         free(s->slots);
         s->slots = ns;
         s->nslots = n;
     }
     s->offsets[s->count] = off;
-    slots_insert(s->slots, s->nslots, hkey(sl_seg_hash_at(s, s->count)), (uint32_t)(s->count + 1));
-    uint64_t ts = sl_seg_ts_at(s, s->count);
+    s->keys[s->count] = hkey(hash);
+    slots_insert(s->slots, s->nslots, s->keys[s->count], (uint32_t)(s->count + 1));
     if (s->count == 0)
         s->first_ts = ts;
     s->last_ts = ts;
     s->count++;
-    s->end = off + sl_get_le32(s->map + off);
+    s->end = (uint64_t)off + len;
     return 0;
 }
 
@@ -126,13 +140,19 @@ int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL
     int rc;
     uint8_t h[SL_SEG_HDR];
     encode_header(h, base_seq, prev_hash);
-    s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char spare[4200];
+    snprintf(spare, sizeof(spare), "%s/spare.tmp", dir);
+    struct stat st;
+    int from_spare = stat(spare, &st) == 0 && (uint64_t)st.st_size == size;
+    s->fd = open(from_spare ? spare : s->path,
+                 O_RDWR | O_CREAT | O_CLOEXEC | (from_spare ? 0 : O_TRUNC), 0644);
     if (s->fd < 0) {
         rc = sl_err_sys(err, SL_E_IO, "create %s", s->path);
         goto fail;
     }
     /* Preallocate so that fdatasync does not also have to flush a growing file size. */
-    if (fallocate(s->fd, 0, 0, (off_t)size) < 0 && ftruncate(s->fd, (off_t)size) < 0) {
+    if (!from_spare && fallocate(s->fd, 0, 0, (off_t)size) < 0 &&
+        ftruncate(s->fd, (off_t)size) < 0) {
         rc = sl_err_sys(err, SL_E_IO, "preallocate %s", s->path);
         goto fail;
     }
@@ -140,8 +160,17 @@ int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL
         rc = sl_err_sys(err, SL_E_IO, "write header %s", s->path);
         goto fail;
     }
-    if (durable && (fdatasync(s->fd) < 0 || sl_fsync_dir(dir) < 0)) {
+    /* The header is synced before the name appears, so a segment file never lacks it. */
+    if (durable && fdatasync(s->fd) < 0) {
         rc = sl_err_sys(err, SL_E_IO, "sync new segment %s", s->path);
+        goto fail;
+    }
+    if (from_spare && rename(spare, s->path) < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "rename %s to %s", spare, s->path);
+        goto fail;
+    }
+    if (durable && sl_fsync_dir(dir) < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "sync directory %s", dir);
         goto fail;
     }
     if ((rc = map_file(s, err)))
@@ -154,6 +183,33 @@ int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL
     return 0;
 fail:
     sl_seg_close(s);
+    return rc;
+}
+
+int sl_seg_prepare_spare(const char *dir, uint64_t size, int durable, struct sl_err *err)
+{
+    char spare[4200], tmp[4300];
+    snprintf(spare, sizeof(spare), "%s/spare.tmp", dir);
+    snprintf(tmp, sizeof(tmp), "%s/spare.part.tmp", dir);
+    static const uint8_t zero[1 << 20];
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return sl_err_sys(err, SL_E_IO, "create %s", tmp);
+    for (uint64_t off = 0; off < size;) {
+        uint64_t n = size - off < sizeof(zero) ? size - off : sizeof(zero);
+        if (sl_pwrite_all(fd, zero, n, off) < 0) {
+            int rc = sl_err_sys(err, SL_E_IO, "zero-fill %s", tmp);
+            close(fd);
+            unlink(tmp);
+            return rc;
+        }
+        off += n;
+    }
+    int rc = 0;
+    if ((durable && fdatasync(fd) < 0) || close(fd) < 0 || rename(tmp, spare) < 0) {
+        rc = sl_err_sys(err, SL_E_IO, "finish %s", spare);
+        unlink(tmp);
+    }
     return rc;
 }
 
@@ -173,7 +229,7 @@ static int scan(struct sl_segment *s, struct sl_seg_recovery *rec)
             st = SL_FRAME_BADLEN; /* a stale frame from an older write: treat as the end */
             break;
         }
-        if (sl_seg_index_add(s, (uint32_t)off) < 0)
+        if (sl_seg_index_add(s, (uint32_t)off, flen, r.hash, r.timestamp_ms) < 0)
             return -1;
         off += flen;
     }
@@ -262,6 +318,7 @@ static int load_idx(struct sl_segment *s)
         munmap(m, (size_t)st.st_size);
         return -1;
     }
+    release_pages(m, (uint64_t)st.st_size);
     s->idx_map = m;
     s->idx_len = (uint64_t)st.st_size;
     s->offsets = (uint32_t *)((uint8_t *)m + SL_IDX_HDR);
@@ -297,7 +354,7 @@ int sl_seg_write_idx(struct sl_segment *s, struct sl_err *err)
     memcpy(b + SL_IDX_HDR, s->offsets, s->count * 4);
     uint32_t *slots = (uint32_t *)(b + SL_IDX_HDR + s->count * 4);
     for (uint64_t i = 0; i < s->count; i++)
-        slots_insert(slots, nslots, hkey(sl_seg_hash_at(s, i)), (uint32_t)(i + 1));
+        slots_insert(slots, nslots, s->keys[i], (uint32_t)(i + 1));
     uint32_t crc = sl_crc32c(0, b, 36);
     sl_put_le32(b + 36, sl_crc32c(crc, b + SL_IDX_HDR, len - SL_IDX_HDR));
     /* The index is derived data: no fsync. A torn or missing .idx fails its CRC at open and is
@@ -318,6 +375,7 @@ int sl_seg_switch_idx(struct sl_segment *s, struct sl_err *err)
 {
     /* Switch to the file-backed index and drop the in-memory one. */
     uint32_t *old_off = s->offsets, *old_slots = s->slots;
+    uint64_t *old_keys = s->keys;
     uint64_t old_cap = s->offsets_cap;
     uint64_t count = s->count, end = s->end;
     if (load_idx(s) < 0)
@@ -325,9 +383,24 @@ int sl_seg_switch_idx(struct sl_segment *s, struct sl_err *err)
     s->count = count;
     s->end = end;
     munmap(old_off, old_cap * 4);
+    munmap(old_keys, old_cap * 8);
+    s->keys = NULL;
     free(old_slots);
     s->offsets_cap = 0;
+    release_pages(s->map, s->size);
     return 0;
+}
+
+int sl_seg_header_ok(const char *path)
+{
+    uint8_t h[SL_SEG_HDR];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int ok = sl_pread_all(fd, h, sizeof(h), 0) == 0 && memcmp(h, SL_SEG_MAGIC, 8) == 0 &&
+             sl_get_le32(h + 56) == sl_crc32c(0, h, 56);
+    close(fd);
+    return ok;
 }
 
 int sl_seg_open(const char *path, int is_last, int durable, struct sl_segment **out,
@@ -385,6 +458,7 @@ int sl_seg_open(const char *path, int is_last, int durable, struct sl_segment **
             if ((rc = zero_range(s, rec->cut_offset, dirty, durable, err)))
                 goto fail;
         }
+        release_pages(s->map, s->size);
     } else {
         rec->idx_rebuilt = 1;
         if ((rc = sl_seg_write_idx(s, err)) || (rc = sl_seg_switch_idx(s, err)))
@@ -406,6 +480,8 @@ void sl_seg_close(struct sl_segment *s)
     else {
         if (s->offsets)
             munmap(s->offsets, s->offsets_cap * 4);
+        if (s->keys)
+            munmap(s->keys, s->offsets_cap * 8);
         free(s->slots);
     }
     if (s->map)
@@ -454,4 +530,54 @@ int64_t sl_seg_find_time(const struct sl_segment *s, uint64_t as_of)
         }
     }
     return ans;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int sl_seg_list(const char *dir, int remove_tmp, uint64_t **out, size_t *n, struct sl_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return sl_err_sys(err, SL_E_IO, "open strand directory %s", dir);
+    uint64_t *v = NULL;
+    size_t cnt = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t l = strlen(e->d_name);
+        if (remove_tmp && l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) {
+            char p[4400];
+            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+            unlink(p);
+            continue;
+        }
+        if (l != 24 || strcmp(e->d_name + 20, ".seg") != 0)
+            continue;
+        char num[21];
+        memcpy(num, e->d_name, 20);
+        num[20] = 0;
+        uint64_t base;
+        if (sl_parse_u64(num, &base))
+            continue;
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            uint64_t *nv = realloc(v, cap * sizeof(*nv));
+            if (!nv) {
+                free(v);
+                closedir(d);
+                return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+            }
+            v = nv;
+        }
+        v[cnt++] = base;
+    }
+    closedir(d);
+    if (cnt)
+        qsort(v, cnt, sizeof(*v), cmp_u64);
+    *out = v;
+    *n = cnt;
+    return 0;
 }

@@ -29,7 +29,8 @@ struct sl_segment {
     uint8_t *map;
     /* index */
     uint32_t *offsets;
-    uint64_t offsets_cap; /* active: capacity of the anonymous mapping, in entries */
+    uint64_t *keys;       /* active only: first 8 hash bytes of each record (for rehashing) */
+    uint64_t offsets_cap; /* active: capacity of the anonymous mappings, in entries */
     uint32_t *slots;      /* open addressing on the first 8 hash bytes; value = index + 1 */
     uint32_t nslots;      /* power of two */
     void *idx_map;
@@ -46,9 +47,17 @@ struct sl_seg_recovery {
 };
 
 /* Creates DIR/<base_seq>.seg of size bytes (preallocated) with its header, made durable
- * (file and directory) unless durable == 0. */
+ * (file and directory) unless durable == 0. If DIR/spare.tmp (from sl_seg_prepare_spare) exists
+ * with that size, it is used instead of a new file: it is already zero-filled and synced. */
 int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL_HASH_LEN],
                   uint64_t size, int durable, struct sl_segment **out, struct sl_err *err);
+
+/* Writes DIR/spare.tmp: size bytes of zeros, synced. Overwriting zeroed blocks lets each
+ * fdatasync flush only data (no extent conversion, no size change). Runs on a helper thread. */
+int sl_seg_prepare_spare(const char *dir, uint64_t size, int durable, struct sl_err *err);
+
+/* 1 if path holds a readable segment header (a crash during a roll can leave an empty file). */
+int sl_seg_header_ok(const char *path);
 
 /* Opens an existing segment. If is_last, scans the frames (cutting a torn or corrupt tail and
  * zeroing garbage after it) and builds the in-memory index; otherwise loads its .idx file
@@ -63,9 +72,12 @@ int sl_seg_switch_idx(struct sl_segment *s, struct sl_err *err);
 
 void sl_seg_close(struct sl_segment *s);
 
-/* Active segment: records that frame at off (already written) in the index.
- * Caller holds the strand's write lock. Returns -1 if the index cannot grow (OOM). */
-int sl_seg_index_add(struct sl_segment *s, uint32_t off);
+/* Active segment: records the frame of len bytes at off (already written) in the index. The
+ * caller passes its hash and timestamp so that the write path never reads the mapping back
+ * (touched pages of a mapping count as the process's memory). Caller holds the strand's write
+ * lock. Returns -1 if the index cannot grow (OOM). */
+int sl_seg_index_add(struct sl_segment *s, uint32_t off, uint32_t len,
+                     const uint8_t hash[SL_HASH_LEN], uint64_t ts);
 
 /* Readers (under the strand's read lock). */
 int sl_seg_read(const struct sl_segment *s, uint64_t seq, struct sl_record *r);
@@ -74,6 +86,10 @@ int sl_seg_find_hash(const struct sl_segment *s, const uint8_t hash[SL_HASH_LEN]
 int64_t sl_seg_find_time(const struct sl_segment *s, uint64_t as_of);
 uint64_t sl_seg_ts_at(const struct sl_segment *s, uint64_t i);
 const uint8_t *sl_seg_hash_at(const struct sl_segment *s, uint64_t i);
+
+/* The base seqs of DIR's segment files, sorted (*out is malloc'ed). remove_tmp: also delete
+ * leftover temporary files (the server at start; never `verify`, which only reads). */
+int sl_seg_list(const char *dir, int remove_tmp, uint64_t **out, size_t *n, struct sl_err *err);
 
 /* "DIR/00000000000000000042.seg" */
 void sl_seg_path(char *out, size_t n, const char *dir, uint64_t base_seq);

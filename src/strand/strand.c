@@ -5,7 +5,6 @@
 #include "core/util.h"
 #include "strand/segment.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -42,9 +41,17 @@ struct sl_strand {
     pthread_t thread;
     int thread_started;
 
+    /* the spare segment being zero-filled in the background (committer-private) */
+    pthread_t spare_thread;
+    int spare_running;
+
     /* committer-private */
     struct sl_buf wbuf;
-    uint32_t *pend;
+    struct pending {
+        uint32_t off, len;
+        uint64_t ts;
+        uint8_t hash[SL_HASH_LEN];
+    } * pend;
     size_t npend, pend_cap;
     uint64_t next_seq, last_ts;
     uint8_t next_prev[SL_HASH_LEN];
@@ -53,6 +60,34 @@ struct sl_strand {
 };
 
 static void *committer_main(void *arg);
+
+static void *spare_main(void *arg)
+{
+    struct sl_strand *s = arg;
+    struct sl_err err = {0};
+    if (sl_seg_prepare_spare(s->dir, s->opts.segment_bytes, s->opts.durable, &err) < 0)
+        sl_warn("strand %s: cannot prepare the next segment (%s); it will be created at roll",
+                s->name, err.msg);
+    return NULL;
+}
+
+/* Starts zero-filling the next segment once the active one is half full. */
+static void maybe_prepare_spare(struct sl_strand *s)
+{
+    struct sl_segment *a = s->segs[s->nsegs - 1];
+    if (s->spare_running || a->end < a->size / 2)
+        return;
+    if (pthread_create(&s->spare_thread, NULL, spare_main, s) == 0)
+        s->spare_running = 1;
+}
+
+static void join_spare(struct sl_strand *s)
+{
+    if (s->spare_running) {
+        pthread_join(s->spare_thread, NULL);
+        s->spare_running = 0;
+    }
+}
 
 const char *sl_strand_name(const struct sl_strand *s)
 {
@@ -75,57 +110,6 @@ static int segs_push(struct sl_strand *s, struct sl_segment *seg)
         s->segs_cap = n;
     }
     s->segs[s->nsegs++] = seg;
-    return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Lists the base seqs of the DIR's segment files, sorted. Removes leftover temp files. */
-static int list_segments(const char *dir, uint64_t **out, size_t *n, struct sl_err *err)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return sl_err_sys(err, SL_E_IO, "open strand directory %s", dir);
-    uint64_t *v = NULL;
-    size_t cnt = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (l > 4 && strcmp(e->d_name + l - 4, ".tmp") == 0) {
-            char p[4400];
-            snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
-            unlink(p);
-            continue;
-        }
-        if (l != 24 || strcmp(e->d_name + 20, ".seg") != 0)
-            continue;
-        char num[21];
-        memcpy(num, e->d_name, 20);
-        num[20] = 0;
-        uint64_t base;
-        if (sl_parse_u64(num, &base))
-            continue;
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            uint64_t *nv = realloc(v, cap * sizeof(*nv));
-            if (!nv) {
-                free(v);
-                closedir(d);
-                return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
-            }
-            v = nv;
-        }
-        v[cnt++] = base;
-    }
-    closedir(d);
-    if (cnt)
-        qsort(v, cnt, sizeof(*v), cmp_u64);
-    *out = v;
-    *n = cnt;
     return 0;
 }
 
@@ -174,25 +158,34 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
         rc = sl_err_sys(err, SL_E_IO, "create %s", dir);
         goto fail;
     }
-    if ((rc = list_segments(dir, &bases, &nb, err)))
+    if ((rc = sl_seg_list(dir, 1, &bases, &nb, err)))
         goto fail;
+    /* A crash during a roll can leave the newest segment without a durable header. It cannot
+     * hold acknowledged records (none are written before the header is synced): set it aside
+     * (renamed, not deleted) so that the one before it is opened as the active segment. */
+    while (nb > 0) {
+        char path[4200], aside[4300];
+        sl_seg_path(path, sizeof(path), dir, bases[nb - 1]);
+        if (sl_seg_header_ok(path))
+            break;
+        snprintf(aside, sizeof(aside), "%s.unreadable", path);
+        sl_warn("strand %s: newest segment %s has no readable header (crash during a roll); "
+                "moved to %s",
+                name, path, aside);
+        if (rename(path, aside) < 0) {
+            rc = sl_err_sys(err, SL_E_IO, "rename %s", path);
+            goto fail;
+        }
+        nb--;
+    }
     for (size_t i = 0; i < nb; i++) {
         char path[4200];
         sl_seg_path(path, sizeof(path), dir, bases[i]);
         struct sl_segment *seg;
         struct sl_seg_recovery sr;
         int last = i + 1 == nb;
-        if ((rc = sl_seg_open(path, last, o->durable, &seg, &sr, err))) {
-            if (last && rc == SL_E_CORRUPT && i > 0) {
-                /* The newest segment's header never became durable (crash during a roll): it
-                 * cannot hold acknowledged records, since none are written before the header. */
-                sl_warn("strand %s: removing unreadable newest segment %s (%s)", name, path,
-                        err ? err->msg : "");
-                unlink(path);
-                break;
-            }
+        if ((rc = sl_seg_open(path, last, o->durable, &seg, &sr, err)))
             goto fail;
-        }
         if (s->nsegs > 0) {
             struct sl_segment *prev = active(s);
             if (seg->base_seq != prev->base_seq + prev->count) {
@@ -267,6 +260,7 @@ void sl_strand_close(struct sl_strand *s)
         pthread_mutex_unlock(&s->qmu);
         pthread_join(s->thread, NULL);
     }
+    join_spare(s);
     for (size_t i = 0; i < s->nsegs; i++)
         sl_seg_close(s->segs[i]);
     free(s->segs);
@@ -374,7 +368,8 @@ static int flush_pending(struct sl_strand *s)
     }
     pthread_rwlock_wrlock(&s->lock);
     for (size_t i = 0; i < s->npend; i++) {
-        if (sl_seg_index_add(a, s->pend[i]) < 0) {
+        struct pending *p = &s->pend[i];
+        if (sl_seg_index_add(a, p->off, p->len, p->hash, p->ts) < 0) {
             pthread_rwlock_unlock(&s->lock);
             sl_error("strand %s: index of %s is full", s->name, a->path);
             goto rollback;
@@ -388,6 +383,7 @@ static int flush_pending(struct sl_strand *s)
     __atomic_add_fetch(&s->stats.bytes, s->wbuf.len, __ATOMIC_RELAXED);
     s->npend = 0;
     sl_buf_reset(&s->wbuf);
+    maybe_prepare_spare(s);
     return 0;
 rollback:
     s->next_seq = s->count;
@@ -402,6 +398,7 @@ static int roll(struct sl_strand *s)
 {
     struct sl_err err = {0};
     struct sl_segment *old = active(s), *seg;
+    join_spare(s); /* usually finished long ago; sl_seg_create uses it if it is there */
     if (sl_seg_write_idx(old, &err))
         sl_warn("strand %s: %s (the index is rebuilt at the next start)", s->name, err.msg);
     if (sl_seg_create(s->dir, s->next_seq, s->next_prev, s->opts.segment_bytes, s->opts.durable,
@@ -421,17 +418,21 @@ static int roll(struct sl_strand *s)
     return 0;
 }
 
-static int pend_push(struct sl_strand *s, uint32_t off)
+static int pend_push(struct sl_strand *s, uint32_t off, const struct sl_record *r)
 {
     if (s->npend == s->pend_cap) {
         size_t n = s->pend_cap ? s->pend_cap * 2 : 1024;
-        uint32_t *p = realloc(s->pend, n * sizeof(*p));
+        struct pending *p = realloc(s->pend, n * sizeof(*p));
         if (!p)
             return -1;
         s->pend = p;
         s->pend_cap = n;
     }
-    s->pend[s->npend++] = off;
+    struct pending *p = &s->pend[s->npend++];
+    p->off = off;
+    p->len = (uint32_t)sl_frame_len(r->source_len, r->payload_len);
+    p->ts = r->timestamp_ms;
+    memcpy(p->hash, r->hash, SL_HASH_LEN);
     return 0;
 }
 
@@ -459,7 +460,8 @@ static int add_record(struct sl_strand *s, const struct sl_append_rec *in, uint6
     };
     memcpy(r.prev_hash, s->next_prev, SL_HASH_LEN);
     sl_record_hash(s->name, s->name_len, &r, r.hash);
-    if (sl_buf_reserve(&s->wbuf, flen) < 0 || pend_push(s, (uint32_t)(a->end + s->wbuf.len)) < 0)
+    if (sl_buf_reserve(&s->wbuf, flen) < 0 ||
+        pend_push(s, (uint32_t)(a->end + s->wbuf.len), &r) < 0)
         return SL_E_NOMEM;
     sl_frame_encode(&r, s->wbuf.data + s->wbuf.len);
     s->wbuf.len += flen;

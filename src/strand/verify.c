@@ -4,7 +4,6 @@
 #include "core/util.h"
 #include "strand/segment.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -14,12 +13,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
 
 static int fail(struct sl_verify_result *res, uint64_t seq, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -113,36 +106,13 @@ int sl_verify_strand(const char *dir, const char *name, struct sl_verify_result 
 {
     memset(res, 0, sizeof(*res));
     res->ok = 1;
-    DIR *d = opendir(dir);
-    if (!d) {
-        fail(res, 0, "io: cannot open strand directory: %s", strerror(errno));
+    uint64_t *v = NULL;
+    size_t n = 0;
+    struct sl_err err = {0};
+    if (sl_seg_list(dir, 0, &v, &n, &err) < 0) {
+        fail(res, 0, "io: %s", err.msg);
         return -1;
     }
-    uint64_t *v = NULL;
-    size_t n = 0, cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t l = strlen(e->d_name);
-        if (l != 24 || strcmp(e->d_name + 20, ".seg") != 0)
-            continue;
-        char num[21];
-        memcpy(num, e->d_name, 20);
-        num[20] = 0;
-        uint64_t b;
-        if (sl_parse_u64(num, &b))
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 16;
-            uint64_t *nv = realloc(v, cap * sizeof(*v));
-            if (!nv)
-                break;
-            v = nv;
-        }
-        v[n++] = b;
-    }
-    closedir(d);
-    if (n)
-        qsort(v, n, sizeof(*v), cmp_u64);
     for (size_t i = 0; i < n; i++) {
         char path[4200];
         sl_seg_path(path, sizeof(path), dir, v[i]);

@@ -1,0 +1,69 @@
+/* The HTTP API: routes, the error table, metrics. Route files are v1_*.c. */
+#ifndef SL_API_API_H
+#define SL_API_API_H
+
+#include "api/http.h"
+#include "core/config.h"
+#include "strand/store.h"
+
+#include <stdint.h>
+
+enum sl_route {
+    SL_R_HEALTH,
+    SL_R_METRICS,
+    SL_R_RECORDS_POST,
+    SL_R_BATCH_POST,
+    SL_R_RECORD_GET,
+    SL_R_STRANDS_GET,
+    SL_R_STRAND_RECORDS_GET,
+    SL_R_UNMATCHED,
+    SL_R_COUNT
+};
+
+#define SL_HIST_BUCKETS 14
+#define SL_STATUS_SLOTS 13
+
+struct sl_route_metrics {
+    uint64_t status[SL_STATUS_SLOTS];
+    uint64_t bucket[SL_HIST_BUCKETS]; /* cumulative at scrape time, stored per bucket */
+    uint64_t count;
+    uint64_t sum_ns;
+};
+
+struct sl_api {
+    struct sl_store *store;
+    const struct sl_config *cfg;
+    struct sl_store_recovery recovery;
+    struct sl_route_metrics routes[SL_R_COUNT];
+};
+
+/* The handler given to sl_http_start (ctx is struct sl_api). */
+void sl_api_handle(struct sl_http_req *req, void *ctx);
+void sl_api_on_complete(struct sl_http_req *req, unsigned status, uint64_t latency_ns, void *ctx);
+
+/* Answers {"error": msg, "code": code}. */
+void sl_api_error(struct sl_http_req *req, unsigned status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Answers an error from an sl_err, its status from the one table of codes. */
+void sl_api_error_from(struct sl_http_req *req, const struct sl_err *err);
+unsigned sl_api_status_for(int code);
+void sl_api_json(struct sl_http_req *req, unsigned status, struct sl_buf *body);
+
+/* 0 if the request's Content-Type is JSON (or absent); else answers 415 and returns -1. */
+int sl_api_require_json(struct sl_http_req *req, int allow_ndjson, int *is_ndjson);
+/* Parses an optional unsigned query parameter; answers 400 naming it and returns -1 on error. */
+int sl_api_query_u64(struct sl_http_req *req, const char *name, uint64_t min, uint64_t max,
+                     uint64_t *out, int *present);
+
+void sl_v1_records_post(struct sl_api *api, struct sl_http_req *req, int batch);
+void sl_v1_record_get(struct sl_api *api, struct sl_http_req *req, const char *hash);
+void sl_v1_strands_get(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const char *name,
+                              size_t name_len);
+void sl_v1_health(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req);
+
+/* Appends a record as the JSON object the API returns. raw adds payload_msgpack_b64. */
+int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_record *r, int raw);
+
+#endif

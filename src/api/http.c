@@ -1,0 +1,321 @@
+/* libmicrohttpd adapter. See http.h for the threading contract. */
+#include "api/http.h"
+
+#include "core/log.h"
+#include "core/util.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { ST_HANDLING = 0, ST_SUSPENDED = 1, ST_RESPONDED = 2 };
+
+#define MAX_EXTRA_HEADERS 4
+
+struct sl_http_req {
+    struct sl_http_server *srv;
+    struct MHD_Connection *conn;
+    const char *method, *path;
+    struct sl_buf body;
+    int too_big;
+    int handled; /* the handler ran */
+    int queued;  /* a response was queued to MHD */
+    int state;   /* ST_*, atomic */
+    int route;
+    uint64_t start_ns;
+    unsigned status;
+    struct MHD_Response *resp;
+    void *user;
+    void (*free_user)(void *);
+    int nextra;
+    char *extra[MAX_EXTRA_HEADERS][2];
+};
+
+struct sl_http_server {
+    struct MHD_Daemon *d;
+    struct sl_http_opts o;
+    sl_http_handler handler;
+    void *ctx;
+};
+
+static struct MHD_Response *make_resp(unsigned status, const char *ctype, struct sl_buf *body,
+                                      struct sl_http_req *req)
+{
+    size_t len = 0;
+    char *data = body ? sl_buf_steal(body, &len) : NULL;
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, data ? data : (void *)"", data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(data);
+        return NULL;
+    }
+    if (ctype)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    for (int i = 0; req && i < req->nextra; i++)
+        MHD_add_response_header(r, req->extra[i][0], req->extra[i][1]);
+    (void)status;
+    return r;
+}
+
+void sl_http_add_header(struct sl_http_req *req, const char *name, const char *value)
+{
+    if (req->nextra >= MAX_EXTRA_HEADERS)
+        return;
+    req->extra[req->nextra][0] = strdup(name);
+    req->extra[req->nextra][1] = strdup(value);
+    if (req->extra[req->nextra][0] && req->extra[req->nextra][1])
+        req->nextra++;
+}
+
+void sl_http_respond(struct sl_http_req *req, unsigned status, const char *content_type,
+                     struct sl_buf *body)
+{
+    req->resp = make_resp(status, content_type, body, req);
+    req->status = status;
+    int old = __atomic_exchange_n(&req->state, ST_RESPONDED, __ATOMIC_ACQ_REL);
+    if (old == ST_SUSPENDED)
+        MHD_resume_connection(req->conn);
+}
+
+static enum MHD_Result queue(struct sl_http_req *req)
+{
+    req->queued = 1;
+    if (!req->resp) /* out of memory building the answer */
+        return MHD_NO;
+    enum MHD_Result r = MHD_queue_response(req->conn, req->status, req->resp);
+    MHD_destroy_response(req->resp);
+    req->resp = NULL;
+    return r;
+}
+
+static void respond_plain_error(struct sl_http_req *req, unsigned status, const char *code,
+                                const char *msg)
+{
+    struct sl_buf b;
+    sl_buf_init(&b, 0);
+    sl_buf_puts(&b, "{\"error\":");
+    sl_buf_json_str(&b, msg, strlen(msg));
+    sl_buf_printf(&b, ",\"code\":\"%s\"}", code);
+    sl_http_respond(req, status, "application/json", &b);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
+{
+    struct sl_http_server *srv = cls;
+    struct sl_http_req *req = *con_cls;
+    if (!req) {
+        req = calloc(1, sizeof(*req));
+        if (!req)
+            return MHD_NO;
+        req->srv = srv;
+        req->conn = conn;
+        req->method = method;
+        req->path = url;
+        req->route = -1;
+        req->start_ns = sl_mono_ns();
+        sl_buf_init(&req->body, srv->o.max_body);
+        *con_cls = req;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        uint64_t n;
+        if (cl && sl_parse_u64(cl, &n) == 0 && n > srv->o.max_body) {
+            /* Answer at once, without reading the body; MHD closes the connection after. */
+            req->too_big = 1;
+            req->handled = 1;
+            char msg[128];
+            snprintf(msg, sizeof(msg), "body: request body is larger than the limit of %zu bytes",
+                     srv->o.max_body);
+            respond_plain_error(req, 413, "body_too_large", msg);
+            return queue(req);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        if (req->queued) { /* answered early (413): discard the rest */
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        if (!req->too_big && sl_buf_append(&req->body, upload_data, *upload_size) < 0)
+            req->too_big = 1;
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    if (req->queued)
+        return MHD_YES;
+    if (!req->handled) {
+        req->handled = 1;
+        if (req->too_big) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "body: request body is larger than the limit of %zu bytes",
+                     srv->o.max_body);
+            respond_plain_error(req, 413, "body_too_large", msg);
+        } else {
+            srv->handler(req, srv->ctx);
+        }
+        if (__atomic_load_n(&req->state, __ATOMIC_ACQUIRE) == ST_RESPONDED)
+            return queue(req);
+        MHD_suspend_connection(conn);
+        int expect = ST_HANDLING;
+        if (!__atomic_compare_exchange_n(&req->state, &expect, ST_SUSPENDED, 0, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_ACQUIRE))
+            MHD_resume_connection(conn); /* the answer came while we were suspending */
+        return MHD_YES;
+    }
+    /* resumed: the answer is ready */
+    if (__atomic_load_n(&req->state, __ATOMIC_ACQUIRE) == ST_RESPONDED)
+        return queue(req);
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    struct sl_http_server *srv = cls;
+    struct sl_http_req *req = *con_cls;
+    if (!req)
+        return;
+    if (srv->o.on_complete && req->handled)
+        srv->o.on_complete(req, req->status, sl_mono_ns() - req->start_ns, srv->ctx);
+    if (req->resp)
+        MHD_destroy_response(req->resp);
+    if (req->free_user)
+        req->free_user(req->user);
+    for (int i = 0; i < req->nextra; i++) {
+        free(req->extra[i][0]);
+        free(req->extra[i][1]);
+    }
+    sl_buf_release(&req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = 0;
+    sl_debug("http: %s", line);
+}
+
+int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_http_handler h,
+                  void *ctx, struct sl_err *err)
+{
+    struct sl_http_server *srv = calloc(1, sizeof(*srv));
+    if (!srv)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    srv->o = *o;
+    srv->handler = h;
+    srv->ctx = ctx;
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    struct sockaddr *sa;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
+                     MHD_USE_ERROR_LOG;
+    const char *host = strcmp(o->host, "localhost") == 0 ? "127.0.0.1" : o->host;
+    memset(&a4, 0, sizeof(a4));
+    memset(&a6, 0, sizeof(a6));
+    if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((uint16_t)o->port);
+        sa = (struct sockaddr *)&a4;
+    } else if (inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)o->port);
+        sa = (struct sockaddr *)&a6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        free(srv);
+        return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                          "listen: '%s' is not an IPv4 or IPv6 address", o->host);
+    }
+    srv->d = MHD_start_daemon(
+        flags, (uint16_t)o->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, o->max_conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, o->threads > 1 ? o->threads : 0,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+        /* libmicrohttpd zeroes a connection's whole pool after every keep-alive request: 16 KiB
+         * instead of the default 32 KiB halves that cost; headers fit, bodies stream through. */
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
+    if (!srv->d) {
+        free(srv);
+        return sl_err_sys(err, SL_E_IO, "cannot listen on %s:%u", o->host, o->port);
+    }
+    *out = srv;
+    return 0;
+}
+
+unsigned sl_http_port(struct sl_http_server *srv)
+{
+    const union MHD_DaemonInfo *i = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
+    return i ? i->port : 0;
+}
+
+void sl_http_quiesce(struct sl_http_server *srv)
+{
+    MHD_socket s = MHD_quiesce_daemon(srv->d);
+    if (s != MHD_INVALID_SOCKET)
+        close(s);
+}
+
+void sl_http_stop(struct sl_http_server *srv)
+{
+    if (!srv)
+        return;
+    MHD_stop_daemon(srv->d);
+    free(srv);
+}
+
+const char *sl_http_method(const struct sl_http_req *req)
+{
+    return req->method;
+}
+
+const char *sl_http_path(const struct sl_http_req *req)
+{
+    return req->path;
+}
+
+const char *sl_http_query(struct sl_http_req *req, const char *key)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *sl_http_header(struct sl_http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const uint8_t *sl_http_body(const struct sl_http_req *req, size_t *len)
+{
+    *len = req->body.len;
+    return req->body.data ? req->body.data : (const uint8_t *)"";
+}
+
+void *sl_http_get_user(const struct sl_http_req *req)
+{
+    return req->user;
+}
+
+void sl_http_set_user(struct sl_http_req *req, void *user, void (*free_user)(void *))
+{
+    req->user = user;
+    req->free_user = free_user;
+}
+
+void sl_http_set_route(struct sl_http_req *req, int route)
+{
+    req->route = route;
+}
+
+int sl_http_route(const struct sl_http_req *req)
+{
+    return req->route;
+}

@@ -1,0 +1,57 @@
+/* The HTTP server adapter: the only file that includes microhttpd.h is http.c.
+ *
+ * Threads: handlers run on libmicrohttpd's internal epoll thread(s). A handler either responds
+ * before it returns, or returns without responding; then the connection is suspended (no thread
+ * waits) and sl_http_respond() may be called later from any thread (e.g. a strand committer),
+ * which resumes it. Every request gets exactly one response. */
+#ifndef SL_API_HTTP_H
+#define SL_API_HTTP_H
+
+#include "core/buf.h"
+#include "core/err.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sl_http_server;
+struct sl_http_req;
+
+struct sl_http_opts {
+    const char *host;   /* IPv4 or IPv6 literal, or "localhost" */
+    unsigned port;      /* 0: ephemeral (see sl_http_port) */
+    size_t max_body;    /* bytes; larger bodies get 413 */
+    unsigned max_conns; /* concurrent connections */
+    unsigned timeout_s; /* idle connection timeout */
+    unsigned threads;   /* event-loop threads (1 = one epoll thread) */
+    /* called on an HTTP thread when a request is finished (for metrics) */
+    void (*on_complete)(struct sl_http_req *req, unsigned status, uint64_t latency_ns, void *ctx);
+};
+
+typedef void (*sl_http_handler)(struct sl_http_req *req, void *ctx);
+
+int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_http_handler h,
+                  void *ctx, struct sl_err *err);
+unsigned sl_http_port(struct sl_http_server *srv);
+/* Stops accepting new connections (existing ones finish). */
+void sl_http_quiesce(struct sl_http_server *srv);
+void sl_http_stop(struct sl_http_server *srv);
+
+const char *sl_http_method(const struct sl_http_req *req);
+const char *sl_http_path(const struct sl_http_req *req);
+/* Query argument (decoded), NULL if absent. */
+const char *sl_http_query(struct sl_http_req *req, const char *key);
+const char *sl_http_header(struct sl_http_req *req, const char *name);
+const uint8_t *sl_http_body(const struct sl_http_req *req, size_t *len);
+/* A slot for the route layer (route id for metrics, per-request state). */
+void *sl_http_get_user(const struct sl_http_req *req);
+void sl_http_set_user(struct sl_http_req *req, void *user, void (*free_user)(void *));
+void sl_http_set_route(struct sl_http_req *req, int route);
+int sl_http_route(const struct sl_http_req *req);
+
+/* Adds a response header (before sl_http_respond). Copies both strings. */
+void sl_http_add_header(struct sl_http_req *req, const char *name, const char *value);
+/* Sends the response; takes body's storage (body is left empty). Any thread, exactly once. */
+void sl_http_respond(struct sl_http_req *req, unsigned status, const char *content_type,
+                     struct sl_buf *body);
+
+#endif

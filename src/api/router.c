@@ -1,0 +1,168 @@
+/* Routing and the one table that maps error codes to HTTP statuses. */
+#include "api/api.h"
+
+#include "core/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+unsigned sl_api_status_for(int code)
+{
+    static const struct {
+        int code;
+        unsigned status;
+    } table[] = {
+        {SL_E_INVAL, 400},  {SL_E_NOTFOUND, 404}, {SL_E_METHOD, 405}, {SL_E_CONFLICT, 409},
+        {SL_E_TOOBIG, 413}, {SL_E_MEDIA, 415},    {SL_E_IO, 500},     {SL_E_CORRUPT, 500},
+        {SL_E_NOMEM, 503},  {SL_E_UNAVAIL, 503},
+    };
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (table[i].code == code)
+            return table[i].status;
+    return 500;
+}
+
+void sl_api_json(struct sl_http_req *req, unsigned status, struct sl_buf *body)
+{
+    sl_http_respond(req, status, "application/json", body);
+}
+
+void sl_api_error(struct sl_http_req *req, unsigned status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct sl_buf b;
+    sl_buf_init(&b, 0);
+    sl_buf_puts(&b, "{\"error\":");
+    sl_buf_json_str(&b, msg, strlen(msg));
+    sl_buf_puts(&b, ",\"code\":");
+    sl_buf_json_str(&b, code, strlen(code));
+    sl_buf_putc(&b, '}');
+    sl_api_json(req, status, &b);
+}
+
+void sl_api_error_from(struct sl_http_req *req, const struct sl_err *err)
+{
+    sl_api_error(req, sl_api_status_for(err->code), err->ecode[0] ? err->ecode : "error", "%s",
+                 err->msg);
+}
+
+int sl_api_require_json(struct sl_http_req *req, int allow_ndjson, int *is_ndjson)
+{
+    const char *ct = sl_http_header(req, "Content-Type");
+    if (is_ndjson)
+        *is_ndjson = 0;
+    if (!ct || !*ct)
+        return 0; /* no Content-Type: read the body as JSON */
+    size_t n = strcspn(ct, ";");
+    while (n && (ct[n - 1] == ' ' || ct[n - 1] == '\t'))
+        n--;
+    if ((n == 16 && strncasecmp(ct, "application/json", 16) == 0))
+        return 0;
+    if (allow_ndjson && ((n == 20 && strncasecmp(ct, "application/x-ndjson", 20) == 0) ||
+                         (n == 20 && strncasecmp(ct, "application/jsonlines", 20) == 0) ||
+                         (n == 22 && strncasecmp(ct, "application/x-jsonlines", 22) == 0))) {
+        if (is_ndjson)
+            *is_ndjson = 1;
+        return 0;
+    }
+    sl_api_error(req, 415, "unsupported_media_type",
+                 "Content-Type: expected application/json%s, got '%.*s'",
+                 allow_ndjson ? " or application/x-ndjson" : "", (int)(n > 100 ? 100 : n), ct);
+    return -1;
+}
+
+int sl_api_query_u64(struct sl_http_req *req, const char *name, uint64_t min, uint64_t max,
+                     uint64_t *out, int *present)
+{
+    const char *v = sl_http_query(req, name);
+    *present = v != NULL;
+    if (!v)
+        return 0;
+    uint64_t n;
+    if (sl_parse_u64(v, &n) || n < min || n > max) {
+        sl_api_error(req, 400, "invalid_query",
+                     "%s: must be an integer between %llu and %llu, got '%.40s'", name,
+                     (unsigned long long)min, (unsigned long long)max, v);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static void method_not_allowed(struct sl_http_req *req, const char *allow)
+{
+    sl_http_add_header(req, "Allow", allow);
+    sl_api_error(req, 405, "method_not_allowed", "method %s is not allowed on %s (allowed: %s)",
+                 sl_http_method(req), sl_http_path(req), allow);
+}
+
+/* Matches path against "prefix{segment}suffix"; on success sets *seg and *seglen. */
+static int match_param(const char *path, const char *prefix, const char *suffix, const char **seg,
+                       size_t *seglen)
+{
+    size_t pl = strlen(prefix), sl = strlen(suffix), n = strlen(path);
+    if (n <= pl + sl || strncmp(path, prefix, pl) != 0 || strcmp(path + n - sl, suffix) != 0)
+        return 0;
+    *seg = path + pl;
+    *seglen = n - pl - sl;
+    return memchr(*seg, '/', *seglen) == NULL;
+}
+
+void sl_api_handle(struct sl_http_req *req, void *ctx)
+{
+    struct sl_api *api = ctx;
+    const char *m = sl_http_method(req), *p = sl_http_path(req);
+    int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
+    const char *seg;
+    size_t seglen;
+    if (strcmp(p, "/v1/records") == 0) {
+        sl_http_set_route(req, SL_R_RECORDS_POST);
+        if (!post)
+            return method_not_allowed(req, "POST");
+        return sl_v1_records_post(api, req, 0);
+    }
+    if (strcmp(p, "/v1/records/batch") == 0) {
+        sl_http_set_route(req, SL_R_BATCH_POST);
+        if (!post)
+            return method_not_allowed(req, "POST");
+        return sl_v1_records_post(api, req, 1);
+    }
+    if (match_param(p, "/v1/records/", "", &seg, &seglen)) {
+        sl_http_set_route(req, SL_R_RECORD_GET);
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return sl_v1_record_get(api, req, seg);
+    }
+    if (strcmp(p, "/v1/strands") == 0) {
+        sl_http_set_route(req, SL_R_STRANDS_GET);
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return sl_v1_strands_get(api, req);
+    }
+    if (match_param(p, "/v1/strands/", "/records", &seg, &seglen)) {
+        sl_http_set_route(req, SL_R_STRAND_RECORDS_GET);
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return sl_v1_strand_records_get(api, req, seg, seglen);
+    }
+    if (strcmp(p, "/v1/health") == 0) {
+        sl_http_set_route(req, SL_R_HEALTH);
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return sl_v1_health(api, req);
+    }
+    if (strcmp(p, "/metrics") == 0) {
+        sl_http_set_route(req, SL_R_METRICS);
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return sl_v1_metrics(api, req);
+    }
+    sl_http_set_route(req, SL_R_UNMATCHED);
+    sl_api_error(req, 404, "not_found", "no route for %s %.200s", m, p);
+}

@@ -1,0 +1,294 @@
+#include "core/config.h"
+
+#include "core/log.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+enum opt_type { OT_STR, OT_SIZE, OT_UINT, OT_DURABILITY, OT_LOGLEVEL };
+
+struct opt {
+    const char *name; /* snake_case: YAML key; flag is --kebab-case; env is SLUICE_UPPER */
+    enum opt_type type;
+    size_t off;
+    size_t cap; /* OT_STR buffer size */
+    const char *def;
+    uint64_t min, max; /* OT_SIZE / OT_UINT range */
+    const char *help;
+};
+
+#define F(x) offsetof(struct sl_config, x)
+static const struct opt g_opts[] = {
+    {"data", OT_STR, F(data), sizeof(((struct sl_config *)0)->data), "./sluice-data", 0, 0,
+     "Data directory: strands (segment files) and metadata live here."},
+    {"listen", OT_STR, F(listen), sizeof(((struct sl_config *)0)->listen), "127.0.0.1:7475", 0, 0,
+     "HTTP listen address, HOST:PORT (port 0 picks a free port; the log says which)."},
+    {"config", OT_STR, F(config), sizeof(((struct sl_config *)0)->config), "", 0, 0,
+     "YAML file with any of these options as top-level keys."},
+    {"durability", OT_DURABILITY, F(durable), 0, "fsync", 0, 0,
+     "`fsync`: a write is acknowledged only after fdatasync of its bytes (group commit). "
+     "`none`: acknowledged once written to the page cache; a power loss or kernel crash can lose "
+     "the last seconds of acknowledged records (a process crash loses nothing)."},
+    {"segment_bytes", OT_SIZE, F(segment_bytes), 0, "64M", 65536, (uint64_t)4 << 30,
+     "Size of each preallocated segment file; a record must fit in one segment."},
+    {"max_body_bytes", OT_SIZE, F(max_body_bytes), 0, "1M", 1024, (uint64_t)1 << 30,
+     "Largest accepted HTTP request body; larger requests get 413."},
+    {"max_connections", OT_UINT, F(max_connections), 0, "4096", 1, 1000000,
+     "Concurrent HTTP connections."},
+    {"connection_timeout_s", OT_UINT, F(connection_timeout_s), 0, "60", 1, 86400,
+     "Idle HTTP connections are closed after this many seconds."},
+    {"http_threads", OT_UINT, F(http_threads), 0, "1", 1, 64,
+     "HTTP event-loop threads (each runs its own epoll loop)."},
+    {"batch_max_records", OT_UINT, F(batch_max_records), 0, "100000", 1, 10000000,
+     "Most records accepted in one POST /v1/records/batch."},
+    {"log_level", OT_LOGLEVEL, F(log_level), 0, "info", 0, 0, "debug, info, warn or error."},
+};
+#define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
+
+static const struct opt *find_opt(const char *name, size_t n)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strlen(g_opts[i].name) == n && strncmp(g_opts[i].name, name, n) == 0)
+            return &g_opts[i];
+    return NULL;
+}
+
+static int set_opt(struct sl_config *cfg, const struct opt *o, const char *v, const char *where,
+                   struct sl_err *err)
+{
+    char *base = (char *)cfg + o->off;
+    uint64_t n;
+    switch (o->type) {
+    case OT_STR:
+        if (strlen(v) >= o->cap)
+            return sl_err_set(err, SL_E_INVAL, "invalid_config", "%s: %s is too long", where,
+                              o->name);
+        strcpy(base, v);
+        return 0;
+    case OT_SIZE:
+    case OT_UINT:
+        if ((o->type == OT_SIZE ? sl_parse_size(v, &n) : sl_parse_u64(v, &n)) != 0 || n < o->min ||
+            n > o->max)
+            return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                              "%s: %s must be %s between %llu and %llu, got '%s'", where, o->name,
+                              o->type == OT_SIZE ? "a size (e.g. 64M)" : "an integer",
+                              (unsigned long long)o->min, (unsigned long long)o->max, v);
+        *(uint64_t *)(void *)base = n;
+        return 0;
+    case OT_DURABILITY:
+        if (strcmp(v, "fsync") && strcmp(v, "none"))
+            return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                              "%s: durability must be 'fsync' or 'none', got '%s'", where, v);
+        *(int *)(void *)base = strcmp(v, "fsync") == 0;
+        return 0;
+    case OT_LOGLEVEL: {
+        int l = sl_log_parse_level(v);
+        if (l < 0)
+            return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                              "%s: log_level must be debug, info, warn or error, got '%s'", where,
+                              v);
+        *(int *)(void *)base = l;
+        return 0;
+    }
+    }
+    return 0;
+}
+
+static int load_yaml(struct sl_config *cfg, const char *path, struct sl_err *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return sl_err_sys(err, SL_E_INVAL, "config file %s", path);
+    yaml_parser_t p;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_file(&p, f);
+    int rc = 0, depth = 0, done = 0;
+    char key[128] = "";
+    int have_key = 0;
+    while (!done && rc == 0) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&p, &ev)) {
+            rc = sl_err_set(err, SL_E_INVAL, "invalid_config", "%s:%zu: %s", path,
+                            p.problem_mark.line + 1, p.problem ? p.problem : "YAML error");
+            break;
+        }
+        switch (ev.type) {
+        case YAML_MAPPING_START_EVENT:
+            if (++depth > 1)
+                rc = sl_err_set(err, SL_E_INVAL, "invalid_config",
+                                "%s:%zu: option %s must be a plain value", path,
+                                ev.start_mark.line + 1, key);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            rc = sl_err_set(err, SL_E_INVAL, "invalid_config",
+                            "%s:%zu: option %s must be a plain value", path, ev.start_mark.line + 1,
+                            have_key ? key : "(top level)");
+            break;
+        case YAML_MAPPING_END_EVENT:
+            depth--;
+            break;
+        case YAML_SCALAR_EVENT: {
+            const char *v = (const char *)ev.data.scalar.value;
+            if (depth != 1) {
+                rc = sl_err_set(err, SL_E_INVAL, "invalid_config",
+                                "%s: the file must be a mapping of option: value", path);
+            } else if (!have_key) {
+                snprintf(key, sizeof(key), "%s", v);
+                have_key = 1;
+            } else {
+                const struct opt *o = find_opt(key, strlen(key));
+                char where[4200];
+                snprintf(where, sizeof(where), "%s:%zu", path, ev.start_mark.line + 1);
+                if (!o || strcmp(key, "config") == 0)
+                    rc = sl_err_set(err, SL_E_INVAL, "invalid_config", "%s: unknown option '%s'",
+                                    where, key);
+                else
+                    rc = set_opt(cfg, o, v, where, err);
+                have_key = 0;
+            }
+            break;
+        }
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+    fclose(f);
+    return rc;
+}
+
+static void env_name(char *out, size_t n, const char *name)
+{
+    size_t i = snprintf(out, n, "SLUICE_");
+    for (; *name && i + 1 < n; name++)
+        out[i++] = (char)(*name >= 'a' && *name <= 'z' ? *name - 32 : *name);
+    out[i] = 0;
+}
+
+int sl_config_load(struct sl_config *cfg, int argc, char **argv, struct sl_err *err)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    int rc;
+    for (size_t i = 0; i < NOPTS; i++)
+        if ((rc = set_opt(cfg, &g_opts[i], g_opts[i].def, "default", err)))
+            return rc;
+    /* the config file path itself: flag > env */
+    const char *cpath = getenv("SLUICE_CONFIG");
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            cpath = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            cpath = argv[i] + 9;
+    }
+    if (cpath && *cpath) {
+        snprintf(cfg->config, sizeof(cfg->config), "%s", cpath);
+        if ((rc = load_yaml(cfg, cpath, err)))
+            return rc;
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        char en[96];
+        env_name(en, sizeof(en), g_opts[i].name);
+        const char *v = getenv(en);
+        if (v && g_opts[i].off != F(config) && (rc = set_opt(cfg, &g_opts[i], v, en, err)))
+            return rc;
+    }
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0)
+            return sl_err_set(err, SL_E_INVAL, "invalid_config", "unexpected argument '%s'", a);
+        a += 2;
+        const char *eq = strchr(a, '=');
+        size_t n = eq ? (size_t)(eq - a) : strlen(a);
+        char name[96];
+        if (n >= sizeof(name))
+            return sl_err_set(err, SL_E_INVAL, "invalid_config", "unknown option '%s'", argv[i]);
+        for (size_t k = 0; k < n; k++)
+            name[k] = a[k] == '-' ? '_' : a[k];
+        name[n] = 0;
+        const struct opt *o = find_opt(name, n);
+        if (!o)
+            return sl_err_set(err, SL_E_INVAL, "invalid_config", "unknown option '%s'", argv[i]);
+        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        if (!v)
+            return sl_err_set(err, SL_E_INVAL, "invalid_config", "option --%.*s needs a value",
+                              (int)n, a);
+        if (o->off != F(config) && (rc = set_opt(cfg, o, v, "command line", err)))
+            return rc;
+    }
+    return 0;
+}
+
+int sl_config_split_listen(const char *listen, char *host, size_t hostlen, unsigned *port)
+{
+    const char *colon;
+    const char *h = listen;
+    size_t hl;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return -1;
+        h = listen + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return -1;
+        hl = (size_t)(colon - listen);
+    }
+    uint64_t p;
+    if (hl == 0 || hl >= hostlen || sl_parse_u64(colon + 1, &p) || p > 65535)
+        return -1;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    *port = (unsigned)p;
+    return 0;
+}
+
+void sl_config_write_doc(FILE *f)
+{
+    fprintf(f, "# Configuration\n\n"
+               "Generated by `sluice config-doc` from the option table in `src/core/config.c`; "
+               "`make test` checks that this file is current.\n\n"
+               "Every option can be given as a command-line flag, an environment variable or a "
+               "top-level key of the YAML file named by `--config`. A flag beats the "
+               "environment, which beats the file, which beats the default. Sizes take a K, M "
+               "or G suffix (powers of 1024).\n\n"
+               "| option | flag | environment | default | meaning |\n"
+               "| --- | --- | --- | --- | --- |\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char flag[96], en[96];
+        size_t k = 0;
+        for (const char *p = g_opts[i].name; *p && k + 1 < sizeof(flag); p++)
+            flag[k++] = *p == '_' ? '-' : *p;
+        flag[k] = 0;
+        env_name(en, sizeof(en), g_opts[i].name);
+        fprintf(f, "| `%s` | `--%s` | `%s` | `%s` | %s |\n", g_opts[i].name, flag, en,
+                *g_opts[i].def ? g_opts[i].def : "(none)", g_opts[i].help);
+    }
+}
+
+void sl_config_usage(FILE *f)
+{
+    fprintf(f, "usage:\n"
+               "  sluice serve [--data DIR] [--listen HOST:PORT] [--config FILE] [options]\n"
+               "  sluice verify --data DIR [--strand NAME]\n"
+               "  sluice config-doc\n"
+               "  sluice version\n\noptions:\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        char flag[96];
+        size_t k = 0;
+        for (const char *p = g_opts[i].name; *p && k + 1 < sizeof(flag); p++)
+            flag[k++] = *p == '_' ? '-' : *p;
+        flag[k] = 0;
+        fprintf(f, "  --%-22s default %s\n", flag, *g_opts[i].def ? g_opts[i].def : "(none)");
+    }
+}

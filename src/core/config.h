@@ -1,0 +1,36 @@
+/* Server options: one table (config.c) gives each option's name, type, default and help. The
+ * same table reads command-line flags (--segment-bytes), SLUICE_* environment variables
+ * (SLUICE_SEGMENT_BYTES), the YAML file (segment_bytes: 64M) and writes docs/configuration.md.
+ * Precedence: flag > environment > file > default. */
+#ifndef SL_CORE_CONFIG_H
+#define SL_CORE_CONFIG_H
+
+#include "core/err.h"
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct sl_config {
+    char data[4096];
+    char listen[256];
+    char config[4096];
+    int durable; /* durability: fsync (1) | none (0) */
+    uint64_t segment_bytes;
+    uint64_t max_body_bytes;
+    uint64_t max_connections;
+    uint64_t connection_timeout_s;
+    uint64_t http_threads;
+    uint64_t batch_max_records;
+    int log_level;
+};
+
+/* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and
+ * argv (flags only; positional arguments are rejected). Errors name the option. */
+int sl_config_load(struct sl_config *cfg, int argc, char **argv, struct sl_err *err);
+/* Splits "host:port" ("[::1]:80" for IPv6). */
+int sl_config_split_listen(const char *listen, char *host, size_t hostlen, unsigned *port);
+/* Markdown reference of every option (docs/configuration.md is this output). */
+void sl_config_write_doc(FILE *f);
+void sl_config_usage(FILE *f);
+
+#endif

@@ -1,0 +1,160 @@
+/* sluice: serve | verify | config-doc | version. Thin: everything lives in the modules. */
+#include "api/api.h"
+#include "api/http.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/version.h"
+#include "strand/store.h"
+#include "strand/verify.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int cmd_serve(int argc, char **argv)
+{
+    struct sl_config cfg;
+    struct sl_err err = {0};
+    if (sl_config_load(&cfg, argc, argv, &err) < 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        return 2;
+    }
+    sl_log_set_level(cfg.log_level);
+    char host[256];
+    unsigned port;
+    if (sl_config_split_listen(cfg.listen, host, sizeof(host), &port) < 0) {
+        fprintf(stderr, "sluice: listen: expected HOST:PORT, got '%s'\n", cfg.listen);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* Block the stop signals before any thread exists (threads inherit the mask), so that they
+     * are always taken by sigwait below, never by a random thread. */
+    sigset_t stop_sigs;
+    sigemptyset(&stop_sigs);
+    sigaddset(&stop_sigs, SIGINT);
+    sigaddset(&stop_sigs, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
+
+    static struct sl_api api;
+    api.cfg = &cfg;
+    struct sl_store_opts so = {
+        .dir = cfg.data, .segment_bytes = cfg.segment_bytes, .durable = cfg.durable};
+    if (sl_store_open(&api.store, &so, &api.recovery, &err) < 0) {
+        sl_error("cannot open data directory %s: %s", cfg.data, err.msg);
+        return 1;
+    }
+    sl_info("opened %s: %llu strands, %llu records in %llu ms (%llu torn tails cut)", cfg.data,
+            (unsigned long long)api.recovery.strands, (unsigned long long)api.recovery.records,
+            (unsigned long long)api.recovery.elapsed_ms,
+            (unsigned long long)api.recovery.truncations);
+    if (!cfg.durable)
+        sl_warn("durability: none — writes are acknowledged before they reach the disk");
+    struct sl_http_opts ho = {
+        .host = host,
+        .port = port,
+        .max_body = cfg.max_body_bytes,
+        .max_conns = (unsigned)cfg.max_connections,
+        .timeout_s = (unsigned)cfg.connection_timeout_s,
+        .threads = (unsigned)cfg.http_threads,
+        .on_complete = sl_api_on_complete,
+    };
+    struct sl_http_server *srv;
+    if (sl_http_start(&srv, &ho, sl_api_handle, &api, &err) < 0) {
+        sl_error("%s", err.msg);
+        sl_store_close(api.store);
+        return 1;
+    }
+    sl_info("listening on %s:%u", host, sl_http_port(srv));
+    int sig = 0;
+    while (sigwait(&stop_sigs, &sig) != 0)
+        ;
+    sl_info("shutting down (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    /* Stop accepting, let the committers finish and answer every pending write, then stop. */
+    sl_http_quiesce(srv);
+    sl_store_close(api.store);
+    sl_http_stop(srv);
+    sl_info("stopped");
+    return 0;
+}
+
+static int cmd_verify(int argc, char **argv)
+{
+    const char *data = NULL, *only = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
+            data = argv[++i];
+        else if (strcmp(argv[i], "--strand") == 0 && i + 1 < argc)
+            only = argv[++i];
+        else {
+            fprintf(stderr, "usage: sluice verify --data DIR [--strand NAME]\n");
+            return 2;
+        }
+    }
+    if (!data)
+        data = getenv("SLUICE_DATA");
+    if (!data) {
+        fprintf(stderr, "usage: sluice verify --data DIR [--strand NAME]\n");
+        return 2;
+    }
+    char sdir[4200];
+    snprintf(sdir, sizeof(sdir), "%s/strands", data);
+    DIR *d = opendir(sdir);
+    if (!d) {
+        fprintf(stderr, "sluice verify: %s is not a sluice data directory\n", data);
+        return 2;
+    }
+    int bad = 0, seen = 0;
+    struct dirent *e;
+    char names[1024][SL_STRAND_NAME_MAX + 1];
+    int n = 0;
+    while ((e = readdir(d)) && n < 1024)
+        if (sl_strand_name_valid(e->d_name, strlen(e->d_name)) &&
+            (!only || strcmp(only, e->d_name) == 0))
+            snprintf(names[n++], sizeof(names[0]), "%s", e->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
+    for (int i = 0; i < n; i++) {
+        char dir[4400];
+        snprintf(dir, sizeof(dir), "%s/%.64s", sdir, names[i]);
+        struct sl_verify_result r;
+        sl_verify_strand(dir, names[i], &r);
+        seen++;
+        if (r.ok) {
+            printf("ok %s %llu ", names[i], (unsigned long long)r.count);
+            for (int k = 0; k < SL_HASH_LEN; k++)
+                printf("%02x", r.head[k]);
+            printf("\n");
+        } else {
+            printf("FAIL %s seq %llu: %s\n", names[i], (unsigned long long)r.bad_seq, r.reason);
+            bad = 1;
+        }
+    }
+    if (only && !seen) {
+        fprintf(stderr, "sluice verify: no strand named %s in %s\n", only, data);
+        return 1;
+    }
+    return bad;
+}
+
+int main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : "";
+    if (strcmp(cmd, "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "verify") == 0)
+        return cmd_verify(argc - 2, argv + 2);
+    if (strcmp(cmd, "config-doc") == 0) {
+        sl_config_write_doc(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("sluice " SL_VERSION "\n");
+        return 0;
+    }
+    sl_config_usage(stderr);
+    return 2;
+}
