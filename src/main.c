@@ -40,7 +40,7 @@ static int cmd_serve(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
 
     static struct sl_api api;
-    api.cfg = &cfg;
+    sl_api_init(&api, NULL, &cfg);
     struct sl_store_opts so = {
         .dir = cfg.data, .segment_bytes = cfg.segment_bytes, .durable = cfg.durable};
     if (sl_store_open(&api.store, &so, &api.recovery, &err) < 0) {
@@ -73,8 +73,10 @@ static int cmd_serve(int argc, char **argv)
     while (sigwait(&stop_sigs, &sig) != 0)
         ;
     sl_info("shutting down (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-    /* Stop accepting, let the committers finish and answer every pending write, then stop. */
+    /* Stop accepting, refuse further requests on open connections, let the committers finish
+     * and answer every pending write, then stop. */
     sl_http_quiesce(srv);
+    sl_api_shutdown(&api);
     sl_store_close(api.store);
     sl_http_stop(srv);
     sl_info("stopped");

@@ -6,6 +6,7 @@
 #include "core/config.h"
 #include "strand/store.h"
 
+#include <pthread.h>
 #include <stdint.h>
 
 enum sl_route {
@@ -31,11 +32,18 @@ struct sl_route_metrics {
 };
 
 struct sl_api {
+    pthread_rwlock_t gate; /* handlers hold it for reading; shutdown takes it for writing */
+    int stopping;          /* set under the write lock: later requests get 503 */
     struct sl_store *store;
     const struct sl_config *cfg;
     struct sl_store_recovery recovery;
     struct sl_route_metrics routes[SL_R_COUNT];
 };
+
+void sl_api_init(struct sl_api *api, struct sl_store *store, const struct sl_config *cfg);
+/* Waits for running handlers, then answers every later request 503 without touching the store,
+ * so the store can be closed while connections are still open. */
+void sl_api_shutdown(struct sl_api *api);
 
 /* The handler given to sl_http_start (ctx is struct sl_api). */
 void sl_api_handle(struct sl_http_req *req, void *ctx);

@@ -114,9 +114,38 @@ static int match_param(const char *path, const char *prefix, const char *suffix,
     return memchr(*seg, '/', *seglen) == NULL;
 }
 
+void sl_api_init(struct sl_api *api, struct sl_store *store, const struct sl_config *cfg)
+{
+    memset(api, 0, sizeof(*api));
+    pthread_rwlock_init(&api->gate, NULL);
+    api->store = store;
+    api->cfg = cfg;
+}
+
+void sl_api_shutdown(struct sl_api *api)
+{
+    pthread_rwlock_wrlock(&api->gate);
+    api->stopping = 1;
+    pthread_rwlock_unlock(&api->gate);
+}
+
+static void route(struct sl_api *api, struct sl_http_req *req);
+
 void sl_api_handle(struct sl_http_req *req, void *ctx)
 {
     struct sl_api *api = ctx;
+    pthread_rwlock_rdlock(&api->gate);
+    if (api->stopping) {
+        sl_http_add_header(req, "Connection", "close");
+        sl_api_error(req, 503, "shutting_down", "the server is shutting down");
+    } else {
+        route(api, req);
+    }
+    pthread_rwlock_unlock(&api->gate);
+}
+
+static void route(struct sl_api *api, struct sl_http_req *req)
+{
     const char *m = sl_http_method(req), *p = sl_http_path(req);
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     const char *seg;
