@@ -19,6 +19,8 @@
 #   RESULTS=FILE also keep the raw key=value result lines in FILE
 #
 # Everything binds to 127.0.0.1. Servers are stopped by PID and the temp dir is removed on exit.
+# Exit status 1 if Sluice was built but failed to run, or if a run lost acknowledged records or
+# failed `sluice verify`; a Sluice that does not build is reported and the PostgreSQL half still runs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -90,6 +92,7 @@ start_sluice() {
     if ! line=$(bench_wait_line "$TMP/sluice.err" 'listening on 127\.0\.0\.1:[0-9]+' "$SL_PID" 20); then
         bench_log "Sluice did not report 'listening on 127.0.0.1:$port' within 20 s. Its stderr:"
         tail -n 20 "$TMP/sluice.err" >&2
+        stop_sluice
         return 1
     fi
     port=$(sed -E 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/' <<<"$line")
@@ -396,3 +399,8 @@ for name, rs in (("single", single), ("batch", batch)):
 print("PostgreSQL latency: per-transaction pgbench --log, nearest-rank percentiles over all "
       "transactions; Sluice latency: wrk's per-request histogram. Records/s counts 2xx only.")
 EOF
+
+# Exit status: 0 unless Sluice was built but failed to run, or a run lost records or failed verify.
+if [ "$SLUICE_WHY" = "failed to run (see messages above)" ] || grep -E 'verify=(FAILED|LOST)' "$RES" >/dev/null; then
+    exit 1
+fi

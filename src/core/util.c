@@ -1,5 +1,7 @@
 #include "core/util.h"
 
+#include "core/io.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -98,7 +100,7 @@ int sl_pwrite_all(int fd, const void *p, size_t n, uint64_t off)
 {
     const uint8_t *b = p;
     while (n > 0) {
-        ssize_t w = pwrite(fd, b, n, (off_t)off);
+        ssize_t w = sl_io.pwrite(fd, b, n, (off_t)off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;

@@ -1,6 +1,7 @@
 #include "strand/segment.h"
 
 #include "core/crc32c.h"
+#include "core/io.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -161,7 +162,7 @@ int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL
         goto fail;
     }
     /* The header is synced before the name appears, so a segment file never lacks it. */
-    if (durable && fdatasync(s->fd) < 0) {
+    if (durable && sl_io.fdatasync(s->fd) < 0) {
         rc = sl_err_sys(err, SL_E_IO, "sync new segment %s", s->path);
         goto fail;
     }
@@ -206,7 +207,7 @@ int sl_seg_prepare_spare(const char *dir, uint64_t size, int durable, struct sl_
         off += n;
     }
     int rc = 0;
-    if ((durable && fdatasync(fd) < 0) || close(fd) < 0 || rename(tmp, spare) < 0) {
+    if ((durable && sl_io.fdatasync(fd) < 0) || close(fd) < 0 || rename(tmp, spare) < 0) {
         rc = sl_err_sys(err, SL_E_IO, "finish %s", spare);
         unlink(tmp);
     }
@@ -283,7 +284,7 @@ static int zero_range(struct sl_segment *s, uint64_t from, uint64_t to, int dura
             return sl_err_sys(err, SL_E_IO, "zero torn tail of %s", s->path);
         off += n;
     }
-    if (durable && fdatasync(s->fd) < 0)
+    if (durable && sl_io.fdatasync(s->fd) < 0)
         return sl_err_sys(err, SL_E_IO, "fdatasync %s", s->path);
     return 0;
 }

@@ -1,6 +1,7 @@
 #include "strand/strand.h"
 
 #include "core/buf.h"
+#include "core/io.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "strand/segment.h"
@@ -354,7 +355,7 @@ static int flush_pending(struct sl_strand *s)
         goto rollback;
     }
     if (s->opts.durable) {
-        if (fdatasync(a->fd) < 0) {
+        if (sl_io.fdatasync(a->fd) < 0) {
             /* After a failed fdatasync the kernel may have dropped the dirty pages: retrying
              * could report success for data that is gone. Stop writing (as PostgreSQL does). */
             sl_error("strand %s: fdatasync of %s failed: %s; the strand stops accepting writes",
