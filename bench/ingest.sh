@@ -140,7 +140,7 @@ sample_anon_rss() {
     while bench_alive "$pid"; do
         kb=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
         [ "${kb:-0}" -le "$peak" ] || peak=$kb
-        echo $((peak / 1024)) >"$TMP/anon.peak"
+        echo $((peak / 1024)) >"$TMP/anon.peak.tmp" && mv -f "$TMP/anon.peak.tmp" "$TMP/anon.peak"
         sleep 0.2
     done
 }
@@ -204,7 +204,7 @@ run_wrk() {
         verify=LOST
     fi
     echo "test=$name round=$round ${res#WRK_RESULT } cpu_ticks=$((t1 - t0)) hz=$(getconf CLK_TCK)" \
-        "peak_rss_mb=$hwm peak_anon_mb=$(cat "$TMP/anon.peak") acked=$acked stored=$stored" \
+        "peak_rss_mb=$hwm peak_anon_mb=$(cat "$TMP/anon.peak" 2>/dev/null || echo 0) acked=$acked stored=$stored" \
         "verify=$verify" >>"$RES"
     stop_sluice
 }
@@ -295,7 +295,8 @@ res, secs, conns, threads, durab, why, rev, pgver, load0, ncpu = sys.argv[1:11]
 rows = []
 for line in open(res):
     kv = dict(p.split("=", 1) for p in line.split() if "=" in p)
-    rows.append(kv)
+    # a value that could not be measured is empty: count it as 0 rather than lose the table
+    rows.append({k: (v if v != "" else "0") for k, v in kv.items()})
 
 def of(test):
     return [r for r in rows if r.get("test") == test]

@@ -319,7 +319,6 @@ static int load_idx(struct sl_segment *s)
         munmap(m, (size_t)st.st_size);
         return -1;
     }
-    release_pages(m, (uint64_t)st.st_size);
     s->idx_map = m;
     s->idx_len = (uint64_t)st.st_size;
     s->offsets = (uint32_t *)((uint8_t *)m + SL_IDX_HDR);
@@ -332,6 +331,9 @@ static int load_idx(struct sl_segment *s)
         s->first_ts = sl_seg_ts_at(s, 0);
         s->last_ts = sl_seg_ts_at(s, count - 1);
     }
+    /* Everything needed is read: let go of the pages the CRC and these reads mapped in. */
+    release_pages(s->idx_map, s->idx_len);
+    release_pages(s->map, s->size);
     return 0;
 }
 
