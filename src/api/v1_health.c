@@ -127,6 +127,31 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req)
             sl_buf_printf(&b, "%s{strand=\"%s\"} %.17g\n", fam[f][0], sl_strand_name(list[i]), v);
         }
     }
+    sl_buf_puts(&b, "# HELP sluice_strand_fsync_seconds Duration of each group commit's "
+                    "fdatasync.\n# TYPE sluice_strand_fsync_seconds histogram\n");
+    for (size_t i = 0; i < n; i++) {
+        struct sl_strand_stats st;
+        sl_strand_stats(list[i], &st);
+        if (!st.fsyncs)
+            continue;
+        uint64_t cum = 0;
+        const char *nm = sl_strand_name(list[i]);
+        for (int k = 0; k < SL_SYNC_BUCKETS; k++) {
+            cum += st.sync_hist[k];
+            if (k < SL_SYNC_BUCKETS - 1)
+                sl_buf_printf(&b,
+                              "sluice_strand_fsync_seconds_bucket{strand=\"%s\",le=\"%g\"} %llu\n",
+                              nm, sl_sync_bucket_us[k] / 1e6, (unsigned long long)cum);
+            else
+                sl_buf_printf(
+                    &b, "sluice_strand_fsync_seconds_bucket{strand=\"%s\",le=\"+Inf\"} %llu\n", nm,
+                    (unsigned long long)cum);
+        }
+        sl_buf_printf(&b,
+                      "sluice_strand_fsync_seconds_sum{strand=\"%s\"} %.6f\n"
+                      "sluice_strand_fsync_seconds_count{strand=\"%s\"} %llu\n",
+                      nm, (double)st.sync_ns / 1e9, nm, (unsigned long long)st.fsyncs);
+    }
     sl_buf_printf(&b,
                   "# HELP sluice_recovery_truncations_total Torn or corrupt tails cut at start.\n"
                   "# TYPE sluice_recovery_truncations_total counter\n"

@@ -14,6 +14,25 @@
 #include <time.h>
 #include <unistd.h>
 
+/* An index entry of a written record, published once its batch is synced. */
+struct pending {
+    uint32_t off, len;
+    uint64_t ts;
+    uint8_t hash[SL_HASH_LEN];
+};
+
+/* A group of frames written by the committer with one pwrite, waiting for the syncer. The
+ * appends on its done list end in this batch (an append cut by a segment roll spans two). */
+struct wbatch {
+    struct wbatch *next;
+    struct sl_append *done_head, *done_tail;
+    struct sl_segment *seg;
+    struct pending *pend;
+    size_t n, cap;
+    uint64_t bytes;
+    uint8_t head[SL_HASH_LEN]; /* chain head after this batch */
+};
+
 struct sl_strand {
     char name[SL_STRAND_NAME_MAX + 1];
     size_t name_len;
@@ -46,21 +65,33 @@ struct sl_strand {
     pthread_t spare_thread;
     int spare_running;
 
+    /* committer -> syncer: written but not yet synced batches, in order */
+    pthread_mutex_t smu;
+    pthread_cond_t scond; /* the syncer waits for batches */
+    pthread_cond_t sdone; /* the committer waits for the syncer to drain (before a roll) */
+    struct wbatch *shead, *stail;
+    uint64_t enqueued, synced; /* batches */
+    int sstop;
+    pthread_t sthread;
+    int sthread_started;
+
     /* committer-private */
     struct sl_buf wbuf;
-    struct pending {
-        uint32_t off, len;
-        uint64_t ts;
-        uint8_t hash[SL_HASH_LEN];
-    } * pend;
-    size_t npend, pend_cap;
+    struct wbatch *cur; /* the batch being built */
+    uint64_t wend;      /* written end of the active segment (ahead of the published end) */
     uint64_t next_seq, last_ts;
     uint8_t next_prev[SL_HASH_LEN];
+    uint64_t w_seq; /* chain state after the last batch that was written successfully */
+    uint8_t w_prev[SL_HASH_LEN];
 
     struct sl_strand_stats stats; /* atomics */
 };
 
+const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1] = {50,   100,   200,   500,    1000,   2000,
+                                                         5000, 10000, 50000, 100000, 1000000};
+
 static void *committer_main(void *arg);
+static void *syncer_main(void *arg);
 
 static void *spare_main(void *arg)
 {
@@ -76,7 +107,7 @@ static void *spare_main(void *arg)
 static void maybe_prepare_spare(struct sl_strand *s)
 {
     struct sl_segment *a = s->segs[s->nsegs - 1];
-    if (s->spare_running || a->end < a->size / 2)
+    if (s->spare_running || s->wend < a->size / 2)
         return;
     if (pthread_create(&s->spare_thread, NULL, spare_main, s) == 0)
         s->spare_running = 1;
@@ -145,6 +176,9 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcond, NULL);
     pthread_mutex_init(&s->wmu, NULL);
+    pthread_mutex_init(&s->smu, NULL);
+    pthread_cond_init(&s->scond, NULL);
+    pthread_cond_init(&s->sdone, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -232,8 +266,19 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     struct sl_segment *a = active(s);
     s->count = a->base_seq + a->count;
     head_of(s, s->head);
-    s->next_seq = s->count;
+    s->next_seq = s->w_seq = s->count;
     memcpy(s->next_prev, s->head, SL_HASH_LEN);
+    memcpy(s->w_prev, s->head, SL_HASH_LEN);
+    s->wend = a->end;
+    if (!(s->cur = calloc(1, sizeof(*s->cur)))) {
+        rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+        goto fail;
+    }
+    if (pthread_create(&s->sthread, NULL, syncer_main, s) != 0) {
+        rc = sl_err_sys(err, SL_E_IO, "start syncer for strand %s", name);
+        goto fail;
+    }
+    s->sthread_started = 1;
     s->last_ts = a->count ? a->last_ts : (s->nsegs > 1 ? s->segs[s->nsegs - 2]->last_ts : 0);
     free(bases);
     bases = NULL;
@@ -261,16 +306,28 @@ void sl_strand_close(struct sl_strand *s)
         pthread_mutex_unlock(&s->qmu);
         pthread_join(s->thread, NULL);
     }
+    if (s->sthread_started) { /* after the committer: it has enqueued its last batch */
+        pthread_mutex_lock(&s->smu);
+        s->sstop = 1;
+        pthread_cond_signal(&s->scond);
+        pthread_mutex_unlock(&s->smu);
+        pthread_join(s->sthread, NULL);
+    }
     join_spare(s);
     for (size_t i = 0; i < s->nsegs; i++)
         sl_seg_close(s->segs[i]);
     free(s->segs);
-    free(s->pend);
+    if (s->cur)
+        free(s->cur->pend);
+    free(s->cur);
     sl_buf_release(&s->wbuf);
     pthread_rwlock_destroy(&s->lock);
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->wmu);
+    pthread_mutex_destroy(&s->smu);
+    pthread_cond_destroy(&s->scond);
+    pthread_cond_destroy(&s->sdone);
     pthread_cond_destroy(&s->wcond);
     free(s);
 }
@@ -339,62 +396,164 @@ int sl_strand_append_wait(struct sl_strand *s, struct sl_append *a, struct sl_er
     return rc;
 }
 
-/* ---- committer ---- */
+/* ---- committer and syncer ----
+ *
+ * Two-stage group commit: the committer takes every queued append, hashes the chain and writes
+ * the frames with one pwrite (a batch), hands the batch to the syncer and goes on with the next
+ * appends at once. The syncer takes every written batch, fdatasyncs once, publishes the records
+ * to readers and answers the appends. So the next group is hashed and written while the previous
+ * one syncs. A roll waits for the syncer to drain, so one sync never spans two segments. */
 
-/* Writes the buffered frames, syncs, and publishes them. Returns 0 or an SL_E_ code; on error
- * nothing of the buffer is published and the in-memory chain is rolled back. */
-static int flush_pending(struct sl_strand *s)
+static void fail_appends(struct sl_append *a, int status)
 {
-    if (s->npend == 0)
-        return 0;
-    struct sl_segment *a = active(s);
-    uint64_t off = a->end;
-    if (sl_pwrite_all(a->fd, s->wbuf.data, s->wbuf.len, off) < 0) {
-        sl_error("strand %s: write at offset %llu of %s failed: %s", s->name,
-                 (unsigned long long)off, a->path, strerror(errno));
-        goto rollback;
+    for (struct sl_append *next; a; a = next) {
+        next = a->next; /* done() may free a */
+        a->status = status;
+        a->done(a);
     }
-    if (s->opts.durable) {
-        if (sl_io.fdatasync(a->fd) < 0) {
-            /* After a failed fdatasync the kernel may have dropped the dirty pages: retrying
-             * could report success for data that is gone. Stop writing (as PostgreSQL does). */
-            sl_error("strand %s: fdatasync of %s failed: %s; the strand stops accepting writes",
-                     s->name, a->path, strerror(errno));
-            pthread_mutex_lock(&s->qmu);
-            s->failed = 1;
-            pthread_mutex_unlock(&s->qmu);
-            goto rollback;
-        }
-        __atomic_add_fetch(&s->stats.fsyncs, 1, __ATOMIC_RELAXED);
-    }
-    pthread_rwlock_wrlock(&s->lock);
-    for (size_t i = 0; i < s->npend; i++) {
-        struct pending *p = &s->pend[i];
-        if (sl_seg_index_add(a, p->off, p->len, p->hash, p->ts) < 0) {
-            pthread_rwlock_unlock(&s->lock);
-            sl_error("strand %s: index of %s is full", s->name, a->path);
-            goto rollback;
-        }
-    }
-    __atomic_store_n(&s->count, a->base_seq + a->count, __ATOMIC_RELEASE);
-    memcpy(s->head, s->next_prev, SL_HASH_LEN);
-    s->bytes += s->wbuf.len;
-    pthread_rwlock_unlock(&s->lock);
-    __atomic_add_fetch(&s->stats.records, s->npend, __ATOMIC_RELAXED);
-    __atomic_add_fetch(&s->stats.bytes, s->wbuf.len, __ATOMIC_RELAXED);
-    s->npend = 0;
-    sl_buf_reset(&s->wbuf);
-    maybe_prepare_spare(s);
-    return 0;
-rollback:
-    s->next_seq = s->count;
-    memcpy(s->next_prev, s->head, SL_HASH_LEN);
-    s->npend = 0;
-    sl_buf_reset(&s->wbuf);
-    return SL_E_IO;
 }
 
-/* Seals the active segment and starts the next. Called with nothing pending. */
+static void record_sync_time(struct sl_strand *s, uint64_t dt)
+{
+    int b = 0;
+    while (b < SL_SYNC_BUCKETS - 1 && dt > (uint64_t)sl_sync_bucket_us[b] * 1000u)
+        b++;
+    __atomic_add_fetch(&s->stats.sync_hist[b], 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->stats.sync_ns, dt, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->stats.fsyncs, 1, __ATOMIC_RELAXED);
+}
+
+/* Publishes a synced batch to readers. Syncer thread. */
+static int publish(struct sl_strand *s, struct wbatch *b)
+{
+    int rc = 0;
+    pthread_rwlock_wrlock(&s->lock);
+    for (size_t i = 0; i < b->n && rc == 0; i++) {
+        struct pending *p = &b->pend[i];
+        if (sl_seg_index_add(b->seg, p->off, p->len, p->hash, p->ts) < 0)
+            rc = SL_E_NOMEM;
+    }
+    __atomic_store_n(&s->count, b->seg->base_seq + b->seg->count, __ATOMIC_RELEASE);
+    if (rc == 0) {
+        memcpy(s->head, b->head, SL_HASH_LEN);
+        s->bytes += b->bytes;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    if (rc) {
+        sl_error("strand %s: index of %s cannot grow; the strand stops accepting writes", s->name,
+                 b->seg->path);
+        return rc;
+    }
+    __atomic_add_fetch(&s->stats.records, b->n, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->stats.bytes, b->bytes, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&s->stats.commits, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static void set_failed(struct sl_strand *s)
+{
+    pthread_mutex_lock(&s->qmu);
+    s->failed = 1;
+    pthread_mutex_unlock(&s->qmu);
+}
+
+static void *syncer_main(void *arg)
+{
+    struct sl_strand *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->smu);
+        while (!s->shead && !s->sstop)
+            pthread_cond_wait(&s->scond, &s->smu);
+        struct wbatch *list = s->shead;
+        s->shead = s->stail = NULL;
+        pthread_mutex_unlock(&s->smu);
+        if (!list)
+            break; /* stopping and drained */
+        pthread_mutex_lock(&s->qmu);
+        int rc = s->failed ? SL_E_UNAVAIL : 0;
+        pthread_mutex_unlock(&s->qmu);
+        if (rc == 0 && s->opts.durable) {
+            uint64_t t0 = sl_mono_ns();
+            int src = sl_io.fdatasync(list->seg->fd);
+            record_sync_time(s, sl_mono_ns() - t0);
+            if (src < 0) {
+                /* After a failed fdatasync the kernel may have dropped the dirty pages:
+                 * retrying could report success for data that is gone. Stop writing (as
+                 * PostgreSQL does); a restart recovers from what is on disk. */
+                sl_error("strand %s: fdatasync of %s failed: %s; the strand stops accepting "
+                         "writes",
+                         s->name, list->seg->path, strerror(errno));
+                set_failed(s);
+                rc = SL_E_IO;
+            }
+        }
+        uint64_t k = 0;
+        for (struct wbatch *b = list, *next; b; b = next, k++) {
+            next = b->next;
+            if (rc == 0 && (rc = publish(s, b)) != 0)
+                set_failed(s);
+            fail_appends(b->done_head, rc);
+            free(b->pend);
+            free(b);
+        }
+        pthread_mutex_lock(&s->wmu);
+        pthread_cond_broadcast(&s->wcond);
+        pthread_mutex_unlock(&s->wmu);
+        pthread_mutex_lock(&s->smu);
+        s->synced += k;
+        pthread_cond_broadcast(&s->sdone);
+        pthread_mutex_unlock(&s->smu);
+    }
+    return NULL;
+}
+
+/* Writes the current batch with one pwrite and hands it to the syncer. Committer thread.
+ * On failure the batch stays current (the caller fails its appends). */
+static int write_batch(struct sl_strand *s)
+{
+    struct wbatch *b = s->cur;
+    if (b->n == 0 && !b->done_head)
+        return 0;
+    struct sl_segment *a = active(s);
+    if (b->n && sl_pwrite_all(a->fd, s->wbuf.data, s->wbuf.len, s->wend) < 0) {
+        sl_error("strand %s: write at offset %llu of %s failed: %s", s->name,
+                 (unsigned long long)s->wend, a->path, strerror(errno));
+        return SL_E_IO;
+    }
+    struct wbatch *nb = calloc(1, sizeof(*nb));
+    if (!nb)
+        return SL_E_NOMEM;
+    s->wend += s->wbuf.len;
+    b->seg = a;
+    b->bytes = s->wbuf.len;
+    memcpy(b->head, s->next_prev, SL_HASH_LEN);
+    sl_buf_reset(&s->wbuf);
+    s->w_seq = s->next_seq;
+    memcpy(s->w_prev, s->next_prev, SL_HASH_LEN);
+    s->cur = nb;
+    pthread_mutex_lock(&s->smu);
+    if (s->stail)
+        s->stail->next = b;
+    else
+        s->shead = b;
+    s->stail = b;
+    s->enqueued++;
+    pthread_cond_signal(&s->scond);
+    pthread_mutex_unlock(&s->smu);
+    maybe_prepare_spare(s);
+    return 0;
+}
+
+/* Waits until the syncer has published every written batch. Committer thread. */
+static void wait_drained(struct sl_strand *s)
+{
+    pthread_mutex_lock(&s->smu);
+    while (s->synced != s->enqueued)
+        pthread_cond_wait(&s->sdone, &s->smu);
+    pthread_mutex_unlock(&s->smu);
+}
+
+/* Seals the active segment and starts the next. Called with nothing written but unsynced. */
 static int roll(struct sl_strand *s)
 {
     struct sl_err err = {0};
@@ -416,20 +575,21 @@ static int roll(struct sl_strand *s)
         sl_seg_close(seg);
         return SL_E_NOMEM;
     }
+    s->wend = seg->end;
     return 0;
 }
 
-static int pend_push(struct sl_strand *s, uint32_t off, const struct sl_record *r)
+static int pend_push(struct wbatch *b, uint32_t off, const struct sl_record *r)
 {
-    if (s->npend == s->pend_cap) {
-        size_t n = s->pend_cap ? s->pend_cap * 2 : 1024;
-        struct pending *p = realloc(s->pend, n * sizeof(*p));
+    if (b->n == b->cap) {
+        size_t n = b->cap ? b->cap * 2 : 64;
+        struct pending *p = realloc(b->pend, n * sizeof(*p));
         if (!p)
             return -1;
-        s->pend = p;
-        s->pend_cap = n;
+        b->pend = p;
+        b->cap = n;
     }
-    struct pending *p = &s->pend[s->npend++];
+    struct pending *p = &b->pend[b->n++];
     p->off = off;
     p->len = (uint32_t)sl_frame_len(r->source_len, r->payload_len);
     p->ts = r->timestamp_ms;
@@ -442,13 +602,18 @@ static int add_record(struct sl_strand *s, const struct sl_append_rec *in, uint6
 {
     uint64_t flen = sl_frame_len(in->source_len, in->payload_len);
     struct sl_segment *a = active(s);
-    if (a->end + s->wbuf.len + flen > a->size) {
-        int rc = flush_pending(s);
-        if (rc == 0)
-            rc = roll(s);
+    if (s->wend + s->wbuf.len + flen > a->size) {
+        int rc = write_batch(s);
         if (rc)
             return rc;
-        a = active(s);
+        wait_drained(s);
+        pthread_mutex_lock(&s->qmu);
+        int failed = s->failed;
+        pthread_mutex_unlock(&s->qmu);
+        if (failed)
+            return SL_E_UNAVAIL;
+        if ((rc = roll(s)))
+            return rc;
     }
     struct sl_record r = {
         .seq = s->next_seq,
@@ -462,7 +627,7 @@ static int add_record(struct sl_strand *s, const struct sl_append_rec *in, uint6
     memcpy(r.prev_hash, s->next_prev, SL_HASH_LEN);
     sl_record_hash(s->name, s->name_len, &r, r.hash);
     if (sl_buf_reserve(&s->wbuf, flen) < 0 ||
-        pend_push(s, (uint32_t)(a->end + s->wbuf.len), &r) < 0)
+        pend_push(s->cur, (uint32_t)(s->wend + s->wbuf.len), &r) < 0)
         return SL_E_NOMEM;
     sl_frame_encode(&r, s->wbuf.data + s->wbuf.len);
     s->wbuf.len += flen;
@@ -477,7 +642,9 @@ static void commit_group(struct sl_strand *s, struct sl_append *list)
     uint64_t now = sl_now_ms();
     uint64_t ts = now > s->last_ts ? now : s->last_ts; /* timestamps never go back in a strand */
     int rc = 0;
-    for (struct sl_append *a = list; a; a = a->next) {
+    struct sl_append *a = list, *next = NULL;
+    for (; a; a = next) {
+        next = a->next;
         a->first_seq = s->next_seq;
         a->timestamp_ms = ts;
         memcpy(a->prev_hash, s->next_prev, SL_HASH_LEN);
@@ -485,28 +652,36 @@ static void commit_group(struct sl_strand *s, struct sl_append *list)
             rc = add_record(s, &a->recs[i], ts, a->hashes[i]);
         if (rc)
             break;
+        /* complete: the batch holding its last record answers it */
+        struct wbatch *b = s->cur;
+        a->next = NULL;
+        if (b->done_tail)
+            b->done_tail->next = a;
+        else
+            b->done_head = a;
+        b->done_tail = a;
     }
     if (rc == 0)
-        rc = flush_pending(s);
+        rc = write_batch(s);
     if (rc == 0) {
         s->last_ts = ts;
-        __atomic_add_fetch(&s->stats.commits, 1, __ATOMIC_RELAXED);
-    } else {
-        /* Drop whatever is still unwritten: the chain continues from the published head. Frames
-         * already published by a roll inside this group stay (they are durable); their appends
-         * still report the error, so a client retry may duplicate them (at-least-once). */
-        s->npend = 0;
-        sl_buf_reset(&s->wbuf);
-        s->next_seq = s->count;
-        memcpy(s->next_prev, s->head, SL_HASH_LEN);
+        return;
     }
-    pthread_mutex_lock(&s->wmu);
-    pthread_cond_broadcast(&s->wcond);
-    pthread_mutex_unlock(&s->wmu);
-    for (struct sl_append *a = list, *next; a; a = next) {
-        next = a->next; /* done() may free a */
-        a->status = rc;
-        a->done(a);
+    /* Nothing of the current batch was written: fail its appends, the one being built and the
+     * rest of the list, and continue the chain from the last written batch. Appends whose
+     * earlier records were written before a roll still fail (a retry may duplicate them:
+     * at-least-once). */
+    struct wbatch *b = s->cur;
+    struct sl_append *done = b->done_head;
+    b->done_head = b->done_tail = NULL;
+    b->n = 0;
+    sl_buf_reset(&s->wbuf);
+    s->next_seq = s->w_seq;
+    memcpy(s->next_prev, s->w_prev, SL_HASH_LEN);
+    fail_appends(done, rc);
+    if (a) {
+        a->next = next;
+        fail_appends(a, rc);
     }
 }
 
@@ -523,15 +698,10 @@ static void *committer_main(void *arg)
         pthread_mutex_unlock(&s->qmu);
         if (!list)
             break; /* stopping and drained */
-        if (failed) {
-            for (struct sl_append *a = list, *next; a; a = next) {
-                next = a->next;
-                a->status = SL_E_UNAVAIL;
-                a->done(a);
-            }
-            continue;
-        }
-        commit_group(s, list);
+        if (failed)
+            fail_appends(list, SL_E_UNAVAIL);
+        else
+            commit_group(s, list);
     }
     return NULL;
 }
@@ -583,6 +753,9 @@ void sl_strand_stats(struct sl_strand *s, struct sl_strand_stats *st)
     st->bytes = __atomic_load_n(&s->stats.bytes, __ATOMIC_RELAXED);
     st->fsyncs = __atomic_load_n(&s->stats.fsyncs, __ATOMIC_RELAXED);
     st->commits = __atomic_load_n(&s->stats.commits, __ATOMIC_RELAXED);
+    st->sync_ns = __atomic_load_n(&s->stats.sync_ns, __ATOMIC_RELAXED);
+    for (int i = 0; i < SL_SYNC_BUCKETS; i++)
+        st->sync_hist[i] = __atomic_load_n(&s->stats.sync_hist[i], __ATOMIC_RELAXED);
 }
 
 int sl_strand_read(struct sl_strand *s, uint64_t seq, struct sl_record *r)

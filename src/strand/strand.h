@@ -52,8 +52,14 @@ struct sl_strand_info {
     uint64_t segments;
 };
 
+#define SL_SYNC_BUCKETS 12
+/* upper bounds of the fsync-duration histogram buckets, in microseconds (the last is +Inf) */
+extern const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1];
+
 struct sl_strand_stats {
     uint64_t records, bytes, fsyncs, commits;
+    uint64_t sync_ns;                    /* total time in fdatasync */
+    uint64_t sync_hist[SL_SYNC_BUCKETS]; /* fdatasync durations, not cumulative */
 };
 
 struct sl_strand_recovery {

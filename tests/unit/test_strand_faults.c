@@ -1,10 +1,12 @@
 /* Fault injection on the strand's durability path through the sl_io table:
- * - no append is acknowledged while any of its bytes are written but not yet fdatasync'ed
- *   (and the same check does fire with durability off, so it can catch a missing sync);
+ * - no record is acknowledged before an fdatasync that started after the write carrying it
+ *   returned (and the same check does fire with durability off, so it can catch a missing
+ *   sync);
  * - ENOSPC on a write fails that group only; the chain continues from the last good record;
  * - short writes are completed;
  * - EIO on fdatasync stops the strand (it refuses writes) and a restart recovers. */
 #include "core/io.h"
+#include "strand/record.h"
 #include "strand/strand.h"
 #include "strand/verify.h"
 #include "t.h"
@@ -13,29 +15,51 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static int g_unsynced;       /* bytes written since the last fdatasync */
-static int g_acked_unsynced; /* acknowledgements seen while g_unsynced */
-static int g_fail_pwrite;    /* errno to return from the next pwrite, 0 = none */
-static int g_fail_sync;      /* errno to return from the next fdatasync */
-static int g_short;          /* write at most 7 bytes per call */
+#define MAXSEQ 4096
+static unsigned g_write_id;           /* pwrites so far */
+static unsigned g_written_by[MAXSEQ]; /* seq -> the pwrite that carried its frame (0: none) */
+static unsigned g_synced_upto;        /* every pwrite with id <= this was followed by a sync */
+static int g_acked_unsynced;          /* acknowledgements of records not yet covered by a sync */
+static int g_fail_pwrite;             /* errno to return from the next pwrite, 0 = none */
+static int g_fail_sync;               /* errno to return from the next fdatasync */
+static int g_short;                   /* write at most 7 bytes per call */
+
+/* Notes which seqs a write carries by decoding the frames in it. */
+static void note_frames(const uint8_t *p, size_t n, unsigned id)
+{
+    for (size_t off = 0; off < n;) {
+        struct sl_record r;
+        uint32_t len;
+        if (sl_frame_decode(p + off, n - off, &r, &len) != SL_FRAME_OK)
+            break;
+        if (r.seq < MAXSEQ)
+            g_written_by[r.seq] = id;
+        off += len;
+    }
+}
 
 static ssize_t hook_pwrite(int fd, const void *b, size_t n, off_t off)
 {
     pthread_mutex_lock(&g_mu);
     int fail = g_fail_pwrite;
     g_fail_pwrite = 0;
-    if (!fail)
-        g_unsynced = 1;
     int sh = g_short;
     pthread_mutex_unlock(&g_mu);
     if (fail) {
         errno = fail;
         return -1;
     }
-    return pwrite(fd, b, sh && n > 7 ? 7 : n, off);
+    ssize_t w = pwrite(fd, b, sh && n > 7 ? 7 : n, off);
+    if (w == (ssize_t)n) { /* registered once the write has returned */
+        pthread_mutex_lock(&g_mu);
+        note_frames(b, n, ++g_write_id);
+        pthread_mutex_unlock(&g_mu);
+    }
+    return w;
 }
 
 static int hook_sync(int fd)
@@ -43,14 +67,18 @@ static int hook_sync(int fd)
     pthread_mutex_lock(&g_mu);
     int fail = g_fail_sync;
     g_fail_sync = 0;
-    if (!fail)
-        g_unsynced = 0;
+    unsigned covers = g_write_id; /* a sync covers the writes that returned before it started */
     pthread_mutex_unlock(&g_mu);
     if (fail) {
         errno = fail;
         return -1;
     }
-    return fdatasync(fd);
+    int rc = fdatasync(fd);
+    pthread_mutex_lock(&g_mu);
+    if (rc == 0 && covers > g_synced_upto)
+        g_synced_upto = covers;
+    pthread_mutex_unlock(&g_mu);
+    return rc;
 }
 
 struct waiter {
@@ -62,8 +90,11 @@ struct waiter {
 static void on_done(struct sl_append *a)
 {
     pthread_mutex_lock(&g_mu);
-    if (a->status == 0 && g_unsynced)
-        g_acked_unsynced++;
+    for (size_t i = 0; a->status == 0 && i < a->n; i++) {
+        uint64_t q = a->first_seq + i;
+        if (q < MAXSEQ && (g_written_by[q] == 0 || g_written_by[q] > g_synced_upto))
+            g_acked_unsynced++;
+    }
     pthread_mutex_unlock(&g_mu);
     struct waiter *w = a->arg;
     pthread_mutex_lock(&w->mu);
@@ -114,6 +145,7 @@ static int acked_while_unsynced(const char *dir, int durable)
     if (sl_strand_open(dir, "f", &o, &s, NULL, NULL))
         return -1;
     g_acked_unsynced = 0;
+    memset(g_written_by, 0, sizeof(g_written_by));
     pthread_t th[4];
     struct writer_arg wa[4];
     for (int i = 0; i < 4; i++) {
