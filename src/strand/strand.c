@@ -64,6 +64,7 @@ struct sl_strand {
     /* the spare segment being zero-filled in the background (committer-private) */
     pthread_t spare_thread;
     int spare_running;
+    int spare_made; /* a spare was made (or attempted) for the active segment */
 
     /* committer -> syncer: written but not yet synced batches, in order */
     pthread_mutex_t smu;
@@ -97,20 +98,31 @@ static void *spare_main(void *arg)
 {
     struct sl_strand *s = arg;
     struct sl_err err = {0};
+    __atomic_add_fetch(&s->stats.spares, 1, __ATOMIC_RELAXED);
     if (sl_seg_prepare_spare(s->dir, s->opts.segment_bytes, s->opts.durable, &err) < 0)
         sl_warn("strand %s: cannot prepare the next segment (%s); it will be created at roll",
                 s->name, err.msg);
     return NULL;
 }
 
+/* Reaps the spare thread if it has finished; never waits. */
+static void reap_spare(struct sl_strand *s)
+{
+    if (s->spare_running && pthread_tryjoin_np(s->spare_thread, NULL) == 0)
+        s->spare_running = 0;
+}
+
 /* Starts zero-filling the next segment once the active one is half full. */
 static void maybe_prepare_spare(struct sl_strand *s)
 {
     struct sl_segment *a = s->segs[s->nsegs - 1];
-    if (s->spare_running || s->wend < a->size / 2)
+    if (s->wend < a->size / 2)
+        return;
+    reap_spare(s);
+    if (s->spare_running || s->spare_made)
         return;
     if (pthread_create(&s->spare_thread, NULL, spare_main, s) == 0)
-        s->spare_running = 1;
+        s->spare_running = s->spare_made = 1;
 }
 
 static void join_spare(struct sl_strand *s)
@@ -558,7 +570,9 @@ static int roll(struct sl_strand *s)
 {
     struct sl_err err = {0};
     struct sl_segment *old = active(s), *seg;
-    join_spare(s); /* usually finished long ago; sl_seg_create uses it if it is there */
+    /* A finished spare (spare.tmp) is used by sl_seg_create; one still being zero-filled is not
+     * waited for (the new segment is then only fallocate'd), so a roll never stalls on it. */
+    reap_spare(s);
     if (sl_seg_write_idx(old, &err))
         sl_warn("strand %s: %s (the index is rebuilt at the next start)", s->name, err.msg);
     if (sl_seg_create(s->dir, s->next_seq, s->next_prev, s->opts.segment_bytes, s->opts.durable,
@@ -576,6 +590,7 @@ static int roll(struct sl_strand *s)
         return SL_E_NOMEM;
     }
     s->wend = seg->end;
+    s->spare_made = 0; /* the next segment gets its own */
     return 0;
 }
 
@@ -754,6 +769,7 @@ void sl_strand_stats(struct sl_strand *s, struct sl_strand_stats *st)
     st->fsyncs = __atomic_load_n(&s->stats.fsyncs, __ATOMIC_RELAXED);
     st->commits = __atomic_load_n(&s->stats.commits, __ATOMIC_RELAXED);
     st->sync_ns = __atomic_load_n(&s->stats.sync_ns, __ATOMIC_RELAXED);
+    st->spares = __atomic_load_n(&s->stats.spares, __ATOMIC_RELAXED);
     for (int i = 0; i < SL_SYNC_BUCKETS; i++)
         st->sync_hist[i] = __atomic_load_n(&s->stats.sync_hist[i], __ATOMIC_RELAXED);
 }

@@ -58,6 +58,7 @@ extern const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1];
 
 struct sl_strand_stats {
     uint64_t records, bytes, fsyncs, commits;
+    uint64_t spares;                     /* next segments zero-filled in the background */
     uint64_t sync_ns;                    /* total time in fdatasync */
     uint64_t sync_hist[SL_SYNC_BUCKETS]; /* fdatasync durations, not cumulative */
 };

@@ -180,6 +180,30 @@ static void test_append_read(void)
     T_CHECK(vr.ok && vr.count == 202, "verify passes (%s)", vr.reason);
 }
 
+/* Single appends past the middle of a segment each look at the background zero-fill of the
+ * next segment: it must run once per segment, not once per append. */
+static void test_spares(void)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/sp", g_tmp);
+    struct sl_strand_opts o = {.segment_bytes = 8192, .durable = 1};
+    struct sl_strand *s;
+    T_EQ_INT(sl_strand_open(dir, "sp", &o, &s, NULL, NULL), 0, "open");
+    for (int i = 0; i < 400; i++)
+        append_n(s, 1, i, NULL);
+    struct sl_strand_stats st;
+    struct sl_strand_info in;
+    sl_strand_stats(s, &st);
+    sl_strand_info(s, &in);
+    T_CHECK(in.segments >= 4 && st.spares >= 1 && st.spares <= in.segments,
+            "at most one background zero-fill per segment (%llu for %llu segments)",
+            (unsigned long long)st.spares, (unsigned long long)in.segments);
+    sl_strand_close(s);
+    struct sl_verify_result vr;
+    sl_verify_strand(dir, "sp", &vr);
+    T_CHECK(vr.ok && vr.count == 400, "segments made from spares verify (%s)", vr.reason);
+}
+
 static int64_t file_size(const char *p)
 {
     struct stat st;
@@ -315,6 +339,7 @@ int main(void)
         return 1;
     test_vector();
     test_append_read();
+    test_spares();
     test_truncation();
     test_corruption();
     char cmd[300];
