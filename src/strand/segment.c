@@ -127,7 +127,8 @@ static int map_file(struct sl_segment *s, struct sl_err *err)
 }
 
 int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL_HASH_LEN],
-                  uint64_t size, int durable, struct sl_segment **out, struct sl_err *err)
+                  uint64_t size, int durable, int use_spare, struct sl_segment **out,
+                  struct sl_err *err)
 {
     struct sl_segment *s = calloc(1, sizeof(*s));
     if (!s)
@@ -144,7 +145,7 @@ int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL
     char spare[4200];
     snprintf(spare, sizeof(spare), "%s/spare.tmp", dir);
     struct stat st;
-    int from_spare = stat(spare, &st) == 0 && (uint64_t)st.st_size == size;
+    int from_spare = use_spare && stat(spare, &st) == 0 && (uint64_t)st.st_size == size;
     s->fd = open(from_spare ? spare : s->path,
                  O_RDWR | O_CREAT | O_CLOEXEC | (from_spare ? 0 : O_TRUNC), 0644);
     if (s->fd < 0) {

@@ -47,10 +47,13 @@ struct sl_seg_recovery {
 };
 
 /* Creates DIR/<base_seq>.seg of size bytes (preallocated) with its header, made durable
- * (file and directory) unless durable == 0. If DIR/spare.tmp (from sl_seg_prepare_spare) exists
- * with that size, it is used instead of a new file: it is already zero-filled and synced. */
+ * (file and directory) unless durable == 0. If use_spare and DIR/spare.tmp (from
+ * sl_seg_prepare_spare) exists with that size, it is used instead of a new file: it is already
+ * zero-filled and synced. The caller must make sure no sl_seg_prepare_spare runs meanwhile (it
+ * renames over spare.tmp). */
 int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL_HASH_LEN],
-                  uint64_t size, int durable, struct sl_segment **out, struct sl_err *err);
+                  uint64_t size, int durable, int use_spare, struct sl_segment **out,
+                  struct sl_err *err);
 
 /* Writes DIR/spare.tmp: size bytes of zeros, synced. Overwriting zeroed blocks lets each
  * fdatasync flush only data (no extent conversion, no size change). Runs on a helper thread. */

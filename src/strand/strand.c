@@ -265,7 +265,7 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     if (s->nsegs == 0) {
         static const uint8_t zero[SL_HASH_LEN];
         struct sl_segment *seg;
-        if ((rc = sl_seg_create(dir, 0, zero, o->segment_bytes, o->durable, &seg, err)))
+        if ((rc = sl_seg_create(dir, 0, zero, o->segment_bytes, o->durable, 0, &seg, err)))
             goto fail;
         if (segs_push(s, seg) < 0) {
             sl_seg_close(seg);
@@ -571,12 +571,14 @@ static int roll(struct sl_strand *s)
     struct sl_err err = {0};
     struct sl_segment *old = active(s), *seg;
     /* A finished spare (spare.tmp) is used by sl_seg_create; one still being zero-filled is not
-     * waited for (the new segment is then only fallocate'd), so a roll never stalls on it. */
+     * waited for (the new segment is then only fallocate'd), so a roll never stalls on it. While
+     * that thread runs the spare is not touched at all: it renames over spare.tmp when done. */
     reap_spare(s);
+    int use_spare = !s->spare_running;
     if (sl_seg_write_idx(old, &err))
         sl_warn("strand %s: %s (the index is rebuilt at the next start)", s->name, err.msg);
     if (sl_seg_create(s->dir, s->next_seq, s->next_prev, s->opts.segment_bytes, s->opts.durable,
-                      &seg, &err)) {
+                      use_spare, &seg, &err)) {
         sl_error("strand %s: cannot start a new segment: %s", s->name, err.msg);
         return SL_E_IO;
     }
