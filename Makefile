@@ -46,7 +46,7 @@ build/san/tests/%: tests/unit/%.c $(SOBJS)
 
 # libFuzzer targets: clang, every source file except main, ASan+UBSan.
 FUZZ_CFLAGS := -std=gnu11 -g -O1 -Isrc $(PKG_CFLAGS) -D_GNU_SOURCE -msse4.2 -pthread \
-               -fsanitize=fuzzer,address,undefined -DSL_FUZZING
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DSL_FUZZING
 build/fuzz/%: fuzz/%.c $(SRCS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)

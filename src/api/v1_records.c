@@ -4,6 +4,7 @@
  * to the strand's committer, and answered from the committer's done callback after the group
  * commit; the connection is suspended meanwhile. */
 #include "api/api.h"
+#include "api/records_parse.h"
 #include "core/util.h"
 #include "formats/json_mp.h"
 
@@ -11,126 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_DEPTH 64
-#define MAX_SOURCE 1024
-
-struct envelope {
-    const char *agent;
-    uint32_t agent_len;
-    const char *strand;
-    uint32_t strand_len;
-    const uint8_t *payload;
-    size_t payload_len;
-    uint32_t flags;
-    int has_strand;
-};
-
 struct write_ctx {
     struct sl_append a;
     struct sl_http_req *req;
     struct sl_strand *strand;
     int batch;
-    struct sl_buf mp;
-    struct sl_append_rec one;
-    uint8_t one_hash[SL_HASH_LEN];
+    struct sl_records recs;
 };
 
 static void write_ctx_free(void *p)
 {
     struct write_ctx *w = p;
-    sl_buf_release(&w->mp);
-    if (w->a.recs != &w->one) {
-        free(w->a.recs);
-        free(w->a.hashes);
-    }
+    sl_records_release(&w->recs);
+    free(w->a.hashes);
     free(w);
-}
-
-/* Reads one record object {"agent_id"?, "strand"?, "payload", "flags"?} at *p. On error fills
- * msg (naming the field) and returns -1. */
-static int parse_envelope(const uint8_t **p, const uint8_t *end, struct envelope *e, char *msg,
-                          size_t msglen)
-{
-    memset(e, 0, sizeof(*e));
-    uint32_t n;
-    if (sl_mp_type(*p, end) != SL_MP_MAP || sl_mp_read_map(p, end, &n) < 0) {
-        snprintf(msg, msglen, "body: a record must be a JSON object");
-        return -1;
-    }
-    int seen_agent = 0, seen_flags = 0, seen_payload = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        const char *k;
-        uint32_t kl;
-        if (sl_mp_read_str(p, end, &k, &kl) < 0) {
-            snprintf(msg, msglen, "body: object keys must be strings");
-            return -1;
-        }
-        int t = sl_mp_type(*p, end);
-#define KEY(s) (kl == sizeof(s) - 1 && memcmp(k, s, kl) == 0)
-        int *seen = KEY("agent_id")  ? &seen_agent
-                    : KEY("strand")  ? &e->has_strand
-                    : KEY("payload") ? &seen_payload
-                    : KEY("flags")   ? &seen_flags
-                                     : NULL;
-        if (!seen) {
-            snprintf(msg, msglen,
-                     "%.*s: unknown field (a record has agent_id, strand, payload and flags)",
-                     (int)(kl > 64 ? 64 : kl), k);
-            return -1;
-        }
-        if (*seen) {
-            snprintf(msg, msglen, "%.*s: field given twice", (int)kl, k);
-            return -1;
-        }
-        *seen = 1;
-        if (KEY("agent_id") || KEY("strand")) {
-            const char *s;
-            uint32_t sl;
-            if (t != SL_MP_STR || sl_mp_read_str(p, end, &s, &sl) < 0) {
-                snprintf(msg, msglen, "%.*s: must be a string", (int)kl, k);
-                return -1;
-            }
-            if (KEY("agent_id")) {
-                if (sl > MAX_SOURCE) {
-                    snprintf(msg, msglen, "agent_id: longer than %d bytes", MAX_SOURCE);
-                    return -1;
-                }
-                e->agent = s;
-                e->agent_len = sl;
-            } else {
-                if (!sl_strand_name_valid(s, sl)) {
-                    snprintf(msg, msglen,
-                             "strand: '%.*s' is not a valid name ([a-z0-9][a-z0-9._-]{0,63})",
-                             (int)(sl > 80 ? 80 : sl), s);
-                    return -1;
-                }
-                e->strand = s;
-                e->strand_len = sl;
-            }
-        } else if (KEY("flags")) {
-            int64_t v;
-            if (t != SL_MP_INT || sl_mp_read_int(p, end, &v) < 0 || v < 0 || v > 0xffffffffLL) {
-                snprintf(msg, msglen, "flags: must be an integer between 0 and 4294967295");
-                return -1;
-            }
-            e->flags = (uint32_t)v;
-        } else {
-            long len = sl_mp_skip(*p, (size_t)(end - *p), MAX_DEPTH + 1);
-            if (len < 0) {
-                snprintf(msg, msglen, "payload: malformed value");
-                return -1;
-            }
-            e->payload = *p;
-            e->payload_len = (size_t)len;
-            *p += len;
-        }
-#undef KEY
-    }
-    if (!seen_payload) {
-        snprintf(msg, msglen, "payload: required field is missing");
-        return -1;
-    }
-    return 0;
 }
 
 static void answer_write(struct sl_append *a)
@@ -173,176 +68,33 @@ static void answer_write(struct sl_append *a)
     sl_api_json(req, 201, &b);
 }
 
-struct rec_start {
-    size_t off;  /* where the record's MessagePack starts in w->mp */
-    size_t line; /* its NDJSON line number (1-based) */
-};
-
-/* Splits NDJSON into records: transcodes each non-blank line into w->mp, remembering where each
- * record starts. Returns the count, or -1 after answering the error. */
-static long transcode_ndjson(struct write_ctx *w, const char *body, size_t len,
-                             struct rec_start **starts, uint64_t max_records)
-{
-    size_t cap = 1024, n = 0;
-    struct rec_start *st = malloc(cap * sizeof(*st));
-    if (!st) {
-        sl_api_error(w->req, 503, "out_of_memory", "out of memory");
-        return -1;
-    }
-    size_t line = 0;
-    for (size_t pos = 0; pos < len;) {
-        const char *nl = memchr(body + pos, '\n', len - pos);
-        size_t end = nl ? (size_t)(nl - body) : len;
-        line++;
-        size_t a = pos, b = end; /* a line's offsets; errors count bytes from the line start */
-        while (a < b && (body[a] == ' ' || body[a] == '\t' || body[a] == '\r'))
-            a++;
-        pos = end + 1;
-        if (a == b)
-            continue; /* blank line */
-        if (n == max_records) {
-            free(st);
-            sl_api_error(w->req, 413, "batch_too_large", "body: more than %llu records in a batch",
-                         (unsigned long long)max_records);
-            return -1;
-        }
-        if (n == cap) {
-            struct rec_start *ns = realloc(st, (cap *= 2) * sizeof(*ns));
-            if (!ns) {
-                free(st);
-                sl_api_error(w->req, 503, "out_of_memory", "out of memory");
-                return -1;
-            }
-            st = ns;
-        }
-        st[n].off = w->mp.len;
-        st[n++].line = line;
-        struct sl_jerr je;
-        if (sl_json_to_mp(body + a, b - a, &w->mp, MAX_DEPTH + 1, &je) < 0) {
-            free(st);
-            sl_api_error(w->req, 400, "invalid_json", "line %zu: %s", line, je.msg);
-            return -1;
-        }
-    }
-    *starts = st;
-    return (long)n;
-}
-
 void sl_v1_records_post(struct sl_api *api, struct sl_http_req *req, int batch)
 {
     int ndjson;
     if (sl_api_require_json(req, batch, &ndjson) < 0)
         return;
-    size_t blen;
-    const char *body = (const char *)sl_http_body(req, &blen);
     struct write_ctx *w = calloc(1, sizeof(*w));
     if (!w)
         return sl_api_error(req, 503, "out_of_memory", "out of memory");
     w->req = req;
     w->batch = batch;
-    sl_buf_init(&w->mp, 0);
     sl_http_set_user(req, w, write_ctx_free);
-    const char *qstrand = sl_http_query(req, "strand");
-    if (qstrand && !sl_strand_name_valid(qstrand, strlen(qstrand)))
-        return sl_api_error(req, 400, "invalid_strand",
-                            "strand: '%.80s' is not a valid name ([a-z0-9][a-z0-9._-]{0,63})",
-                            qstrand);
-    if (!batch && qstrand)
-        return sl_api_error(req, 400, "invalid_query",
-                            "strand: give the strand in the body for POST /v1/records");
-
-    /* 1. JSON -> MessagePack */
-    struct rec_start *starts = NULL;
-    long n = 1;
-    struct sl_jerr je;
-    if (batch && ndjson) {
-        n = transcode_ndjson(w, body, blen, &starts, api->cfg->batch_max_records);
-        if (n < 0)
-            return;
-    } else if (sl_json_to_mp(body, blen, &w->mp, MAX_DEPTH + 1, &je) < 0) {
-        return sl_api_error(req, 400, "invalid_json", "body: %s", je.msg);
-    }
-    const uint8_t *p = w->mp.data, *end = w->mp.data + w->mp.len;
-    if (batch && !ndjson) {
-        uint32_t an;
-        if (sl_mp_type(p, end) != SL_MP_ARRAY || sl_mp_read_array(&p, end, &an) < 0)
-            return sl_api_error(req, 400, "invalid_batch",
-                                "body: a batch is a JSON array of records (or NDJSON with "
-                                "Content-Type: application/x-ndjson)");
-        if (an > api->cfg->batch_max_records)
-            return sl_api_error(req, 413, "batch_too_large",
-                                "body: more than %llu records in a batch",
-                                (unsigned long long)api->cfg->batch_max_records);
-        n = an;
-    }
-    if (n == 0) {
-        free(starts);
-        return sl_api_error(req, 400, "empty_batch", "body: the batch holds no records");
-    }
-
-    /* 2. validate every record before anything is written */
-    struct sl_append_rec *recs = &w->one;
-    uint8_t(*hashes)[SL_HASH_LEN] = &w->one_hash;
-    if (batch) {
-        recs = calloc((size_t)n, sizeof(*recs));
-        hashes = malloc((size_t)n * SL_HASH_LEN);
-        if (!recs || !hashes) {
-            free(recs);
-            free(hashes);
-            free(starts);
-            return sl_api_error(req, 503, "out_of_memory", "out of memory");
-        }
-    }
-    w->a.recs = recs;
-    w->a.hashes = hashes;
-    w->a.n = (size_t)n;
-    const char *sname = qstrand;
-    size_t snlen = qstrand ? strlen(qstrand) : 0;
-    for (long i = 0; i < n; i++) {
-        struct envelope e;
-        char msg[300];
-        if (starts)
-            p = w->mp.data + starts[i].off;
-        if (parse_envelope(&p, end, &e, msg, sizeof(msg)) < 0) {
-            size_t line = starts ? starts[i].line : 0;
-            free(starts);
-            if (!batch)
-                return sl_api_error(req, 400, "invalid_record", "%s", msg);
-            if (ndjson)
-                return sl_api_error(req, 400, "invalid_record", "line %zu: %s", line, msg);
-            return sl_api_error(req, 400, "invalid_record", "record %ld (0-based): %s", i, msg);
-        }
-        if (!batch && p != end)
-            return sl_api_error(req, 400, "invalid_record", "body: trailing data");
-        if (e.strand) {
-            if (sname && (snlen != e.strand_len || memcmp(sname, e.strand, snlen) != 0)) {
-                long where = starts ? (long)starts[i].line : i;
-                free(starts);
-                return sl_api_error(
-                    req, 400, "mixed_strands",
-                    "strand: %s %ld names strand '%.*s' but the batch goes to '%.*s'; one "
-                    "batch goes to one strand",
-                    ndjson ? "line" : "record", where, (int)e.strand_len, e.strand, (int)snlen,
-                    sname);
-            }
-            sname = e.strand;
-            snlen = e.strand_len;
-        }
-        recs[i].payload = e.payload;
-        recs[i].payload_len = (uint32_t)e.payload_len;
-        recs[i].source = e.agent ? e.agent : "";
-        recs[i].source_len = (uint16_t)e.agent_len;
-        recs[i].flags = e.flags;
-    }
-    free(starts);
-    if (!sname) {
-        sname = "default";
-        snlen = 7;
-    }
-
-    /* 3. hand over to the committer; the answer is sent from answer_write */
+    struct sl_records_in in = {.batch = batch,
+                               .ndjson = ndjson,
+                               .qstrand = sl_http_query(req, "strand"),
+                               .max_records = api->cfg->batch_max_records};
+    in.body = (const char *)sl_http_body(req, &in.len);
     struct sl_err err = {0};
-    if (sl_store_strand(api->store, sname, snlen, 1, &w->strand, &err) < 0)
+    if (sl_records_parse(&in, &w->recs, &err) != 0)
+        return sl_api_error_from(req, &err);
+    w->a.recs = w->recs.recs;
+    w->a.n = w->recs.n;
+    w->a.hashes = malloc(w->recs.n * SL_HASH_LEN);
+    if (!w->a.hashes)
+        return sl_api_error(req, 503, "out_of_memory", "out of memory");
+    /* hand over to the committer; the answer is sent from answer_write */
+    if (sl_store_strand(api->store, w->recs.strand, strlen(w->recs.strand), 1, &w->strand, &err) <
+        0)
         return sl_api_error_from(req, &err);
     w->a.done = answer_write;
     w->a.arg = w;
@@ -392,7 +144,7 @@ int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_rec
     sl_buf_puts(b, "\",\"payload\":");
     size_t used;
     struct sl_jerr je;
-    if (sl_mp_to_json(r->payload, r->payload_len, &used, b, MAX_DEPTH + 2, &je) < 0)
+    if (sl_mp_to_json(r->payload, r->payload_len, &used, b, SL_JSON_MAX_DEPTH + 2, &je) < 0)
         return -1;
     if (raw) {
         sl_buf_puts(b, ",\"payload_msgpack_b64\":\"");
