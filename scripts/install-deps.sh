@@ -7,7 +7,7 @@ DEBS=(
   # build
   build-essential pkg-config clang libclang-rt-14-dev clang-format
   # libraries linked by sluice
-  libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev
+  libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   # test and benchmark tools
   curl python3 python3-msgpack wrk postgresql-15 postgresql-client-15 postgresql-contrib
 )
@@ -28,4 +28,52 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   apt-get update -qq || true
   apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 "${missing[@]}" >/dev/null
+fi
+
+# ---- npm: test peers that exist only as npm packages, installed into build/ (git-ignored).
+# Uses the node/npm already on PATH; installs Debian's nodejs + npm only when node is missing
+# (never both npm flavours: NodeSource's nodejs conflicts with Debian's npm package).
+NPMS=(
+  @20minutes/s3rver@4.0.4 # fake S3 that verifies SigV4 (tests/peers/s3rver.sh)
+)
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}
+
+node_debs=()
+command -v node >/dev/null || node_debs=(nodejs npm)
+[ ${#node_debs[@]} -gt 0 ] || command -v npm >/dev/null || node_debs=(npm)
+if [ ${#node_debs[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing packages: ${node_debs[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  echo "install-deps: installing ${node_debs[*]}" >&2
+  [ ${#missing[@]} -gt 0 ] || apt-get update -qq || true
+  apt-get install -y -qq --no-install-recommends -o DPkg::Lock::Timeout=300 "${node_debs[@]}" >/dev/null
+fi
+
+npm_installed() { # name@version: is exactly that version in NODE_DIR?
+  local name=${1%@*} version=${1##*@}
+  grep -E "\"version\": *\"$version\"" "$NODE_DIR/node_modules/$name/package.json" >/dev/null 2>&1
+}
+npm_missing=()
+for p in "${NPMS[@]}"; do
+  npm_installed "$p" || npm_missing+=("$p")
+done
+if [ ${#npm_missing[@]} -gt 0 ]; then
+  echo "install-deps: npm install ${npm_missing[*]} into $NODE_DIR" >&2
+  mkdir -p "$NODE_DIR"
+  (
+    flock -w 300 9 # the same lock as tests/peers/s3rver.sh, which installs on first use
+    cd "$NODE_DIR"
+    [ -f package.json ] || echo '{"name":"sluice-test-peers","version":"0.0.0","private":true}' >package.json
+    if ! npm install --no-audit --no-fund --prefer-offline --loglevel=error --fetch-retries=2 \
+      --fetch-retry-mintimeout=1000 --fetch-retry-maxtimeout=4000 --fetch-timeout=60000 \
+      "${npm_missing[@]}" </dev/null >npm-install.log 2>&1; then
+      echo "install-deps: npm install failed (is the npm registry reachable?); see $NODE_DIR/npm-install.log:" >&2
+      grep -v '^npm error  *at ' npm-install.log | head -n 5 >&2
+      exit 1
+    fi
+  ) 9>>"$NODE_DIR/.install.lock"
 fi

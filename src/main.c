@@ -47,6 +47,11 @@ static int cmd_serve(int argc, char **argv)
         sl_error("cannot open data directory %s: %s", cfg.data, err.msg);
         return 1;
     }
+    if (sl_registry_open(&api.registry, cfg.data, &err) < 0) {
+        sl_error("cannot open the connector registry in %s: %s", cfg.data, err.msg);
+        sl_store_close(api.store);
+        return 1;
+    }
     sl_info("opened %s: %llu strands, %llu records in %llu ms (%llu torn tails cut)", cfg.data,
             (unsigned long long)api.recovery.strands, (unsigned long long)api.recovery.records,
             (unsigned long long)api.recovery.elapsed_ms,
@@ -66,6 +71,7 @@ static int cmd_serve(int argc, char **argv)
     if (sl_http_start(&srv, &ho, sl_api_handle, &api, &err) < 0) {
         sl_error("%s", err.msg);
         sl_store_close(api.store);
+        sl_registry_close(api.registry);
         return 1;
     }
     sl_info("listening on %s:%u", host, sl_http_port(srv));
@@ -77,7 +83,8 @@ static int cmd_serve(int argc, char **argv)
      * and answer every pending write, then stop. */
     sl_http_quiesce(srv);
     sl_api_shutdown(&api);
-    sl_store_close(api.store);
+    sl_store_close(api.store);       /* answers every pending write (and counts pushes) */
+    sl_registry_close(api.registry); /* then the counters are flushed */
     sl_http_stop(srv);
     sl_info("stopped");
     return 0;

@@ -4,6 +4,7 @@
 
 #include "api/http.h"
 #include "core/config.h"
+#include "engine/registry.h"
 #include "strand/store.h"
 
 #include <pthread.h>
@@ -17,6 +18,10 @@ enum sl_route {
     SL_R_RECORD_GET,
     SL_R_STRANDS_GET,
     SL_R_STRAND_RECORDS_GET,
+    SL_R_CONNECTORS,
+    SL_R_CONNECTOR,
+    SL_R_CONNECTOR_KINDS,
+    SL_R_REST_PUSH,
     SL_R_UNMATCHED,
     SL_R_COUNT
 };
@@ -35,6 +40,7 @@ struct sl_api {
     pthread_rwlock_t gate; /* handlers hold it for reading; shutdown takes it for writing */
     int stopping;          /* set under the write lock: later requests get 503 */
     struct sl_store *store;
+    struct sl_registry *registry;
     const struct sl_config *cfg;
     struct sl_store_recovery recovery;
     struct sl_route_metrics routes[SL_R_COUNT];
@@ -69,6 +75,10 @@ void sl_v1_strands_get(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const char *name,
                               size_t name_len);
 void sl_v1_health(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_connectors(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_connector(struct sl_api *api, struct sl_http_req *req, const char *id);
+void sl_v1_connector_kinds(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_rest_push(struct sl_api *api, struct sl_http_req *req, const char *id, size_t idlen);
 void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req);
 
 /* Appends a record as the JSON object the API returns. raw adds payload_msgpack_b64. */

@@ -16,7 +16,7 @@ unsigned sl_api_status_for(int code)
     } table[] = {
         {SL_E_INVAL, 400},  {SL_E_NOTFOUND, 404}, {SL_E_METHOD, 405}, {SL_E_CONFLICT, 409},
         {SL_E_TOOBIG, 413}, {SL_E_MEDIA, 415},    {SL_E_IO, 500},     {SL_E_CORRUPT, 500},
-        {SL_E_NOMEM, 503},  {SL_E_UNAVAIL, 503},
+        {SL_E_NOMEM, 503},  {SL_E_UNAVAIL, 503},  {SL_E_RATE, 429},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (table[i].code == code)
@@ -191,6 +191,31 @@ static void route(struct sl_api *api, struct sl_http_req *req)
         if (!get)
             return method_not_allowed(req, "GET");
         return sl_v1_metrics(api, req);
+    }
+    if (strcmp(p, "/v1/connectors") == 0) {
+        sl_http_set_route(req, SL_R_CONNECTORS);
+        if (!get && !post)
+            return method_not_allowed(req, "GET, POST");
+        return sl_v1_connectors(api, req);
+    }
+    if (strcmp(p, "/v1/connector-kinds") == 0) {
+        sl_http_set_route(req, SL_R_CONNECTOR_KINDS);
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return sl_v1_connector_kinds(api, req);
+    }
+    if (strncmp(p, "/v1/connectors/inbound/rest/", 28) == 0 &&
+        match_param(p, "/v1/connectors/inbound/rest/", "/push", &seg, &seglen)) {
+        sl_http_set_route(req, SL_R_REST_PUSH);
+        if (!post)
+            return method_not_allowed(req, "POST");
+        return sl_v1_rest_push(api, req, seg, seglen);
+    }
+    if (match_param(p, "/v1/connectors/", "", &seg, &seglen)) {
+        sl_http_set_route(req, SL_R_CONNECTOR);
+        if (!get && strcmp(m, "PATCH") != 0 && strcmp(m, "DELETE") != 0)
+            return method_not_allowed(req, "GET, PATCH, DELETE");
+        return sl_v1_connector(api, req, seg);
     }
     sl_http_set_route(req, SL_R_UNMATCHED);
     sl_api_error(req, 404, "not_found", "no route for %s %.200s", m, p);

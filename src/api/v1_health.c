@@ -14,6 +14,10 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/v1/records/{hash}",
     "/v1/strands",
     "/v1/strands/{name}/records",
+    "/v1/connectors",
+    "/v1/connectors/{id}",
+    "/v1/connector-kinds",
+    "/v1/connectors/inbound/rest/{id}/push",
     "unmatched",
 };
 static const unsigned g_status_codes[SL_STATUS_SLOTS] = {200, 201, 400, 404, 405, 409, 413,

@@ -15,6 +15,7 @@ enum sl_errcode {
     SL_E_UNAVAIL = -8,  /* 503: shutting down, strand failed */
     SL_E_MEDIA = -9,    /* 415 */
     SL_E_METHOD = -10,  /* 405 */
+    SL_E_RATE = -11,    /* 429: over a rate limit */
 };
 
 struct sl_err {

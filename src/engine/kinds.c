@@ -1,0 +1,470 @@
+#include "engine/kinds.h"
+
+#include "strand/record.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define SECRET 1
+#define HAS_PASSWORD 2 /* a connection string: only the password inside is hidden */
+
+static const char *const g_start[] = {"head", "earliest", NULL};
+static const char *const g_offset_reset[] = {"latest", "earliest", NULL};
+static const char *const g_tls_modes[] = {"disable", "prefer", "require", NULL};
+static const char *const g_snapshot_modes[] = {"initial", "never", "initial_only", NULL};
+
+static const struct sl_field f_rate_limit[] = {
+    {"events_per_second", SL_F_NUMBER, 1, NULL, 0, "Sustained pushes per second.", 0, 0, NULL,
+     NULL},
+    {"burst", SL_F_INT, 0, NULL, 0, "Bucket size (default: events_per_second, at least 1).", 1,
+     1000000000, NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_retry[] = {
+    {"initial_backoff_ms", SL_F_INT, 0, "200", 0, "First retry delay.", 1, 3600000, NULL, NULL},
+    {"max_backoff_ms", SL_F_INT, 0, "30000", 0, "Largest retry delay.", 1, 86400000, NULL, NULL},
+    {"max_retries", SL_F_INT, 0, "-1", 0, "Retries before dead-lettering; -1 = forever.", -1,
+     1000000000, NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_breaker[] = {
+    {"failure_threshold", SL_F_INT, 0, "5", 0, "Consecutive failures that open the breaker.", 1,
+     1000000, NULL, NULL},
+    {"reset_timeout_secs", SL_F_INT, 0, "30", 0, "Seconds open before a trial request.", 1, 86400,
+     NULL, NULL},
+    {"success_threshold", SL_F_INT, 0, "2", 0, "Successes in half-open state that close it.", 1,
+     1000000, NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_tls[] = {
+    {"mode", SL_F_ENUM, 0, "\"prefer\"", 0, "disable, prefer or require.", 0, 0, g_tls_modes, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+#define OUTBOUND_COMMON                                                                            \
+    {"start",    SL_F_ENUM, 0,                                                                     \
+     "\"head\"", 0,         "Where a new connector starts: head (new records only) or earliest.",  \
+     0,          0,         g_start,                                                               \
+     NULL},                                                                                        \
+        {"retry", SL_F_OBJECT, 0,    "{}",   0, "Retry with exponential backoff and full jitter.", \
+         0,       0,           NULL, f_retry},                                                     \
+        {"circuit_breaker",                                                                        \
+         SL_F_OBJECT,                                                                              \
+         0,                                                                                        \
+         "{}",                                                                                     \
+         0,                                                                                        \
+         "Stops sending while a target keeps failing.",                                            \
+         0,                                                                                        \
+         0,                                                                                        \
+         NULL,                                                                                     \
+         f_breaker},                                                                               \
+        {"max_consecutive_failures",                                                               \
+         SL_F_INT,                                                                                 \
+         0,                                                                                        \
+         "0",                                                                                      \
+         0,                                                                                        \
+         "Failures in a row after which the connector goes to failed; 0 = never.",                 \
+         0,                                                                                        \
+         1000000000,                                                                               \
+         NULL,                                                                                     \
+         NULL},                                                                                    \
+    {                                                                                              \
+        "timeout_ms", SL_F_INT, 0, "10000", 0, "Request timeout.", 1, 600000, NULL, NULL           \
+    }
+
+static const struct sl_field f_rest_bridge[] = {
+    {"flags", SL_F_INT, 0, "0", 0,
+     "Flags of pushed records (2 = TOMBSTONE) unless the request sets them.", 0, 4294967295LL, NULL,
+     NULL},
+    {"strand", SL_F_STRAND, 0, "\"default\"", 0, "Strand the pushes are written to.", 0, 0, NULL,
+     NULL},
+    {"rate_limit", SL_F_OBJECT, 0, NULL, 0, "Token bucket; over it the push answers 429.", 0, 0,
+     NULL, f_rate_limit},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_webhook[] = {
+    {"url", SL_F_URL, 1, NULL, 0, "POST target.", 0, 0, NULL, NULL},
+    {"secret", SL_F_STRING, 0, NULL, SECRET, "Sent as Authorization: Bearer <secret>.", 0, 0, NULL,
+     NULL},
+    {"batch_size", SL_F_INT, 0, "1", 0, "Events per POST; above 1 the body is a JSON array.", 1,
+     10000, NULL, NULL},
+    OUTBOUND_COMMON,
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_s3[] = {
+    {"endpoint", SL_F_URL, 1, NULL, 0, "S3-compatible endpoint (path-style URLs).", 0, 0, NULL,
+     NULL},
+    {"bucket", SL_F_STRING, 1, NULL, 0, "Bucket.", 0, 0, NULL, NULL},
+    {"prefix", SL_F_STRING, 0, "\"\"", 0, "Key prefix; objects are {prefix}/{record_hash}.json.", 0,
+     0, NULL, NULL},
+    {"auth_header", SL_F_STRING, 0, NULL, SECRET, "Sent verbatim as Authorization (R2, MinIO).", 0,
+     0, NULL, NULL},
+    {"access_key_id", SL_F_STRING, 0, NULL, 0, "AWS SigV4 access key.", 0, 0, NULL, NULL},
+    {"secret_access_key", SL_F_STRING, 0, NULL, SECRET, "AWS SigV4 secret key.", 0, 0, NULL, NULL},
+    {"session_token", SL_F_STRING, 0, NULL, SECRET, "AWS session token (optional).", 0, 0, NULL,
+     NULL},
+    {"region", SL_F_STRING, 0, "\"us-east-1\"", 0, "AWS region for SigV4.", 0, 0, NULL, NULL},
+    OUTBOUND_COMMON,
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+/* Both dialects: SapixDB (connection_string, slot, publication, table_filter) and Rivven's
+ * postgres-cdc source (host, port, database, user, password, slot_name, ...). */
+static const struct sl_field f_postgres_cdc[] = {
+    {"connection_string", SL_F_STRING, 0, NULL, HAS_PASSWORD,
+     "postgres://user:pass@host:5432/db (SapixDB dialect).", 0, 0, NULL, NULL},
+    {"slot", SL_F_STRING, 0, NULL, 0, "Replication slot (SapixDB dialect).", 0, 0, NULL, NULL},
+    {"publication", SL_F_STRING, 0, NULL, 0, "Publication (SapixDB dialect).", 0, 0, NULL, NULL},
+    {"table_filter", SL_F_STRING, 0, NULL, 0, "Tables to capture, e.g. public.* (SapixDB dialect).",
+     0, 0, NULL, NULL},
+    {"host", SL_F_STRING, 0, NULL, 0, "Rivven dialect.", 0, 0, NULL, NULL},
+    {"port", SL_F_INT, 0, NULL, 0, "Rivven dialect (5432).", 1, 65535, NULL, NULL},
+    {"database", SL_F_STRING, 0, NULL, 0, "Rivven dialect.", 0, 0, NULL, NULL},
+    {"user", SL_F_STRING, 0, NULL, 0, "Rivven dialect.", 0, 0, NULL, NULL},
+    {"password", SL_F_STRING, 0, NULL, SECRET, "Rivven dialect.", 0, 0, NULL, NULL},
+    {"slot_name", SL_F_STRING, 0, NULL, 0, "Rivven dialect.", 0, 0, NULL, NULL},
+    {"publication_name", SL_F_STRING, 0, NULL, 0, "Rivven dialect.", 0, 0, NULL, NULL},
+    {"publication_tables", SL_F_STRING_LIST, 0, NULL, 0, "Rivven dialect; empty = all tables.", 0,
+     0, NULL, NULL},
+    {"auto_create_slot", SL_F_BOOL, 0, NULL, 0, "Rivven dialect (true).", 0, 0, NULL, NULL},
+    {"auto_create_publication", SL_F_BOOL, 0, NULL, 0, "Rivven dialect (true).", 0, 0, NULL, NULL},
+    {"tls", SL_F_OBJECT, 0, NULL, 0, "Rivven dialect: {\"mode\": disable|prefer|require}.", 0, 0,
+     NULL, f_tls},
+    {"snapshot_mode", SL_F_ENUM, 0, NULL, 0, "initial, never or initial_only.", 0, 0,
+     g_snapshot_modes, NULL},
+    {"heartbeat_interval_ms", SL_F_INT, 0, NULL, 0, "Rivven dialect.", 0, 86400000, NULL, NULL},
+    {"strand", SL_F_STRAND, 0, "\"default\"", 0, "Strand the changes are written to.", 0, 0, NULL,
+     NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_kafka[] = {
+    {"brokers", SL_F_STRING_LIST, 1, NULL, 0, "Bootstrap brokers, host:port.", 0, 0, NULL, NULL},
+    {"topic", SL_F_STRING, 1, NULL, 0, "Topic to consume.", 0, 0, NULL, NULL},
+    {"group_id", SL_F_STRING, 0, NULL, 0, "Consumer group.", 0, 0, NULL, NULL},
+    {"auto_offset_reset", SL_F_ENUM, 0, "\"latest\"", 0, "latest or earliest.", 0, 0,
+     g_offset_reset, NULL},
+    {"strand", SL_F_STRAND, 0, "\"default\"", 0, "Strand the messages are written to.", 0, 0, NULL,
+     NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static int check_postgres(const json_t *c, struct sl_err *err)
+{
+    int sapix = json_object_get(c, "connection_string") != NULL;
+    int rivven = json_object_get(c, "host") != NULL || json_object_get(c, "database") != NULL;
+    if (!sapix && !rivven)
+        return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                          "config.connection_string: required (or the Rivven fields host and "
+                          "database)");
+    if (rivven && !json_object_get(c, "database"))
+        return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.database: required with host");
+    if (rivven && !json_object_get(c, "host"))
+        return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.host: required with database");
+    return 0;
+}
+
+static int check_s3(const json_t *c, struct sl_err *err)
+{
+    int key = json_object_get(c, "access_key_id") != NULL;
+    int secret = json_object_get(c, "secret_access_key") != NULL;
+    if (key != secret)
+        return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                          "config.%s: required with %s (SigV4 needs both)",
+                          key ? "secret_access_key" : "access_key_id",
+                          key ? "access_key_id" : "secret_access_key");
+    return 0;
+}
+
+static const struct sl_kind g_kinds[] = {
+    {"rest_bridge", SL_INBOUND, 1,
+     "Any system POSTs JSON to /v1/connectors/inbound/rest/{id}/push.", f_rest_bridge, NULL},
+    {"webhook", SL_OUTBOUND, 0, "POSTs every record of the followed strands to a URL.", f_webhook,
+     NULL},
+    {"s3", SL_OUTBOUND, 0, "PUTs every record as {prefix}/{record_hash}.json.", f_s3, check_s3},
+    {"postgres_cdc", SL_INBOUND, 0, "PostgreSQL logical replication into a strand.", f_postgres_cdc,
+     check_postgres},
+    {"kafka", SL_INBOUND, 0, "Kafka consumer into a strand.", f_kafka, NULL},
+};
+#define NKINDS (sizeof(g_kinds) / sizeof(g_kinds[0]))
+
+const struct sl_kind *sl_kind_find(const char *name)
+{
+    for (size_t i = 0; i < NKINDS; i++)
+        if (strcmp(g_kinds[i].name, name) == 0)
+            return &g_kinds[i];
+    return NULL;
+}
+
+const struct sl_kind *const *sl_kinds_all(void)
+{
+    static const struct sl_kind *list[NKINDS + 1];
+    for (size_t i = 0; i < NKINDS; i++)
+        list[i] = &g_kinds[i];
+    list[NKINDS] = NULL;
+    return list;
+}
+
+static const char *type_name(enum sl_ftype t)
+{
+    static const char *const names[] = {"string",  "integer", "number",
+                                        "boolean", "enum",    "array of strings",
+                                        "object",  "url",     "strand name"};
+    return names[t];
+}
+
+static int bad(struct sl_err *err, const char *path, const char *fmt, const char *a)
+{
+    char msg[200];
+    snprintf(msg, sizeof(msg), fmt, a);
+    return sl_err_set(err, SL_E_INVAL, "invalid_config", "%s: %s", path, msg);
+}
+
+/* Validates one object against fields; returns a new object with defaults, or NULL. */
+static json_t *validate(const struct sl_field *fields, const json_t *in, const char *path,
+                        struct sl_err *err)
+{
+    if (!json_is_object(in)) {
+        bad(err, path, "must be an %s", "object");
+        return NULL;
+    }
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)in, key, val)
+    {
+        int known = 0;
+        for (const struct sl_field *f = fields; f->name && !known; f++)
+            known = strcmp(f->name, key) == 0;
+        if (!known) {
+            char p[256];
+            snprintf(p, sizeof(p), "%s.%s", path, key);
+            bad(err, p, "unknown field%s", "");
+            return NULL;
+        }
+    }
+    json_t *out = json_object();
+    for (const struct sl_field *f = fields; f->name; f++) {
+        char p[256];
+        snprintf(p, sizeof(p), "%s.%s", path, f->name);
+        json_t *v = json_object_get(in, f->name), *owned = NULL;
+        if (!v || json_is_null(v)) {
+            if (f->required) {
+                bad(err, p, "required field is missing%s", "");
+                goto fail;
+            }
+            if (!f->def)
+                continue;
+            owned = json_loads(f->def, JSON_DECODE_ANY, NULL);
+            v = owned;
+        }
+        json_t *res = NULL;
+        switch (f->type) {
+        case SL_F_STRING:
+        case SL_F_URL:
+        case SL_F_STRAND:
+            if (!json_is_string(v)) {
+                bad(err, p, "must be a %s", type_name(f->type));
+                break;
+            }
+            if (f->type == SL_F_URL && strncmp(json_string_value(v), "http://", 7) != 0 &&
+                strncmp(json_string_value(v), "https://", 8) != 0) {
+                bad(err, p, "must be an http:// or https:// URL%s", "");
+                break;
+            }
+            if (f->type == SL_F_STRAND &&
+                !sl_strand_name_valid(json_string_value(v), json_string_length(v))) {
+                bad(err, p, "must be a strand name ([a-z0-9][a-z0-9._-]{0,63})%s", "");
+                break;
+            }
+            res = json_incref(v);
+            break;
+        case SL_F_INT:
+            if (!json_is_integer(v) || json_integer_value(v) < f->min ||
+                json_integer_value(v) > f->max) {
+                char range[96];
+                snprintf(range, sizeof(range), "an integer between %lld and %lld", f->min, f->max);
+                bad(err, p, "must be %s", range);
+                break;
+            }
+            res = json_incref(v);
+            break;
+        case SL_F_NUMBER:
+            if (!json_is_number(v) || json_number_value(v) <= 0) {
+                bad(err, p, "must be a %s greater than 0", "number");
+                break;
+            }
+            res = json_incref(v);
+            break;
+        case SL_F_BOOL:
+            if (!json_is_boolean(v)) {
+                bad(err, p, "must be a %s", "boolean");
+                break;
+            }
+            res = json_incref(v);
+            break;
+        case SL_F_ENUM: {
+            int ok = 0;
+            char list[160] = "";
+            for (const char *const *c = f->choices; *c; c++) {
+                ok |= json_is_string(v) && strcmp(json_string_value(v), *c) == 0;
+                snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s",
+                         c == f->choices ? "" : ", ", *c);
+            }
+            if (!ok) {
+                bad(err, p, "must be one of: %s", list);
+                break;
+            }
+            res = json_incref(v);
+            break;
+        }
+        case SL_F_STRING_LIST: {
+            int ok = json_is_array(v);
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e) ok &= json_is_string(e);
+            if (!ok) {
+                bad(err, p, "must be an %s", "array of strings");
+                break;
+            }
+            res = json_incref(v);
+            break;
+        }
+        case SL_F_OBJECT:
+            res = validate(f->sub, v, p, err);
+            break;
+        }
+        json_decref(owned);
+        if (!res)
+            goto fail;
+        json_object_set_new(out, f->name, res);
+    }
+    return out;
+fail:
+    json_decref(out);
+    return NULL;
+}
+
+json_t *sl_kind_validate(const struct sl_kind *k, const json_t *config, struct sl_err *err)
+{
+    json_t *out = validate(k->fields, config, "config", err);
+    if (out && k->check && k->check(out, err) != 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* "scheme://user:password@host" -> "scheme://user:***@host"; "... password=x ..." -> "password=***"
+ */
+static json_t *mask_password(const char *s)
+{
+    char buf[2048];
+    const char *scheme = strstr(s, "://"), *at = NULL;
+    if (scheme) { /* userinfo ends at the last '@' before the path (a password may hold '@') */
+        const char *path = strchr(scheme + 3, '/');
+        for (const char *q = scheme + 3; *q && (!path || q < path); q++)
+            if (*q == '@')
+                at = q;
+    }
+    if (scheme && at) {
+        const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
+        if (colon) {
+            snprintf(buf, sizeof(buf), "%.*s***%s", (int)(colon + 1 - s), s, at);
+            return json_string(buf);
+        }
+        return json_string(s);
+    }
+    const char *pw = strstr(s, "password=");
+    if (pw) {
+        const char *end = pw + 9;
+        while (*end && *end != ' ')
+            end++;
+        snprintf(buf, sizeof(buf), "%.*s***%s", (int)(pw + 9 - s), s, end);
+        return json_string(buf);
+    }
+    return json_string(s);
+}
+
+static json_t *redact(const struct sl_field *fields, const json_t *in)
+{
+    json_t *out = json_deep_copy(in);
+    for (const struct sl_field *f = fields; f->name; f++) {
+        json_t *v = json_object_get(out, f->name);
+        if (!v)
+            continue;
+        if (f->secret == SECRET)
+            json_object_set_new(out, f->name, json_string("***"));
+        else if (f->secret == HAS_PASSWORD && json_is_string(v))
+            json_object_set_new(out, f->name, mask_password(json_string_value(v)));
+        else if (f->type == SL_F_OBJECT && json_is_object(v))
+            json_object_set_new(out, f->name, redact(f->sub, v));
+    }
+    return out;
+}
+
+json_t *sl_kind_redact(const struct sl_kind *k, const json_t *config)
+{
+    return redact(k->fields, config);
+}
+
+static void keep(const struct sl_field *fields, json_t *cfg, const json_t *old)
+{
+    for (const struct sl_field *f = fields; f->name; f++) {
+        json_t *v = json_object_get(cfg, f->name), *o = json_object_get(old, f->name);
+        if (!v || !o)
+            continue;
+        if (f->secret == SECRET && json_is_string(v) && strcmp(json_string_value(v), "***") == 0) {
+            json_object_set(cfg, f->name, o);
+        } else if (f->secret == HAS_PASSWORD && json_is_string(v) && json_is_string(o)) {
+            json_t *m = mask_password(json_string_value(o));
+            if (json_equal(m, v))
+                json_object_set(cfg, f->name, o);
+            json_decref(m);
+        } else if (f->type == SL_F_OBJECT && json_is_object(v) && json_is_object(o)) {
+            keep(f->sub, v, o);
+        }
+    }
+}
+
+void sl_kind_keep_secrets(const struct sl_kind *k, json_t *cfg, const json_t *old)
+{
+    keep(k->fields, cfg, old);
+}
+
+static json_t *describe_fields(const struct sl_field *fields)
+{
+    json_t *arr = json_array();
+    for (const struct sl_field *f = fields; f->name; f++) {
+        json_t *o =
+            json_pack("{s:s, s:s, s:b, s:b, s:s}", "name", f->name, "type", type_name(f->type),
+                      "required", f->required, "secret", f->secret != 0, "description", f->help);
+        json_object_set_new(o, "default",
+                            f->def ? json_loads(f->def, JSON_DECODE_ANY, NULL) : json_null());
+        if (f->type == SL_F_INT) {
+            json_object_set_new(o, "min", json_integer(f->min));
+            json_object_set_new(o, "max", json_integer(f->max));
+        }
+        if (f->choices) {
+            json_t *c = json_array();
+            for (const char *const *x = f->choices; *x; x++)
+                json_array_append_new(c, json_string(*x));
+            json_object_set_new(o, "choices", c);
+        }
+        if (f->sub)
+            json_object_set_new(o, "fields", describe_fields(f->sub));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+json_t *sl_kind_describe(const struct sl_kind *k)
+{
+    return json_pack("{s:s, s:s, s:b, s:s, s:o}", "kind", k->name, "direction",
+                     k->direction == SL_INBOUND ? "inbound" : "outbound", "worker", k->has_worker,
+                     "description", k->help, "fields", describe_fields(k->fields));
+}

@@ -1,0 +1,178 @@
+#include "engine/meta.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+struct sl_meta {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+};
+
+static int db_err(struct sl_meta *m, struct sl_err *err, const char *what)
+{
+    return sl_err_set(err, SL_E_IO, "metadata_error", "metadata store: %s: %s", what,
+                      sqlite3_errmsg(m->db));
+}
+
+static int exec(struct sl_meta *m, const char *sql, struct sl_err *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(m->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        sl_err_set(err, SL_E_IO, "metadata_error", "metadata store: %s", msg ? msg : "error");
+        sqlite3_free(msg);
+        return SL_E_IO;
+    }
+    return 0;
+}
+
+int sl_meta_open(struct sl_meta **out, const char *dir, struct sl_err *err)
+{
+    struct sl_meta *m = calloc(1, sizeof(*m));
+    if (!m)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    pthread_mutex_init(&m->mu, NULL);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/meta.db", dir);
+    int rc;
+    if (sqlite3_open_v2(path, &m->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        rc = db_err(m, err, path);
+        goto fail;
+    }
+    sqlite3_busy_timeout(m->db, 5000);
+    if ((rc = exec(
+             m,
+             "PRAGMA journal_mode=WAL;"
+             "PRAGMA synchronous=FULL;"
+             "CREATE TABLE IF NOT EXISTS connectors ("
+             " id TEXT PRIMARY KEY, name TEXT NOT NULL, kind TEXT NOT NULL,"
+             " enabled INTEGER NOT NULL, created_at_ms INTEGER NOT NULL,"
+             " config TEXT NOT NULL, strands TEXT NOT NULL,"
+             " event_count INTEGER NOT NULL DEFAULT 0, last_event_ms INTEGER NOT NULL DEFAULT 0,"
+             " state TEXT, last_error TEXT, seq INTEGER);",
+             err)))
+        goto fail;
+    *out = m;
+    return 0;
+fail:
+    sl_meta_close(m);
+    return rc;
+}
+
+void sl_meta_close(struct sl_meta *m)
+{
+    if (!m)
+        return;
+    if (m->db)
+        sqlite3_close(m->db);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+int sl_meta_put_connector(struct sl_meta *m, const struct sl_meta_connector *c, struct sl_err *err)
+{
+    static const char *sql =
+        "INSERT INTO connectors (id, name, kind, enabled, created_at_ms, config, strands,"
+        " event_count, last_event_ms, state, last_error, seq) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,"
+        "?10,?11,(SELECT COALESCE(MAX(seq),0)+1 FROM connectors))"
+        " ON CONFLICT(id) DO UPDATE SET name=?2, enabled=?4, config=?6, strands=?7,"
+        " event_count=?8, last_event_ms=?9, state=?10, last_error=?11";
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(m, err, "prepare");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, c->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, c->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, c->kind, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, c->enabled);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)c->created_at_ms);
+    sqlite3_bind_text(st, 6, c->config_json, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 7, c->strands_json, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)c->event_count);
+    sqlite3_bind_int64(st, 9, (sqlite3_int64)c->last_event_ms);
+    sqlite3_bind_text(st, 10, c->state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 11, c->last_error, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = db_err(m, err, "store connector");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int exec_id(struct sl_meta *m, const char *sql, const char *id, uint64_t a, uint64_t b,
+                   struct sl_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(m, err, "prepare");
+    } else {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, (sqlite3_int64)a);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)b);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_err(m, err, "update");
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int sl_meta_delete_connector(struct sl_meta *m, const char *id, struct sl_err *err)
+{
+    return exec_id(m, "DELETE FROM connectors WHERE id=?1 AND ?2=?3", id, 0, 0, err);
+}
+
+int sl_meta_update_counters(struct sl_meta *m, const char *id, uint64_t event_count,
+                            uint64_t last_event_ms, struct sl_err *err)
+{
+    return exec_id(m, "UPDATE connectors SET event_count=?2, last_event_ms=?3 WHERE id=?1", id,
+                   event_count, last_event_ms, err);
+}
+
+int sl_meta_load_connectors(struct sl_meta *m,
+                            int (*fn)(const struct sl_meta_connector *c, void *arg), void *arg,
+                            struct sl_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(m->db,
+                           "SELECT id, name, kind, enabled, created_at_ms, config, strands,"
+                           " event_count, last_event_ms, state, last_error FROM connectors"
+                           " ORDER BY seq",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(m, err, "prepare");
+        goto out;
+    }
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW && rc == 0) {
+        struct sl_meta_connector c = {
+            .id = (const char *)sqlite3_column_text(st, 0),
+            .name = (const char *)sqlite3_column_text(st, 1),
+            .kind = (const char *)sqlite3_column_text(st, 2),
+            .enabled = sqlite3_column_int(st, 3),
+            .created_at_ms = (uint64_t)sqlite3_column_int64(st, 4),
+            .config_json = (const char *)sqlite3_column_text(st, 5),
+            .strands_json = (const char *)sqlite3_column_text(st, 6),
+            .event_count = (uint64_t)sqlite3_column_int64(st, 7),
+            .last_event_ms = (uint64_t)sqlite3_column_int64(st, 8),
+            .state = (const char *)sqlite3_column_text(st, 9),
+            .last_error = (const char *)sqlite3_column_text(st, 10),
+        };
+        rc = fn(&c, arg);
+    }
+    if (rc == 0 && s != SQLITE_DONE)
+        rc = db_err(m, err, "load connectors");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}

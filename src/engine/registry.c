@@ -1,0 +1,536 @@
+#include "engine/registry.h"
+
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/kinds.h"
+#include "engine/meta.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define MAX_NAME 256
+#define MAX_STRANDS 64
+
+struct conn {
+    char id[16];
+    char *name;
+    const struct sl_kind *kind;
+    int enabled;
+    uint64_t created_at_ms;
+    json_t *config;  /* validated, defaults filled, secrets in clear */
+    json_t *strands; /* outbound: followed strands */
+    uint64_t event_count, last_event_ms;
+    int dirty; /* counters not yet in the metadata store */
+    double tokens;
+    uint64_t refill_ns;
+};
+
+struct sl_registry {
+    struct sl_meta *meta;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct conn **v;
+    size_t n, cap;
+    int stop;
+    pthread_t flusher;
+    int flusher_started;
+};
+
+static void conn_free(struct conn *c)
+{
+    if (!c)
+        return;
+    free(c->name);
+    json_decref(c->config);
+    json_decref(c->strands);
+    free(c);
+}
+
+static const char *state_of(const struct conn *c)
+{
+    if (!c->enabled)
+        return "disabled";
+    return c->kind->has_worker ? "running" : "paused";
+}
+
+static const char *error_of(const struct conn *c)
+{
+    /* Config-only kinds are stored and validated; their worker ships with a later issue. */
+    return c->enabled && !c->kind->has_worker ? "no worker for this kind in this build yet" : NULL;
+}
+
+static json_t *conn_json(const struct conn *c)
+{
+    json_t *strands = c->kind->direction == SL_OUTBOUND
+                          ? json_deep_copy(c->strands)
+                          : json_pack("[O]", json_object_get(c->config, "strand"));
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:o, s:o, s:I, s:s, s:o, s:o}", "id", c->id,
+                  "name", c->name, "kind", c->kind->name, "direction",
+                  c->kind->direction == SL_INBOUND ? "inbound" : "outbound", "enabled", c->enabled,
+                  "created_at_ms", (json_int_t)c->created_at_ms, "config",
+                  sl_kind_redact(c->kind, c->config), "last_event_ms",
+                  c->last_event_ms ? json_integer((json_int_t)c->last_event_ms) : json_null(),
+                  "event_count", (json_int_t)c->event_count, "state", state_of(c), "last_error",
+                  error_of(c) ? json_string(error_of(c)) : json_null(), "strands", strands);
+    return o;
+}
+
+static int persist(struct sl_registry *r, const struct conn *c, struct sl_err *err)
+{
+    char *cfg = json_dumps(c->config, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *str = json_dumps(c->strands, JSON_COMPACT);
+    struct sl_meta_connector m = {
+        .id = c->id,
+        .name = c->name,
+        .kind = c->kind->name,
+        .enabled = c->enabled,
+        .created_at_ms = c->created_at_ms,
+        .config_json = cfg,
+        .strands_json = str,
+        .event_count = c->event_count,
+        .last_event_ms = c->last_event_ms,
+        .state = state_of(c),
+        .last_error = error_of(c),
+    };
+    int rc = cfg && str ? sl_meta_put_connector(r->meta, &m, err)
+                        : sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    free(cfg);
+    free(str);
+    return rc;
+}
+
+static struct conn *find(struct sl_registry *r, const char *id, size_t *pos)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->v[i]->id, id) == 0) {
+            if (pos)
+                *pos = i;
+            return r->v[i];
+        }
+    return NULL;
+}
+
+static int push(struct sl_registry *r, struct conn *c)
+{
+    if (r->n == r->cap) {
+        size_t nc = r->cap ? r->cap * 2 : 16;
+        struct conn **p = realloc(r->v, nc * sizeof(*p));
+        if (!p)
+            return -1;
+        r->v = p;
+        r->cap = nc;
+    }
+    r->v[r->n++] = c;
+    return 0;
+}
+
+static int load_one(const struct sl_meta_connector *m, void *arg)
+{
+    struct sl_registry *r = arg;
+    const struct sl_kind *k = sl_kind_find(m->kind);
+    if (!k) {
+        sl_warn("connector %s has unknown kind %s; skipped", m->id, m->kind);
+        return 0;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        return SL_E_NOMEM;
+    snprintf(c->id, sizeof(c->id), "%s", m->id);
+    c->name = strdup(m->name);
+    c->kind = k;
+    c->enabled = m->enabled;
+    c->created_at_ms = m->created_at_ms;
+    c->config = json_loads(m->config_json, 0, NULL);
+    c->strands = json_loads(m->strands_json, 0, NULL);
+    c->event_count = m->event_count;
+    c->last_event_ms = m->last_event_ms;
+    if (!c->name || !c->config || !c->strands || push(r, c) < 0) {
+        conn_free(c);
+        return SL_E_NOMEM;
+    }
+    return 0;
+}
+
+static void flush_counters(struct sl_registry *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        struct conn *c = r->v[i];
+        if (!c->dirty)
+            continue;
+        struct sl_err err = {0};
+        if (sl_meta_update_counters(r->meta, c->id, c->event_count, c->last_event_ms, &err) == 0)
+            c->dirty = 0;
+        else
+            sl_warn("connector %s: %s", c->id, err.msg);
+    }
+}
+
+/* Counters are rebuilt from the strands if lost, so they are written once a second, not per
+ * event. */
+static void *flusher_main(void *arg)
+{
+    struct sl_registry *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += 1;
+        pthread_cond_timedwait(&r->cv, &r->mu, &dl);
+        flush_counters(r);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+int sl_registry_open(struct sl_registry **out, const char *dir, struct sl_err *err)
+{
+    struct sl_registry *r = calloc(1, sizeof(*r));
+    if (!r)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    int rc = sl_meta_open(&r->meta, dir, err);
+    if (rc == 0)
+        rc = sl_meta_load_connectors(r->meta, load_one, r, err);
+    if (rc == 0 && pthread_create(&r->flusher, NULL, flusher_main, r) != 0)
+        rc = sl_err_sys(err, SL_E_IO, "start the counter flusher");
+    if (rc) {
+        sl_registry_close(r);
+        return rc;
+    }
+    r->flusher_started = 1;
+    *out = r;
+    return 0;
+}
+
+void sl_registry_close(struct sl_registry *r)
+{
+    if (!r)
+        return;
+    if (r->flusher_started) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = 1;
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->flusher, NULL);
+    }
+    if (r->meta)
+        flush_counters(r);
+    for (size_t i = 0; i < r->n; i++)
+        conn_free(r->v[i]);
+    free(r->v);
+    sl_meta_close(r->meta);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+    free(r);
+}
+
+static void new_id(char *out, size_t n)
+{
+    static const char alphabet[] =
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_";
+    uint8_t rnd[12];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        for (size_t i = 0; i < sizeof(rnd); i++)
+            rnd[i] = (uint8_t)(sl_mono_ns() >> (i % 8));
+    size_t len = n - 1 < sizeof(rnd) ? n - 1 : sizeof(rnd);
+    for (size_t i = 0; i < len; i++)
+        out[i] = alphabet[rnd[i] & 63];
+    out[len] = 0;
+}
+
+static int check_name(const json_t *v, struct sl_err *err)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0 || json_string_length(v) > MAX_NAME)
+        return sl_err_set(err, SL_E_INVAL, "invalid_connector",
+                          "name: must be a non-empty string of at most %d bytes", MAX_NAME);
+    return 0;
+}
+
+static json_t *check_strands(const struct sl_kind *k, const json_t *v, struct sl_err *err)
+{
+    if (k->direction == SL_INBOUND) {
+        sl_err_set(err, SL_E_INVAL, "invalid_connector",
+                   "strands: an inbound connector writes to config.strand");
+        return NULL;
+    }
+    size_t i;
+    json_t *e;
+    int ok = json_is_array(v) && json_array_size(v) > 0 && json_array_size(v) <= MAX_STRANDS;
+    json_array_foreach(v, i, e) ok =
+        ok && json_is_string(e) &&
+        sl_strand_name_valid(json_string_value(e), json_string_length(e));
+    if (!ok) {
+        sl_err_set(err, SL_E_INVAL, "invalid_connector",
+                   "strands: must be a non-empty array of at most %d strand names", MAX_STRANDS);
+        return NULL;
+    }
+    return json_deep_copy(v);
+}
+
+/* Top-level fields of a create (all) or a patch (no kind required). */
+static int check_fields(const json_t *body, int patch, struct sl_err *err)
+{
+    if (!json_is_object(body))
+        return sl_err_set(err, SL_E_INVAL, "invalid_connector", "body: must be a JSON object");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        if (strcmp(key, "name") && strcmp(key, "kind") && strcmp(key, "config") &&
+            strcmp(key, "enabled") && strcmp(key, "strands"))
+            return sl_err_set(err, SL_E_INVAL, "invalid_connector",
+                              "%.64s: unknown field (%s has name, kind, config, enabled and "
+                              "strands)",
+                              key, patch ? "a PATCH" : "a connector");
+    }
+    v = json_object_get(body, "enabled");
+    if (v && !json_is_boolean(v))
+        return sl_err_set(err, SL_E_INVAL, "invalid_connector", "enabled: must be a boolean");
+    v = json_object_get(body, "config");
+    if (v && !json_is_object(v) && !(json_is_null(v) && !patch))
+        return sl_err_set(err, SL_E_INVAL, "invalid_config", "config: must be a JSON object");
+    return 0;
+}
+
+json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_err *err)
+{
+    if (check_fields(body, 0, err) || check_name(json_object_get(body, "name"), err))
+        return NULL;
+    const json_t *kv = json_object_get(body, "kind");
+    if (!json_is_string(kv)) {
+        sl_err_set(err, SL_E_INVAL, "invalid_connector", "kind: required, a string");
+        return NULL;
+    }
+    const struct sl_kind *k = sl_kind_find(json_string_value(kv));
+    if (!k) {
+        sl_err_set(err, SL_E_INVAL, "unknown_kind",
+                   "kind: unknown kind '%.64s' (known: rest_bridge, webhook, s3, postgres_cdc, "
+                   "kafka)",
+                   json_string_value(kv));
+        return NULL;
+    }
+    const json_t *cfg_in = json_object_get(body, "config");
+    json_t *empty = json_object();
+    json_t *cfg = sl_kind_validate(k, cfg_in && json_is_object(cfg_in) ? cfg_in : empty, err);
+    json_decref(empty);
+    if (!cfg)
+        return NULL;
+    json_t *strands = json_object_get(body, "strands")
+                          ? check_strands(k, json_object_get(body, "strands"), err)
+                          : json_pack("[s]", "default");
+    if (!strands) {
+        json_decref(cfg);
+        return NULL;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c) {
+        json_decref(cfg);
+        json_decref(strands);
+        sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+        return NULL;
+    }
+    c->name = strdup(json_string_value(json_object_get(body, "name")));
+    c->kind = k;
+    c->enabled =
+        json_object_get(body, "enabled") ? json_is_true(json_object_get(body, "enabled")) : 1;
+    c->created_at_ms = sl_now_ms();
+    c->config = cfg;
+    c->strands = strands;
+    json_t *out = NULL;
+    pthread_mutex_lock(&r->mu);
+    do
+        new_id(c->id, 13);
+    while (find(r, c->id, NULL));
+    if (persist(r, c, err) == 0 && push(r, c) == 0) {
+        out = conn_json(c);
+        c = NULL;
+    }
+    pthread_mutex_unlock(&r->mu);
+    conn_free(c);
+    return out;
+}
+
+static json_t *not_found(const char *id, struct sl_err *err)
+{
+    sl_err_set(err, SL_E_NOTFOUND, "connector_not_found", "id: no connector %.64s", id);
+    return NULL;
+}
+
+json_t *sl_registry_get(struct sl_registry *r, const char *id, struct sl_err *err)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    json_t *out = c ? conn_json(c) : NULL;
+    pthread_mutex_unlock(&r->mu);
+    return c ? out : not_found(id, err);
+}
+
+json_t *sl_registry_list(struct sl_registry *r)
+{
+    json_t *arr = json_array();
+    int in = 0, outb = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n; i++) {
+        json_array_append_new(arr, conn_json(r->v[i]));
+        if (r->v[i]->kind->direction == SL_INBOUND)
+            in++;
+        else
+            outb++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return json_pack("{s:o, s:i, s:i}", "connectors", arr, "inbound_count", in, "outbound_count",
+                     outb);
+}
+
+json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *body,
+                          struct sl_err *err)
+{
+    if (check_fields(body, 1, err))
+        return NULL;
+    pthread_mutex_lock(&r->mu);
+    json_t *out = NULL, *cfg = NULL, *strands = NULL;
+    struct conn *c = find(r, id, NULL);
+    if (!c) {
+        not_found(id, err);
+        goto done;
+    }
+    const json_t *v = json_object_get(body, "kind");
+    if (v && !(json_is_string(v) && strcmp(json_string_value(v), c->kind->name) == 0)) {
+        sl_err_set(err, SL_E_INVAL, "kind_immutable",
+                   "kind: cannot be changed (create a new connector instead)");
+        goto done;
+    }
+    if ((v = json_object_get(body, "name")) && check_name(v, err))
+        goto done;
+    if ((v = json_object_get(body, "config"))) {
+        json_t *in = json_deep_copy(v);
+        sl_kind_keep_secrets(c->kind, in, c->config); /* "***" sent back keeps the secret */
+        cfg = sl_kind_validate(c->kind, in, err);
+        json_decref(in);
+        if (!cfg)
+            goto done;
+    }
+    if ((v = json_object_get(body, "strands")) && !(strands = check_strands(c->kind, v, err)))
+        goto done;
+    /* all checked: apply, persist, and roll back if the store refuses */
+    struct conn old = *c;
+    if ((v = json_object_get(body, "name")))
+        c->name = strdup(json_string_value(v));
+    if ((v = json_object_get(body, "enabled")))
+        c->enabled = json_is_true(v);
+    if (cfg)
+        c->config = cfg;
+    if (strands)
+        c->strands = strands;
+    if (persist(r, c, err) != 0) {
+        if (c->name != old.name)
+            free(c->name);
+        *c = old;
+        goto done;
+    }
+    if (c->name != old.name)
+        free(old.name);
+    if (cfg)
+        json_decref(old.config);
+    if (strands)
+        json_decref(old.strands);
+    cfg = strands = NULL;
+    out = conn_json(c);
+done:
+    pthread_mutex_unlock(&r->mu);
+    json_decref(cfg);
+    json_decref(strands);
+    return out;
+}
+
+int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err)
+{
+    pthread_mutex_lock(&r->mu);
+    size_t pos;
+    struct conn *c = find(r, id, &pos);
+    int rc = c ? sl_meta_delete_connector(r->meta, id, err) : SL_E_NOTFOUND;
+    if (rc == SL_E_NOTFOUND)
+        not_found(id, err);
+    if (rc == 0) {
+        memmove(r->v + pos, r->v + pos + 1, (r->n - pos - 1) * sizeof(*r->v));
+        r->n--;
+        conn_free(c);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+json_t *sl_registry_kinds(void)
+{
+    json_t *arr = json_array();
+    for (const struct sl_kind *const *k = sl_kinds_all(); *k; k++)
+        json_array_append_new(arr, sl_kind_describe(*k));
+    return json_pack("{s:o}", "kinds", arr);
+}
+
+int sl_registry_push_target(struct sl_registry *r, const char *id, struct sl_push_target *t,
+                            struct sl_err *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (!c || strcmp(c->kind->name, "rest_bridge") != 0) {
+        rc = sl_err_set(err, SL_E_NOTFOUND, "connector_not_found",
+                        "id: no rest_bridge connector %.64s", id);
+        goto out;
+    }
+    if (!c->enabled) {
+        rc = sl_err_set(err, SL_E_CONFLICT, "connector_disabled",
+                        "connector %s is disabled (PATCH {\"enabled\": true} to accept pushes)",
+                        c->id);
+        goto out;
+    }
+    json_t *rl = json_object_get(c->config, "rate_limit");
+    if (rl) {
+        double rate = json_number_value(json_object_get(rl, "events_per_second"));
+        json_t *b = json_object_get(rl, "burst");
+        double burst = b ? (double)json_integer_value(b) : (rate < 1 ? 1 : rate);
+        uint64_t now = sl_mono_ns();
+        if (c->refill_ns == 0)
+            c->tokens = burst;
+        else
+            c->tokens += (double)(now - c->refill_ns) / 1e9 * rate;
+        if (c->tokens > burst)
+            c->tokens = burst;
+        c->refill_ns = now;
+        if (c->tokens < 1.0) {
+            t->retry_after = (1.0 - c->tokens) / rate;
+            rc = sl_err_set(err, SL_E_RATE, "rate_limited",
+                            "connector %s: over its rate limit of %g events per second", c->id,
+                            rate);
+            goto out;
+        }
+        c->tokens -= 1.0;
+    }
+    snprintf(t->id, sizeof(t->id), "%s", c->id);
+    snprintf(t->strand, sizeof(t->strand), "%s",
+             json_string_value(json_object_get(c->config, "strand")));
+    t->flags = (uint32_t)json_integer_value(json_object_get(c->config, "flags"));
+out:
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
+void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c) {
+        c->event_count++;
+        if (ts_ms > c->last_event_ms)
+            c->last_event_ms = ts_ms;
+        c->dirty = 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+}

@@ -1,0 +1,40 @@
+/* The connector registry: every connector's definition and counters, in memory, persisted in the
+ * metadata store. The management API and the REST bridge call it; later the outbound engine
+ * will read it. Threads: any; one mutex. Answers are new jansson objects (caller decrefs). */
+#ifndef SL_ENGINE_REGISTRY_H
+#define SL_ENGINE_REGISTRY_H
+
+#include "core/err.h"
+#include "strand/record.h"
+
+#include <jansson.h>
+#include <stdint.h>
+
+struct sl_registry;
+
+int sl_registry_open(struct sl_registry **out, const char *dir, struct sl_err *err);
+void sl_registry_close(struct sl_registry *r); /* flushes counters */
+
+json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_err *err);
+json_t *sl_registry_get(struct sl_registry *r, const char *id, struct sl_err *err);
+json_t *sl_registry_list(struct sl_registry *r);
+json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *body,
+                          struct sl_err *err);
+int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err);
+json_t *sl_registry_kinds(void);
+
+/* What a REST-bridge push needs. */
+struct sl_push_target {
+    char id[32];
+    char strand[SL_STRAND_NAME_MAX + 1];
+    uint32_t flags;     /* config.flags */
+    double retry_after; /* seconds, when rate limited */
+};
+/* Checks that id is an enabled rest_bridge within its rate limit (taking a token).
+ * SL_E_NOTFOUND (unknown or not a rest_bridge), SL_E_CONFLICT (disabled), SL_E_RATE. */
+int sl_registry_push_target(struct sl_registry *r, const char *id, struct sl_push_target *t,
+                            struct sl_err *err);
+/* Counts a record a connector handled (event_count, last_event_ms). */
+void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms);
+
+#endif
