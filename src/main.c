@@ -4,6 +4,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "engine/outbound.h"
 #include "strand/store.h"
 #include "strand/verify.h"
 
@@ -74,6 +75,14 @@ static int cmd_serve(int argc, char **argv)
         sl_registry_close(api.registry);
         return 1;
     }
+    struct sl_engine *engine = NULL;
+    if (sl_engine_start(&engine, api.store, api.registry, &err) < 0) {
+        sl_error("%s", err.msg);
+        sl_http_stop(srv);
+        sl_store_close(api.store);
+        sl_registry_close(api.registry);
+        return 1;
+    }
     sl_info("listening on %s:%u", host, sl_http_port(srv));
     int sig = 0;
     while (sigwait(&stop_sigs, &sig) != 0)
@@ -83,6 +92,7 @@ static int cmd_serve(int argc, char **argv)
      * and answer every pending write, then stop. */
     sl_http_quiesce(srv);
     sl_api_shutdown(&api);
+    sl_engine_stop(engine);          /* workers read strands: they stop first */
     sl_store_close(api.store);       /* answers every pending write (and counts pushes) */
     sl_registry_close(api.registry); /* then the counters are flushed */
     sl_http_stop(srv);

@@ -3,6 +3,7 @@
 #include "api/api.h"
 #include "api/records_parse.h"
 #include "core/util.h"
+#include "engine/meta.h"
 #include "engine/registry.h"
 #include "formats/json_mp.h"
 
@@ -41,6 +42,28 @@ static json_t *body_json(struct sl_http_req *req)
     return o;
 }
 
+/* "start": "head" is the head when the connector is created: its cursors are stored before
+ * the 201 (and before its worker starts), so a record written right after is delivered. */
+static void pin_start(struct sl_api *api, const json_t *c)
+{
+    const json_t *cfg = json_object_get(c, "config");
+    const char *start = json_string_value(json_object_get(cfg, "start"));
+    if (strcmp(json_string_value(json_object_get(c, "direction")), "outbound") != 0 || !start)
+        return;
+    const char *id = json_string_value(json_object_get(c, "id"));
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(c, "strands"), i, v)
+    {
+        struct sl_strand *s;
+        uint64_t at = 0;
+        if (strcmp(start, "head") == 0 && sl_store_strand(api->store, json_string_value(v),
+                                                          json_string_length(v), 1, &s, NULL) == 0)
+            at = sl_strand_count(s);
+        sl_meta_init_cursor(sl_registry_meta(api->registry), id, json_string_value(v), at, NULL);
+    }
+}
+
 void sl_v1_connectors(struct sl_api *api, struct sl_http_req *req)
 {
     if (strcmp(sl_http_method(req), "POST") != 0)
@@ -53,6 +76,8 @@ void sl_v1_connectors(struct sl_api *api, struct sl_http_req *req)
     json_decref(body);
     if (!c)
         return sl_api_error_from(req, &err);
+    pin_start(api, c);
+    sl_registry_changed(api->registry); /* the engine starts its worker now */
     answer(req, 201, c);
 }
 

@@ -184,9 +184,9 @@ static int check_s3(const json_t *c, struct sl_err *err)
 static const struct sl_kind g_kinds[] = {
     {"rest_bridge", SL_INBOUND, 1,
      "Any system POSTs JSON to /v1/connectors/inbound/rest/{id}/push.", f_rest_bridge, NULL},
-    {"webhook", SL_OUTBOUND, 0, "POSTs every record of the followed strands to a URL.", f_webhook,
+    {"webhook", SL_OUTBOUND, 1, "POSTs every record of the followed strands to a URL.", f_webhook,
      NULL},
-    {"s3", SL_OUTBOUND, 0, "PUTs every record as {prefix}/{record_hash}.json.", f_s3, check_s3},
+    {"s3", SL_OUTBOUND, 1, "PUTs every record as {prefix}/{record_hash}.json.", f_s3, check_s3},
     {"postgres_cdc", SL_INBOUND, 0, "PostgreSQL logical replication into a strand.", f_postgres_cdc,
      check_postgres},
     {"kafka", SL_INBOUND, 0, "Kafka consumer into a strand.", f_kafka, NULL},

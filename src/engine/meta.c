@@ -7,6 +7,7 @@
 
 struct sl_meta {
     sqlite3 *db;
+    sqlite3 *cur; /* cursors: synchronous=NORMAL (many small commits) */
     pthread_mutex_t mu;
 };
 
@@ -51,9 +52,23 @@ int sl_meta_open(struct sl_meta **out, const char *dir, struct sl_err *err)
              " enabled INTEGER NOT NULL, created_at_ms INTEGER NOT NULL,"
              " config TEXT NOT NULL, strands TEXT NOT NULL,"
              " event_count INTEGER NOT NULL DEFAULT 0, last_event_ms INTEGER NOT NULL DEFAULT 0,"
-             " state TEXT, last_error TEXT, seq INTEGER);",
+             " state TEXT, last_error TEXT, seq INTEGER);"
+             "CREATE TABLE IF NOT EXISTS cursors (connector_id TEXT NOT NULL,"
+             " strand TEXT NOT NULL, next_seq INTEGER NOT NULL,"
+             " PRIMARY KEY (connector_id, strand));"
+             "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY,"
+             " connector_id TEXT NOT NULL, strand TEXT NOT NULL, seq INTEGER NOT NULL,"
+             " record_hash TEXT NOT NULL, attempts INTEGER NOT NULL, last_status INTEGER,"
+             " last_error TEXT, response_excerpt TEXT, at_ms INTEGER NOT NULL);",
              err)))
         goto fail;
+    if (sqlite3_open_v2(path, &m->cur, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
+        sqlite3_exec(m->cur, "PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK) {
+        rc =
+            sl_err_set(err, SL_E_IO, "metadata_error", "metadata store: open %s for cursors", path);
+        goto fail;
+    }
+    sqlite3_busy_timeout(m->cur, 5000);
     *out = m;
     return 0;
 fail:
@@ -65,6 +80,8 @@ void sl_meta_close(struct sl_meta *m)
 {
     if (!m)
         return;
+    if (m->cur)
+        sqlite3_close(m->cur);
     if (m->db)
         sqlite3_close(m->db);
     pthread_mutex_destroy(&m->mu);
@@ -172,6 +189,102 @@ int sl_meta_load_connectors(struct sl_meta *m,
     if (rc == 0 && s != SQLITE_DONE)
         rc = db_err(m, err, "load connectors");
 out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int sl_meta_get_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t *seq)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = SL_E_NOTFOUND;
+    if (sqlite3_prepare_v2(m->cur,
+                           "SELECT next_seq FROM cursors WHERE connector_id=?1 AND strand=?2", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, strand, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            *seq = (uint64_t)sqlite3_column_int64(st, 0);
+            rc = 0;
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+static int put_cursor(struct sl_meta *m, const char *sql, const char *id, const char *strand,
+                      uint64_t seq, struct sl_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(m->cur, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = sl_err_set(err, SL_E_IO, "metadata_error", "cursor: %s", sqlite3_errmsg(m->cur));
+    } else {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, strand, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)seq);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sl_err_set(err, SL_E_IO, "metadata_error", "cursor: %s", sqlite3_errmsg(m->cur));
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int sl_meta_set_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t seq,
+                       struct sl_err *err)
+{
+    return put_cursor(m,
+                      "INSERT INTO cursors (connector_id, strand, next_seq) VALUES (?1,?2,?3)"
+                      " ON CONFLICT(connector_id, strand) DO UPDATE SET next_seq=?3",
+                      id, strand, seq, err);
+}
+
+int sl_meta_init_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t seq,
+                        struct sl_err *err)
+{
+    return put_cursor(m,
+                      "INSERT OR IGNORE INTO cursors (connector_id, strand, next_seq)"
+                      " VALUES (?1,?2,?3)",
+                      id, strand, seq, err);
+}
+
+int sl_meta_drop_connector_state(struct sl_meta *m, const char *id, struct sl_err *err)
+{
+    int rc = exec_id(m, "DELETE FROM cursors WHERE connector_id=?1 AND ?2=?3", id, 0, 0, err);
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM dead_letters WHERE connector_id=?1 AND ?2=?3", id, 0, 0, err);
+    return rc;
+}
+
+int sl_meta_add_dead_letter(struct sl_meta *m, const struct sl_meta_dead_letter *d,
+                            struct sl_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(m->db,
+                           "INSERT INTO dead_letters (connector_id, strand, seq, record_hash,"
+                           " attempts, last_status, last_error, response_excerpt, at_ms)"
+                           " VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = db_err(m, err, "prepare");
+    } else {
+        sqlite3_bind_text(st, 1, d->connector_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, d->strand, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)d->seq);
+        sqlite3_bind_text(st, 4, d->record_hash, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 5, d->attempts);
+        sqlite3_bind_int(st, 6, d->last_status);
+        sqlite3_bind_text(st, 7, d->last_error, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 8, d->response_excerpt, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 9, (sqlite3_int64)d->at_ms);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = db_err(m, err, "store dead letter");
+    }
     sqlite3_finalize(st);
     pthread_mutex_unlock(&m->mu);
     return rc;

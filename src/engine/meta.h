@@ -28,4 +28,23 @@ int sl_meta_load_connectors(struct sl_meta *m,
                             int (*fn)(const struct sl_meta_connector *c, void *arg), void *arg,
                             struct sl_err *err);
 
+/* Delivery cursors: the next seq an outbound connector sends from a strand. SL_E_NOTFOUND if
+ * none is stored yet. Cursor writes use synchronous=NORMAL: they survive a process crash; after
+ * a power loss a cursor can be a few batches behind (re-delivery, never loss). */
+int sl_meta_get_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t *seq);
+int sl_meta_set_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t seq,
+                       struct sl_err *err);
+/* Stores seq only if no cursor exists yet. */
+int sl_meta_init_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t seq,
+                        struct sl_err *err);
+int sl_meta_drop_connector_state(struct sl_meta *m, const char *id, struct sl_err *err);
+
+struct sl_meta_dead_letter {
+    const char *connector_id, *strand, *record_hash, *last_error, *response_excerpt;
+    uint64_t seq, at_ms;
+    int attempts, last_status;
+};
+int sl_meta_add_dead_letter(struct sl_meta *m, const struct sl_meta_dead_letter *d,
+                            struct sl_err *err);
+
 #endif

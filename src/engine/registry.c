@@ -27,6 +27,7 @@ struct conn {
     int dirty; /* counters not yet in the metadata store */
     double tokens;
     uint64_t refill_ns;
+    uint64_t gen;
 };
 
 struct sl_registry {
@@ -38,6 +39,9 @@ struct sl_registry {
     int stop;
     pthread_t flusher;
     int flusher_started;
+    uint64_t gen; /* source of conn generations */
+    void (*on_change)(void *arg);
+    void *on_change_arg;
 };
 
 static void conn_free(struct conn *c)
@@ -149,6 +153,7 @@ static int load_one(const struct sl_meta_connector *m, void *arg)
     c->strands = json_loads(m->strands_json, 0, NULL);
     c->event_count = m->event_count;
     c->last_event_ms = m->last_event_ms;
+    c->gen = ++r->gen;
     if (!c->name || !c->config || !c->strands || push(r, c) < 0) {
         conn_free(c);
         return SL_E_NOMEM;
@@ -347,12 +352,15 @@ json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_
     do
         new_id(c->id, 13);
     while (find(r, c->id, NULL));
+    c->gen = ++r->gen;
     if (persist(r, c, err) == 0 && push(r, c) == 0) {
         out = conn_json(c);
         c = NULL;
     }
     pthread_mutex_unlock(&r->mu);
     conn_free(c);
+    /* no on_change here: the caller pins a new connector's start cursors first, then calls
+     * sl_registry_changed, so that "start: head" means the head when the 201 was sent */
     return out;
 }
 
@@ -441,11 +449,14 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
     if (strands)
         json_decref(old.strands);
     cfg = strands = NULL;
+    c->gen = ++r->gen;
     out = conn_json(c);
 done:
     pthread_mutex_unlock(&r->mu);
     json_decref(cfg);
     json_decref(strands);
+    if (out && r->on_change)
+        r->on_change(r->on_change_arg);
     return out;
 }
 
@@ -463,6 +474,10 @@ int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err
         conn_free(c);
     }
     pthread_mutex_unlock(&r->mu);
+    if (rc == 0 && r->on_change)
+        r->on_change(r->on_change_arg); /* stops its worker before its cursor goes */
+    if (rc == 0)
+        sl_meta_drop_connector_state(r->meta, id, NULL);
     return rc;
 }
 
@@ -533,4 +548,57 @@ void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_m
         c->dirty = 1;
     }
     pthread_mutex_unlock(&r->mu);
+}
+
+size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out)
+{
+    pthread_mutex_lock(&r->mu);
+    struct sl_outbound_def *v = calloc(r->n ? r->n : 1, sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; v && i < r->n; i++) {
+        struct conn *c = r->v[i];
+        if (!c->enabled || c->kind->direction != SL_OUTBOUND || !c->kind->has_worker)
+            continue;
+        snprintf(v[n].id, sizeof(v[n].id), "%s", c->id);
+        v[n].kind = c->kind->name;
+        v[n].config = json_deep_copy(c->config);
+        v[n].strands = json_deep_copy(c->strands);
+        v[n].gen = c->gen;
+        n++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    *out = v;
+    return n;
+}
+
+void sl_registry_outbound_free(struct sl_outbound_def *defs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        json_decref(defs[i].config);
+        json_decref(defs[i].strands);
+    }
+    free(defs);
+}
+
+struct sl_meta *sl_registry_meta(struct sl_registry *r)
+{
+    return r->meta;
+}
+
+void sl_registry_on_change(struct sl_registry *r, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&r->mu);
+    r->on_change = fn;
+    r->on_change_arg = arg;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sl_registry_changed(struct sl_registry *r)
+{
+    pthread_mutex_lock(&r->mu);
+    void (*fn)(void *) = r->on_change;
+    void *arg = r->on_change_arg;
+    pthread_mutex_unlock(&r->mu);
+    if (fn)
+        fn(arg);
 }

@@ -23,6 +23,23 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
 int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err);
 json_t *sl_registry_kinds(void);
 
+/* An enabled outbound connector with a worker, as the delivery engine sees it. */
+struct sl_outbound_def {
+    char id[16];
+    const char *kind; /* static string */
+    json_t *config;   /* a copy: json_decref */
+    json_t *strands;  /* a copy: json_decref */
+    uint64_t gen;     /* changes whenever the connector is patched */
+};
+/* Fills *out (malloc'ed) with every enabled outbound connector that has a worker; returns n. */
+size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out);
+void sl_registry_outbound_free(struct sl_outbound_def *defs, size_t n);
+struct sl_meta *sl_registry_meta(struct sl_registry *r);
+/* Called after any change, so the delivery engine reconciles its workers at once (patch and
+ * delete call it themselves; after a create the caller calls sl_registry_changed). */
+void sl_registry_on_change(struct sl_registry *r, void (*fn)(void *arg), void *arg);
+void sl_registry_changed(struct sl_registry *r);
+
 /* What a REST-bridge push needs. */
 struct sl_push_target {
     char id[32];

@@ -1,0 +1,563 @@
+#include "engine/outbound.h"
+
+#include "connectors/s3/sigv4.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/meta.h"
+#include "formats/json_mp.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define MAX_STRANDS 64
+#define EXCERPT 256
+
+struct worker {
+    struct worker *next;
+    struct sl_engine *e;
+    struct sl_outbound_def def; /* owns config and strands */
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;     /* under mu; also read by the curl progress callback */
+    int finished; /* atomic: the thread has returned */
+};
+
+struct sl_engine {
+    struct sl_store *store;
+    struct sl_registry *reg;
+    struct sl_meta *meta;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int poked, stopping;
+    pthread_t th;
+    struct worker *live, *retired; /* engine thread only */
+};
+
+/* ---- worker ---- */
+
+static int stopped(struct worker *w)
+{
+    return __atomic_load_n(&w->stop, __ATOMIC_ACQUIRE);
+}
+
+/* Sleeps ms milliseconds unless told to stop; returns 1 if stopped. */
+static int nap(struct worker *w, uint64_t ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += (time_t)(ms / 1000);
+    dl.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop && pthread_cond_timedwait(&w->cv, &w->mu, &dl) != ETIMEDOUT)
+        ;
+    int s = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+static long long cfg_int(const json_t *cfg, const char *obj, const char *key)
+{
+    const json_t *o = obj ? json_object_get(cfg, obj) : cfg;
+    return json_integer_value(json_object_get(o, key));
+}
+
+static const char *cfg_str(const json_t *cfg, const char *key)
+{
+    return json_string_value(json_object_get(cfg, key));
+}
+
+/* The event body of the seed: {"event","agent_id","record_hash","payload","timestamp_ms"}. */
+static int event_json(struct sl_buf *b, const struct sl_record *r)
+{
+    sl_buf_printf(b, "{\"event\":\"%s\",\"agent_id\":",
+                  (r->flags & SL_FLAG_TOMBSTONE) ? "tombstone" : "write");
+    sl_buf_json_str(b, r->source, r->source_len);
+    sl_buf_puts(b, ",\"record_hash\":\"");
+    sl_buf_hex(b, r->hash, SL_HASH_LEN);
+    sl_buf_puts(b, "\",\"payload\":");
+    size_t used;
+    struct sl_jerr je;
+    if (sl_mp_to_json(r->payload, r->payload_len, &used, b, 200, &je) < 0)
+        return -1;
+    sl_buf_printf(b, ",\"timestamp_ms\":%llu}", (unsigned long long)r->timestamp_ms);
+    return b->failed ? -1 : 0;
+}
+
+struct resp {
+    struct sl_buf body; /* first EXCERPT bytes */
+    long retry_after_s; /* -1 if absent */
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+    struct resp *r = arg;
+    size_t len = sz * n;
+    if (r->body.len < EXCERPT)
+        sl_buf_append(&r->body, p, len < EXCERPT - r->body.len ? len : EXCERPT - r->body.len);
+    return len;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    struct resp *r = arg;
+    size_t len = sz * n;
+    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
+        char tmp[32];
+        size_t k = len - 12 < sizeof(tmp) - 1 ? len - 12 : sizeof(tmp) - 1;
+        memcpy(tmp, p + 12, k);
+        tmp[k] = 0;
+        char *end;
+        long v = strtol(tmp, &end, 10);
+        if (end != tmp && v >= 0)
+            r->retry_after_s = v;
+    }
+    return len;
+}
+
+static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    return stopped(arg); /* nonzero aborts the transfer: a disabled connector stops at once */
+}
+
+/* One HTTP attempt. Returns the status (>= 100), or 0 for a network error (err filled). */
+static long http_send(struct worker *w, CURL *c, const char *method, const char *url,
+                      struct curl_slist *hdrs, const struct sl_buf *body, struct resp *r, char *err,
+                      size_t errlen)
+{
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data ? (const char *)body->data : "");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)cfg_int(w->def.config, NULL, "timeout_ms"));
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, w);
+    CURLcode cc = curl_easy_perform(c);
+    if (cc != CURLE_OK) {
+        snprintf(err, errlen, "%s", curl_easy_strerror(cc));
+        return 0;
+    }
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    snprintf(err, errlen, "HTTP %ld", status);
+    return status;
+}
+
+static int transient(long status)
+{
+    return status == 0 || status == 408 || status == 429 || status >= 500;
+}
+
+static uint64_t rnd64(void)
+{
+    uint64_t v;
+    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+        v = sl_mono_ns() * 0x9e3779b97f4a7c15ull;
+    return v;
+}
+
+/* Builds the request for records [from, from+n) of strand s: method, URL, headers, body. */
+static int build_request(struct worker *w, struct sl_strand *s, uint64_t from, uint64_t n,
+                         char *method, char *url, size_t urllen, struct curl_slist **hdrs,
+                         struct sl_buf *body, struct sl_record *first)
+{
+    const json_t *cfg = w->def.config;
+    for (uint64_t i = 0; i < n; i++) {
+        struct sl_record r;
+        if (sl_strand_read(s, from + i, &r) != 0)
+            return -1;
+        if (i == 0)
+            *first = r;
+        if (n > 1)
+            sl_buf_putc(body, i ? ',' : '[');
+        if (event_json(body, &r) < 0)
+            return -1;
+    }
+    if (n > 1)
+        sl_buf_putc(body, ']');
+    char hash[SL_HASH_LEN * 2 + 1];
+    for (int i = 0; i < SL_HASH_LEN; i++)
+        snprintf(hash + 2 * i, 3, "%02x", first->hash[i]);
+    char h[4200];
+    *hdrs = curl_slist_append(*hdrs, "Content-Type: application/json");
+    *hdrs = curl_slist_append(*hdrs, "Expect:");
+    if (strcmp(w->def.kind, "webhook") == 0) {
+        strcpy(method, "POST");
+        snprintf(url, urllen, "%s", cfg_str(cfg, "url"));
+        snprintf(h, sizeof(h), "Idempotency-Key: %s", hash);
+        *hdrs = curl_slist_append(*hdrs, h);
+        if (cfg_str(cfg, "secret")) {
+            snprintf(h, sizeof(h), "Authorization: Bearer %s", cfg_str(cfg, "secret"));
+            *hdrs = curl_slist_append(*hdrs, h);
+        }
+        return 0;
+    }
+    /* s3: PUT {endpoint}/{bucket}/{prefix}/{record_hash}.json, path-style */
+    strcpy(method, "PUT");
+    const char *ep = cfg_str(cfg, "endpoint"), *prefix = cfg_str(cfg, "prefix");
+    size_t eplen = strlen(ep);
+    while (eplen && ep[eplen - 1] == '/')
+        eplen--;
+    char path[2048];
+    snprintf(path, sizeof(path), "/%s/%s%s%s.json", cfg_str(cfg, "bucket"), prefix ? prefix : "",
+             prefix && *prefix && prefix[strlen(prefix) - 1] != '/' ? "/" : "", hash);
+    snprintf(url, urllen, "%.*s%s", (int)eplen, ep, path);
+    if (cfg_str(cfg, "auth_header")) {
+        snprintf(h, sizeof(h), "Authorization: %s", cfg_str(cfg, "auth_header"));
+        *hdrs = curl_slist_append(*hdrs, h);
+    } else if (cfg_str(cfg, "access_key_id")) {
+        const char *hs = strstr(ep, "://") + 3;
+        char host[512];
+        size_t hl = strcspn(hs, "/");
+        snprintf(host, sizeof(host), "%.*s", (int)(hl < sizeof(host) ? hl : sizeof(host) - 1), hs);
+        const char *const extra[][2] = {{"Content-Type", "application/json"}};
+        struct sl_sigv4_req rq = {.method = "PUT",
+                                  .host = host,
+                                  .path = path,
+                                  .payload = body->data,
+                                  .payload_len = body->len,
+                                  .region = cfg_str(cfg, "region"),
+                                  .service = "s3",
+                                  .now = time(NULL),
+                                  .extra_headers = extra,
+                                  .n_extra = 1};
+        struct sl_sigv4_creds cr = {.access_key_id = cfg_str(cfg, "access_key_id"),
+                                    .secret_access_key = cfg_str(cfg, "secret_access_key"),
+                                    .session_token = cfg_str(cfg, "session_token")};
+        struct sl_buf sig;
+        sl_buf_init(&sig, 0);
+        if (sl_sigv4_sign(&rq, &cr, &sig, NULL) < 0) {
+            sl_buf_release(&sig);
+            return -1;
+        }
+        for (char *line = (char *)sig.data, *next; line && *line; line = next) {
+            next = strchr(line, '\n');
+            if (next)
+                *next++ = 0;
+            *hdrs = curl_slist_append(*hdrs, line);
+        }
+        sl_buf_release(&sig);
+    }
+    return 0;
+}
+
+static void dead_letter(struct worker *w, struct sl_strand *s, uint64_t from, uint64_t n,
+                        int attempts, long status, const char *error, const struct resp *r)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        struct sl_record rec;
+        char hash[SL_HASH_LEN * 2 + 1] = "";
+        if (sl_strand_read(s, from + i, &rec) == 0)
+            for (int k = 0; k < SL_HASH_LEN; k++)
+                snprintf(hash + 2 * k, 3, "%02x", rec.hash[k]);
+        struct sl_meta_dead_letter d = {
+            .connector_id = w->def.id,
+            .strand = sl_strand_name(s),
+            .record_hash = hash,
+            .last_error = error,
+            .response_excerpt = r->body.data ? (const char *)r->body.data : "",
+            .seq = from + i,
+            .at_ms = sl_now_ms(),
+            .attempts = attempts,
+            .last_status = (int)status,
+        };
+        struct sl_err err = {0};
+        if (sl_meta_add_dead_letter(w->e->meta, &d, &err) < 0)
+            sl_warn("connector %s: %s", w->def.id, err.msg);
+    }
+    sl_warn("connector %s: %llu record(s) from %s seq %llu dead-lettered after %d attempt(s): %s",
+            w->def.id, (unsigned long long)n, sl_strand_name(s), (unsigned long long)from, attempts,
+            error);
+}
+
+/* Delivers records [from, from+n): 0 when accepted or dead-lettered (the cursor may advance),
+ * 1 when told to stop first (it must not). */
+static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from, uint64_t n)
+{
+    const json_t *cfg = w->def.config;
+    long long initial = cfg_int(cfg, "retry", "initial_backoff_ms");
+    long long maxb = cfg_int(cfg, "retry", "max_backoff_ms");
+    long long max_retries = cfg_int(cfg, "retry", "max_retries");
+    char method[8], url[4300], error[256] = "";
+    struct curl_slist *hdrs = NULL;
+    struct sl_buf body;
+    sl_buf_init(&body, 0);
+    struct sl_record first;
+    struct resp r = {.retry_after_s = -1};
+    sl_buf_init(&r.body, EXCERPT + 1);
+    int rc = 0, attempts = 0;
+    long status = 0;
+    if (build_request(w, s, from, n, method, url, sizeof(url), &hdrs, &body, &first) < 0) {
+        dead_letter(w, s, from, n, 0, 0, "the record cannot be turned into a request", &r);
+        goto out;
+    }
+    for (;;) {
+        if (stopped(w)) {
+            rc = 1;
+            break;
+        }
+        sl_buf_reset(&r.body);
+        r.retry_after_s = -1;
+        attempts++;
+        status = http_send(w, c, method, url, hdrs, &body, &r, error, sizeof(error));
+        if (stopped(w)) {
+            rc = 1; /* aborted: not delivered, the cursor stays */
+            break;
+        }
+        if (status >= 200 && status < 300) {
+            uint64_t now = sl_now_ms();
+            for (uint64_t i = 0; i < n; i++)
+                sl_registry_note_event(w->e->reg, w->def.id, now);
+            break;
+        }
+        if (!transient(status) || (max_retries >= 0 && attempts > max_retries)) {
+            dead_letter(w, s, from, n, attempts, status, error, &r);
+            break;
+        }
+        /* exponential backoff with full jitter; Retry-After wins when it asks for longer */
+        long long cap = initial;
+        for (int k = 1; k < attempts && cap < maxb; k++)
+            cap *= 2;
+        if (cap > maxb)
+            cap = maxb;
+        uint64_t delay = rnd64() % (uint64_t)(cap + 1);
+        if (r.retry_after_s >= 0 && (uint64_t)r.retry_after_s * 1000 > delay)
+            delay = (uint64_t)r.retry_after_s * 1000 > 3600000 ? 3600000
+                                                               : (uint64_t)r.retry_after_s * 1000;
+        sl_debug("connector %s: %s, retry %d in %llu ms", w->def.id, error, attempts,
+                 (unsigned long long)delay);
+        if (nap(w, delay)) {
+            rc = 1;
+            break;
+        }
+    }
+out:
+    curl_slist_free_all(hdrs);
+    sl_buf_release(&body);
+    sl_buf_release(&r.body);
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    const json_t *cfg = w->def.config;
+    CURL *c = curl_easy_init();
+    size_t ns = json_array_size(w->def.strands);
+    if (ns > MAX_STRANDS)
+        ns = MAX_STRANDS;
+    struct sl_strand *s[MAX_STRANDS];
+    uint64_t cur[MAX_STRANDS];
+    int earliest = strcmp(cfg_str(cfg, "start"), "earliest") == 0;
+    uint64_t batch =
+        strcmp(w->def.kind, "webhook") == 0 ? (uint64_t)cfg_int(cfg, NULL, "batch_size") : 1;
+    for (size_t i = 0; i < ns; i++) {
+        const char *name = json_string_value(json_array_get(w->def.strands, i));
+        struct sl_err err = {0};
+        if (sl_store_strand(w->e->store, name, strlen(name), 1, &s[i], &err) < 0) {
+            sl_error("connector %s: strand %s: %s", w->def.id, name, err.msg);
+            goto out;
+        }
+        if (sl_meta_get_cursor(w->e->meta, w->def.id, name, &cur[i]) != 0) {
+            cur[i] = earliest ? 0 : sl_strand_count(s[i]); /* a new connector: start here */
+            sl_meta_set_cursor(w->e->meta, w->def.id, name, cur[i], NULL);
+        }
+    }
+    sl_info("connector %s (%s): delivering", w->def.id, w->def.kind);
+    while (!stopped(w)) {
+        int sent = 0;
+        for (size_t i = 0; i < ns && !stopped(w); i++) {
+            uint64_t head = sl_strand_count(s[i]);
+            if (cur[i] >= head)
+                continue;
+            uint64_t n = head - cur[i] < batch ? head - cur[i] : batch;
+            if (deliver(w, c, s[i], cur[i], n) != 0)
+                break;
+            cur[i] += n;
+            struct sl_err err = {0};
+            if (sl_meta_set_cursor(w->e->meta, w->def.id, sl_strand_name(s[i]), cur[i], &err) < 0)
+                sl_warn("connector %s: %s", w->def.id, err.msg);
+            sent = 1;
+        }
+        /* woken by the next commit; a short timeout to see a stop or other strands */
+        if (!sent && ns > 0)
+            sl_strand_wait(s[0], cur[0], ns == 1 ? 100 : 20);
+    }
+out:
+    curl_easy_cleanup(c);
+    __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* ---- engine ---- */
+
+static void worker_stop(struct worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void worker_free(struct worker *w)
+{
+    json_decref(w->def.config);
+    json_decref(w->def.strands);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+static void reap(struct sl_engine *e, int wait)
+{
+    for (struct worker **p = &e->retired; *p;) {
+        struct worker *w = *p;
+        if (wait || __atomic_load_n(&w->finished, __ATOMIC_ACQUIRE)) {
+            pthread_join(w->th, NULL);
+            *p = w->next;
+            worker_free(w);
+        } else {
+            p = &w->next;
+        }
+    }
+}
+
+static void reconcile(struct sl_engine *e)
+{
+    struct sl_outbound_def *defs;
+    size_t n = sl_registry_outbound(e->reg, &defs);
+    for (struct worker **p = &e->live; *p;) {
+        struct worker *w = *p;
+        size_t i = 0;
+        while (i < n && strcmp(defs[i].id, w->def.id) != 0)
+            i++;
+        if (i < n && defs[i].gen == w->def.gen) {
+            p = &w->next;
+            continue;
+        }
+        worker_stop(w); /* deleted, disabled or reconfigured */
+        *p = w->next;
+        w->next = e->retired;
+        e->retired = w;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct worker *w = e->live;
+        while (w && strcmp(w->def.id, defs[i].id) != 0)
+            w = w->next;
+        if (w)
+            continue;
+        w = calloc(1, sizeof(*w));
+        if (!w)
+            break;
+        w->e = e;
+        w->def = defs[i];
+        defs[i].config = defs[i].strands = NULL; /* owned by the worker now */
+        pthread_mutex_init(&w->mu, NULL);
+        pthread_cond_init(&w->cv, NULL);
+        if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+            sl_error("connector %s: cannot start its worker", w->def.id);
+            worker_free(w);
+            continue;
+        }
+        w->next = e->live;
+        e->live = w;
+    }
+    sl_registry_outbound_free(defs, n);
+    reap(e, 0);
+}
+
+static void *engine_main(void *arg)
+{
+    struct sl_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    while (!e->stopping) {
+        if (!e->poked) {
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            dl.tv_sec += 1;
+            pthread_cond_timedwait(&e->cv, &e->mu, &dl);
+        }
+        e->poked = 0;
+        if (e->stopping)
+            break;
+        pthread_mutex_unlock(&e->mu);
+        reconcile(e);
+        pthread_mutex_lock(&e->mu);
+    }
+    pthread_mutex_unlock(&e->mu);
+    for (struct worker *w = e->live, *next; w; w = next) {
+        next = w->next;
+        worker_stop(w);
+        w->next = e->retired;
+        e->retired = w;
+    }
+    e->live = NULL;
+    reap(e, 1);
+    return NULL;
+}
+
+int sl_engine_start(struct sl_engine **out, struct sl_store *store, struct sl_registry *reg,
+                    struct sl_err *err)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct sl_engine *e = calloc(1, sizeof(*e));
+    if (!e)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    e->store = store;
+    e->reg = reg;
+    e->meta = sl_registry_meta(reg);
+    e->poked = 1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    if (pthread_create(&e->th, NULL, engine_main, e) != 0) {
+        free(e);
+        return sl_err_sys(err, SL_E_IO, "start the delivery engine");
+    }
+    sl_registry_on_change(reg, sl_engine_poke, e);
+    *out = e;
+    return 0;
+}
+
+void sl_engine_poke(void *arg)
+{
+    struct sl_engine *e = arg;
+    pthread_mutex_lock(&e->mu);
+    e->poked = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void sl_engine_stop(struct sl_engine *e)
+{
+    if (!e)
+        return;
+    sl_registry_on_change(e->reg, NULL, NULL);
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->th, NULL);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e);
+    curl_global_cleanup();
+}
