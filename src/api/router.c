@@ -211,6 +211,16 @@ static void route(struct sl_api *api, struct sl_http_req *req)
             return method_not_allowed(req, "POST");
         return sl_v1_rest_push(api, req, seg, seglen);
     }
+    if (match_param(p, "/v1/connectors/", "/dead-letters/replay", &seg, &seglen) ||
+        match_param(p, "/v1/connectors/", "/dead-letters", &seg, &seglen)) {
+        int replay = strstr(p, "/dead-letters/replay") != NULL;
+        char id[64];
+        snprintf(id, sizeof(id), "%.*s", (int)(seglen < 63 ? seglen : 63), seg);
+        sl_http_set_route(req, SL_R_DEAD_LETTERS);
+        if (replay ? !post : (!get && strcmp(m, "DELETE") != 0))
+            return method_not_allowed(req, replay ? "POST" : "GET, DELETE");
+        return sl_v1_dead_letters(api, req, id, replay);
+    }
     if (match_param(p, "/v1/connectors/", "", &seg, &seglen)) {
         sl_http_set_route(req, SL_R_CONNECTOR);
         if (!get && strcmp(m, "PATCH") != 0 && strcmp(m, "DELETE") != 0)

@@ -277,3 +277,38 @@ void sl_v1_rest_push(struct sl_api *api, struct sl_http_req *req, const char *id
         sl_strand_submit(s, &x->a, &err) < 0)
         return sl_api_error_from(req, &err);
 }
+
+/* GET|DELETE /v1/connectors/{id}/dead-letters, POST /v1/connectors/{id}/dead-letters/replay */
+void sl_v1_dead_letters(struct sl_api *api, struct sl_http_req *req, const char *id, int replay)
+{
+    struct sl_err err = {0};
+    int outbound = 0;
+    if (sl_registry_exists(api->registry, id, &outbound) != 0)
+        return sl_api_error(req, 404, "connector_not_found", "id: no connector %.64s", id);
+    struct sl_meta *m = sl_registry_meta(api->registry);
+    const char *meth = sl_http_method(req);
+    if (replay) {
+        json_t *dl = sl_meta_dead_letters(m, id, 1000000);
+        size_t n = json_array_size(dl);
+        json_decref(dl);
+        if (!outbound)
+            return sl_api_error(req, 409, "not_outbound", "connector %s does not deliver", id);
+        if (sl_registry_request_replay(api->registry, id, &err) != 0)
+            return sl_api_error_from(req, &err);
+        return answer(req, 202, json_pack("{s:I, s:s}", "replaying", (json_int_t)n, "id", id));
+    }
+    if (strcmp(meth, "DELETE") == 0) {
+        long n = sl_meta_delete_dead_letters(m, id);
+        if (n < 0)
+            return sl_api_error(req, 500, "metadata_error", "dead letters could not be deleted");
+        return answer(req, 200, json_pack("{s:I, s:s}", "deleted", (json_int_t)n, "id", id));
+    }
+    uint64_t limit = 1000;
+    int has;
+    if (sl_api_query_u64(req, "limit", 1, 100000, &limit, &has) < 0)
+        return;
+    json_t *dl = sl_meta_dead_letters(m, id, (int)limit);
+    answer(req, 200,
+           json_pack("{s:s, s:I, s:o}", "id", id, "count", (json_int_t)json_array_size(dl),
+                     "dead_letters", dl));
+}

@@ -18,6 +18,7 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/v1/connectors/{id}",
     "/v1/connector-kinds",
     "/v1/connectors/inbound/rest/{id}/push",
+    "/v1/connectors/{id}/dead-letters",
     "unmatched",
 };
 static const unsigned g_status_codes[SL_STATUS_SLOTS] = {200, 201, 400, 404, 405, 409, 413,
@@ -156,6 +157,7 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req)
                       "sluice_strand_fsync_seconds_count{strand=\"%s\"} %llu\n",
                       nm, (double)st.sync_ns / 1e9, nm, (unsigned long long)st.fsyncs);
     }
+    sl_registry_metrics(api->registry, &b);
     sl_buf_printf(&b,
                   "# HELP sluice_recovery_truncations_total Torn or corrupt tails cut at start.\n"
                   "# TYPE sluice_recovery_truncations_total counter\n"

@@ -1,5 +1,6 @@
 #include "engine/meta.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -288,4 +289,85 @@ int sl_meta_add_dead_letter(struct sl_meta *m, const struct sl_meta_dead_letter 
     sqlite3_finalize(st);
     pthread_mutex_unlock(&m->mu);
     return rc;
+}
+
+json_t *sl_meta_dead_letters(struct sl_meta *m, const char *id, int limit)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(m->db,
+                           "SELECT id, strand, seq, record_hash, attempts, last_status, last_error,"
+                           " response_excerpt, at_ms FROM dead_letters WHERE connector_id=?1"
+                           " ORDER BY id LIMIT ?2",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, limit);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *exc = (const char *)sqlite3_column_text(st, 7);
+            json_t *o = json_pack(
+                "{s:I, s:s, s:I, s:s, s:i, s:i, s:s, s:s, s:I}", "id",
+                (json_int_t)sqlite3_column_int64(st, 0), "strand", sqlite3_column_text(st, 1),
+                "seq", (json_int_t)sqlite3_column_int64(st, 2), "record_hash",
+                sqlite3_column_text(st, 3), "attempts", sqlite3_column_int(st, 4), "last_status",
+                sqlite3_column_int(st, 5), "last_error",
+                sqlite3_column_text(st, 6) ? (const char *)sqlite3_column_text(st, 6) : "",
+                "response_excerpt", exc ? exc : "", "at_ms",
+                (json_int_t)sqlite3_column_int64(st, 8));
+            if (!o) /* an excerpt that is not UTF-8: show it without the body */
+                o = json_pack("{s:I, s:s, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+                              "strand", sqlite3_column_text(st, 1), "seq",
+                              (json_int_t)sqlite3_column_int64(st, 2));
+            json_array_append_new(arr, o);
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return arr;
+}
+
+long sl_meta_delete_dead_letters(struct sl_meta *m, const char *id)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    long n = SL_E_IO;
+    if (sqlite3_prepare_v2(m->db, "DELETE FROM dead_letters WHERE connector_id=?1", -1, &st,
+                           NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_DONE)
+            n = sqlite3_changes(m->db);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return n;
+}
+
+long sl_meta_take_dead_letters(struct sl_meta *m, const char *id, struct sl_dl_ref *out, long max)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL, *del = NULL;
+    long n = 0;
+    sqlite3_exec(m->db, "BEGIN", NULL, NULL, NULL);
+    if (sqlite3_prepare_v2(m->db,
+                           "SELECT id, strand, seq FROM dead_letters WHERE connector_id=?1"
+                           " ORDER BY id LIMIT ?2",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(m->db, "DELETE FROM dead_letters WHERE id=?1", -1, &del, NULL) ==
+            SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, max);
+        while (n < max && sqlite3_step(st) == SQLITE_ROW) {
+            snprintf(out[n].strand, sizeof(out[n].strand), "%s", sqlite3_column_text(st, 1));
+            out[n].seq = (uint64_t)sqlite3_column_int64(st, 2);
+            sqlite3_bind_int64(del, 1, sqlite3_column_int64(st, 0));
+            sqlite3_step(del);
+            sqlite3_reset(del);
+            n++;
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_finalize(del);
+    sqlite3_exec(m->db, "COMMIT", NULL, NULL, NULL);
+    pthread_mutex_unlock(&m->mu);
+    return n;
 }

@@ -46,5 +46,16 @@ struct sl_meta_dead_letter {
 };
 int sl_meta_add_dead_letter(struct sl_meta *m, const struct sl_meta_dead_letter *d,
                             struct sl_err *err);
+/* The connector's dead letters as a JSON array (oldest first, at most limit). */
+struct json_t;
+struct json_t *sl_meta_dead_letters(struct sl_meta *m, const char *id, int limit);
+/* Deletes them all; returns how many, or a negative code. */
+long sl_meta_delete_dead_letters(struct sl_meta *m, const char *id);
+/* Removes up to max dead letters (oldest first) and returns their strand/seq pairs. */
+struct sl_dl_ref {
+    char strand[65];
+    uint64_t seq;
+};
+long sl_meta_take_dead_letters(struct sl_meta *m, const char *id, struct sl_dl_ref *out, long max);
 
 #endif

@@ -327,10 +327,13 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
             uint64_t now = sl_now_ms();
             for (uint64_t i = 0; i < n; i++)
                 sl_registry_note_event(w->e->reg, w->def.id, now);
+            sl_registry_note_delivery(w->e->reg, w->def.id, n, 0, attempts > 1 ? n : 0, 0);
             break;
         }
+        sl_registry_note_delivery(w->e->reg, w->def.id, 0, n, 0, 0);
         if (!transient(status) || (max_retries >= 0 && attempts > max_retries)) {
             dead_letter(w, s, from, n, attempts, status, error, &r);
+            sl_registry_note_delivery(w->e->reg, w->def.id, 0, 0, 0, n);
             break;
         }
         /* exponential backoff with full jitter; Retry-After wins when it asks for longer */
@@ -355,6 +358,28 @@ out:
     sl_buf_release(&body);
     sl_buf_release(&r.body);
     return rc;
+}
+
+/* Takes the connector's dead letters and delivers each once more under the normal retry
+ * policy; one that fails again is dead-lettered anew. */
+static void replay_dead_letters(struct worker *w, CURL *c, struct sl_strand **s, size_t ns)
+{
+    struct sl_dl_ref refs[256];
+    long n;
+    while (!stopped(w) && (n = sl_meta_take_dead_letters(w->e->meta, w->def.id, refs, 256)) > 0) {
+        for (long k = 0; k < n && !stopped(w); k++) {
+            struct sl_strand *st = NULL;
+            for (size_t i = 0; i < ns; i++)
+                if (strcmp(sl_strand_name(s[i]), refs[k].strand) == 0)
+                    st = s[i];
+            if (!st && sl_store_strand(w->e->store, refs[k].strand, strlen(refs[k].strand), 0, &st,
+                                       NULL) != 0)
+                continue; /* its strand is gone: nothing to replay */
+            deliver(w, c, st, refs[k].seq, 1);
+        }
+        if (n < 256)
+            break;
+    }
 }
 
 static void *worker_main(void *arg)
@@ -398,6 +423,12 @@ static void *worker_main(void *arg)
                 sl_warn("connector %s: %s", w->def.id, err.msg);
             sent = 1;
         }
+        if (sl_registry_take_replay(w->e->reg, w->def.id))
+            replay_dead_letters(w, c, s, ns);
+        uint64_t lag = 0;
+        for (size_t i = 0; i < ns; i++)
+            lag += sl_strand_count(s[i]) - cur[i];
+        sl_registry_set_lag(w->e->reg, w->def.id, lag);
         /* woken by the next commit; a short timeout to see a stop or other strands */
         if (!sent && ns > 0)
             sl_strand_wait(s[0], cur[0], ns == 1 ? 100 : 20);

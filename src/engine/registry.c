@@ -1,5 +1,6 @@
 #include "engine/registry.h"
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/kinds.h"
@@ -28,6 +29,9 @@ struct conn {
     double tokens;
     uint64_t refill_ns;
     uint64_t gen;
+    /* delivery counters since start (outbound) */
+    uint64_t delivered, failed, retried, dead_lettered, lag;
+    int replay; /* dead-letter replay requested */
 };
 
 struct sl_registry {
@@ -81,6 +85,12 @@ static json_t *conn_json(const struct conn *c)
                   c->last_event_ms ? json_integer((json_int_t)c->last_event_ms) : json_null(),
                   "event_count", (json_int_t)c->event_count, "state", state_of(c), "last_error",
                   error_of(c) ? json_string(error_of(c)) : json_null(), "strands", strands);
+    if (c->kind->direction == SL_OUTBOUND)
+        json_object_set_new(o, "stats",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "delivered",
+                                      (json_int_t)c->delivered, "failed", (json_int_t)c->failed,
+                                      "retried", (json_int_t)c->retried, "dead_lettered",
+                                      (json_int_t)c->dead_lettered, "lag", (json_int_t)c->lag));
     return o;
 }
 
@@ -601,4 +611,94 @@ void sl_registry_changed(struct sl_registry *r)
     pthread_mutex_unlock(&r->mu);
     if (fn)
         fn(arg);
+}
+
+void sl_registry_note_delivery(struct sl_registry *r, const char *id, uint64_t delivered,
+                               uint64_t failed, uint64_t retried, uint64_t dead_lettered)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c) {
+        c->delivered += delivered;
+        c->failed += failed;
+        c->retried += retried;
+        c->dead_lettered += dead_lettered;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sl_registry_set_lag(struct sl_registry *r, const char *id, uint64_t lag)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c)
+        c->lag = lag;
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
+{
+    static const char *const results[] = {"delivered", "failed", "retried", "dead_lettered"};
+    sl_buf_puts(b, "# HELP sluice_connector_records_total Records handled by a connector, by "
+                   "result (inbound: received).\n# TYPE sluice_connector_records_total counter\n");
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->n; i++) {
+        struct conn *c = r->v[i];
+        if (c->kind->direction == SL_INBOUND) {
+            sl_buf_printf(b,
+                          "sluice_connector_records_total{connector=\"%s\",kind=\"%s\","
+                          "result=\"received\"} %llu\n",
+                          c->id, c->kind->name, (unsigned long long)c->event_count);
+            continue;
+        }
+        uint64_t v[] = {c->delivered, c->failed, c->retried, c->dead_lettered};
+        for (int k = 0; k < 4; k++)
+            sl_buf_printf(b,
+                          "sluice_connector_records_total{connector=\"%s\",kind=\"%s\","
+                          "result=\"%s\"} %llu\n",
+                          c->id, c->kind->name, results[k], (unsigned long long)v[k]);
+    }
+    sl_buf_puts(b, "# HELP sluice_connector_lag_records Records an outbound connector is behind "
+                   "the head of its strands.\n# TYPE sluice_connector_lag_records gauge\n");
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i]->kind->direction == SL_OUTBOUND)
+            sl_buf_printf(b, "sluice_connector_lag_records{connector=\"%s\",kind=\"%s\"} %llu\n",
+                          r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
+    sl_buf_puts(b, "# HELP sluice_connector_state 1 for the state a connector is in.\n"
+                   "# TYPE sluice_connector_state gauge\n");
+    for (size_t i = 0; i < r->n; i++)
+        sl_buf_printf(b, "sluice_connector_state{connector=\"%s\",kind=\"%s\",state=\"%s\"} 1\n",
+                      r->v[i]->id, r->v[i]->kind->name, state_of(r->v[i]));
+    pthread_mutex_unlock(&r->mu);
+}
+
+int sl_registry_request_replay(struct sl_registry *r, const char *id, struct sl_err *err)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c)
+        c->replay = 1;
+    pthread_mutex_unlock(&r->mu);
+    return c ? 0 : (not_found(id, err), SL_E_NOTFOUND);
+}
+
+int sl_registry_take_replay(struct sl_registry *r, const char *id)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    int v = c ? c->replay : 0;
+    if (c)
+        c->replay = 0;
+    pthread_mutex_unlock(&r->mu);
+    return v;
+}
+
+int sl_registry_exists(struct sl_registry *r, const char *id, int *outbound)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c && outbound)
+        *outbound = c->kind->direction == SL_OUTBOUND;
+    pthread_mutex_unlock(&r->mu);
+    return c ? 0 : SL_E_NOTFOUND;
 }

@@ -51,6 +51,20 @@ struct sl_push_target {
  * SL_E_NOTFOUND (unknown or not a rest_bridge), SL_E_CONFLICT (disabled), SL_E_RATE. */
 int sl_registry_push_target(struct sl_registry *r, const char *id, struct sl_push_target *t,
                             struct sl_err *err);
+/* Delivery counters reported by the outbound engine. */
+void sl_registry_note_delivery(struct sl_registry *r, const char *id, uint64_t delivered,
+                               uint64_t failed, uint64_t retried, uint64_t dead_lettered);
+void sl_registry_set_lag(struct sl_registry *r, const char *id, uint64_t lag);
+/* Appends the sluice_connector_* metric families (Prometheus text) to b. */
+struct sl_buf;
+void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b);
+
+/* Dead-letter replay: the route asks, the connector's worker takes the request. */
+int sl_registry_request_replay(struct sl_registry *r, const char *id, struct sl_err *err);
+int sl_registry_take_replay(struct sl_registry *r, const char *id);
+/* SL_E_NOTFOUND unless id is a connector (any kind). */
+int sl_registry_exists(struct sl_registry *r, const char *id, int *outbound);
+
 /* Counts a record a connector handled (event_count, last_event_ms). */
 void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms);
 

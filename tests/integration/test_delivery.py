@@ -117,6 +117,41 @@ with t.section("permanent failures are dead-lettered", srv):
     t.ok(rx.wait_for(lambda r: set(hs5[1:]) <= set(keys(rx)), 10), "after a 400, delivery goes on with the next records")
     t.eq(rx.by_idempotency_key().get(hs5[0]), 1, "a 400 is not retried")
     rx.set_mode("ok")
+    D = "/v1/connectors/%s/dead-letters" % hid
+    r = srv.req("GET", D)
+    dl = r.json.get("dead_letters", []) if r.status == 200 else []
+    t.ok(r.status == 200 and len(dl) == 1 and dl[0]["record_hash"] == hs5[0] and dl[0]["attempts"] == 1
+         and dl[0]["last_status"] == 400 and dl[0]["strand"] == "dlv" and dl[0]["at_ms"] > 0
+         and "response_excerpt" in dl[0], "GET dead-letters lists it with attempts, status, excerpt and time", r)
+    r = srv.req("POST", D + "/replay")
+    t.ok(r.status == 202 and r.json.get("replaying") == 1, "POST dead-letters/replay -> 202", r)
+    t.ok(rx.wait_for(lambda q: rx.by_idempotency_key(True).get(hs5[0]) == 1, 10),
+         "the replayed record is delivered")
+    deadline = time.monotonic() + 5
+    while srv.req("GET", D).json["count"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    t.eq(srv.req("GET", D).json["count"], 0, "a delivered replay leaves the dead-letter list")
+    rx.set_mode("fail_n", n=1, status=422)
+    hs5b = write(1)
+    rx.wait_for(lambda q: hs5b[0] in rx.by_idempotency_key(), 10)
+    deadline = time.monotonic() + 5
+    while srv.req("GET", D).json["count"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    r = srv.req("DELETE", D)
+    t.ok(r.status == 200 and r.json.get("deleted") == 1 and srv.req("GET", D).json["count"] == 0,
+         "DELETE dead-letters empties the list", r)
+    rx.set_mode("ok")
+    t.eq(srv.req("GET", "/v1/connectors/nope/dead-letters").status, 404, "dead letters of an unknown id -> 404")
+    t.eq(srv.req("PUT", D).status, 405, "PUT dead-letters -> 405")
+    c = srv.req("GET", "/v1/connectors/" + hid).json
+    st_ = c.get("stats", {})
+    t.ok(st_.get("retried", 0) >= 2 and st_.get("failed", 0) >= 6 and st_.get("dead_lettered") == 2
+         and st_.get("delivered", 0) >= 30, "stats count delivered, failed, retried, dead-lettered", st_)
+    m = srv.req("GET", "/metrics").body.decode()
+    t.ok('sluice_connector_records_total{connector="%s",kind="webhook",result="delivered"}' % hid in m
+         and 'sluice_connector_lag_records{connector="%s"' % hid in m
+         and 'sluice_connector_state{connector="%s",kind="webhook",state="running"} 1' % hid in m,
+         "/metrics has sluice_connector_records_total, _lag_records and _state")
 
 with t.section("disable, enable, delete", srv):
     rx.clear()
