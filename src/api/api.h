@@ -79,6 +79,7 @@ void sl_v1_health(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_connectors(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_connector(struct sl_api *api, struct sl_http_req *req, const char *id);
 void sl_v1_connector_kinds(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_connector_restart(struct sl_api *api, struct sl_http_req *req, const char *id);
 void sl_v1_dead_letters(struct sl_api *api, struct sl_http_req *req, const char *id, int replay);
 void sl_v1_rest_push(struct sl_api *api, struct sl_http_req *req, const char *id, size_t idlen);
 void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req);

@@ -211,6 +211,14 @@ static void route(struct sl_api *api, struct sl_http_req *req)
             return method_not_allowed(req, "POST");
         return sl_v1_rest_push(api, req, seg, seglen);
     }
+    if (match_param(p, "/v1/connectors/", "/restart", &seg, &seglen)) {
+        char id[64];
+        snprintf(id, sizeof(id), "%.*s", (int)(seglen < 63 ? seglen : 63), seg);
+        sl_http_set_route(req, SL_R_CONNECTOR);
+        if (!post)
+            return method_not_allowed(req, "POST");
+        return sl_v1_connector_restart(api, req, id);
+    }
     if (match_param(p, "/v1/connectors/", "/dead-letters/replay", &seg, &seglen) ||
         match_param(p, "/v1/connectors/", "/dead-letters", &seg, &seglen)) {
         int replay = strstr(p, "/dead-letters/replay") != NULL;

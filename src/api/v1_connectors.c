@@ -312,3 +312,13 @@ void sl_v1_dead_letters(struct sl_api *api, struct sl_http_req *req, const char 
            json_pack("{s:s, s:I, s:o}", "id", id, "count", (json_int_t)json_array_size(dl),
                      "dead_letters", dl));
 }
+
+/* POST /v1/connectors/{id}/restart: clears a failed state and restarts the worker. */
+void sl_v1_connector_restart(struct sl_api *api, struct sl_http_req *req, const char *id)
+{
+    struct sl_err err = {0};
+    json_t *c = sl_registry_restart(api->registry, id, &err);
+    if (!c)
+        return sl_api_error_from(req, &err);
+    answer(req, 200, c);
+}

@@ -27,6 +27,10 @@ struct worker {
     pthread_cond_t cv;
     int stop;     /* under mu; also read by the curl progress callback */
     int finished; /* atomic: the thread has returned */
+    /* circuit breaker (worker thread only) */
+    enum { BR_CLOSED, BR_OPEN, BR_HALF_OPEN } breaker;
+    uint64_t open_until_ns;
+    long long consecutive_failures, half_open_successes;
 };
 
 struct sl_engine {
@@ -41,6 +45,15 @@ struct sl_engine {
 };
 
 /* ---- worker ---- */
+
+static void set_breaker(struct worker *w, int state)
+{
+    static const char *const names[] = {"closed", "open", "half_open"};
+    if ((int)w->breaker != state)
+        sl_info("connector %s: circuit breaker %s", w->def.id, names[state]);
+    w->breaker = state;
+    sl_registry_set_breaker(w->e->reg, w->def.id, names[state]);
+}
 
 static int stopped(struct worker *w)
 {
@@ -290,7 +303,7 @@ static void dead_letter(struct worker *w, struct sl_strand *s, uint64_t from, ui
 }
 
 /* Delivers records [from, from+n): 0 when accepted or dead-lettered (the cursor may advance),
- * 1 when told to stop first (it must not). */
+ * 1 when told to stop first, 2 when the connector gave up (max_consecutive_failures). */
 static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from, uint64_t n)
 {
     const json_t *cfg = w->def.config;
@@ -310,10 +323,23 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
         dead_letter(w, s, from, n, 0, 0, "the record cannot be turned into a request", &r);
         goto out;
     }
+    long long threshold = cfg_int(cfg, "circuit_breaker", "failure_threshold");
+    long long reset_s = cfg_int(cfg, "circuit_breaker", "reset_timeout_secs");
+    long long close_after = cfg_int(cfg, "circuit_breaker", "success_threshold");
+    long long give_up = cfg_int(cfg, NULL, "max_consecutive_failures");
     for (;;) {
         if (stopped(w)) {
             rc = 1;
             break;
+        }
+        if (w->breaker == BR_OPEN) { /* open: nothing is sent until the reset timeout */
+            uint64_t now = sl_mono_ns();
+            if (now < w->open_until_ns && nap(w, (w->open_until_ns - now) / 1000000 + 1)) {
+                rc = 1;
+                break;
+            }
+            w->half_open_successes = 0;
+            set_breaker(w, BR_HALF_OPEN);
         }
         sl_buf_reset(&r.body);
         r.retry_after_s = -1;
@@ -324,6 +350,9 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
             break;
         }
         if (status >= 200 && status < 300) {
+            w->consecutive_failures = 0;
+            if (w->breaker == BR_HALF_OPEN && ++w->half_open_successes >= close_after)
+                set_breaker(w, BR_CLOSED);
             uint64_t now = sl_now_ms();
             for (uint64_t i = 0; i < n; i++)
                 sl_registry_note_event(w->e->reg, w->def.id, now);
@@ -331,6 +360,25 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
             break;
         }
         sl_registry_note_delivery(w->e->reg, w->def.id, 0, n, 0, 0);
+        if (transient(status)) {
+            w->consecutive_failures++;
+            if (give_up > 0 && w->consecutive_failures >= give_up) {
+                char msg[400];
+                snprintf(msg, sizeof(msg), "gave up after %lld consecutive failures: %s",
+                         w->consecutive_failures, error);
+                sl_error("connector %s: %s; POST /v1/connectors/%s/restart to resume", w->def.id,
+                         msg, w->def.id);
+                sl_registry_set_failed(w->e->reg, w->def.id, msg);
+                rc = 2; /* the cursor stays: the batch is retried after a restart */
+                break;
+            }
+            if (w->breaker == BR_HALF_OPEN ||
+                (w->breaker == BR_CLOSED && w->consecutive_failures >= threshold)) {
+                w->open_until_ns = sl_mono_ns() + (uint64_t)reset_s * 1000000000u;
+                set_breaker(w, BR_OPEN);
+                continue; /* wait in the open state, then one trial request */
+            }
+        }
         if (!transient(status) || (max_retries >= 0 && attempts > max_retries)) {
             dead_letter(w, s, from, n, attempts, status, error, &r);
             sl_registry_note_delivery(w->e->reg, w->def.id, 0, 0, 0, n);
@@ -382,6 +430,20 @@ static void replay_dead_letters(struct worker *w, CURL *c, struct sl_strand **s,
     }
 }
 
+static void persist_cursors(struct worker *w, struct sl_strand **s, const uint64_t *cur, int *dirty,
+                            size_t ns)
+{
+    for (size_t i = 0; i < ns; i++) {
+        if (!dirty[i])
+            continue;
+        struct sl_err err = {0};
+        if (sl_meta_set_cursor(w->e->meta, w->def.id, sl_strand_name(s[i]), cur[i], &err) < 0)
+            sl_warn("connector %s: %s", w->def.id, err.msg);
+        else
+            dirty[i] = 0;
+    }
+}
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -408,6 +470,8 @@ static void *worker_main(void *arg)
         }
     }
     sl_info("connector %s (%s): delivering", w->def.id, w->def.kind);
+    int dirty[MAX_STRANDS] = {0};
+    uint64_t last_persist = 0;
     while (!stopped(w)) {
         int sent = 0;
         for (size_t i = 0; i < ns && !stopped(w); i++) {
@@ -415,13 +479,22 @@ static void *worker_main(void *arg)
             if (cur[i] >= head)
                 continue;
             uint64_t n = head - cur[i] < batch ? head - cur[i] : batch;
-            if (deliver(w, c, s[i], cur[i], n) != 0)
+            int d = deliver(w, c, s[i], cur[i], n);
+            if (d == 2)
+                __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE); /* failed: this worker ends */
+            if (d != 0)
                 break;
             cur[i] += n;
-            struct sl_err err = {0};
-            if (sl_meta_set_cursor(w->e->meta, w->def.id, sl_strand_name(s[i]), cur[i], &err) < 0)
-                sl_warn("connector %s: %s", w->def.id, err.msg);
+            dirty[i] = 1;
             sent = 1;
+        }
+        /* The cursor is persisted at most every 5 ms while busy, at once when caught up, and
+         * when stopping: a crash re-delivers at most ~5 ms of records (at-least-once), and a
+         * busy connector does not pay a metadata commit per request. */
+        uint64_t now = sl_mono_ns();
+        if (!sent || stopped(w) || now - last_persist >= 5000000u) {
+            persist_cursors(w, s, cur, dirty, ns);
+            last_persist = now;
         }
         if (sl_registry_take_replay(w->e->reg, w->def.id))
             replay_dead_letters(w, c, s, ns);
@@ -433,6 +506,7 @@ static void *worker_main(void *arg)
         if (!sent && ns > 0)
             sl_strand_wait(s[0], cur[0], ns == 1 ? 100 : 20);
     }
+    persist_cursors(w, s, cur, dirty, ns);
 out:
     curl_easy_cleanup(c);
     __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);

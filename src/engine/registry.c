@@ -31,7 +31,10 @@ struct conn {
     uint64_t gen;
     /* delivery counters since start (outbound) */
     uint64_t delivered, failed, retried, dead_lettered, lag;
-    int replay; /* dead-letter replay requested */
+    int replay;  /* dead-letter replay requested */
+    int gave_up; /* after max_consecutive_failures; persisted as state "failed" */
+    char *fail_msg;
+    const char *breaker; /* "closed", "open", "half_open" (static strings) */
 };
 
 struct sl_registry {
@@ -53,6 +56,7 @@ static void conn_free(struct conn *c)
     if (!c)
         return;
     free(c->name);
+    free(c->fail_msg);
     json_decref(c->config);
     json_decref(c->strands);
     free(c);
@@ -62,11 +66,15 @@ static const char *state_of(const struct conn *c)
 {
     if (!c->enabled)
         return "disabled";
+    if (c->gave_up)
+        return "failed";
     return c->kind->has_worker ? "running" : "paused";
 }
 
 static const char *error_of(const struct conn *c)
 {
+    if (c->gave_up && c->enabled)
+        return c->fail_msg;
     /* Config-only kinds are stored and validated; their worker ships with a later issue. */
     return c->enabled && !c->kind->has_worker ? "no worker for this kind in this build yet" : NULL;
 }
@@ -91,6 +99,9 @@ static json_t *conn_json(const struct conn *c)
                                       (json_int_t)c->delivered, "failed", (json_int_t)c->failed,
                                       "retried", (json_int_t)c->retried, "dead_lettered",
                                       (json_int_t)c->dead_lettered, "lag", (json_int_t)c->lag));
+    if (c->kind->direction == SL_OUTBOUND)
+        json_object_set_new(json_object_get(o, "stats"), "breaker",
+                            json_string(c->breaker ? c->breaker : "closed"));
     return o;
 }
 
@@ -164,6 +175,10 @@ static int load_one(const struct sl_meta_connector *m, void *arg)
     c->event_count = m->event_count;
     c->last_event_ms = m->last_event_ms;
     c->gen = ++r->gen;
+    if (m->state && strcmp(m->state, "failed") == 0) {
+        c->gave_up = 1;
+        c->fail_msg = strdup(m->last_error ? m->last_error : "failed");
+    }
     if (!c->name || !c->config || !c->strands || push(r, c) < 0) {
         conn_free(c);
         return SL_E_NOMEM;
@@ -567,7 +582,7 @@ size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out)
     size_t n = 0;
     for (size_t i = 0; v && i < r->n; i++) {
         struct conn *c = r->v[i];
-        if (!c->enabled || c->kind->direction != SL_OUTBOUND || !c->kind->has_worker)
+        if (!c->enabled || c->gave_up || c->kind->direction != SL_OUTBOUND || !c->kind->has_worker)
             continue;
         snprintf(v[n].id, sizeof(v[n].id), "%s", c->id);
         v[n].kind = c->kind->name;
@@ -701,4 +716,49 @@ int sl_registry_exists(struct sl_registry *r, const char *id, int *outbound)
         *outbound = c->kind->direction == SL_OUTBOUND;
     pthread_mutex_unlock(&r->mu);
     return c ? 0 : SL_E_NOTFOUND;
+}
+
+void sl_registry_set_failed(struct sl_registry *r, const char *id, const char *msg)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c) {
+        free(c->fail_msg);
+        c->fail_msg = strdup(msg);
+        c->gave_up = c->fail_msg != NULL;
+        struct sl_err err = {0};
+        if (persist(r, c, &err) != 0)
+            sl_warn("connector %s: %s", id, err.msg);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sl_registry_set_breaker(struct sl_registry *r, const char *id, const char *state)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c)
+        c->breaker = state;
+    pthread_mutex_unlock(&r->mu);
+}
+
+json_t *sl_registry_restart(struct sl_registry *r, const char *id, struct sl_err *err)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    json_t *out = NULL;
+    if (c) {
+        c->gave_up = 0;
+        free(c->fail_msg);
+        c->fail_msg = NULL;
+        c->breaker = NULL;
+        c->gen = ++r->gen; /* a new worker, with a closed breaker */
+        if (persist(r, c, err) == 0)
+            out = conn_json(c);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!c)
+        return not_found(id, err);
+    sl_registry_changed(r);
+    return out;
 }

@@ -59,6 +59,13 @@ void sl_registry_set_lag(struct sl_registry *r, const char *id, uint64_t lag);
 struct sl_buf;
 void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b);
 
+/* The worker gave up (max_consecutive_failures): state "failed" with msg, persisted; its
+ * worker is not restarted until sl_registry_restart. */
+void sl_registry_set_failed(struct sl_registry *r, const char *id, const char *msg);
+void sl_registry_set_breaker(struct sl_registry *r, const char *id, const char *state);
+/* Clears a failed state and restarts the connector's worker; returns the connector. */
+json_t *sl_registry_restart(struct sl_registry *r, const char *id, struct sl_err *err);
+
 /* Dead-letter replay: the route asks, the connector's worker takes the request. */
 int sl_registry_request_replay(struct sl_registry *r, const char *id, struct sl_err *err);
 int sl_registry_take_replay(struct sl_registry *r, const char *id);

@@ -21,8 +21,10 @@ srv = st.Server().start()
 
 
 def hook(rx, **cfg):
+    # the breaker is tested in its own section; here it must not open during the fault tests
     body = {"name": "hook", "kind": "webhook",
-            "config": dict({"url": rx.url("/hook"), "retry": FAST}, **cfg)}
+            "config": dict({"url": rx.url("/hook"), "retry": FAST,
+                            "circuit_breaker": {"failure_threshold": 1000}}, **cfg)}
     strands = cfg.pop("strands", None)
     if strands:
         body["strands"] = strands
@@ -168,6 +170,65 @@ with t.section("disable, enable, delete", srv):
     write(3)
     time.sleep(0.5)
     t.eq(len(rx.received()), 0, "a deleted connector sends nothing")
+
+with t.section("circuit breaker", srv):
+    rb = Receiver().start()
+    rb.set_mode("status", status=503)
+    r = srv.req("POST", "/v1/connectors", {"name": "cb", "kind": "webhook", "strands": ["cb"], "config": {
+        "url": rb.url("/cb"), "retry": FAST,
+        "circuit_breaker": {"failure_threshold": 3, "reset_timeout_secs": 2, "success_threshold": 1}}})
+    cb = r.json["id"]
+    hcb = write(1, strand="cb")
+    rb.wait_count(3, 10)
+
+    def breaker():
+        return srv.req("GET", "/v1/connectors/" + cb).json.get("stats", {}).get("breaker")
+    deadline = time.monotonic() + 5
+    while breaker() != "open" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t.eq(breaker(), "open", "three failures in a row open the breaker")
+    n_open = len(rb.received())
+    # while open nothing may be sent: watch a window shorter than the 2 s reset timeout
+    time.sleep(1.0)
+    t.eq(len(rb.received()), n_open, "while the breaker is open nothing is sent")
+    rb.set_mode("ok")
+    t.ok(rb.wait_for(lambda q: hcb[0] in rb.by_idempotency_key(True), 10), "after the reset timeout a trial request delivers")
+    deadline = time.monotonic() + 5
+    while breaker() != "closed" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    t.eq(breaker(), "closed", "a successful trial closes the breaker (success_threshold 1)")
+    srv.req("DELETE", "/v1/connectors/" + cb)
+    rb.stop()
+
+with t.section("max_consecutive_failures and restart", srv):
+    rf = Receiver().start()
+    rf.set_mode("status", status=500)
+    r = srv.req("POST", "/v1/connectors", {"name": "gives-up", "kind": "webhook", "strands": ["gu"], "config": {
+        "url": rf.url("/gu"), "retry": FAST, "max_consecutive_failures": 3,
+        "circuit_breaker": {"failure_threshold": 100}}})
+    gid = r.json["id"]
+    hgu = write(2, strand="gu")
+
+    def conn():
+        return srv.req("GET", "/v1/connectors/" + gid).json
+    deadline = time.monotonic() + 10
+    while conn()["state"] != "failed" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    c = conn()
+    t.ok(c["state"] == "failed" and "3 consecutive failures" in (c["last_error"] or ""),
+         "after 3 failures in a row the connector is failed with last_error", c)
+    n = len(rf.received())
+    srv.stop()
+    srv.start()
+    t.eq(conn()["state"], "failed", "the failed state survives a restart")
+    rf.set_mode("ok")
+    r = srv.req("POST", "/v1/connectors/%s/restart" % gid)
+    t.ok(r.status == 200 and r.json["state"] == "running" and r.json["last_error"] is None, "POST restart -> running", r)
+    t.ok(rf.wait_for(lambda q: set(hgu) <= set(rf.by_idempotency_key(True)), 10),
+         "after the restart the records that failed are delivered (the cursor had stayed)")
+    t.eq(srv.req("POST", "/v1/connectors/nope/restart").status, 404, "restart of an unknown id -> 404")
+    t.eq(srv.req("GET", "/v1/connectors/%s/restart" % gid).status, 405, "GET restart -> 405")
+    rf.stop()
 
 with t.section("kill -9 during delivery loses nothing", srv):
     rx.clear()
