@@ -679,6 +679,13 @@ void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
         if (r->v[i]->kind->direction == SL_OUTBOUND)
             sl_buf_printf(b, "sluice_connector_lag_records{connector=\"%s\",kind=\"%s\"} %llu\n",
                           r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
+    sl_buf_puts(b, "# HELP sluice_connector_breaker_open 1 while an outbound connector's circuit "
+                   "breaker is open or half open.\n# TYPE sluice_connector_breaker_open gauge\n");
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i]->kind->direction == SL_OUTBOUND)
+            sl_buf_printf(b, "sluice_connector_breaker_open{connector=\"%s\",kind=\"%s\"} %d\n",
+                          r->v[i]->id, r->v[i]->kind->name,
+                          r->v[i]->breaker && strcmp(r->v[i]->breaker, "closed") != 0);
     sl_buf_puts(b, "# HELP sluice_connector_state 1 for the state a connector is in.\n"
                    "# TYPE sluice_connector_state gauge\n");
     for (size_t i = 0; i < r->n; i++)

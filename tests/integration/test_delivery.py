@@ -187,6 +187,8 @@ with t.section("circuit breaker", srv):
     while breaker() != "open" and time.monotonic() < deadline:
         time.sleep(0.01)
     t.eq(breaker(), "open", "three failures in a row open the breaker")
+    t.ok('sluice_connector_breaker_open{connector="%s",kind="webhook"} 1' % cb in srv.req("GET", "/metrics").body.decode(),
+         "/metrics shows the open breaker")
     n_open = len(rb.received())
     # while open nothing may be sent: watch a window shorter than the 2 s reset timeout
     time.sleep(1.0)
@@ -244,6 +246,31 @@ with t.section("kill -9 during delivery loses nothing", srv):
          len(set(hs7) - set(keys(rx))))
     dups = sum(n - 1 for k, n in keys(rx).items() if k in hs7 and n > 1)
     t.ok(dups <= 2, "duplicates stay within one batch (plus the request in flight): %d" % dups)
+
+with t.section("the issue's fault run: 500s, target stopped and restarted, kill -9 in the middle", srv):
+    rz = Receiver(token="z").start()
+    r = srv.req("POST", "/v1/connectors", {"name": "faults", "kind": "webhook", "strands": ["fz"], "config": {
+        "url": rz.url("/z"), "secret": "z", "retry": FAST, "circuit_breaker": {"failure_threshold": 1000}}})
+    zid = r.json["id"]
+    written = []
+    rz.set_mode("status", status=500)          # 1. the target answers 500 for a while
+    written += write(50, strand="fz")
+    rz.wait_count(20, 10)
+    rz.stop()                                  # 2. then it is gone
+    written += write(50, strand="fz", start=50)
+    srv.kill()                                 # 3. Sluice dies in the middle
+    srv.start()
+    written += write(50, strand="fz", start=100)
+    rz.restart()                               # 4. the target comes back
+    rz.set_mode("ok")
+    ok = rz.wait_for(lambda q: set(written) <= set(rz.by_idempotency_key(True)), 30)
+    acc = rz.by_idempotency_key(True)
+    t.ok(ok, "every one of the 150 records written was delivered", len(set(written) - set(acc)))
+    dups = sum(n - 1 for h, n in acc.items() if h in written and n > 1)
+    t.ok(dups <= 1, "duplicates within one batch per crash (batch_size 1, one crash): %d" % dups)
+    t.ok(all(q["headers"].get("authorization") == "Bearer z" for q in rz.received()), "every attempt carried the token")
+    srv.req("DELETE", "/v1/connectors/" + zid)
+    rz.stop()
 
 with t.section("one stalled target does not slow another", srv):
     slow = Receiver().start()
