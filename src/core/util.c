@@ -24,7 +24,7 @@ uint64_t sl_mono_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int hexval(char c)
+int sl_hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -40,7 +40,7 @@ int sl_hex_decode(const char *s, size_t slen, uint8_t *out, size_t n)
     if (slen != 2 * n)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+        int hi = sl_hex_digit(s[2 * i]), lo = sl_hex_digit(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -8,6 +8,8 @@
 
 uint64_t sl_now_ms(void);  /* wall clock, ms since the epoch */
 uint64_t sl_mono_ns(void); /* monotonic clock */
+/* Value of one hex digit (either case), or -1. */
+int sl_hex_digit(char c);
 /* Parses exactly 2*n lowercase/uppercase hex chars into out; 0 or -1. */
 int sl_hex_decode(const char *s, size_t slen, uint8_t *out, size_t n);
 /* Parses a decimal unsigned integer that must fill s completely; 0 or -1 (empty, sign,

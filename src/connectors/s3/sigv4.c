@@ -5,6 +5,8 @@
  * material (the "AWS4"+secret key and each derived key) is wiped with OPENSSL_cleanse. */
 #include "connectors/s3/sigv4.h"
 
+#include "core/util.h"
+
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -64,17 +66,6 @@ static int has_ctl(const char *s)
     return 0;
 }
 
-static int hexval(uint8_t c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Restores b to `len` bytes after a failed multi-step append (b->failed stays as sl_buf set it). */
 static void buf_truncate(struct sl_buf *b, size_t len)
 {
@@ -93,7 +84,7 @@ static int encode(const char *s, size_t n, int keep_slash, int decode, struct sl
     for (size_t i = 0; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
         if (decode && c == '%' && i + 2 < n) {
-            int hi = hexval((uint8_t)s[i + 1]), lo = hexval((uint8_t)s[i + 2]);
+            int hi = sl_hex_digit(s[i + 1]), lo = sl_hex_digit(s[i + 2]);
             if (hi >= 0 && lo >= 0) {
                 c = (uint8_t)(hi << 4 | lo);
                 i += 2;
