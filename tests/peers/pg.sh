@@ -146,8 +146,10 @@ cmd_start() {
         chmod 755 "$d"
         as_pg test -w "$d" || die "user postgres cannot write to $d (is a parent directory private?)"
     fi
-    # Any failure from here on: report, clean up, exit 1.
-    trap 'rc=$?; if [ $rc != 0 ]; then log_tail "$d"; stop_server "$d" KILL; rm -rf "$d"; fi' EXIT
+    # Any failure from here on: report, clean up, exit 1. The trap uses a global: when it runs
+    # after an error inside this function, the local d may already be gone (set -u aborts it).
+    PG_START_DIR=$d
+    trap 'rc=$?; if [ $rc != 0 ]; then log_tail "$PG_START_DIR"; stop_server "$PG_START_DIR" KILL; rm -rf "$PG_START_DIR"; fi' EXIT
 
     if ! as_pg "$PGBIN/initdb" -D "$d/data" -U postgres -A trust --no-sync -E UTF8 --locale=C \
         </dev/null >"$d/initdb.log" 2>&1; then
