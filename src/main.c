@@ -3,6 +3,7 @@
 #include "api/http.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "core/version.h"
 #include "engine/outbound.h"
 #include "strand/store.h"
@@ -143,10 +144,9 @@ static int cmd_verify(int argc, char **argv)
         sl_verify_strand(dir, names[i], &r);
         seen++;
         if (r.ok) {
-            printf("ok %s %llu ", names[i], (unsigned long long)r.count);
-            for (int k = 0; k < SL_HASH_LEN; k++)
-                printf("%02x", r.head[k]);
-            printf("\n");
+            char head[SL_HASH_LEN * 2 + 1];
+            sl_hex_encode(head, r.head, SL_HASH_LEN);
+            printf("ok %s %llu %s\n", names[i], (unsigned long long)r.count, head);
         } else {
             printf("FAIL %s seq %llu: %s\n", names[i], (unsigned long long)r.bad_seq, r.reason);
             bad = 1;

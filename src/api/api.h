@@ -66,6 +66,9 @@ void sl_api_json(struct sl_http_req *req, unsigned status, struct sl_buf *body);
 
 /* 0 if the request's Content-Type is JSON (or absent); else answers 415 and returns -1. */
 int sl_api_require_json(struct sl_http_req *req, int allow_ndjson, int *is_ndjson);
+/* An optional 0/1 (or false/true) query parameter; answers 400 naming it and returns -1 on error.
+ */
+int sl_api_query_flag(struct sl_http_req *req, const char *name, int *out);
 /* Parses an optional unsigned query parameter; answers 400 naming it and returns -1 on error. */
 int sl_api_query_u64(struct sl_http_req *req, const char *name, uint64_t min, uint64_t max,
                      uint64_t *out, int *present);

@@ -42,7 +42,7 @@ struct sl_http_server {
     void *ctx;
 };
 
-static struct MHD_Response *make_resp(unsigned status, const char *ctype, struct sl_buf *body,
+static struct MHD_Response *make_resp(const char *ctype, struct sl_buf *body,
                                       struct sl_http_req *req)
 {
     size_t len = 0;
@@ -57,7 +57,6 @@ static struct MHD_Response *make_resp(unsigned status, const char *ctype, struct
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     for (int i = 0; req && i < req->nextra; i++)
         MHD_add_response_header(r, req->extra[i][0], req->extra[i][1]);
-    (void)status;
     return r;
 }
 
@@ -74,7 +73,7 @@ void sl_http_add_header(struct sl_http_req *req, const char *name, const char *v
 void sl_http_respond(struct sl_http_req *req, unsigned status, const char *content_type,
                      struct sl_buf *body)
 {
-    req->resp = make_resp(status, content_type, body, req);
+    req->resp = make_resp(content_type, body, req);
     req->status = status;
     int old = __atomic_exchange_n(&req->state, ST_RESPONDED, __ATOMIC_ACQ_REL);
     if (old == ST_SUSPENDED)

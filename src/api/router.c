@@ -95,6 +95,20 @@ int sl_api_query_u64(struct sl_http_req *req, const char *name, uint64_t min, ui
     return 0;
 }
 
+int sl_api_query_flag(struct sl_http_req *req, const char *name, int *out)
+{
+    const char *v = sl_http_query(req, name);
+    *out = 0;
+    if (!v || strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
+        return 0;
+    if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0) {
+        *out = 1;
+        return 0;
+    }
+    sl_api_error(req, 400, "invalid_query", "%s: must be 1 or 0, got '%.40s'", name, v);
+    return -1;
+}
+
 static void method_not_allowed(struct sl_http_req *req, const char *allow)
 {
     sl_http_add_header(req, "Allow", allow);

@@ -155,27 +155,11 @@ int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_rec
     return b->failed ? -1 : 0;
 }
 
-static int want_raw(struct sl_http_req *req, int *raw)
-{
-    const char *v = sl_http_query(req, "raw");
-    *raw = 0;
-    if (!v)
-        return 0;
-    if (strcmp(v, "1") == 0 || strcmp(v, "true") == 0) {
-        *raw = 1;
-        return 0;
-    }
-    if (strcmp(v, "0") == 0 || strcmp(v, "false") == 0)
-        return 0;
-    sl_api_error(req, 400, "invalid_query", "raw: must be 1 or 0, got '%.40s'", v);
-    return -1;
-}
-
 void sl_v1_record_get(struct sl_api *api, struct sl_http_req *req, const char *hash)
 {
     uint8_t h[SL_HASH_LEN];
     int raw;
-    if (want_raw(req, &raw) < 0)
+    if (sl_api_query_flag(req, "raw", &raw) < 0)
         return;
     if (sl_hex_decode(hash, strlen(hash), h, SL_HASH_LEN) < 0)
         return sl_api_error(req, 400, "invalid_hash",

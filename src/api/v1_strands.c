@@ -52,10 +52,9 @@ void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const
         sl_api_query_u64(req, "limit", 1, MAX_LIMIT, &limit, &has_limit) < 0 ||
         sl_api_query_u64(req, "as_of_ms", 0, UINT64_MAX, &as_of, &has_as_of) < 0)
         return;
-    const char *rv = sl_http_query(req, "raw");
-    int raw = rv && (strcmp(rv, "1") == 0 || strcmp(rv, "true") == 0);
-    if (rv && !raw && strcmp(rv, "0") != 0 && strcmp(rv, "false") != 0)
-        return sl_api_error(req, 400, "invalid_query", "raw: must be 1 or 0, got '%.40s'", rv);
+    int raw;
+    if (sl_api_query_flag(req, "raw", &raw) < 0)
+        return;
     if (has_from && has_as_of)
         return sl_api_error(req, 400, "invalid_query",
                             "as_of_ms: cannot be combined with from_seq (as_of_ms picks the "
@@ -87,6 +86,6 @@ void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const
                                 sl_strand_name(s), (unsigned long long)seq);
         }
     }
-    sl_buf_printf(&b, "],\"next_seq\":%llu}", (unsigned long long)(seq > head ? seq : seq));
+    sl_buf_printf(&b, "],\"next_seq\":%llu}", (unsigned long long)seq);
     sl_api_json(req, 200, &b);
 }

@@ -1,5 +1,7 @@
 #include "core/buf.h"
 
+#include "core/util.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,16 +128,10 @@ int sl_buf_json_str(struct sl_buf *b, const char *s, size_t n)
 
 int sl_buf_hex(struct sl_buf *b, const uint8_t *p, size_t n)
 {
-    static const char hexd[] = "0123456789abcdef";
-    if (sl_buf_reserve(b, n * 2))
+    if (sl_buf_reserve(b, n * 2)) /* reserve keeps room for the NUL sl_hex_encode writes */
         return -1;
-    uint8_t *o = b->data + b->len;
-    for (size_t i = 0; i < n; i++) {
-        *o++ = hexd[p[i] >> 4];
-        *o++ = hexd[p[i] & 15];
-    }
+    sl_hex_encode((char *)b->data + b->len, p, n);
     b->len += n * 2;
-    b->data[b->len] = 0;
     return 0;
 }
 

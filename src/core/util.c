@@ -35,6 +35,16 @@ int sl_hex_digit(char c)
     return -1;
 }
 
+void sl_hex_encode(char *out, const uint8_t *p, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hexd[p[i] >> 4];
+        out[2 * i + 1] = hexd[p[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
 int sl_hex_decode(const char *s, size_t slen, uint8_t *out, size_t n)
 {
     if (slen != 2 * n)

@@ -8,6 +8,8 @@
 
 uint64_t sl_now_ms(void);  /* wall clock, ms since the epoch */
 uint64_t sl_mono_ns(void); /* monotonic clock */
+/* Writes n bytes as 2n lowercase hex chars plus a NUL to out (2n+1 bytes). */
+void sl_hex_encode(char *out, const uint8_t *p, size_t n);
 /* Value of one hex digit (either case), or -1. */
 int sl_hex_digit(char c);
 /* Parses exactly 2*n lowercase/uppercase hex chars into out; 0 or -1. */

@@ -2,6 +2,7 @@
 
 #include "strand/record.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -218,10 +219,16 @@ static const char *type_name(enum sl_ftype t)
     return names[t];
 }
 
-static int bad(struct sl_err *err, const char *path, const char *fmt, const char *a)
+/* Fails with "<path>: <message>", the path naming the field (config.retry.max_retries). */
+static int bad(struct sl_err *err, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int bad(struct sl_err *err, const char *path, const char *fmt, ...)
 {
     char msg[200];
-    snprintf(msg, sizeof(msg), fmt, a);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
     return sl_err_set(err, SL_E_INVAL, "invalid_config", "%s: %s", path, msg);
 }
 
@@ -230,7 +237,7 @@ static json_t *validate(const struct sl_field *fields, const json_t *in, const c
                         struct sl_err *err)
 {
     if (!json_is_object(in)) {
-        bad(err, path, "must be an %s", "object");
+        bad(err, path, "must be an object");
         return NULL;
     }
     const char *key;
@@ -243,7 +250,7 @@ static json_t *validate(const struct sl_field *fields, const json_t *in, const c
         if (!known) {
             char p[256];
             snprintf(p, sizeof(p), "%s.%s", path, key);
-            bad(err, p, "unknown field%s", "");
+            bad(err, p, "unknown field");
             return NULL;
         }
     }
@@ -254,7 +261,7 @@ static json_t *validate(const struct sl_field *fields, const json_t *in, const c
         json_t *v = json_object_get(in, f->name), *owned = NULL;
         if (!v || json_is_null(v)) {
             if (f->required) {
-                bad(err, p, "required field is missing%s", "");
+                bad(err, p, "required field is missing");
                 goto fail;
             }
             if (!f->def)
@@ -273,12 +280,12 @@ static json_t *validate(const struct sl_field *fields, const json_t *in, const c
             }
             if (f->type == SL_F_URL && strncmp(json_string_value(v), "http://", 7) != 0 &&
                 strncmp(json_string_value(v), "https://", 8) != 0) {
-                bad(err, p, "must be an http:// or https:// URL%s", "");
+                bad(err, p, "must be an http:// or https:// URL");
                 break;
             }
             if (f->type == SL_F_STRAND &&
                 !sl_strand_name_valid(json_string_value(v), json_string_length(v))) {
-                bad(err, p, "must be a strand name ([a-z0-9][a-z0-9._-]{0,63})%s", "");
+                bad(err, p, "must be a strand name ([a-z0-9][a-z0-9._-]{0,63})");
                 break;
             }
             res = json_incref(v);
@@ -286,23 +293,21 @@ static json_t *validate(const struct sl_field *fields, const json_t *in, const c
         case SL_F_INT:
             if (!json_is_integer(v) || json_integer_value(v) < f->min ||
                 json_integer_value(v) > f->max) {
-                char range[96];
-                snprintf(range, sizeof(range), "an integer between %lld and %lld", f->min, f->max);
-                bad(err, p, "must be %s", range);
+                bad(err, p, "must be an integer between %lld and %lld", f->min, f->max);
                 break;
             }
             res = json_incref(v);
             break;
         case SL_F_NUMBER:
             if (!json_is_number(v) || json_number_value(v) <= 0) {
-                bad(err, p, "must be a %s greater than 0", "number");
+                bad(err, p, "must be a number greater than 0");
                 break;
             }
             res = json_incref(v);
             break;
         case SL_F_BOOL:
             if (!json_is_boolean(v)) {
-                bad(err, p, "must be a %s", "boolean");
+                bad(err, p, "must be a boolean");
                 break;
             }
             res = json_incref(v);
@@ -328,7 +333,7 @@ static json_t *validate(const struct sl_field *fields, const json_t *in, const c
             json_t *e;
             json_array_foreach(v, i, e) ok &= json_is_string(e);
             if (!ok) {
-                bad(err, p, "must be an %s", "array of strings");
+                bad(err, p, "must be an array of strings");
                 break;
             }
             res = json_incref(v);

@@ -208,8 +208,7 @@ static int build_request(struct worker *w, struct sl_strand *s, uint64_t from, u
     if (n > 1)
         sl_buf_putc(body, ']');
     char hash[SL_HASH_LEN * 2 + 1];
-    for (int i = 0; i < SL_HASH_LEN; i++)
-        snprintf(hash + 2 * i, 3, "%02x", first->hash[i]);
+    sl_hex_encode(hash, first->hash, SL_HASH_LEN);
     char h[4200];
     *hdrs = curl_slist_append(*hdrs, "Content-Type: application/json");
     *hdrs = curl_slist_append(*hdrs, "Expect:");
@@ -280,8 +279,7 @@ static void dead_letter(struct worker *w, struct sl_strand *s, uint64_t from, ui
         struct sl_record rec;
         char hash[SL_HASH_LEN * 2 + 1] = "";
         if (sl_strand_read(s, from + i, &rec) == 0)
-            for (int k = 0; k < SL_HASH_LEN; k++)
-                snprintf(hash + 2 * k, 3, "%02x", rec.hash[k]);
+            sl_hex_encode(hash, rec.hash, SL_HASH_LEN);
         struct sl_meta_dead_letter d = {
             .connector_id = w->def.id,
             .strand = sl_strand_name(s),
