@@ -67,25 +67,12 @@ fi
 E2E=$TMP/e2elat
 cc -O2 -pthread -o "$E2E" "$ROOT/bench/e2elat.c" || bench_die "cannot build bench/e2elat.c"
 
-# start_sluice: fresh data dir, wait for "listening on 127.0.0.1:PORT". Sets SL_PID, SL_URL.
-start_sluice() {
-    local line
-    [ ! -d "$TMP/data" ] || mv "$TMP/data" "$TMP/old-data.$RANDOM$RANDOM"
-    "$SLUICE" serve --data "$TMP/data" --listen 127.0.0.1:0 </dev/null >"$TMP/sluice.out" 2>"$TMP/sluice.err" &
-    SL_PID=$!
-    line=$(bench_wait_line "$TMP/sluice.err" 'listening on 127\.0\.0\.1:[0-9]+' "$SL_PID" 20) || {
-        tail -n 20 "$TMP/sluice.err" >&2
-        bench_die "Sluice did not start"
-    }
-    SL_PORT=$(sed -E 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/' <<<"$line")
-    SL_URL=http://127.0.0.1:$SL_PORT
-}
+# start_sluice / stop_sluice: a fresh server per run (bench/lib.sh); sets SL_PID, SL_PORT, SL_URL.
+start_sluice() { bench_start_sluice "$SLUICE" "$TMP" || bench_die "Sluice did not start"; }
 
 stop_sluice() {
-    [ -z "$SL_PID" ] || bench_stop_pid "$SL_PID" TERM
-    SL_PID=
+    bench_stop_sluice "$TMP"
     cp "$TMP/sluice.err" "$TMP/sluice.err.$1" 2>/dev/null || true
-    [ ! -d "$TMP/data" ] || mv "$TMP/data" "$TMP/old-data.$RANDOM$RANDOM"
 }
 
 # sink_port FILE PID: the port a bench/e2elat sink printed on stderr.

@@ -80,33 +80,15 @@ else
     SLUICE_OK=1
 fi
 
-# start_sluice: fresh data dir, wait for "listening on 127.0.0.1:PORT" on stderr. Sets SL_PID, SL_URL.
+# start_sluice / stop_sluice: a fresh server per run (bench/lib.sh); sets SL_PID, SL_URL.
 start_sluice() {
-    local port line args
-    [ ! -d "$TMP/data" ] || mv "$TMP/data" "$TMP/old-data.$RANDOM$RANDOM"
-    port=$(bench_free_port)
-    args=(serve --data "$TMP/data" --listen "127.0.0.1:$port")
-    [ -z "$DURABILITY" ] || args+=(--durability "$DURABILITY")
-    "$SLUICE" "${args[@]}" </dev/null >"$TMP/sluice.out" 2>"$TMP/sluice.err" &
-    SL_PID=$!
-    if ! line=$(bench_wait_line "$TMP/sluice.err" 'listening on 127\.0\.0\.1:[0-9]+' "$SL_PID" 20); then
-        bench_log "Sluice did not report 'listening on 127.0.0.1:$port' within 20 s. Its stderr:"
-        tail -n 20 "$TMP/sluice.err" >&2
+    bench_start_sluice "$SLUICE" "$TMP" ${DURABILITY:+--durability "$DURABILITY"} || {
         stop_sluice
         return 1
-    fi
-    port=$(sed -E 's/.*listening on 127\.0\.0\.1:([0-9]+).*/\1/' <<<"$line")
-    SL_URL=http://127.0.0.1:$port
+    }
 }
 
-# The data directory is set aside, not deleted, until the script exits: on a file system mounted
-# with `discard` (this machine's is), deleting a batch run's gigabytes issues TRIMs that slow the
-# next run's syncs (measured: the next single-record run's p99 went from 5 ms to 19 ms).
-stop_sluice() {
-    [ -z "$SL_PID" ] || bench_stop_pid "$SL_PID" TERM
-    SL_PID=
-    [ ! -d "$TMP/data" ] || mv "$TMP/data" "$TMP/old-data.$RANDOM$RANDOM"
-}
+stop_sluice() { bench_stop_sluice "$TMP"; }
 
 # One request of each kind with curl before loading, so a broken route fails loudly, not as
 # a table of non-2xx.

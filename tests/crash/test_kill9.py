@@ -111,23 +111,6 @@ class Writer(threading.Thread):
             c.close()
 
 
-def page_from(port, strand, seq):
-    out = []
-    c = st.Client(port, 60)
-    try:
-        while True:
-            r = c.request("GET", "/v1/strands/%s/records?from_seq=%d&limit=10000" % (strand, seq))
-            if r.status != 200:
-                raise AssertionError("GET records of %s from %d -> %r" % (strand, seq, r))
-            recs = r.json["records"]
-            if not recs:
-                return out
-            out.extend(recs)
-            seq = recs[-1]["seq"] + 1
-    finally:
-        c.close()
-
-
 def check_cycle(cycle, writers, base):
     """Checks after the restart; returns a list of problems (empty = fine)."""
     probs = []
@@ -146,7 +129,7 @@ def check_cycle(cycle, writers, base):
         count = listing.get(s, {}).get("count", 0)
         if seqs and count <= seqs[-1]:
             probs.append("%s: count %d after restart, but seq %d was acknowledged" % (s, count, seqs[-1]))
-        recs = page_from(srv.port, s, base[s]) if count > base[s] else []
+        recs = st.all_records(srv.port, s, from_seq=base[s]) if count > base[s] else []
         if recs and recs[0]["seq"] != base[s]:
             probs.append("%s: paging from %d starts at %d" % (s, base[s], recs[0]["seq"]))
         byseq = {r["seq"]: r for r in recs}
@@ -253,7 +236,7 @@ with t.section("final check", srv):
         srv.kill()
     srv.start()
     for s in STRANDS:
-        recs = page_from(srv.port, s, 0)
+        recs = st.all_records(srv.port, s)
         byseq = {r["seq"]: r for r in recs}
         bad = [seq for seq, (h, p, src, flags) in acked[s].items()
                if seq not in byseq or byseq[seq]["record_hash"] != h or st.same_value(p, byseq[seq]["payload"])]

@@ -419,9 +419,9 @@ def counts(port):
     return {n: s.get("count") for n, s in strands(port).items()}
 
 
-def all_records(port, strand, raw=False, page=10000):
+def all_records(port, strand, raw=False, page=10000, from_seq=0):
     out = []
-    seq = 0
+    seq = from_seq
     c = Client(port, 60)
     try:
         while True:
