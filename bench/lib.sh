@@ -1,6 +1,9 @@
 # bench/lib.sh - helpers shared by the bench/ scripts. Source it; it defines functions only.
 # shellcheck shell=bash
 
+# shellcheck source=tests/peers/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../tests/peers/lib.sh"
+
 PY=/usr/bin/python3 # Debian's python3; only the standard library is used
 [ -x "$PY" ] || PY=python3
 
@@ -36,12 +39,8 @@ bench_kv() {
     return 0
 }
 
-# bench_alive PID: running and not a zombie.
-bench_alive() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
+# bench_alive PID: running and not a zombie (tests/peers/lib.sh).
+bench_alive() { alive "$1"; }
 
 # bench_stop_pid PID [SIGNAL=TERM]: signal, wait up to 15 s, then SIGKILL. Only ever our own PIDs.
 # Sets BENCH_STOP_STATUS to the exit status when PID is a child of this shell (else empty).

@@ -19,6 +19,8 @@
 # Environment: PG_PORT=N forces the port (default: a free one, retried if taken before the bind);
 # PGBIN (default /usr/lib/postgresql/15/bin).
 set -euo pipefail
+# shellcheck source=tests/peers/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 MARKER=.sluice-pg # written first by `start`; `stop` refuses to remove a directory without it
@@ -64,12 +66,6 @@ live_pid() {
     return 0
 }
 
-# Alive and not a zombie: the postmaster is reparented to PID 1, which may reap it seconds late.
-alive() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
 
 # stop_server DIR SIGNAL: SIGINT = fast shutdown, SIGQUIT = immediate. SIGKILL after STOP_TIMEOUT.
 stop_server() {

@@ -22,6 +22,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=tests/peers/lib.sh
+. "$HERE/lib.sh"
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}
 PKG=@20minutes/s3rver
 VERSION=4.0.4
@@ -74,11 +76,6 @@ live_pid() {
     return 0
 }
 
-alive() {
-    local st
-    st=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ]
-}
 
 stop_server() {
     local pid i
