@@ -8,8 +8,10 @@ DEBS=(
   build-essential pkg-config clang libclang-rt-14-dev clang-format
   # libraries linked by sluice
   libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  libpq-dev libavro-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
   # test and benchmark tools
   curl python3 python3-msgpack wrk postgresql-15 postgresql-client-15 postgresql-contrib
+  avro-bin python3-avro zstd lz4 gzip
 )
 
 missing=()
@@ -35,6 +37,9 @@ fi
 # (never both npm flavours: NodeSource's nodejs conflicts with Debian's npm package).
 NPMS=(
   @20minutes/s3rver@4.0.4 # fake S3 that verifies SigV4 (tests/peers/s3rver.sh)
+  @duckdb/node-api@1.5.6-r.1 # independent reader of our Parquet/JSON/CSV files, and bench peer
+  hyparquet@1.31.5 # second independent Parquet reader
+  hyparquet-compressors@1.1.2 # its codecs (gzip, zstd, lz4, brotli) beyond snappy
 )
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}
