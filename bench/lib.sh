@@ -150,6 +150,9 @@ bench_start_sluice() {
     local bin=$1 dir=$2 line
     shift 2
     [ ! -d "$dir/data" ] || mv "$dir/data" "$dir/old-data.$RANDOM$RANDOM"
+    # removed first: the child truncates them only after the fork, and a previous run's
+    # "listening on" line read in that window would give the old port
+    rm -f "$dir/sluice.out" "$dir/sluice.err"
     "$bin" serve --data "$dir/data" --listen 127.0.0.1:0 "$@" </dev/null >"$dir/sluice.out" 2>"$dir/sluice.err" &
     SL_PID=$!
     if ! line=$(bench_wait_line "$dir/sluice.err" 'listening on 127\.0\.0\.1:[0-9]+' "$SL_PID" 20); then

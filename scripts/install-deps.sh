@@ -40,6 +40,7 @@ NPMS=(
   @duckdb/node-api@1.5.6-r.1 # independent reader of our Parquet/JSON/CSV files, and bench peer
   hyparquet@1.31.5 # second independent Parquet reader
   hyparquet-compressors@1.1.2 # its codecs (gzip, zstd, lz4, brotli) beyond snappy
+  pg@8.23.1 # PostgreSQL client of the Supabase (PostgREST) stand-in, tests/peers/supabase_standin.cjs
 )
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}

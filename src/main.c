@@ -6,8 +6,10 @@
 #include "core/util.h"
 #include "core/version.h"
 #include "engine/outbound.h"
+
 #include "strand/store.h"
 #include "strand/verify.h"
+#include <curl/curl.h>
 
 #include <dirent.h>
 #include <pthread.h>
@@ -54,6 +56,23 @@ static int cmd_serve(int argc, char **argv)
         sl_store_close(api.store);
         return 1;
     }
+    struct sl_bbk_opts bo = {
+        .data_dir = cfg.data,
+        .supabase_url = cfg.boboyka_supabase_url,
+        .supabase_key = cfg.boboyka_supabase_key,
+        .timeout_ms = cfg.boboyka_mirror_timeout_ms,
+        .max_retries = cfg.boboyka_mirror_max_retries,
+        .retry_base_ms = cfg.boboyka_retry_base_ms,
+        .retry_max_ms = cfg.boboyka_retry_max_ms,
+        .dedup_column = cfg.boboyka_dedup_column,
+    };
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (sl_bbk_open(&api.boboyka, api.store, &bo, &err) < 0) {
+        sl_error("cannot open the Boboyka service in %s: %s", cfg.data, err.msg);
+        sl_registry_close(api.registry);
+        sl_store_close(api.store);
+        return 1;
+    }
     sl_info("opened %s: %llu strands, %llu records in %llu ms (%llu torn tails cut)", cfg.data,
             (unsigned long long)api.recovery.strands, (unsigned long long)api.recovery.records,
             (unsigned long long)api.recovery.elapsed_ms,
@@ -72,6 +91,7 @@ static int cmd_serve(int argc, char **argv)
     struct sl_http_server *srv;
     if (sl_http_start(&srv, &ho, sl_api_handle, &api, &err) < 0) {
         sl_error("%s", err.msg);
+        sl_bbk_close(api.boboyka);
         sl_store_close(api.store);
         sl_registry_close(api.registry);
         return 1;
@@ -80,6 +100,7 @@ static int cmd_serve(int argc, char **argv)
     if (sl_engine_start(&engine, api.store, api.registry, &err) < 0) {
         sl_error("%s", err.msg);
         sl_http_stop(srv);
+        sl_bbk_close(api.boboyka);
         sl_store_close(api.store);
         sl_registry_close(api.registry);
         return 1;
@@ -94,6 +115,7 @@ static int cmd_serve(int argc, char **argv)
     sl_http_quiesce(srv);
     sl_api_shutdown(&api);
     sl_engine_stop(engine);          /* workers read strands: they stop first */
+    sl_bbk_close(api.boboyka);       /* answers its ingests in flight */
     sl_store_close(api.store);       /* answers every pending write (and counts pushes) */
     sl_registry_close(api.registry); /* then the counters are flushed */
     sl_http_stop(srv);

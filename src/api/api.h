@@ -3,6 +3,7 @@
 #define SL_API_API_H
 
 #include "api/http.h"
+#include "boboyka/service.h"
 #include "core/config.h"
 #include "engine/registry.h"
 #include "strand/store.h"
@@ -23,6 +24,9 @@ enum sl_route {
     SL_R_CONNECTOR_KINDS,
     SL_R_REST_PUSH,
     SL_R_DEAD_LETTERS,
+    SL_R_BOBOYKA_INGEST,
+    SL_R_BOBOYKA_STATUS,
+    SL_R_BOBOYKA_EVENTS,
     SL_R_UNMATCHED,
     SL_R_COUNT
 };
@@ -42,6 +46,7 @@ struct sl_api {
     int stopping;          /* set under the write lock: later requests get 503 */
     struct sl_store *store;
     struct sl_registry *registry;
+    struct sl_bbk *boboyka;
     const struct sl_config *cfg;
     struct sl_store_recovery recovery;
     struct sl_route_metrics routes[SL_R_COUNT];
@@ -86,6 +91,9 @@ void sl_v1_connector_restart(struct sl_api *api, struct sl_http_req *req, const 
 void sl_v1_dead_letters(struct sl_api *api, struct sl_http_req *req, const char *id, int replay);
 void sl_v1_rest_push(struct sl_api *api, struct sl_http_req *req, const char *id, size_t idlen);
 void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_boboyka_ingest(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_boboyka_status(struct sl_api *api, struct sl_http_req *req);
+void sl_v1_boboyka_events(struct sl_api *api, struct sl_http_req *req);
 
 /* Appends a record as the JSON object the API returns. raw adds payload_msgpack_b64. */
 int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_record *r, int raw);

@@ -249,6 +249,24 @@ static void route(struct sl_api *api, struct sl_http_req *req)
             return method_not_allowed(req, "GET, PATCH, DELETE");
         return sl_v1_connector(api, req, seg);
     }
+    if (strcmp(p, "/v1/boboyka/ingest") == 0) {
+        sl_http_set_route(req, SL_R_BOBOYKA_INGEST);
+        if (!post)
+            return method_not_allowed(req, "POST");
+        return sl_v1_boboyka_ingest(api, req);
+    }
+    if (strcmp(p, "/v1/boboyka/status") == 0) {
+        sl_http_set_route(req, SL_R_BOBOYKA_STATUS);
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return sl_v1_boboyka_status(api, req);
+    }
+    if (strcmp(p, "/v1/boboyka/events") == 0) {
+        sl_http_set_route(req, SL_R_BOBOYKA_EVENTS);
+        if (!get)
+            return method_not_allowed(req, "GET");
+        return sl_v1_boboyka_events(api, req);
+    }
     sl_http_set_route(req, SL_R_UNMATCHED);
     sl_api_error(req, 404, "not_found", "no route for %s %.200s", m, p);
 }

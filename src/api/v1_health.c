@@ -19,6 +19,9 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/v1/connector-kinds",
     "/v1/connectors/inbound/rest/{id}/push",
     "/v1/connectors/{id}/dead-letters",
+    "/v1/boboyka/ingest",
+    "/v1/boboyka/status",
+    "/v1/boboyka/events",
     "unmatched",
 };
 static const unsigned g_status_codes[SL_STATUS_SLOTS] = {200, 201, 400, 404, 405, 409, 413,
@@ -158,6 +161,8 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req)
                       nm, (double)st.sync_ns / 1e9, nm, (unsigned long long)st.fsyncs);
     }
     sl_registry_metrics(api->registry, &b);
+    if (api->boboyka)
+        sl_bbk_metrics(api->boboyka, &b);
     sl_buf_printf(&b,
                   "# HELP sluice_recovery_truncations_total Torn or corrupt tails cut at start.\n"
                   "# TYPE sluice_recovery_truncations_total counter\n"

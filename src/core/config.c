@@ -46,6 +46,28 @@ static const struct opt g_opts[] = {
     {"batch_max_records", OT_UINT, F(batch_max_records), 0, "100000", 1, 10000000,
      "Most records accepted in one POST /v1/records/batch."},
     {"log_level", OT_LOGLEVEL, F(log_level), 0, "info", 0, 0, "debug, info, warn or error."},
+    {"boboyka_supabase_url", OT_STR, F(boboyka_supabase_url),
+     sizeof(((struct sl_config *)0)->boboyka_supabase_url), "", 0, 0,
+     "Supabase project URL for the Boboyka dual-write (https://<ref>.supabase.co). Also read from "
+     "BOBOYKA_SUPABASE_URL. Dual-write is on when both the URL and the key are set."},
+    {"boboyka_supabase_key", OT_STR, F(boboyka_supabase_key),
+     sizeof(((struct sl_config *)0)->boboyka_supabase_key), "", 0, 0,
+     "Supabase service_role key for the dual-write (sent as apikey and Bearer token, never "
+     "shown). Also read from BOBOYKA_SUPABASE_KEY."},
+    {"boboyka_mirror_timeout_ms", OT_UINT, F(boboyka_mirror_timeout_ms), 0, "2000", 1, 600000,
+     "Longest an ingest waits for its Supabase mirror write; a slower write fails (the event is "
+     "kept and retried in the background)."},
+    {"boboyka_mirror_max_retries", OT_UINT, F(boboyka_mirror_max_retries), 0, "10", 0, 1000000,
+     "Background retries of a failed mirror write before it is marked failed."},
+    {"boboyka_retry_base_ms", OT_UINT, F(boboyka_retry_base_ms), 0, "1000", 1, 86400000,
+     "Backoff before the first retry (full jitter, doubling per attempt)."},
+    {"boboyka_retry_max_ms", OT_UINT, F(boboyka_retry_max_ms), 0, "300000", 1, 86400000,
+     "Longest backoff between retries."},
+    {"boboyka_dedup_column", OT_STR, F(boboyka_dedup_column),
+     sizeof(((struct sl_config *)0)->boboyka_dedup_column), "", 0, 0,
+     "A unique column of the Supabase tables that gets the record hash; with it, inserts use "
+     "on_conflict + resolution=ignore-duplicates so a retry after an ambiguous failure cannot "
+     "add a second row. Empty: the body is the event data alone."},
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -197,6 +219,9 @@ int sl_config_load(struct sl_config *cfg, int argc, char **argv, struct sl_err *
         char en[96];
         env_name(en, sizeof(en), g_opts[i].name);
         const char *v = getenv(en);
+        /* The Boboyka seed names its two variables BOBOYKA_SUPABASE_URL/KEY: read those too. */
+        if (!v && strncmp(g_opts[i].name, "boboyka_supabase_", 17) == 0)
+            v = getenv(en + 7);
         if (v && g_opts[i].off != F(config) && (rc = set_opt(cfg, &g_opts[i], v, en, err)))
             return rc;
     }

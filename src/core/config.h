@@ -22,6 +22,13 @@ struct sl_config {
     uint64_t http_threads;
     uint64_t batch_max_records;
     int log_level;
+    char boboyka_supabase_url[1024]; /* also BOBOYKA_SUPABASE_URL (the seed's name) */
+    char boboyka_supabase_key[1024]; /* also BOBOYKA_SUPABASE_KEY */
+    uint64_t boboyka_mirror_timeout_ms;
+    uint64_t boboyka_mirror_max_retries;
+    uint64_t boboyka_retry_base_ms;
+    uint64_t boboyka_retry_max_ms;
+    char boboyka_dedup_column[64];
 };
 
 /* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and

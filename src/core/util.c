@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -180,4 +181,12 @@ int sl_mkdir_p(const char *path)
     if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
         return -1;
     return 0;
+}
+
+uint64_t sl_rand64(void)
+{
+    uint64_t v;
+    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+        v = sl_mono_ns() * 0x9e3779b97f4a7c15ull;
+    return v;
 }

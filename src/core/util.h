@@ -8,6 +8,7 @@
 
 uint64_t sl_now_ms(void);  /* wall clock, ms since the epoch */
 uint64_t sl_mono_ns(void); /* monotonic clock */
+uint64_t sl_rand64(void);  /* random (getrandom; the clock if that fails): jitter, not secrets */
 /* Writes n bytes as 2n lowercase hex chars plus a NUL to out (2n+1 bytes). */
 void sl_hex_encode(char *out, const uint8_t *p, size_t n);
 /* Value of one hex digit (either case), or -1. */

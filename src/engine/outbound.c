@@ -12,7 +12,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define MAX_STRANDS 64
@@ -178,14 +177,6 @@ static long http_send(struct worker *w, CURL *c, const char *method, const char 
 static int transient(long status)
 {
     return status == 0 || status == 408 || status == 429 || status >= 500;
-}
-
-static uint64_t rnd64(void)
-{
-    uint64_t v;
-    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-        v = sl_mono_ns() * 0x9e3779b97f4a7c15ull;
-    return v;
 }
 
 /* Builds the request for records [from, from+n) of strand s: method, URL, headers, body. */
@@ -388,7 +379,7 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
             cap *= 2;
         if (cap > maxb)
             cap = maxb;
-        uint64_t delay = rnd64() % (uint64_t)(cap + 1);
+        uint64_t delay = sl_rand64() % (uint64_t)(cap + 1);
         if (r.retry_after_s >= 0 && (uint64_t)r.retry_after_s * 1000 > delay)
             delay = (uint64_t)r.retry_after_s * 1000 > 3600000 ? 3600000
                                                                : (uint64_t)r.retry_after_s * 1000;

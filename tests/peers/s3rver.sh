@@ -121,6 +121,7 @@ cmd_start() {
     ensure_package
     # The launcher runs in place; it finds the package through SLUICE_NODE_DIR. Credentials go
     # through the environment so they do not show in ps.
+    : >"$d/server.log" # exists before the fork: the child opens it only after starting
     S3RVER_ACCESS_KEY=$key S3RVER_SECRET_KEY=$secret SLUICE_NODE_DIR=$NODE_DIR \
         node "$HERE/s3rver-cli.js" --dir "$d/data" --address 127.0.0.1 --port 0 --bucket "$BUCKET" \
         </dev/null >"$d/server.log" 2>&1 &
