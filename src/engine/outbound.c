@@ -36,6 +36,7 @@ struct worker {
     struct sl_os_sink *os; /* NULL for the per-record kinds */
     int drain;             /* the server is stopping: write what is pending first */
     int final;             /* the shutdown flush: one attempt per batch, not aborted by stop */
+    uint64_t final_until;  /* ... but aborted at this monotonic time */
 };
 
 struct sl_engine {
@@ -311,7 +312,7 @@ static void dead_letter(struct worker *w, struct sl_strand *s, uint64_t from, ui
 static int os_cancel(void *arg)
 {
     struct worker *w = arg;
-    return stopped(w) && !w->final;
+    return w->final ? sl_mono_ns() > w->final_until : stopped(w);
 }
 
 /* One attempt at storing a batch's files (those not stored by an earlier attempt). */
@@ -619,7 +620,7 @@ static void *worker_main(void *arg)
         /* a clean shutdown writes the pending records first: one attempt per batch, for ten
          * seconds at most; what is not stored stays behind the cursor for the next start */
         w->final = 1;
-        uint64_t until = sl_mono_ns() + 10000000000ull;
+        uint64_t until = w->final_until = sl_mono_ns() + 10000000000ull;
         for (size_t i = 0; i < ns; i++) {
             uint64_t head;
             while ((head = sl_strand_count(s[i])) > cur[i] && sl_mono_ns() < until) {
