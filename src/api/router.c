@@ -164,6 +164,9 @@ static void route(struct sl_api *api, struct sl_http_req *req)
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     const char *seg;
     size_t seglen;
+    /* StreamHouse clients manage connectors under /api/v1/connectors: the same routes */
+    if (strncmp(p, "/api/v1/connectors", 18) == 0 && (p[18] == 0 || p[18] == '/'))
+        p += 4;
     if (strcmp(p, "/v1/records") == 0) {
         sl_http_set_route(req, SL_R_RECORDS_POST);
         if (!post)

@@ -3,6 +3,7 @@
 #include "api/api.h"
 #include "api/records_parse.h"
 #include "core/util.h"
+#include "engine/kinds.h"
 #include "engine/meta.h"
 #include "engine/registry.h"
 #include "formats/json_mp.h"
@@ -64,14 +65,61 @@ static void pin_start(struct sl_api *api, const json_t *c)
     }
 }
 
+/* StreamHouse's create body, {"name", "connectorType": "sink"|"source", "connectorClass",
+ * "topics", "config"}, is ours with connectorClass as the kind and topics as the strands. Returns
+ * the body to create (a new reference), or NULL with err. Other fields pass through, so that the
+ * registry rejects unknown ones by name. */
+static json_t *from_streamhouse(json_t *body, struct sl_err *err)
+{
+    const json_t *cls = json_object_get(body, "connectorClass");
+    if (!json_is_object(body) || !cls)
+        return json_incref(body);
+    if (!json_is_string(cls) || json_object_get(body, "kind")) {
+        sl_err_set(err, SL_E_INVAL, "invalid_connector",
+                   "connectorClass: a string, and not together with kind");
+        return NULL;
+    }
+    const struct sl_kind *k = sl_kind_find(json_string_value(cls));
+    const json_t *type = json_object_get(body, "connectorType");
+    const char *want = k && k->direction == SL_INBOUND ? "source" : "sink";
+    if (type && (!json_is_string(type) || (strcmp(json_string_value(type), "sink") != 0 &&
+                                           strcmp(json_string_value(type), "source") != 0))) {
+        sl_err_set(err, SL_E_INVAL, "invalid_connector", "connectorType: one of sink, source");
+        return NULL;
+    }
+    if (type && k && strcmp(json_string_value(type), want) != 0) {
+        sl_err_set(err, SL_E_INVAL, "invalid_connector", "connectorType: %s is a %s",
+                   json_string_value(cls), want);
+        return NULL;
+    }
+    const json_t *topics = json_object_get(body, "topics");
+    if (topics && json_object_get(body, "strands")) {
+        sl_err_set(err, SL_E_INVAL, "invalid_connector", "topics: not together with strands");
+        return NULL;
+    }
+    json_t *out = json_deep_copy(body);
+    json_object_del(out, "connectorClass");
+    json_object_del(out, "connectorType");
+    json_object_set(out, "kind", (json_t *)cls);
+    if (topics) {
+        json_object_set(out, "strands", (json_t *)topics);
+        json_object_del(out, "topics");
+    }
+    return out;
+}
+
 void sl_v1_connectors(struct sl_api *api, struct sl_http_req *req)
 {
     if (strcmp(sl_http_method(req), "POST") != 0)
         return answer(req, 200, sl_registry_list(api->registry));
-    json_t *body = body_json(req);
-    if (!body)
+    json_t *in = body_json(req);
+    if (!in)
         return;
     struct sl_err err = {0};
+    json_t *body = from_streamhouse(in, &err);
+    json_decref(in);
+    if (!body)
+        return sl_api_error_from(req, &err);
     json_t *c = sl_registry_create(api->registry, body, &err);
     json_decref(body);
     if (!c)

@@ -1,5 +1,6 @@
 #include "engine/kinds.h"
 
+#include "connectors/objstore/objstore.h"
 #include "strand/record.h"
 
 #include <stdarg.h>
@@ -182,6 +183,109 @@ static int check_s3(const json_t *c, struct sl_err *err)
     return 0;
 }
 
+/* ---- object_storage (src/connectors/objstore; the keys as objstore.c normalizes them) ---- */
+
+static const char *const g_os_providers[] = {"s3", "local", NULL};
+static const char *const g_os_formats[] = {"json", "jsonl", "csv", "avro", "parquet", NULL};
+static const char *const g_os_compression[] = {"none", "gzip", "zstd", "snappy", "lz4", NULL};
+static const char *const g_os_partitioning[] = {"none", "day", "hour", NULL};
+static const char *const g_os_parquet_codecs[] = {"none", "snappy", "gzip", "zstd",
+                                                  "lz4",  "brotli", NULL};
+static const char *const g_os_avro_codecs[] = {"none", "deflate", "snappy", NULL};
+static const char *const g_os_line_endings[] = {"lf", "crlf", NULL};
+
+static const struct sl_field f_os_parquet[] = {
+    {"compression", SL_F_ENUM, 0, "\"snappy\"", 0, "Codec of the column chunks.", 0, 0,
+     g_os_parquet_codecs, NULL},
+    {"row_group_size", SL_F_INT, 0, "10000", 0, "Rows per row group.", 1, 10000000, NULL, NULL},
+    {"enable_statistics", SL_F_BOOL, 0, "true", 0, "Column statistics in the footer.", 0, 0, NULL,
+     NULL},
+    {"data_page_size", SL_F_INT, 0, "1048576", 0, "Data page size in bytes.", 4096, 1073741824,
+     NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_os_avro[] = {
+    {"compression", SL_F_ENUM, 0, "\"none\"", 0, "Block codec: none, deflate, snappy.", 0, 0,
+     g_os_avro_codecs, NULL},
+    {"schema", SL_F_STRING, 0, NULL, 0, "Explicit Avro schema (JSON text); inferred if absent.", 0,
+     0, NULL, NULL},
+    {"namespace", SL_F_STRING, 0, "\"sluice.events\"", 0, "Namespace of inferred schemas.", 0, 0,
+     NULL, NULL},
+    {"record_name", SL_F_STRING, 0, "\"Event\"", 0, "Record name of inferred schemas.", 0, 0, NULL,
+     NULL},
+    {"wire_format", SL_F_BOOL, 0, "false", 0, "Magic byte + schema id prefix.", 0, 0, NULL, NULL},
+    {"schema_id", SL_F_INT, 0, NULL, 0, "Schema id for the wire format.", 0, 2147483647, NULL,
+     NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_os_csv[] = {
+    {"delimiter", SL_F_STRING, 0, "\",\"", 0, "Field delimiter: , \\t ; |", 0, 0, NULL, NULL},
+    {"include_header", SL_F_BOOL, 0, "true", 0, "Header row with the column names.", 0, 0, NULL,
+     NULL},
+    {"quote_char", SL_F_STRING, 0, "\"\\\"\"", 0, "Quote character.", 0, 0, NULL, NULL},
+    {"always_quote", SL_F_BOOL, 0, "false", 0, "Quote every field.", 0, 0, NULL, NULL},
+    {"line_ending", SL_F_ENUM, 0, "\"lf\"", 0, "lf or crlf.", 0, 0, g_os_line_endings, NULL},
+    {"null_value", SL_F_STRING, 0, "\"NULL\"", 0, "How a null is written.", 0, 0, NULL, NULL},
+    {"columns", SL_F_STRING_LIST, 0, NULL, 0, "Column order (default: every column, sorted).", 0, 0,
+     NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_object_storage[] = {
+    {"provider", SL_F_ENUM, 0, "\"s3\"", 0, "s3 (or S3-compatible) or local.", 0, 0, g_os_providers,
+     NULL},
+    {"bucket", SL_F_STRING, 0, NULL, 0, "Bucket (required for s3; also s3.bucket).", 0, 0, NULL,
+     NULL},
+    {"prefix", SL_F_STRING, 0, "\"\"", 0, "Key prefix: {prefix}/{strand}/...", 0, 0, NULL, NULL},
+    {"root", SL_F_STRING, 0, NULL, 0, "provider local: the directory (also local.root).", 0, 0,
+     NULL, NULL},
+    {"format", SL_F_ENUM, 0, "\"json\"", 0, "json, jsonl, csv, avro or parquet.", 0, 0,
+     g_os_formats, NULL},
+    {"compression", SL_F_ENUM, 0, "\"none\"", 0, "Whole-file codec of json, jsonl and csv.", 0, 0,
+     g_os_compression, NULL},
+    {"include_metadata", SL_F_BOOL, 0, "true", 0,
+     "Adds _record_hash, _seq, _timestamp_ms, _strand to every row.", 0, 0, NULL, NULL},
+    {"partitioning", SL_F_ENUM, 0, "\"none\"", 0,
+     "none, day (daily) or hour (hourly): year=/month=/day=[/hour=] of the record's UTC time.", 0,
+     0, g_os_partitioning, NULL},
+    {"batch_size", SL_F_INT, 0, "1000", 0,
+     "Records per file (batch.size; 10000 by default with the StreamHouse spelling).", 1, 1000000,
+     NULL, NULL},
+    {"flush_interval_ms", SL_F_INT, 0, "60000", 0,
+     "Longest wait before a partial batch is written (batch.interval_ms; flush_interval_secs).", 1,
+     86400000, NULL, NULL},
+    {"endpoint", SL_F_URL, 0, NULL, 0, "S3-compatible endpoint (path-style); absent: AWS.", 0, 0,
+     NULL, NULL},
+    {"region", SL_F_STRING, 0, "\"us-east-1\"", 0, "AWS region for SigV4.", 0, 0, NULL, NULL},
+    {"force_path_style", SL_F_BOOL, 0, "false", 0, "Path-style URLs on AWS too.", 0, 0, NULL, NULL},
+    {"access_key_id", SL_F_STRING, 0, NULL, 0, "SigV4 access key (absent: unsigned requests).", 0,
+     0, NULL, NULL},
+    {"secret_access_key", SL_F_STRING, 0, NULL, SECRET, "SigV4 secret key.", 0, 0, NULL, NULL},
+    {"session_token", SL_F_STRING, 0, NULL, SECRET, "AWS session token (optional).", 0, 0, NULL,
+     NULL},
+    {"parquet", SL_F_OBJECT, 0, "{}", 0, "Parquet options.", 0, 0, NULL, f_os_parquet},
+    {"avro", SL_F_OBJECT, 0, "{}", 0, "Avro options.", 0, 0, NULL, f_os_avro},
+    {"csv", SL_F_OBJECT, 0, "{}", 0, "CSV options.", 0, 0, NULL, f_os_csv},
+    OUTBOUND_COMMON,
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+/* Other names of a kind: StreamHouse's connectorClass and Rivven's connector name. (Rivven also
+ * calls it "s3", but in the REST API "s3" stays SapixDB's per-record kind.) */
+static const struct {
+    const char *alias, *kind;
+} g_aliases[] = {
+    {"s3-sink", "object_storage"},
+    {"object-storage", "object_storage"},
+};
+
+static int check_object_storage(const json_t *c, struct sl_err *err)
+{
+    return check_s3(c, err) ? SL_E_INVAL : sl_os_check(c, err);
+}
+
 static const struct sl_kind g_kinds[] = {
     {"rest_bridge", SL_INBOUND, 1,
      "Any system POSTs JSON to /v1/connectors/inbound/rest/{id}/push.", f_rest_bridge, NULL},
@@ -191,14 +295,38 @@ static const struct sl_kind g_kinds[] = {
     {"postgres_cdc", SL_INBOUND, 0, "PostgreSQL logical replication into a strand.", f_postgres_cdc,
      check_postgres},
     {"kafka", SL_INBOUND, 0, "Kafka consumer into a strand.", f_kafka, NULL},
+    {"object_storage", SL_OUTBOUND, 1,
+     "Batches records into JSON/JSONL/CSV/Avro/Parquet files on S3 or a local directory.",
+     f_object_storage, check_object_storage},
 };
 #define NKINDS (sizeof(g_kinds) / sizeof(g_kinds[0]))
+
+/* Normalization hooks by kind (kinds.h). A table beside g_kinds, so that the kinds' rows need no
+ * new member. */
+typedef json_t *(*normalize_fn)(const json_t *config, struct sl_err *err);
+static const struct {
+    const char *kind;
+    normalize_fn fn;
+} g_normalizers[] = {
+    {"object_storage", sl_os_normalize},
+};
+
+static normalize_fn normalizer(const struct sl_kind *k)
+{
+    for (size_t i = 0; i < sizeof(g_normalizers) / sizeof(g_normalizers[0]); i++)
+        if (strcmp(g_normalizers[i].kind, k->name) == 0)
+            return g_normalizers[i].fn;
+    return NULL;
+}
 
 const struct sl_kind *sl_kind_find(const char *name)
 {
     for (size_t i = 0; i < NKINDS; i++)
         if (strcmp(g_kinds[i].name, name) == 0)
             return &g_kinds[i];
+    for (size_t i = 0; i < sizeof(g_aliases) / sizeof(g_aliases[0]); i++)
+        if (strcmp(g_aliases[i].alias, name) == 0)
+            return sl_kind_find(g_aliases[i].kind);
     return NULL;
 }
 
@@ -356,7 +484,12 @@ fail:
 
 json_t *sl_kind_validate(const struct sl_kind *k, const json_t *config, struct sl_err *err)
 {
-    json_t *out = validate(k->fields, config, "config", err);
+    json_t *norm = NULL;
+    normalize_fn fn = normalizer(k);
+    if (fn && json_is_object(config) && !(norm = fn(config, err)))
+        return NULL;
+    json_t *out = validate(k->fields, norm ? norm : config, "config", err);
+    json_decref(norm);
     if (out && k->check && k->check(out, err) != 0) {
         json_decref(out);
         return NULL;
@@ -438,6 +571,14 @@ static void keep(const struct sl_field *fields, json_t *cfg, const json_t *old)
 
 void sl_kind_keep_secrets(const struct sl_kind *k, json_t *cfg, const json_t *old)
 {
+    /* a normalized config puts secrets where keep() finds them (s3.secret_access_key -> top) */
+    normalize_fn fn = normalizer(k);
+    json_t *norm = fn && json_is_object(cfg) ? fn(cfg, NULL) : NULL;
+    if (norm) {
+        json_object_clear(cfg);
+        json_object_update(cfg, norm);
+        json_decref(norm);
+    }
     keep(k->fields, cfg, old);
 }
 
@@ -469,7 +610,16 @@ static json_t *describe_fields(const struct sl_field *fields)
 
 json_t *sl_kind_describe(const struct sl_kind *k)
 {
-    return json_pack("{s:s, s:s, s:b, s:s, s:o}", "kind", k->name, "direction",
-                     k->direction == SL_INBOUND ? "inbound" : "outbound", "worker", k->has_worker,
-                     "description", k->help, "fields", describe_fields(k->fields));
+    json_t *aliases = json_array();
+    for (size_t i = 0; i < sizeof(g_aliases) / sizeof(g_aliases[0]); i++)
+        if (strcmp(g_aliases[i].kind, k->name) == 0)
+            json_array_append_new(aliases, json_string(g_aliases[i].alias));
+    json_t *o =
+        json_pack("{s:s, s:s, s:b, s:s, s:o}", "kind", k->name, "direction",
+                  k->direction == SL_INBOUND ? "inbound" : "outbound", "worker", k->has_worker,
+                  "description", k->help, "fields", describe_fields(k->fields));
+    if (json_array_size(aliases))
+        json_object_set(o, "aliases", aliases);
+    json_decref(aliases);
+    return o;
 }

@@ -45,11 +45,18 @@ struct sl_kind {
     int (*check)(const json_t *config, struct sl_err *err);
 };
 
+/* A kind may also have a normalization hook (kinds.c, g_normalizers), run before validation: it
+ * rewrites other spellings of a config (the seeds' dialects, values sent as strings) into the
+ * canonical keys of `fields`, returning a new object, or NULL with err naming the field as the
+ * client spelled it. */
+
+/* By name or by an alias (s3-sink and object-storage are object_storage). */
 const struct sl_kind *sl_kind_find(const char *name);
 const struct sl_kind *const *sl_kinds_all(void); /* NULL-terminated */
 
-/* Validates config (an object) against kind and returns a new object with defaults filled in,
- * or NULL with err (code SL_E_INVAL, message naming the field as "config.a.b"). */
+/* Normalizes (if the kind has a hook), validates config (an object) against kind and returns a new
+ * object with defaults filled in, or NULL with err (code SL_E_INVAL, message naming the field as
+ * "config.a.b"). */
 json_t *sl_kind_validate(const struct sl_kind *k, const json_t *config, struct sl_err *err);
 /* Returns a copy of config with every secret replaced by "***" and passwords inside
  * connection strings masked. */

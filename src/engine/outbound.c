@@ -1,5 +1,6 @@
 #include "engine/outbound.h"
 
+#include "connectors/objstore/objstore.h"
 #include "connectors/s3/sigv4.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -30,6 +31,11 @@ struct worker {
     enum { BR_CLOSED, BR_OPEN, BR_HALF_OPEN } breaker;
     uint64_t open_until_ns;
     long long consecutive_failures, half_open_successes;
+    /* object_storage (worker thread only, but drain is set by the engine thread: atomic) */
+    struct sl_os_sink *os; /* NULL for the per-record kinds */
+    int drain;             /* the server is stopping: write what is pending first */
+    int final;             /* the shutdown flush: one attempt per batch, not aborted by stop */
+    uint64_t final_until;  /* ... but aborted at this monotonic time */
 };
 
 struct sl_engine {
@@ -291,6 +297,78 @@ static void dead_letter(struct worker *w, struct sl_strand *s, uint64_t from, ui
             error);
 }
 
+/* ---- object_storage: the batching sink (src/connectors/objstore) on the same delivery rules ----
+ */
+
+static int os_cancel(void *arg)
+{
+    struct worker *w = arg;
+    return w->final ? sl_mono_ns() > w->final_until : stopped(w);
+}
+
+/* One attempt at storing a batch's files (those not stored by an earlier attempt). */
+static long os_store(struct worker *w, CURL *c, struct sl_os_batch *b, struct resp *r, char *err,
+                     size_t errlen)
+{
+    struct sl_os_io io = {.curl = c,
+                          .cancel = os_cancel,
+                          .arg = w,
+                          .timeout_ms = (long)cfg_int(w->def.config, NULL, "timeout_ms")};
+    struct sl_os_result res;
+    long st = sl_os_batch_store(b, &io, &res);
+    sl_registry_note_files(w->e->reg, w->def.id, res.files, res.bytes);
+    snprintf(err, errlen, "%s", res.error);
+    r->retry_after_s = res.retry_after_s;
+    sl_buf_puts(&r->body, res.excerpt);
+    return st;
+}
+
+/* Whether a batch of strand s from cur is due now, and its size *n. A batch is planned before its
+ * upload starts: its end is stored beside the cursor (as the cursor of "~end:<strand>", a name no
+ * strand can have) and, until the cursor passes it, the same range is stored again after a retry,
+ * restart or crash, so its files get the same keys and no record lands in two files. A new plan
+ * is made only once the cursor of the last one is durable. Otherwise the flush rule decides
+ * (objstore.h); *wait_ms is lowered to when it will be due. */
+static int os_due(struct worker *w, struct sl_strand *s, uint64_t cur, uint64_t head,
+                  uint64_t *plan, uint64_t *since_ns, int dirty, uint64_t *n, uint64_t *wait_ms)
+{
+    if (*plan > cur && *plan <= head) {
+        *n = *plan - cur;
+        return 1;
+    }
+    if (dirty) /* the cursor of the last batch is not durable yet: no new plan */
+        return 0;
+    uint64_t now = sl_mono_ns(), wait = 0;
+    if (!*since_ns)
+        *since_ns = now;
+    struct sl_record first;
+    uint64_t first_ts = sl_strand_read(s, cur, &first) == 0 ? first.timestamp_ms : sl_now_ms();
+    if (!w->final && !sl_os_flush_due(w->os, head - cur, first_ts, sl_now_ms(),
+                                      (now - *since_ns) / 1000000, &wait)) {
+        if (wait < *wait_ms)
+            *wait_ms = wait;
+        return 0;
+    }
+    char key[SL_STRAND_NAME_MAX + 8];
+    snprintf(key, sizeof(key), "~end:%s", sl_strand_name(s));
+    struct sl_err err = {0};
+    if (sl_meta_set_cursor(w->e->meta, w->def.id, key, cur + *n, &err) < 0) {
+        sl_warn("connector %s: %s", w->def.id, err.msg);
+        return 0;
+    }
+    *plan = cur + *n;
+    *since_ns = 0;
+    return 1;
+}
+
+static uint64_t os_plan_of(struct worker *w, struct sl_strand *s)
+{
+    char key[SL_STRAND_NAME_MAX + 8];
+    uint64_t end = 0;
+    snprintf(key, sizeof(key), "~end:%s", sl_strand_name(s));
+    return sl_meta_get_cursor(w->e->meta, w->def.id, key, &end) == 0 ? end : 0;
+}
+
 /* Delivers records [from, from+n): 0 when accepted or dead-lettered (the cursor may advance),
  * 1 when told to stop first, 2 when the connector gave up (max_consecutive_failures). */
 static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from, uint64_t n)
@@ -308,8 +386,12 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
     sl_buf_init(&r.body, EXCERPT + 1);
     int rc = 0, attempts = 0;
     long status = 0;
-    if (build_request(w, s, from, n, method, url, sizeof(url), &hdrs, &body, &first) < 0) {
-        dead_letter(w, s, from, n, 0, 0, "the record cannot be turned into a request", &r);
+    struct sl_os_batch *ob = NULL;
+    struct sl_err oerr = {0};
+    if (w->os ? sl_os_batch_prepare(w->os, s, from, n, &ob, &oerr) < 0
+              : build_request(w, s, from, n, method, url, sizeof(url), &hdrs, &body, &first) < 0) {
+        dead_letter(w, s, from, n, 0, 0,
+                    w->os ? oerr.msg : "the record cannot be turned into a request", &r);
         goto out;
     }
     long long threshold = cfg_int(cfg, "circuit_breaker", "failure_threshold");
@@ -317,7 +399,7 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
     long long close_after = cfg_int(cfg, "circuit_breaker", "success_threshold");
     long long give_up = cfg_int(cfg, NULL, "max_consecutive_failures");
     for (;;) {
-        if (stopped(w)) {
+        if (stopped(w) && !w->final) {
             rc = 1;
             break;
         }
@@ -333,8 +415,9 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
         sl_buf_reset(&r.body);
         r.retry_after_s = -1;
         attempts++;
-        status = http_send(w, c, method, url, hdrs, &body, &r, error, sizeof(error));
-        if (stopped(w)) {
+        status = ob ? os_store(w, c, ob, &r, error, sizeof(error))
+                    : http_send(w, c, method, url, hdrs, &body, &r, error, sizeof(error));
+        if (stopped(w) && !w->final) {
             rc = 1; /* aborted: not delivered, the cursor stays */
             break;
         }
@@ -349,6 +432,10 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
             break;
         }
         sl_registry_note_delivery(w->e->reg, w->def.id, 0, n, 0, 0);
+        if (w->final) {
+            rc = 1; /* the shutdown flush makes one attempt; the cursor stays */
+            break;
+        }
         if (transient(status)) {
             w->consecutive_failures++;
             if (give_up > 0 && w->consecutive_failures >= give_up) {
@@ -369,8 +456,9 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
             }
         }
         if (!transient(status) || (max_retries >= 0 && attempts > max_retries)) {
-            dead_letter(w, s, from, n, attempts, status, error, &r);
-            sl_registry_note_delivery(w->e->reg, w->def.id, 0, 0, 0, n);
+            uint64_t kept = ob ? sl_os_batch_stored(ob) : 0; /* files already stored stay */
+            dead_letter(w, s, from + kept, n - kept, attempts, status, error, &r);
+            sl_registry_note_delivery(w->e->reg, w->def.id, kept, 0, 0, n - kept);
             break;
         }
         /* exponential backoff with full jitter; Retry-After wins when it asks for longer */
@@ -391,6 +479,7 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
         }
     }
 out:
+    sl_os_batch_free(ob);
     curl_slist_free_all(hdrs);
     sl_buf_release(&body);
     sl_buf_release(&r.body);
@@ -446,6 +535,15 @@ static void *worker_main(void *arg)
     int earliest = strcmp(cfg_str(cfg, "start"), "earliest") == 0;
     uint64_t batch =
         strcmp(w->def.kind, "webhook") == 0 ? (uint64_t)cfg_int(cfg, NULL, "batch_size") : 1;
+    uint64_t plan[MAX_STRANDS] = {0}, since[MAX_STRANDS] = {0}, wait_ms = 0;
+    if (strcmp(w->def.kind, "object_storage") == 0) {
+        struct sl_err err = {0};
+        if (sl_os_sink_new(cfg, &w->os, &err) < 0) {
+            sl_error("connector %s: %s", w->def.id, err.msg);
+            goto out;
+        }
+        batch = sl_os_batch_size(w->os);
+    }
     for (size_t i = 0; i < ns; i++) {
         const char *name = json_string_value(json_array_get(w->def.strands, i));
         struct sl_err err = {0};
@@ -457,17 +555,24 @@ static void *worker_main(void *arg)
             cur[i] = earliest ? 0 : sl_strand_count(s[i]); /* a new connector: start here */
             sl_meta_set_cursor(w->e->meta, w->def.id, name, cur[i], NULL);
         }
+        if (w->os)
+            plan[i] = os_plan_of(w, s[i]);
     }
     sl_info("connector %s (%s): delivering", w->def.id, w->def.kind);
     int dirty[MAX_STRANDS] = {0};
     uint64_t last_persist = 0;
     while (!stopped(w)) {
         int sent = 0;
+        uint64_t head0 = ns ? sl_strand_count(s[0]) : 0;
+        wait_ms = UINT64_MAX;
         for (size_t i = 0; i < ns && !stopped(w); i++) {
             uint64_t head = sl_strand_count(s[i]);
             if (cur[i] >= head)
                 continue;
             uint64_t n = head - cur[i] < batch ? head - cur[i] : batch;
+            if (w->os &&
+                !os_due(w, s[i], cur[i], head, &plan[i], &since[i], dirty[i], &n, &wait_ms))
+                continue;
             int d = deliver(w, c, s[i], cur[i], n);
             if (d == 2)
                 __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE); /* failed: this worker ends */
@@ -476,6 +581,8 @@ static void *worker_main(void *arg)
             cur[i] += n;
             dirty[i] = 1;
             sent = 1;
+            if (w->os) /* durable before the next batch is planned */
+                persist_cursors(w, s + i, cur + i, dirty + i, 1);
         }
         /* The cursor is persisted at most every 5 ms while busy, at once when caught up, and
          * when stopping: a crash re-delivers at most ~5 ms of records (at-least-once), and a
@@ -492,11 +599,37 @@ static void *worker_main(void *arg)
             lag += sl_strand_count(s[i]) - cur[i];
         sl_registry_set_lag(w->e->reg, w->def.id, lag);
         /* woken by the next commit; a short timeout to see a stop or other strands */
-        if (!sent && ns > 0)
-            sl_strand_wait(s[0], cur[0], ns == 1 ? 100 : 20);
+        if (!sent && ns > 0) {
+            int t = ns == 1 ? 100 : 20;
+            if (w->os && wait_ms < (uint64_t)t)
+                t = (int)wait_ms + 1;
+            /* object_storage waits for more records than it has seen, not for the cursor */
+            sl_strand_wait(s[0], w->os ? head0 : cur[0], t);
+        }
+    }
+    if (w->os && __atomic_load_n(&w->drain, __ATOMIC_ACQUIRE)) {
+        /* a clean shutdown writes the pending records first: one attempt per batch, for ten
+         * seconds at most; what is not stored stays behind the cursor for the next start */
+        w->final = 1;
+        uint64_t until = w->final_until = sl_mono_ns() + 10000000000ull;
+        for (size_t i = 0; i < ns; i++) {
+            uint64_t head;
+            while ((head = sl_strand_count(s[i])) > cur[i] && sl_mono_ns() < until) {
+                uint64_t n = head - cur[i] < batch ? head - cur[i] : batch;
+                persist_cursors(w, s + i, cur + i, dirty + i, 1);
+                if (!os_due(w, s[i], cur[i], head, &plan[i], &since[i], dirty[i], &n, &wait_ms) ||
+                    deliver(w, c, s[i], cur[i], n) != 0)
+                    break;
+                cur[i] += n;
+                dirty[i] = 1;
+                persist_cursors(w, s + i, cur + i, dirty + i, 1);
+            }
+        }
     }
     persist_cursors(w, s, cur, dirty, ns);
 out:
+    sl_os_sink_free(w->os);
+    w->os = NULL;
     curl_easy_cleanup(c);
     __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
     return NULL;
@@ -600,6 +733,7 @@ static void *engine_main(void *arg)
     pthread_mutex_unlock(&e->mu);
     for (struct worker *w = e->live, *next; w; w = next) {
         next = w->next;
+        __atomic_store_n(&w->drain, 1, __ATOMIC_RELEASE); /* server shutdown, not a disable */
         worker_stop(w);
         w->next = e->retired;
         e->retired = w;

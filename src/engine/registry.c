@@ -31,7 +31,8 @@ struct conn {
     uint64_t gen;
     /* delivery counters since start (outbound) */
     uint64_t delivered, failed, retried, dead_lettered, lag;
-    int replay;  /* dead-letter replay requested */
+    uint64_t files_written, bytes_written; /* object_storage */
+    int replay;                            /* dead-letter replay requested */
     int gave_up; /* after max_consecutive_failures; persisted as state "failed" */
     char *fail_msg;
     const char *breaker; /* "closed", "open", "half_open" (static strings) */
@@ -102,6 +103,11 @@ static json_t *conn_json(const struct conn *c)
     if (c->kind->direction == SL_OUTBOUND)
         json_object_set_new(json_object_get(o, "stats"), "breaker",
                             json_string(c->breaker ? c->breaker : "closed"));
+    if (strcmp(c->kind->name, "object_storage") == 0)
+        json_object_update_new(json_object_get(o, "stats"),
+                               json_pack("{s:I, s:I}", "files_written",
+                                         (json_int_t)c->files_written, "bytes_written",
+                                         (json_int_t)c->bytes_written));
     return o;
 }
 
@@ -341,7 +347,7 @@ json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_
     if (!k) {
         sl_err_set(err, SL_E_INVAL, "unknown_kind",
                    "kind: unknown kind '%.64s' (known: rest_bridge, webhook, s3, postgres_cdc, "
-                   "kafka)",
+                   "kafka, object_storage)",
                    json_string_value(kv));
         return NULL;
     }
@@ -434,7 +440,7 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
         goto done;
     }
     const json_t *v = json_object_get(body, "kind");
-    if (v && !(json_is_string(v) && strcmp(json_string_value(v), c->kind->name) == 0)) {
+    if (v && !(json_is_string(v) && sl_kind_find(json_string_value(v)) == c->kind)) {
         sl_err_set(err, SL_E_INVAL, "kind_immutable",
                    "kind: cannot be changed (create a new connector instead)");
         goto done;
@@ -768,4 +774,15 @@ json_t *sl_registry_restart(struct sl_registry *r, const char *id, struct sl_err
         return not_found(id, err);
     sl_registry_changed(r);
     return out;
+}
+
+void sl_registry_note_files(struct sl_registry *r, const char *id, uint64_t files, uint64_t bytes)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c) {
+        c->files_written += files;
+        c->bytes_written += bytes;
+    }
+    pthread_mutex_unlock(&r->mu);
 }

@@ -75,8 +75,8 @@ with t.section("list, get, kinds", srv):
     t.ok(r.status == 200 and r.json == hook, "GET /v1/connectors/{id} returns the connector", r)
     r = srv.req("GET", "/v1/connector-kinds")
     kinds = {k["kind"]: k for k in r.json.get("kinds", [])} if r.status == 200 else {}
-    t.ok(set(kinds) == {"rest_bridge", "webhook", "s3", "postgres_cdc", "kafka"},
-         "the catalog lists the five kinds", r)
+    t.ok(set(kinds) == {"rest_bridge", "webhook", "s3", "postgres_cdc", "kafka", "object_storage"},
+         "the catalog lists the six kinds", r)
     url = [f for f in kinds.get("webhook", {}).get("fields", []) if f["name"] == "url"]
     sec = [f for f in kinds.get("webhook", {}).get("fields", []) if f["name"] == "secret"]
     t.ok(url and url[0]["required"] and sec and sec[0]["secret"] and not sec[0]["required"],
