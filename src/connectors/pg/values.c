@@ -158,7 +158,7 @@ static int put_timestamp(struct sl_buf *b, const char *s, size_t n, int tz)
             len += 3;
         }
     }
-    return sl_mp_write_str(b, out, len);
+    return put_str(b, out, len);
 }
 
 static int put_bytea(struct sl_buf *b, const char *s, size_t n)
