@@ -474,6 +474,8 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
         c->enabled = json_is_true(v);
     if (cfg)
         c->config = cfg;
+    if (cfg)
+        c->gave_up = 0; /* a new config gets a fresh worker, even after a failure */
     if (strands)
         c->strands = strands;
     if (persist(r, c, err) != 0) {

@@ -1011,7 +1011,7 @@ out:
     c->in_tx = 0;
     drain(c);
     note_done(c);
-    if (repl && PQstatus(repl) == CONNECTION_OK && rc != R_FATAL)
+    if (rc == R_STOP && c->streamed && PQstatus(repl) == CONNECTION_OK)
         send_status(c, repl, 0); /* confirm what became durable while stopping */
     PQfinish(sql);
     PQfinish(repl);
