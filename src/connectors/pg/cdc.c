@@ -678,9 +678,9 @@ static int stream(struct cdc *c, PGconn *conn)
             continue;
         }
         PGresult *res = PQgetResult(conn);
-        seterr(c, "replication stream ended: %s",
-               res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
-                                                   : PQerrorMessage(conn));
+        const char *why =
+            res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+        seterr(c, "replication stream ended: %s", why[0] ? why : "the server closed it");
         int rc =
             res && PQresultErrorField(res, PG_DIAG_SQLSTATE) ? classify(c, res, conn) : R_RETRY;
         PQclear(res);
