@@ -295,6 +295,17 @@ static PGresult *run(struct cdc *c, PGconn *conn, const char *sql, ExecStatusTyp
     return NULL;
 }
 
+/* run() of sql_fmt with its one %s replaced by value as an escaped string literal. */
+static PGresult *run_lit(struct cdc *c, PGconn *conn, const char *sql_fmt, const char *value,
+                         ExecStatusType want, const char *what, int *rc)
+{
+    char q[1024];
+    char *lit = PQescapeLiteral(conn, value, strlen(value));
+    snprintf(q, sizeof(q), sql_fmt, lit ? lit : "''");
+    PQfreemem(lit);
+    return run(c, conn, q, want, what, rc);
+}
+
 /* ---- appending ---- */
 
 static void batch_free(struct batch *b)
@@ -701,19 +712,14 @@ static int snapshot(struct cdc *c, PGconn *sql, const char *snap_name, uint64_t 
     if (!res)
         return rc;
     PQclear(res);
-    char *lit = PQescapeLiteral(sql, snap_name, strlen(snap_name));
-    snprintf(q, sizeof(q), "SET TRANSACTION SNAPSHOT %s", lit ? lit : "''");
-    PQfreemem(lit);
-    if (!(res = run(c, sql, q, PGRES_COMMAND_OK, "snapshot", &rc)))
+    if (!(res = run_lit(c, sql, "SET TRANSACTION SNAPSHOT %s", snap_name, PGRES_COMMAND_OK,
+                        "snapshot", &rc)))
         return rc;
     PQclear(res);
-    lit = PQescapeLiteral(sql, c->pub, strlen(c->pub));
-    snprintf(q, sizeof(q),
-             "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s "
-             "ORDER BY 1, 2",
-             lit ? lit : "''");
-    PQfreemem(lit);
-    PGresult *tables = run(c, sql, q, PGRES_TUPLES_OK, "snapshot: list tables", &rc);
+    PGresult *tables = run_lit(c, sql,
+                               "SELECT schemaname, tablename FROM pg_publication_tables "
+                               "WHERE pubname = %s ORDER BY 1, 2",
+                               c->pub, PGRES_TUPLES_OK, "snapshot: list tables", &rc);
     if (!tables)
         return rc;
     uint32_t index = 0;
@@ -809,11 +815,8 @@ static int snapshot(struct cdc *c, PGconn *sql, const char *snap_name, uint64_t 
 static int ensure_publication(struct cdc *c, PGconn *sql)
 {
     int rc = R_FATAL;
-    char q[4096];
-    char *lit = PQescapeLiteral(sql, c->pub, strlen(c->pub));
-    snprintf(q, sizeof(q), "SELECT 1 FROM pg_publication WHERE pubname = %s", lit ? lit : "''");
-    PQfreemem(lit);
-    PGresult *res = run(c, sql, q, PGRES_TUPLES_OK, "look up the publication", &rc);
+    PGresult *res = run_lit(c, sql, "SELECT 1 FROM pg_publication WHERE pubname = %s", c->pub,
+                            PGRES_TUPLES_OK, "look up the publication", &rc);
     if (!res)
         return rc;
     int exists = PQntuples(res) > 0;
@@ -859,14 +862,10 @@ static int ensure_publication(struct cdc *c, PGconn *sql)
 static int slot_state(struct cdc *c, PGconn *sql, int *active)
 {
     int rc = R_FATAL;
-    char q[512];
-    char *lit = PQescapeLiteral(sql, c->slot, strlen(c->slot));
-    snprintf(q, sizeof(q),
-             "SELECT plugin, active, database, confirmed_flush_lsn FROM pg_replication_slots "
-             "WHERE slot_name = %s",
-             lit ? lit : "''");
-    PQfreemem(lit);
-    PGresult *res = run(c, sql, q, PGRES_TUPLES_OK, "look up the replication slot", &rc);
+    PGresult *res = run_lit(c, sql,
+                            "SELECT plugin, active, database, confirmed_flush_lsn "
+                            "FROM pg_replication_slots WHERE slot_name = %s",
+                            c->slot, PGRES_TUPLES_OK, "look up the replication slot", &rc);
     if (!res)
         return rc + 2;
     int exists = PQntuples(res) > 0;
@@ -927,11 +926,8 @@ static int session(struct cdc *c)
     }
     if (exists && snap_state == 1 && c->snap_mode != SNAP_ONLY) {
         /* an earlier session created the slot but did not finish its snapshot: start over */
-        char *lit = PQescapeLiteral(sql, c->slot, strlen(c->slot));
-        char q[256];
-        snprintf(q, sizeof(q), "SELECT pg_drop_replication_slot(%s)", lit ? lit : "''");
-        PQfreemem(lit);
-        if (!(res = run(c, sql, q, PGRES_TUPLES_OK, "drop the half-snapshotted slot", &rc)))
+        if (!(res = run_lit(c, sql, "SELECT pg_drop_replication_slot(%s)", c->slot, PGRES_TUPLES_OK,
+                            "drop the half-snapshotted slot", &rc)))
             goto out;
         PQclear(res);
         res = NULL;

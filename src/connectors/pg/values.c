@@ -97,14 +97,21 @@ static int put_str(struct sl_buf *b, const char *s, size_t n)
     return rc;
 }
 
-static int put_int(struct sl_buf *b, const char *s, size_t n)
+/* Copies s[0..n) into tmp as a C string; -1 if empty or too long for a number. */
+static int number_text(char *tmp, size_t cap, const char *s, size_t n)
 {
-    char tmp[32];
-    if (n == 0 || n >= sizeof(tmp))
-        return put_str(b, s, n);
+    if (n == 0 || n >= cap)
+        return -1;
     memcpy(tmp, s, n);
     tmp[n] = 0;
-    char *end;
+    return 0;
+}
+
+static int put_int(struct sl_buf *b, const char *s, size_t n)
+{
+    char tmp[32], *end;
+    if (number_text(tmp, sizeof(tmp), s, n) < 0)
+        return put_str(b, s, n);
     errno = 0;
     long long v = strtoll(tmp, &end, 10);
     if (*end || errno)
@@ -114,12 +121,9 @@ static int put_int(struct sl_buf *b, const char *s, size_t n)
 
 static int put_float(struct sl_buf *b, const char *s, size_t n)
 {
-    char tmp[64];
-    if (n == 0 || n >= sizeof(tmp))
+    char tmp[64], *end;
+    if (number_text(tmp, sizeof(tmp), s, n) < 0)
         return put_str(b, s, n);
-    memcpy(tmp, s, n);
-    tmp[n] = 0;
-    char *end;
     double v = strtod(tmp, &end);
     if (*end || !isfinite(v))
         return put_str(b, s, n); /* NaN, Infinity, -Infinity */
