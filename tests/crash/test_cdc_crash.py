@@ -13,6 +13,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 sys.dont_write_bytecode = True
 import sluicetest as st  # noqa: E402
+import pgpeer  # noqa: E402
 from pgpeer import PG, PSQL  # noqa: E402
 
 t = st.Checks()
@@ -106,4 +107,5 @@ with t.section("kill -9 Sluice twice and restart PostgreSQL during a 100k-row lo
 srv.stop()
 rc, out, err = st.run_verify(srv.data)
 t.eq(rc, 0, "sluice verify: the chain verifies after the crashes")
+pgpeer.stop_all()
 t.done()

@@ -14,12 +14,14 @@ if not os.path.exists(PSQL):
 _started = []
 
 
-def _cleanup():
+def stop_all():
+    """Stops every PG started here. Call it before Checks.done(), which leaves with os._exit
+    (atexit handlers do not run then)."""
     for p in list(_started):
         p.stop()
 
 
-atexit.register(_cleanup)
+atexit.register(stop_all)
 
 
 class PG:

@@ -9,6 +9,7 @@ import sys
 import threading
 
 import sluicetest as st
+import pgpeer
 from pgpeer import PG
 
 t = st.Checks()
@@ -269,7 +270,7 @@ with t.section("bad config -> failed with last_error; PATCH and restart recover"
 
     pg.psql("SELECT pg_create_logical_replication_slot('busy', 'pgoutput')")
     holder = subprocess.Popen(["pg_recvlogical", "-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres",
-                               "-d", "postgres", "--slot", "busy", "--start", "-o", "proto_version=1",
+                               "-d", "postgres", "--slot", "busy", "--start", "--no-loop", "-o", "proto_version=1",
                                "-o", "publication_names=p1", "-f", "/dev/null"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     st.wait_until(lambda: pg.slot("busy")["active"], 10, 0.05)
@@ -299,4 +300,5 @@ t.ok(srv.alive(), "the server is still up")
 srv.stop()
 rc, out, err = st.run_verify(srv.data)
 t.eq(rc, 0, "sluice verify: every strand's chain verifies")
+pgpeer.stop_all()
 t.done()
