@@ -1,6 +1,7 @@
 #include "engine/kinds.h"
 
 #include "connectors/objstore/objstore.h"
+#include "connectors/pg/cdc.h"
 #include "strand/record.h"
 
 #include <stdarg.h>
@@ -140,8 +141,8 @@ static const struct sl_field f_postgres_cdc[] = {
     {"snapshot_mode", SL_F_ENUM, 0, NULL, 0, "initial, never or initial_only.", 0, 0,
      g_snapshot_modes, NULL},
     {"heartbeat_interval_ms", SL_F_INT, 0, NULL, 0, "Rivven dialect.", 0, 86400000, NULL, NULL},
-    {"strand", SL_F_STRAND, 0, "\"default\"", 0, "Strand the changes are written to.", 0, 0, NULL,
-     NULL},
+    {"strand", SL_F_STRAND, 0, NULL, 0,
+     "Strand the changes are written to (default cdc.<database>).", 0, 0, NULL, NULL},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -168,6 +169,11 @@ static int check_postgres(const json_t *c, struct sl_err *err)
         return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.database: required with host");
     if (rivven && !json_object_get(c, "host"))
         return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.host: required with database");
+    if (!json_object_get(c, "strand")) { /* the default names the database: cdc.<database> */
+        char strand[SL_STRAND_NAME_MAX + 1];
+        sl_pg_cdc_default_strand(c, strand, sizeof(strand));
+        json_object_set_new((json_t *)c, "strand", json_string(strand));
+    }
     return 0;
 }
 
@@ -292,7 +298,7 @@ static const struct sl_kind g_kinds[] = {
     {"webhook", SL_OUTBOUND, 1, "POSTs every record of the followed strands to a URL.", f_webhook,
      NULL},
     {"s3", SL_OUTBOUND, 1, "PUTs every record as {prefix}/{record_hash}.json.", f_s3, check_s3},
-    {"postgres_cdc", SL_INBOUND, 0, "PostgreSQL logical replication into a strand.", f_postgres_cdc,
+    {"postgres_cdc", SL_INBOUND, 1, "PostgreSQL logical replication into a strand.", f_postgres_cdc,
      check_postgres},
     {"kafka", SL_INBOUND, 0, "Kafka consumer into a strand.", f_kafka, NULL},
     {"object_storage", SL_OUTBOUND, 1,

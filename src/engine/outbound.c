@@ -1,6 +1,7 @@
 #include "engine/outbound.h"
 
 #include "connectors/objstore/objstore.h"
+#include "connectors/pg/cdc.h"
 #include "connectors/s3/sigv4.h"
 #include "core/buf.h"
 #include "core/log.h"
@@ -635,6 +636,35 @@ out:
     return NULL;
 }
 
+/* ---- inbound sources: the same thread lifecycle, the source's own loop ---- */
+
+static int source_stopped(void *arg)
+{
+    return stopped(arg);
+}
+
+static int source_nap(void *arg, uint64_t ms)
+{
+    return nap(arg, ms);
+}
+
+static void *source_main(void *arg)
+{
+    struct worker *w = arg;
+    struct sl_source_env env = {.id = w->def.id,
+                                .config = w->def.config,
+                                .store = w->e->store,
+                                .reg = w->e->reg,
+                                .meta = w->e->meta,
+                                .stopped = source_stopped,
+                                .nap = source_nap,
+                                .arg = w};
+    if (strcmp(w->def.kind, "postgres_cdc") == 0)
+        sl_pg_cdc_run(&env);
+    __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
 /* ---- engine ---- */
 
 static void worker_stop(struct worker *w)
@@ -700,7 +730,7 @@ static void reconcile(struct sl_engine *e)
         defs[i].config = defs[i].strands = NULL; /* owned by the worker now */
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, NULL);
-        if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+        if (pthread_create(&w->th, NULL, w->def.inbound ? source_main : worker_main, w) != 0) {
             sl_error("connector %s: cannot start its worker", w->def.id);
             worker_free(w);
             continue;

@@ -36,6 +36,8 @@ struct conn {
     int gave_up; /* after max_consecutive_failures; persisted as state "failed" */
     char *fail_msg;
     const char *breaker; /* "closed", "open", "half_open" (static strings) */
+    const char *status;  /* inbound worker's state beyond running, e.g. "completed" (static) */
+    char *soft_error;    /* inbound worker's last transient error (state stays running) */
 };
 
 struct sl_registry {
@@ -58,6 +60,7 @@ static void conn_free(struct conn *c)
         return;
     free(c->name);
     free(c->fail_msg);
+    free(c->soft_error);
     json_decref(c->config);
     json_decref(c->strands);
     free(c);
@@ -69,6 +72,8 @@ static const char *state_of(const struct conn *c)
         return "disabled";
     if (c->gave_up)
         return "failed";
+    if (c->status)
+        return c->status;
     return c->kind->has_worker ? "running" : "paused";
 }
 
@@ -76,8 +81,16 @@ static const char *error_of(const struct conn *c)
 {
     if (c->gave_up && c->enabled)
         return c->fail_msg;
+    if (c->soft_error && c->enabled)
+        return c->soft_error;
     /* Config-only kinds are stored and validated; their worker ships with a later issue. */
     return c->enabled && !c->kind->has_worker ? "no worker for this kind in this build yet" : NULL;
+}
+
+/* An inbound kind with its own worker thread (rest_bridge is served by the HTTP threads). */
+static int inbound_worker(const struct sl_kind *k)
+{
+    return k->direction == SL_INBOUND && k->has_worker && strcmp(k->name, "rest_bridge") != 0;
 }
 
 static json_t *conn_json(const struct conn *c)
@@ -108,6 +121,8 @@ static json_t *conn_json(const struct conn *c)
                                json_pack("{s:I, s:I}", "files_written",
                                          (json_int_t)c->files_written, "bytes_written",
                                          (json_int_t)c->bytes_written));
+    if (inbound_worker(c->kind))
+        json_object_set_new(o, "stats", json_pack("{s:I}", "slot_lag_bytes", (json_int_t)c->lag));
     return o;
 }
 
@@ -465,6 +480,8 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
         c->enabled = json_is_true(v);
     if (cfg)
         c->config = cfg;
+    if (cfg)
+        c->gave_up = 0; /* a new config gets a fresh worker, even after a failure */
     if (strands)
         c->strands = strands;
     if (persist(r, c, err) != 0) {
@@ -588,13 +605,15 @@ size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out)
     size_t n = 0;
     for (size_t i = 0; v && i < r->n; i++) {
         struct conn *c = r->v[i];
-        if (!c->enabled || c->gave_up || c->kind->direction != SL_OUTBOUND || !c->kind->has_worker)
+        if (!c->enabled || c->gave_up || !c->kind->has_worker ||
+            (c->kind->direction != SL_OUTBOUND && !inbound_worker(c->kind)))
             continue;
         snprintf(v[n].id, sizeof(v[n].id), "%s", c->id);
         v[n].kind = c->kind->name;
         v[n].config = json_deep_copy(c->config);
         v[n].strands = json_deep_copy(c->strands);
         v[n].gen = c->gen;
+        v[n].inbound = c->kind->direction == SL_INBOUND;
         n++;
     }
     pthread_mutex_unlock(&r->mu);
@@ -687,6 +706,13 @@ void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
                           r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
     sl_buf_puts(b, "# HELP sluice_connector_breaker_open 1 while an outbound connector's circuit "
                    "breaker is open or half open.\n# TYPE sluice_connector_breaker_open gauge\n");
+    sl_buf_puts(b, "# HELP sluice_connector_slot_lag_bytes WAL bytes a CDC connector's replication "
+                   "slot retains beyond what is durable in the strand.\n"
+                   "# TYPE sluice_connector_slot_lag_bytes gauge\n");
+    for (size_t i = 0; i < r->n; i++)
+        if (inbound_worker(r->v[i]->kind))
+            sl_buf_printf(b, "sluice_connector_slot_lag_bytes{connector=\"%s\",kind=\"%s\"} %llu\n",
+                          r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
     for (size_t i = 0; i < r->n; i++)
         if (r->v[i]->kind->direction == SL_OUTBOUND)
             sl_buf_printf(b, "sluice_connector_breaker_open{connector=\"%s\",kind=\"%s\"} %d\n",
@@ -765,6 +791,9 @@ json_t *sl_registry_restart(struct sl_registry *r, const char *id, struct sl_err
         free(c->fail_msg);
         c->fail_msg = NULL;
         c->breaker = NULL;
+        c->status = NULL;
+        free(c->soft_error);
+        c->soft_error = NULL;
         c->gen = ++r->gen; /* a new worker, with a closed breaker */
         if (persist(r, c, err) == 0)
             out = conn_json(c);
@@ -783,6 +812,19 @@ void sl_registry_note_files(struct sl_registry *r, const char *id, uint64_t file
     if (c) {
         c->files_written += files;
         c->bytes_written += bytes;
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+void sl_registry_set_source_status(struct sl_registry *r, const char *id, const char *state,
+                                   const char *error)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c) {
+        c->status = state;
+        free(c->soft_error);
+        c->soft_error = error ? strdup(error) : NULL;
     }
     pthread_mutex_unlock(&r->mu);
 }

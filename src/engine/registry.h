@@ -30,8 +30,10 @@ struct sl_outbound_def {
     json_t *config;   /* a copy: json_decref */
     json_t *strands;  /* a copy: json_decref */
     uint64_t gen;     /* changes whenever the connector is patched */
+    int inbound;      /* an inbound source with its own thread (postgres_cdc) */
 };
-/* Fills *out (malloc'ed) with every enabled outbound connector that has a worker; returns n. */
+/* Fills *out (malloc'ed) with every enabled connector that has a worker thread (outbound ones,
+ * and inbound sources such as postgres_cdc); returns n. */
 size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out);
 void sl_registry_outbound_free(struct sl_outbound_def *defs, size_t n);
 struct sl_meta *sl_registry_meta(struct sl_registry *r);
@@ -73,6 +75,12 @@ int sl_registry_request_replay(struct sl_registry *r, const char *id, struct sl_
 int sl_registry_take_replay(struct sl_registry *r, const char *id);
 /* SL_E_NOTFOUND unless id is a connector (any kind). */
 int sl_registry_exists(struct sl_registry *r, const char *id, int *outbound);
+
+/* An inbound worker's state: state NULL = running (or a static string such as "completed"),
+ * error = a transient problem shown as last_error while it retries (NULL clears). Not persisted:
+ * a worker sets it again when it starts. */
+void sl_registry_set_source_status(struct sl_registry *r, const char *id, const char *state,
+                                   const char *error);
 
 /* Counts a record a connector handled (event_count, last_event_ms). */
 void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms);
