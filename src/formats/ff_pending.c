@@ -4,12 +4,6 @@
 
 #include <string.h>
 
-int sl_ff_encode_csv(const struct sl_ff_opts *o, const char *strand, const struct sl_ff_record *r,
-                     size_t n, struct sl_buf *out, struct sl_err *err)
-{
-    return sl_err_set(err, SL_E_INVAL, "unsupported_format", "format csv: not available yet");
-}
-
 int sl_ff_encode_avro(const struct sl_ff_opts *o, const char *strand, const struct sl_ff_record *r,
                       size_t n, struct sl_buf *out, struct sl_err *err)
 {
@@ -21,14 +15,4 @@ int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
                          struct sl_err *err)
 {
     return sl_err_set(err, SL_E_INVAL, "unsupported_format", "format parquet: not available yet");
-}
-
-int sl_ff_compress(enum sl_ff_codec codec, const uint8_t *in, size_t len, struct sl_buf *out,
-                   struct sl_err *err)
-{
-    if (codec == SL_FF_NONE)
-        return sl_buf_append(out, in, len) == 0
-                   ? 0
-                   : sl_err_set(err, SL_E_TOOBIG, "file_too_large", "file too large");
-    return sl_err_set(err, SL_E_INVAL, "unsupported_compression", "compression: not available yet");
 }

@@ -1,0 +1,325 @@
+#!/usr/bin/python3
+"""Integration test of the object-storage sink's file formats: files made by the encoders
+(build/tests/test_filefmt write, the same sl_ff_encode the connector calls) are read back by
+readers nobody here wrote: DuckDB (read_json, read_csv, read_parquet, parquet_metadata), hyparquet
+(+ hyparquet-compressors), avrocat and python3-avro, zcat / zstdcat / lz4cat, and a snappy framing
+reader written here from the format description."""
+import csv
+import io
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True  # keep the source tree clean of __pycache__
+import sluicetest as st  # noqa: E402
+
+t = st.Checks()
+TOOL = os.path.join(st.ROOT, "build", "tests", "test_filefmt")
+NODE_DIR = os.environ.get("SLUICE_NODE_DIR") or os.path.join(st.ROOT, "build", "node")
+TMP = st.tmpdir("sluice-formats-")
+if not t.ok(os.access(TOOL, os.X_OK), "encoder tool built (make build/tests/test_filefmt)"):
+    t.done()
+
+
+def write(cfg, records, strand="orders"):
+    """The file the encoders make of records (payloads) with config cfg."""
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+    p = subprocess.run([TOOL, "write", json.dumps(cfg), strand], input=lines, capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError("encoder failed: %s" % p.stderr.decode(errors="replace"))
+    return p.stdout
+
+
+def save(name, data):
+    path = os.path.join(TMP, name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+# ---------------------------------------------------------------- readers
+
+DUCK_JS = r"""
+import { DuckDBInstance } from '@duckdb/node-api';
+const queries = JSON.parse(process.argv[2]);
+const inst = await DuckDBInstance.create(':memory:');
+const c = await inst.connect();
+const out = [];
+for (const q of queries) {
+  try {
+    const r = await c.runAndReadAll(q);
+    out.push({rows: JSON.parse(JSON.stringify(r.getRowObjectsJS(),
+      (k, v) => typeof v === 'bigint' ? Number(v) : v))});
+  } catch (e) { out.push({error: String(e)}); }
+}
+console.log(JSON.stringify(out));
+"""
+
+HYPAR_JS = r"""
+import { parquetReadObjects, parquetMetadata } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
+import { readFileSync } from 'fs';
+const b = readFileSync(process.argv[2]);
+const file = b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength);
+const rows = await parquetReadObjects({ file, compressors });
+const md = parquetMetadata(file);
+console.log(JSON.stringify({rows, row_groups: md.row_groups.length},
+  (k, v) => typeof v === 'bigint' ? Number(v) : v));
+"""
+
+
+def node_script(name, text):
+    path = os.path.join(NODE_DIR, name)  # ESM resolves packages next to the script
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def duck(*queries):
+    """Runs the queries in one DuckDB; a list of row lists (or {"error": ...})."""
+    js = node_script("sluice_ff_duck.mjs", DUCK_JS)
+    p = subprocess.run(["node", js, json.dumps(list(queries))], capture_output=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError("duckdb: %s" % p.stderr.decode(errors="replace")[-2000:])
+    return [r.get("rows", r) for r in json.loads(p.stdout)]
+
+
+def hyparquet(path):
+    js = node_script("sluice_ff_hyparquet.mjs", HYPAR_JS)
+    p = subprocess.run(["node", js, path], capture_output=True, timeout=300)
+    if p.returncode != 0:
+        raise RuntimeError("hyparquet: %s" % p.stderr.decode(errors="replace")[-2000:])
+    return json.loads(p.stdout)
+
+
+def crc32c(data):
+    poly, crc = 0x82F63B78, 0xFFFFFFFF
+    table = crc32c.table
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def _table():
+    t_ = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        t_.append(c)
+    return t_
+
+
+crc32c.table = _table()
+
+
+def snappy_raw(data):
+    """Snappy block decompression (format_description.txt of google/snappy)."""
+    n, shift, i = 0, 0, 0
+    while True:
+        b = data[i]
+        i += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    out = bytearray()
+    while i < len(data):
+        tag = data[i]
+        i += 1
+        kind = tag & 3
+        if kind == 0:
+            ln = tag >> 2
+            if ln >= 60:
+                nb = ln - 59
+                ln = int.from_bytes(data[i : i + nb], "little")
+                i += nb
+            ln += 1
+            out += data[i : i + ln]
+            i += ln
+            continue
+        if kind == 1:
+            ln = ((tag >> 2) & 7) + 4
+            off = ((tag >> 5) << 8) | data[i]
+            i += 1
+        elif kind == 2:
+            ln = (tag >> 2) + 1
+            off = int.from_bytes(data[i : i + 2], "little")
+            i += 2
+        else:
+            ln = (tag >> 2) + 1
+            off = int.from_bytes(data[i : i + 4], "little")
+            i += 4
+        for _ in range(ln):
+            out.append(out[-off])
+    if len(out) != n:
+        raise ValueError("snappy: length %d, header says %d" % (len(out), n))
+    return bytes(out)
+
+
+def unsnappy_framed(data):
+    if data[:10] != b"\xff\x06\x00\x00sNaPpY":
+        raise ValueError("no snappy stream identifier")
+    i, out = 10, bytearray()
+    while i < len(data):
+        kind, ln = data[i], int.from_bytes(data[i + 1 : i + 4], "little")
+        body = data[i + 4 : i + 4 + ln]
+        i += 4 + ln
+        if kind in (0, 1):
+            masked = struct.unpack("<I", body[:4])[0]
+            chunk = snappy_raw(body[4:]) if kind == 0 else body[4:]
+            c = crc32c(chunk)
+            if masked != ((((c >> 15) | (c << 17)) + 0xA282EAD8) & 0xFFFFFFFF):
+                raise ValueError("snappy: bad chunk checksum")
+            if len(chunk) > 65536:
+                raise ValueError("snappy: chunk over 64 KiB")
+            out += chunk
+        elif kind < 0x80:
+            raise ValueError("snappy: unskippable chunk %d" % kind)
+    return bytes(out)
+
+
+def decompress(codec, data):
+    if codec == "none":
+        return data
+    if codec == "snappy":
+        return unsnappy_framed(data)
+    cmd = {"gzip": ["zcat"], "zstd": ["zstdcat"], "lz4": ["lz4cat"]}[codec]
+    p = subprocess.run(cmd, input=data, capture_output=True)
+    if p.returncode != 0:
+        raise RuntimeError("%s: %s" % (cmd[0], p.stderr.decode(errors="replace")))
+    return p.stdout
+
+
+# ---------------------------------------------------------------- data
+
+
+def mixed(n, seed=7):
+    """Records with every case the formats must carry: type promotion (int+float, int+string),
+    nulls and missing keys, a column null everywhere, unicode, nested values, large strings."""
+    rnd = random.Random(seed)
+    out = []
+    for i in range(n):
+        r = {
+            "id": i,
+            "name": rnd.choice(["Alice", "Bob", "Zoë", "李雷", 'say "hi"', "a,b", "two\nlines"]),
+            "price": (i * 3 if i % 3 else i + 0.25),
+            "code": (i if i % 5 else "c%d" % i),
+            "active": i % 2 == 0,
+            "always_null": None,
+        }
+        if i % 4 == 0:
+            r["meta"] = {"k": [i, "x"], "deep": {"u": "é"}}
+        if i % 7 == 0:
+            r["maybe"] = None
+        elif i % 7 != 3:
+            r["maybe"] = "m%d" % (i % 10)
+        if i % 50 == 1:
+            r["big"] = "€" * 20000 + str(i)
+        out.append(r)
+    return out
+
+
+def compact(v):
+    return json.dumps(v, ensure_ascii=False, separators=(",", ":"))
+
+
+def text_of(v):
+    """A value as Sluice writes it in CSV (JSON text for everything but strings)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return compact(v)
+
+
+def with_meta(records, strand="orders"):
+    out = []
+    for i, r in enumerate(records):
+        m = dict(r)
+        m.update({"_record_hash": HASH, "_seq": i + 1, "_timestamp_ms": 1700000000000 + i,
+                  "_strand": strand})
+        out.append(m)
+    return out
+
+
+HASH = bytes((i * 7 + 1) & 0xFF for i in range(32)).hex()  # what the tool stamps on every record
+CODECS = ["none", "gzip", "zstd", "snappy", "lz4"]
+EXT = {"none": "", "gzip": ".gz", "zstd": ".zst", "snappy": ".snappy", "lz4": ".lz4"}
+
+# ---------------------------------------------------------------- JSONL / JSON x compression
+
+recs = mixed(300)
+want = with_meta(recs)
+for codec in CODECS:
+    with t.section("jsonl %s" % codec):
+        data = write({"format": "jsonl", "compression": codec}, recs)
+        plain = decompress(codec, data)
+        got = [json.loads(line) for line in plain.decode().splitlines()]
+        t.eq(got, want, "jsonl + %s: decompressed by an outside reader, every record back" % codec)
+        if codec in ("gzip", "zstd"):  # DuckDB reads these compressions itself
+            path = save("r.jsonl%s" % EXT[codec], data)
+            [rows] = duck("select id, name, _seq from read_json('%s') order by id" % path)
+            t.eq([(r["id"], r["name"], r["_seq"]) for r in rows],
+                 [(r["id"], r["name"], r["_seq"]) for r in want],
+                 "jsonl + %s: DuckDB read_json reads the file" % codec)
+
+with t.section("json gzip"):
+    data = write({"format": "json", "compression": "gzip", "include_metadata": False}, recs[:20])
+    t.eq(json.loads(decompress("gzip", data)), recs[:20], "json + gzip: one array, records back")
+
+with t.section("compression headers"):
+    big = [{"line": "x" * 100, "i": i} for i in range(2000)]  # > 64 KiB: several snappy chunks
+    raw = write({"format": "jsonl", "include_metadata": False}, big)
+    for codec in CODECS[1:]:
+        data = write({"format": "jsonl", "include_metadata": False, "compression": codec}, big)
+        t.ok(decompress(codec, data) == raw and len(data) < len(raw) / 4,
+             "%s of %d bytes: %d bytes, decodes to the same text" % (codec, len(raw), len(data)))
+    z = save("big.jsonl.zst",
+             write({"format": "jsonl", "include_metadata": False, "compression": "zstd"}, big))
+    p = subprocess.run(["zstd", "-lv", z], capture_output=True)
+    t.ok(b"Decompressed Size" in p.stdout + p.stderr and ("(%d B)" % len(raw)).encode() in p.stdout,
+         "zstd frame carries the content size", p.stdout.decode(errors="replace"))
+
+# ---------------------------------------------------------------- CSV
+
+
+def csv_expect(records, cols, null="NULL"):
+    rows = [cols]
+    for r in records:
+        rows.append([null if r.get(c) is None else text_of(r[c]) for c in cols])
+    return rows
+
+
+for codec in CODECS:
+    with t.section("csv %s" % codec):
+        data = write({"format": "csv", "compression": codec}, recs)
+        plain = decompress(codec, data).decode()
+        got = list(csv.reader(io.StringIO(plain, newline="")))
+        cols = sorted(set(k for r in want for k in r))
+        t.eq(got, csv_expect(want, cols),
+             "csv + %s: Python's csv module reads every field back (quotes, newlines)" % codec)
+        if codec in ("none", "gzip", "zstd"):
+            path = save("r.csv%s" % EXT[codec], data)
+            [rows] = duck("select id, name, \"maybe\" from read_csv('%s', header=true, "
+                          "nullstr='NULL', quote='\"', escape='\"') order by id" % path)
+            t.eq([(r["id"], r["name"], r["maybe"]) for r in rows],
+                 [(r["id"], r["name"], r.get("maybe")) for r in recs],
+                 "csv + %s: DuckDB read_csv reads ids, unicode/quoted names, nulls" % codec)
+
+with t.section("csv options"):
+    cfg = {"format": "csv", "include_metadata": False,
+           "csv": {"delimiter": "|", "include_header": True, "always_quote": True,
+                   "line_ending": "crlf", "null_value": "", "columns": ["name", "id", "nope"]}}
+    plain = write(cfg, recs[:30]).decode()
+    t.ok(plain.count("\r\n") >= 30 and plain.startswith('"name"|"id"|"nope"\r\n'),
+         "csv: explicit columns in order, always quoted, CRLF", plain[:80])
+    got = list(csv.reader(io.StringIO(plain, newline=""), delimiter="|"))
+    t.eq(got, [["name", "id", "nope"]] + [[r["name"], str(r["id"]), ""] for r in recs[:30]],
+         "csv: '|' delimiter, a column absent from the batch is the null value")
+
+t.done()
