@@ -9,10 +9,3 @@ int sl_ff_encode_avro(const struct sl_ff_opts *o, const char *strand, const stru
 {
     return sl_err_set(err, SL_E_INVAL, "unsupported_format", "format avro: not available yet");
 }
-
-int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
-                         const struct sl_ff_record *r, size_t n, struct sl_buf *out,
-                         struct sl_err *err)
-{
-    return sl_err_set(err, SL_E_INVAL, "unsupported_format", "format parquet: not available yet");
-}

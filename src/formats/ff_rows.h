@@ -118,6 +118,7 @@ struct sl_tc {
     int16_t last[16]; /* last field id per open struct */
 };
 void sl_tc_init(struct sl_tc *t, struct sl_buf *b);
+void sl_tc_i16(struct sl_tc *t, int16_t id, int16_t v);
 void sl_tc_i32(struct sl_tc *t, int16_t id, int32_t v);
 void sl_tc_i64(struct sl_tc *t, int16_t id, int64_t v);
 void sl_tc_bool(struct sl_tc *t, int16_t id, int v);

@@ -48,6 +48,12 @@ void sl_tc_i32(struct sl_tc *t, int16_t id, int32_t v)
     sl_tc_varint(t->b, zigzag(v));
 }
 
+void sl_tc_i16(struct sl_tc *t, int16_t id, int16_t v)
+{
+    field(t, id, SL_TC_I16);
+    sl_tc_varint(t->b, zigzag(v));
+}
+
 void sl_tc_i64(struct sl_tc *t, int16_t id, int64_t v)
 {
     field(t, id, SL_TC_I64);

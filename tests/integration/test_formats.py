@@ -241,13 +241,14 @@ def with_meta(records, strand="orders"):
     out = []
     for i, r in enumerate(records):
         m = dict(r)
-        m.update({"_record_hash": HASH, "_seq": i + 1, "_timestamp_ms": 1700000000000 + i,
+        m.update({"_record_hash": hash_of(i + 1), "_seq": i + 1, "_timestamp_ms": 1700000000000 + i,
                   "_strand": strand})
         out.append(m)
     return out
 
 
-HASH = bytes((i * 7 + 1) & 0xFF for i in range(32)).hex()  # what the tool stamps on every record
+def hash_of(seq):  # the record hash the tool stamps on record seq
+    return bytes((7 * k + seq) & 0xFF for k in range(32)).hex()
 CODECS = ["none", "gzip", "zstd", "snappy", "lz4"]
 EXT = {"none": "", "gzip": ".gz", "zstd": ".zst", "snappy": ".snappy", "lz4": ".lz4"}
 
@@ -321,5 +322,101 @@ with t.section("csv options"):
     got = list(csv.reader(io.StringIO(plain, newline=""), delimiter="|"))
     t.eq(got, [["name", "id", "nope"]] + [[r["name"], str(r["id"]), ""] for r in recs[:30]],
          "csv: '|' delimiter, a column absent from the batch is the null value")
+
+# ---------------------------------------------------------------- Parquet
+
+
+def parquet_expect(records):
+    """The rows a Parquet reader gives back: promoted types (int+float -> float, int+str -> str),
+    nested values as compact JSON text, missing keys as null."""
+    cols = sorted(set(k for r in records for k in r))
+    kinds = {c: set(type(r.get(c)).__name__ for r in records if r.get(c) is not None) for c in cols}
+    out = []
+    for r in records:
+        row = {}
+        for c in cols:
+            v, k = r.get(c), kinds[c]
+            if v is None:
+                row[c] = None
+            elif isinstance(v, (dict, list)):
+                row[c] = compact(v)
+            elif k <= {"int", "float"} and "float" in k:
+                row[c] = float(v)
+            elif len(k) > 1:
+                row[c] = text_of(v)
+            else:
+                row[c] = v
+        out.append(row)
+    return out
+
+
+PQ_CODECS = ["none", "snappy", "gzip", "zstd", "lz4"]
+pq_want = parquet_expect(want)
+for codec in PQ_CODECS:
+    with t.section("parquet %s" % codec):
+        path = save("r-%s.parquet" % codec,
+                    write({"format": "parquet", "parquet": {"compression": codec,
+                                                            "row_group_size": 64}}, recs))
+        rows, md = duck("select * from read_parquet('%s') order by _seq" % path,
+                        "select row_group_id, path_in_schema, type, compression, stats_min_value, "
+                        "stats_max_value, stats_null_count from parquet_metadata('%s')" % path)
+        t.eq(rows, pq_want, "parquet + %s: DuckDB reads every row and type back" % codec)
+        h = hyparquet(path)
+        t.eq(h["rows"], pq_want, "parquet + %s: hyparquet reads every row back" % codec)
+        t.eq(h["row_groups"], 5, "parquet + %s: 300 rows in row groups of 64 -> 5" % codec)
+        want_codec = {"none": "UNCOMPRESSED", "lz4": "LZ4_RAW"}.get(codec, codec.upper())
+        t.ok(md and all(m["compression"] == want_codec for m in md),
+             "parquet + %s: every column chunk says %s" % (codec, want_codec), md[:2])
+        if codec == "snappy":
+            ids = [m for m in md if m["path_in_schema"] == "id"]
+            t.eq([(m["stats_min_value"], m["stats_max_value"], m["stats_null_count"]) for m in ids],
+                 [(str(g * 64), str(min(g * 64 + 63, 299)), 0) for g in range(5)],
+                 "parquet statistics: min/max/null_count of id per row group")
+            nul = [m for m in md if m["path_in_schema"] == "always_null"]
+            t.ok(all(m["stats_null_count"] == (64 if m["row_group_id"] < 4 else 44)
+                     and m["stats_min_value"] is None for m in nul),
+                 "parquet statistics: a column null in every row counts its nulls", nul)
+            names = [m for m in md if m["path_in_schema"] == "name"]
+            t.ok(all(m["stats_min_value"] == min(r["name"] for r in recs[m["row_group_id"] * 64:
+                                                                         m["row_group_id"] * 64 + 64])
+                     for m in names), "parquet statistics: string min per row group", names[:2])
+
+with t.section("parquet types"):
+    path = save("types.parquet", write({"format": "parquet", "include_metadata": False}, recs))
+    [schema] = duck("select column_name, column_type from (describe select * from '%s')" % path)
+    t.eq({r["column_name"]: r["column_type"] for r in schema},
+         {"active": "BOOLEAN", "always_null": "VARCHAR", "big": "VARCHAR", "code": "VARCHAR",
+          "id": "BIGINT", "maybe": "VARCHAR", "meta": "VARCHAR", "name": "VARCHAR",
+          "price": "DOUBLE"},
+         "parquet schema: promoted and inferred types as DuckDB sees them")
+
+with t.section("parquet size and row groups"):
+    many = [{"id": i, "city": ["Berlin", "Paris", "Tokyo"][i % 3], "v": i * 0.5,
+             "flag": i % 3 == 0, "opt": None if i % 5 else "x%d" % (i % 17)} for i in range(100000)]
+    sizes = {}
+    for codec in ("none", "snappy"):
+        path = save("many-%s.parquet" % codec,
+                    write({"format": "parquet", "parquet": {"compression": codec,
+                                                            "row_group_size": 30000}}, many))
+        sizes[codec] = os.path.getsize(path)
+        agg, rg = duck("select count(*)::INT n, sum(id)::BIGINT s, count(opt)::INT o, "
+                       "sum(v) v, count(*) filter (where flag)::INT f, "
+                       "count(distinct city)::INT c from '%s'" % path,
+                       "select count(distinct row_group_id)::INT g from parquet_metadata('%s')" % path)
+        t.eq(agg[0], {"n": 100000, "s": sum(range(100000)), "o": 20000,
+                      "v": sum(i * 0.5 for i in range(100000)), "f": 33334, "c": 3},
+             "100k rows (%s): DuckDB aggregates match" % codec)
+        t.eq(rg[0]["g"], 4, "100k rows in row groups of 30000 -> 4 row groups")
+    h = hyparquet(os.path.join(TMP, "many-snappy.parquet"))
+    last = {k: v for k, v in h["rows"][-1].items() if not k.startswith("_")} if h["rows"] else None
+    t.ok(len(h["rows"]) == 100000 and last == many[-1] and h["rows"][-1]["_seq"] == 100000,
+         "hyparquet reads the 100k-row snappy file", last)
+    t.ok(sizes["snappy"] < sizes["none"] * 0.8, "snappy Parquet is smaller than uncompressed (%r)" % sizes)
+
+with t.section("parquet brotli"):
+    p = subprocess.run([TOOL, "write", json.dumps({"format": "parquet",
+                                                    "parquet": {"compression": "brotli"}})],
+                       input=b'{"a":1}\n', capture_output=True)
+    t.ok(p.returncode != 0 and b"brotli" in p.stderr, "parquet brotli: a clear error", p.stderr)
 
 t.done()

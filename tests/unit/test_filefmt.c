@@ -28,7 +28,7 @@ struct batch {
     struct sl_ff_record *r;
     size_t *off;
     size_t n, cap;
-    uint8_t hash[32];
+    uint8_t *hashes;
 };
 
 static int batch_add(struct batch *b, const char *json, size_t len)
@@ -50,15 +50,24 @@ static int batch_add(struct batch *b, const char *json, size_t len)
     b->r[b->n].payload_len = b->mp.len - start;
     b->r[b->n].seq = b->n + 1;
     b->r[b->n].timestamp_ms = 1700000000000ull + b->n;
-    b->r[b->n].hash = b->hash;
+    b->r[b->n].hash = NULL; /* set by batch_done */
     b->n++;
     return 0;
 }
 
-static void batch_done(struct batch *b) /* the MessagePack buffer no longer moves */
+/* The MessagePack buffer no longer moves: payload pointers, and a hash per record (byte k of
+ * record seq is (7k + seq) mod 256: distinct, easy to recompute in a test). */
+static void batch_done(struct batch *b)
 {
-    for (size_t i = 0; i < b->n; i++)
+    b->hashes = malloc(32 * (b->n ? b->n : 1));
+    if (!b->hashes)
+        abort();
+    for (size_t i = 0; i < b->n; i++) {
         b->r[i].payload = b->mp.data + b->off[i];
+        for (int k = 0; k < 32; k++)
+            b->hashes[32 * i + (size_t)k] = (uint8_t)(7 * k + b->r[i].seq);
+        b->r[i].hash = b->hashes + 32 * i;
+    }
 }
 
 static void batch_release(struct batch *b)
@@ -66,6 +75,7 @@ static void batch_release(struct batch *b)
     sl_buf_release(&b->mp);
     free(b->r);
     free(b->off);
+    free(b->hashes);
 }
 
 static int encode_lines(const char *cfg_json, const char *lines, struct sl_buf *out,
@@ -73,7 +83,6 @@ static int encode_lines(const char *cfg_json, const char *lines, struct sl_buf *
 {
     struct batch b = {0};
     sl_buf_init(&b.mp, 0);
-    memset(b.hash, 0xab, 32);
     for (const char *p = lines; *p;) {
         const char *nl = strchr(p, '\n');
         size_t len = nl ? (size_t)(nl - p) : strlen(p);
@@ -98,8 +107,6 @@ static int tool_write(const char *cfg_json, const char *strand)
 {
     struct batch b = {0};
     sl_buf_init(&b.mp, 0);
-    for (int i = 0; i < 32; i++)
-        b.hash[i] = (uint8_t)(i * 7 + 1);
     char *line = NULL;
     size_t lcap = 0;
     ssize_t len;
@@ -242,7 +249,7 @@ static void test_csv(void)
     csv_file("{\"format\":\"csv\",\"include_metadata\":true,\"csv\":{\"delimiter\":\"\\\\t\"}}",
              "[1]",
              "_record_hash\t_seq\t_strand\t_timestamp_ms\tvalue\n"
-             "abababababababababababababababababababababababababababababababab\t1\torders\t"
+             "01080f161d242b323940474e555c636a71787f868d949ba2a9b0b7bec5ccd3da\t1\torders\t"
              "1700000000000\t[1]\n");
     struct sl_buf out;
     struct sl_err err = {0};
