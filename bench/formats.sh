@@ -81,6 +81,6 @@ DB=$(stat -c %s "$W/duck.parquet")
 node -e "
 import('$NODE_DIR/node_modules/@duckdb/node-api/lib/index.js').then(async ({DuckDBInstance}) => {
   const c = await (await DuckDBInstance.create(':memory:')).connect();
-  const r = await c.runAndReadAll(\"SELECT (SELECT count(*) FROM '$W/sluice.parquet')::INT AS a, (SELECT count(*) FROM '$W/duck.parquet')::INT AS b, (SELECT sum(amount) FROM '$W/sluice.parquet') = (SELECT sum(amount) FROM '$W/duck.parquet') AS same_sum\");
+  const r = await c.runAndReadAll(\"SELECT (SELECT count(*) FROM '$W/sluice.parquet')::INT AS a, (SELECT count(*) FROM '$W/duck.parquet')::INT AS b, abs((SELECT sum(amount) FROM '$W/sluice.parquet') - (SELECT sum(amount) FROM '$W/duck.parquet')) < 1e-6 * (SELECT sum(amount) FROM '$W/duck.parquet') AS same_sum\");
   console.log('check: rows sluice/duckdb ' + JSON.stringify(r.getRowObjects()[0]));
 });"

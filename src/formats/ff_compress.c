@@ -125,6 +125,84 @@ static int lz4_frame(const uint8_t *in, size_t len, struct sl_buf *out, struct s
     return 0;
 }
 
+/* JSONL + zstd: the lines are made in slices and streamed into a zstd context with one worker
+ * thread, so compressing overlaps making the next lines and the whole text is never held (memory:
+ * one slice plus zstd's job buffers plus the output). The size is only known at the end, so the
+ * frame is written without Frame_Content_Size and the field is put into the header afterwards
+ * (RFC 8878 3.1.1.1: FCS_Field_Size flag 3, 8 bytes after the window descriptor and dictionary
+ * id; nothing else in the frame depends on the header's bytes). */
+#define JSONL_SLICE 2048
+
+static int zstd_add_content_size(struct sl_buf *out, size_t start, uint64_t size)
+{
+    if (out->len < start + 6 || out->data[start] != 0x28 || out->data[start + 1] != 0xb5 ||
+        out->data[start + 2] != 0x2f || out->data[start + 3] != 0xfd)
+        return -1;
+    uint8_t fhd = out->data[start + 4];
+    if ((fhd >> 6) != 0 || (fhd & 0x20)) /* already has a content size (or single segment) */
+        return 0;
+    static const size_t did[4] = {0, 1, 2, 4};
+    size_t at = start + 6 + did[fhd & 3]; /* magic, descriptor, window descriptor, dict id */
+    if (at > out->len || sl_buf_reserve(out, 8))
+        return -1;
+    memmove(out->data + at + 8, out->data + at, out->len - at);
+    for (int i = 0; i < 8; i++)
+        out->data[at + (size_t)i] = (uint8_t)(size >> (8 * i));
+    out->data[start + 4] = (uint8_t)(fhd | 0xc0);
+    out->len += 8;
+    return 0;
+}
+
+static int zstd_feed(ZSTD_CCtx *cx, const uint8_t *p, size_t len, ZSTD_EndDirective how,
+                     struct sl_buf *out, struct sl_err *err)
+{
+    ZSTD_inBuffer in = {p, len, 0};
+    for (;;) {
+        if (sl_buf_reserve(out, ZSTD_CStreamOutSize()))
+            return toobig(err);
+        ZSTD_outBuffer ob = {out->data + out->len, out->cap - out->len, 0};
+        size_t left = ZSTD_compressStream2(cx, &ob, &in, how);
+        out->len += ob.pos;
+        if (ZSTD_isError(left))
+            return sl_err_set(err, SL_E_IO, "compress_failed", "zstd: %s", ZSTD_getErrorName(left));
+        if (how == ZSTD_e_end ? left == 0 : in.pos == in.size)
+            return 0;
+    }
+}
+
+int sl_ff_encode_jsonl_zstd(const struct sl_ff_opts *o, const char *strand,
+                            const struct sl_ff_record *r, size_t n, struct sl_buf *out,
+                            struct sl_err *err)
+{
+    ZSTD_CCtx *cx = ZSTD_createCCtx();
+    if (!cx)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "zstd: cannot start");
+    ZSTD_CCtx_setParameter(cx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+    ZSTD_CCtx_setParameter(cx, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(cx, ZSTD_c_nbWorkers, 1); /* fails on a single-threaded libzstd: fine */
+    struct sl_buf tmp;
+    sl_buf_init(&tmp, out->max);
+    size_t start = out->len;
+    uint64_t total = 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i += JSONL_SLICE) {
+        size_t m = n - i < JSONL_SLICE ? n - i : JSONL_SLICE;
+        sl_buf_reset(&tmp);
+        rc = sl_ff_encode_json(o, strand, r + i, m, 1, &tmp, err);
+        if (!rc)
+            rc = zstd_feed(cx, tmp.data, tmp.len, ZSTD_e_continue, out, err);
+        total += tmp.len;
+    }
+    if (!rc)
+        rc = zstd_feed(cx, NULL, 0, ZSTD_e_end, out, err);
+    if (!rc && zstd_add_content_size(out, start, total))
+        rc = out->failed ? toobig(err)
+                         : sl_err_set(err, SL_E_IO, "compress_failed", "zstd: unexpected header");
+    ZSTD_freeCCtx(cx);
+    sl_buf_release(&tmp);
+    return rc;
+}
+
 int sl_ff_compress_block(enum sl_ff_codec codec, const uint8_t *in, size_t len, struct sl_buf *out,
                          struct sl_err *err)
 {

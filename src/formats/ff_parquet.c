@@ -16,6 +16,7 @@
 #include "formats/ff_rows.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,9 @@
 
 #define DICT_MAX (1u << 20) /* dictionary page limit (the seed's dictionary_page_size default) */
 #define STAT_MAX 64         /* longer string min/max are left out rather than truncated */
+#ifndef PQ_THREADS
+#define PQ_THREADS 2 /* row groups written at once (the infer pass is single-threaded) */
+#endif
 
 enum { PQ_BOOLEAN = 0, PQ_INT64 = 2, PQ_DOUBLE = 5, PQ_BYTE_ARRAY = 6 };
 enum { ENC_PLAIN = 0, ENC_RLE = 3, ENC_RLE_DICTIONARY = 8 };
@@ -39,19 +43,28 @@ struct chunk_meta {
     uint8_t min[STAT_MAX], max[STAT_MAX];
 };
 
-struct pq {
-    const struct sl_ff_opts *o;
-    struct sl_ff_schema s;
+/* One worker: its scratch space, and the row group it is writing. */
+struct pqw {
+    struct pq *p;
     struct sl_ff_chunk c;
     struct sl_ff_dict dict;
-    struct sl_buf *out;
-    size_t base; /* offset of "PAR1" in out */
     struct sl_buf page, cpage, hdr, levels;
     uint32_t *defs, *idx;
+    struct sl_buf *out; /* the current row group's bytes; offsets are relative to its start */
+    struct sl_err err;
+    int rc;
+};
+
+struct pq {
+    const struct sl_ff_opts *o;
+    const struct sl_ff_record *r;
+    struct sl_ff_schema s;
     struct chunk_meta *meta; /* [row group * ncols + col] */
+    struct sl_buf *rg;       /* [row group] */
     size_t nrg, rg_rows;
-    int codec; /* Parquet CompressionCodec */
-    struct sl_err *err;
+    int codec;   /* Parquet CompressionCodec */
+    size_t next; /* next row group to take (atomic) */
+    int failed;  /* atomic */
 };
 
 static int pq_codec(enum sl_ff_codec c)
@@ -87,20 +100,20 @@ static void put_le32(struct sl_buf *b, uint32_t v)
 }
 
 /* Compresses the page in p->page and appends header + body to out; adds sizes to m. */
-static int write_page(struct pq *p, int type, uint32_t num_values, int encoding,
+static int write_page(struct pqw *p, int type, uint32_t num_values, int encoding,
                       struct chunk_meta *m)
 {
     const struct sl_buf *body = &p->page;
-    if (p->codec != 0) {
+    if (p->p->codec != 0) {
         sl_buf_reset(&p->cpage);
-        int rc =
-            sl_ff_compress_block(p->o->parquet.codec, p->page.data, p->page.len, &p->cpage, p->err);
+        int rc = sl_ff_compress_block(p->p->o->parquet.codec, p->page.data, p->page.len, &p->cpage,
+                                      &p->err);
         if (rc)
             return rc;
         body = &p->cpage;
     }
     if (p->page.len > INT32_MAX || body->len > INT32_MAX)
-        return sl_err_set(p->err, SL_E_TOOBIG, "file_too_large", "parquet page over 2 GiB");
+        return sl_err_set(&p->err, SL_E_TOOBIG, "file_too_large", "parquet page over 2 GiB");
     struct sl_tc t;
     sl_buf_reset(&p->hdr);
     sl_tc_init(&t, &p->hdr);
@@ -125,7 +138,7 @@ static int write_page(struct pq *p, int type, uint32_t num_values, int encoding,
     sl_buf_append(p->out, body->data, body->len);
     m->uncomp += (int64_t)(p->hdr.len + p->page.len);
     m->comp += (int64_t)(p->hdr.len + body->len);
-    return p->out->failed ? sl_err_set(p->err, SL_E_TOOBIG, "file_too_large",
+    return p->out->failed ? sl_err_set(&p->err, SL_E_TOOBIG, "file_too_large",
                                        "file larger than the buffer cap")
                           : 0;
 }
@@ -281,9 +294,10 @@ static int bit_width(size_t n) /* bits to hold 0..n-1, at least 1 */
     return w;
 }
 
-static int write_column(struct pq *p, size_t k, struct chunk_meta *m)
+static int write_column(struct pqw *p, size_t k, struct chunk_meta *m)
 {
-    const struct sl_ff_col *col = &p->s.cols[k];
+    const struct pq *f = p->p;
+    const struct sl_ff_col *col = &f->s.cols[k];
     const struct sl_ff_val *v = sl_ff_at(&p->c, k, 0);
     size_t n = p->c.rows;
     int type = col->type == SL_FT_NULL ? SL_FT_STRING : col->type;
@@ -303,7 +317,7 @@ static int write_column(struct pq *p, size_t k, struct chunk_meta *m)
                 continue;
             long e = sl_ff_dict_add(&p->dict, v[i].v.s, v[i].len);
             if (e < 0)
-                return sl_err_set(p->err, SL_E_NOMEM, "out_of_memory", "out of memory");
+                return sl_err_set(&p->err, SL_E_NOMEM, "out_of_memory", "out of memory");
             p->idx[j++] = (uint32_t)e;
             /* too big, or mostly distinct values (ids, hashes): PLAIN is smaller and faster */
             ok = p->dict.bytes <= DICT_MAX && (j < 1024 || p->dict.n * 4 < j * 3);
@@ -311,7 +325,7 @@ static int write_column(struct pq *p, size_t k, struct chunk_meta *m)
         if (ok && p->dict.n > 0) {
             m->dict = 1;
             bits = bit_width(p->dict.n);
-            m->dict_off = (int64_t)(p->out->len - p->base);
+            m->dict_off = (int64_t)p->out->len;
             sl_buf_reset(&p->page);
             for (size_t e = 0; e < p->dict.n; e++) {
                 put_le32(&p->page, p->dict.len[e]);
@@ -321,13 +335,13 @@ static int write_column(struct pq *p, size_t k, struct chunk_meta *m)
                 return rc;
         }
     }
-    if (p->o->parquet.statistics)
+    if (f->o->parquet.statistics)
         stats(v, n, type, m, m->dict ? &p->dict : NULL);
-    m->data_off = (int64_t)(p->out->len - p->base);
+    m->data_off = (int64_t)p->out->len;
     size_t start = 0, vi = 0; /* vi: index of the next non-null value (dictionary indices) */
     do {
         size_t end = start, acc = 0;
-        while (end < n && acc < p->o->parquet.data_page_size)
+        while (end < n && acc < f->o->parquet.data_page_size)
             acc += value_size(&v[end++], type, bits);
         sl_buf_reset(&p->page);
         if (optional) {
@@ -421,11 +435,11 @@ static void footer_chunk(struct pq *p, struct sl_tc *t, size_t k, const struct c
     sl_tc_end(t);
 }
 
-static int footer(struct pq *p)
+static void footer(struct pq *p, struct sl_buf *out)
 {
-    size_t start = p->out->len;
+    size_t start = out->len;
     struct sl_tc t;
-    sl_tc_init(&t, p->out);
+    sl_tc_init(&t, out);
     sl_tc_i32(&t, 1, 2);
     footer_schema(p, &t);
     sl_tc_i64(&t, 3, (int64_t)p->s.nrows);
@@ -459,9 +473,51 @@ static int footer(struct pq *p)
         sl_tc_end(&t);
     }
     sl_tc_end(&t);
-    put_le32(p->out, (uint32_t)(p->out->len - start));
-    sl_buf_append(p->out, "PAR1", 4);
-    return 0;
+    put_le32(out, (uint32_t)(out->len - start));
+    sl_buf_append(out, "PAR1", 4);
+}
+
+static void *work(void *arg)
+{
+    struct pqw *w = arg;
+    struct pq *p = w->p;
+    size_t ncols = p->s.ncols;
+    w->defs = malloc(p->rg_rows * sizeof(*w->defs));
+    w->idx = malloc(p->rg_rows * sizeof(*w->idx));
+    if (!w->defs || !w->idx) {
+        w->rc = sl_err_set(&w->err, SL_E_NOMEM, "out_of_memory", "out of memory");
+        __atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    for (;;) {
+        size_t g = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+        if (g >= p->nrg || __atomic_load_n(&p->failed, __ATOMIC_RELAXED))
+            break;
+        size_t from = g * p->rg_rows, m = p->s.nrows - from;
+        if (m > p->rg_rows)
+            m = p->rg_rows;
+        w->out = &p->rg[g];
+        w->rc = sl_ff_chunk_fill(&w->c, &p->s, p->r + from, m, 1, &w->err);
+        for (size_t k = 0; k < ncols && !w->rc; k++)
+            w->rc = write_column(w, k, &p->meta[g * ncols + k]);
+        if (w->rc) {
+            __atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void worker_release(struct pqw *w)
+{
+    free(w->defs);
+    free(w->idx);
+    sl_buf_release(&w->page);
+    sl_buf_release(&w->cpage);
+    sl_buf_release(&w->hdr);
+    sl_buf_release(&w->levels);
+    sl_ff_dict_release(&w->dict);
+    sl_ff_chunk_release(&w->c);
 }
 
 int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
@@ -469,18 +525,17 @@ int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
                          struct sl_err *err)
 {
     struct pq p;
+    struct pqw w[PQ_THREADS];
+    pthread_t th[PQ_THREADS];
+    int started[PQ_THREADS] = {0};
     memset(&p, 0, sizeof(p));
-    p.o = o;
-    p.out = out;
-    p.err = err;
-    p.base = out->len;
-    p.codec = pq_codec(o->parquet.codec);
-    sl_buf_init(&p.page, 0);
-    sl_buf_init(&p.cpage, 0);
-    sl_buf_init(&p.hdr, 0);
-    sl_buf_init(&p.levels, 0);
+    memset(w, 0, sizeof(w));
     if (o->parquet.codec == SL_FF_BROTLI)
         return sl_ff_compress_block(SL_FF_BROTLI, NULL, 0, out, err);
+    p.o = o;
+    p.r = r;
+    p.codec = pq_codec(o->parquet.codec);
+    size_t base = out->len;
     int rc = sl_ff_schema_infer(&p.s, o->include_metadata, strand, r, n, err);
     if (rc)
         goto done;
@@ -488,35 +543,60 @@ int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
     if (p.rg_rows > n && n > 0)
         p.rg_rows = n;
     p.nrg = n ? (n + p.rg_rows - 1) / p.rg_rows : 0;
-    p.defs = malloc((p.rg_rows ? p.rg_rows : 1) * sizeof(*p.defs));
-    p.idx = malloc((p.rg_rows ? p.rg_rows : 1) * sizeof(*p.idx));
     p.meta = calloc(p.nrg * p.s.ncols + 1, sizeof(*p.meta));
-    if (!p.defs || !p.idx || !p.meta) {
+    p.rg = calloc(p.nrg + 1, sizeof(*p.rg));
+    if (!p.meta || !p.rg) {
         rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
         goto done;
     }
-    sl_buf_append(out, "PAR1", 4);
-    for (size_t g = 0; g < p.nrg; g++) {
-        size_t from = g * p.rg_rows, m = n - from < p.rg_rows ? n - from : p.rg_rows;
-        if ((rc = sl_ff_chunk_fill(&p.c, &p.s, r + from, m, 1, err)))
-            goto done;
-        for (size_t k = 0; k < p.s.ncols; k++)
-            if ((rc = write_column(&p, k, &p.meta[g * p.s.ncols + k])))
-                goto done;
+    for (size_t g = 0; g < p.nrg; g++)
+        sl_buf_init(&p.rg[g], out->max);
+    /* row groups are independent once the schema is known: up to PQ_THREADS write them */
+    int nt = p.nrg < PQ_THREADS ? (int)p.nrg : PQ_THREADS;
+    for (int t = 0; t < PQ_THREADS; t++) {
+        w[t].p = &p;
+        sl_buf_init(&w[t].page, 0);
+        sl_buf_init(&w[t].cpage, 0);
+        sl_buf_init(&w[t].hdr, 0);
+        sl_buf_init(&w[t].levels, 0);
     }
-    footer(&p);
+    for (int t = 1; t < nt; t++)
+        started[t] = pthread_create(&th[t], NULL, work, &w[t]) == 0;
+    if (nt > 0)
+        work(&w[0]);
+    for (int t = 1; t < nt; t++)
+        if (started[t])
+            pthread_join(th[t], NULL);
+    for (int t = 0; t < nt; t++)
+        if (w[t].rc && !rc) {
+            rc = w[t].rc;
+            if (err)
+                *err = w[t].err;
+        }
+    if (rc)
+        goto done;
+    sl_buf_append(out, "PAR1", 4);
+    for (size_t g = 0; g < p.nrg; g++) { /* row group offsets become file offsets */
+        int64_t at = (int64_t)(out->len - base);
+        for (size_t k = 0; k < p.s.ncols; k++) {
+            struct chunk_meta *m = &p.meta[g * p.s.ncols + k];
+            m->data_off += at;
+            if (m->dict_off >= 0)
+                m->dict_off += at;
+        }
+        sl_buf_append(out, p.rg[g].data, p.rg[g].len);
+        sl_buf_release(&p.rg[g]);
+    }
+    footer(&p, out);
     if (out->failed)
         rc = sl_err_set(err, SL_E_TOOBIG, "file_too_large", "file larger than the buffer cap");
 done:
-    free(p.defs);
-    free(p.idx);
+    for (int t = 0; t < PQ_THREADS; t++)
+        worker_release(&w[t]);
+    for (size_t g = 0; p.rg && g < p.nrg; g++)
+        sl_buf_release(&p.rg[g]);
+    free(p.rg);
     free(p.meta);
-    sl_buf_release(&p.page);
-    sl_buf_release(&p.cpage);
-    sl_buf_release(&p.hdr);
-    sl_buf_release(&p.levels);
-    sl_ff_dict_release(&p.dict);
-    sl_ff_chunk_release(&p.c);
     sl_ff_schema_release(&p.s);
     return rc;
 }

@@ -61,16 +61,27 @@ long sl_ff_schema_find(const struct sl_ff_schema *s, const char *name, size_t le
     return -1;
 }
 
-/* Column index of the key (the j-th of its record), added when new; -1 when out of memory. */
-static long column(struct sl_ff_schema *s, const char *name, uint32_t len, uint32_t j, int add)
+/* Column index of the key (the j-th of its record; the hint remembers where the previous record's
+ * j-th key went), or -1. */
+static long lookup(const struct sl_ff_schema *s, uint32_t *hint, const char *name, uint32_t len,
+                   uint32_t j)
 {
-    if (j < 32 && s->hint[j] < s->ncols) {
-        const struct sl_ff_col *c = &s->cols[s->hint[j]];
+    if (j < 32 && hint[j] < s->ncols) {
+        const struct sl_ff_col *c = &s->cols[hint[j]];
         if (c->name_len == len && memcmp(c->name, name, len) == 0)
-            return s->hint[j];
+            return hint[j];
     }
     long i = sl_ff_schema_find(s, name, len);
-    if (i < 0 && add) {
+    if (i >= 0 && j < 32)
+        hint[j] = (uint32_t)i;
+    return i;
+}
+
+/* lookup(), adding the column when new; -1 when out of memory. */
+static long column(struct sl_ff_schema *s, const char *name, uint32_t len, uint32_t j)
+{
+    long i = lookup(s, s->hint, name, len, j);
+    if (i < 0) {
         if (s->ncols == s->cap) {
             size_t nc = s->cap ? 2 * s->cap : 16;
             struct sl_ff_col *c = realloc(s->cols, nc * sizeof(*c));
@@ -94,9 +105,9 @@ static long column(struct sl_ff_schema *s, const char *name, uint32_t len, uint3
             c->next = s->heads[b];
             s->heads[b] = (int32_t)i;
         }
+        if (j < 32)
+            s->hint[j] = (uint32_t)i;
     }
-    if (i >= 0 && j < 32)
-        s->hint[j] = (uint32_t)i;
     return i;
 }
 
@@ -224,7 +235,7 @@ int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char 
         struct sl_ff_val v;
         uint32_t m;
         if (sl_mp_type(p, end) != SL_MP_MAP) {
-            long c = column(s, "value", 5, 0, 1);
+            long c = column(s, "value", 5, 0);
             if (c < 0)
                 return nomem(err);
             if (read_value(&p, end, &v, NULL, &why))
@@ -241,7 +252,7 @@ int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char 
                 return bad(err, &r[i], "map keys must be strings");
             if (read_value(&p, end, &v, NULL, &why))
                 return bad(err, &r[i], why);
-            long c = column(s, k, kn, j, 1);
+            long c = column(s, k, kn, j);
             if (c < 0)
                 return nomem(err);
             observe(&s->cols[c], i, v.type, v.nested);
@@ -249,7 +260,7 @@ int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char 
     }
     if (include_metadata) {
         for (int k = 0; k < 4; k++) {
-            long c = column(s, g_meta[k], (uint32_t)strlen(g_meta[k]), 31, 1);
+            long c = column(s, g_meta[k], (uint32_t)strlen(g_meta[k]), 31);
             if (c < 0)
                 return nomem(err);
             struct sl_ff_col *col = &s->cols[c];
@@ -264,7 +275,6 @@ int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char 
         s->cols[c].nulls += n - s->cols[c].present;
     if (s->ncols)
         qsort(s->cols, s->ncols, sizeof(*s->cols), cmp_col);
-    memset(s->hint, 0xff, sizeof(s->hint));
     if (rehash(s, s->ncols))
         return nomem(err);
     return 0;
@@ -290,6 +300,20 @@ void sl_ff_put_double(struct sl_buf *b, double d)
         sl_buf_puts(b, d != d ? "NaN" : d > 0 ? "Infinity" : "-Infinity");
 }
 
+void sl_ff_put_i64(struct sl_buf *b, int64_t v)
+{
+    char t[24];
+    int n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        t[sizeof(t) - 1 - n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        t[sizeof(t) - 1 - n++] = '-';
+    sl_buf_append(b, t + sizeof(t) - n, (size_t)n);
+}
+
 void sl_ff_put_text(struct sl_buf *b, const struct sl_ff_val *v)
 {
     switch (v->type) {
@@ -297,7 +321,7 @@ void sl_ff_put_text(struct sl_buf *b, const struct sl_ff_val *v)
         sl_buf_puts(b, v->v.i ? "true" : "false");
         break;
     case SL_FT_INT:
-        sl_buf_printf(b, "%lld", (long long)v->v.i);
+        sl_ff_put_i64(b, v->v.i);
         break;
     case SL_FT_DOUBLE:
         sl_ff_put_double(b, v->v.d);
@@ -338,10 +362,11 @@ static void set_str_arena(struct sl_ff_val *v, size_t off, size_t len)
     v->len = (uint32_t)len;
 }
 
-int sl_ff_chunk_fill(struct sl_ff_chunk *c, struct sl_ff_schema *s, const struct sl_ff_record *r,
-                     size_t n, int convert, struct sl_err *err)
+int sl_ff_chunk_fill(struct sl_ff_chunk *c, const struct sl_ff_schema *s,
+                     const struct sl_ff_record *r, size_t n, int convert, struct sl_err *err)
 {
     if (!c->vals || c->cap < n || c->ncols != s->ncols) {
+        memset(c->hint, 0xff, sizeof(c->hint));
         free(c->vals);
         c->cap = n > c->cap ? n : c->cap;
         c->ncols = s->ncols;
@@ -374,7 +399,7 @@ int sl_ff_chunk_fill(struct sl_ff_chunk *c, struct sl_ff_schema *s, const struct
                 return bad(err, &r[i], "map keys must be strings");
             if (read_value(&p, end, &v, &c->text, &why))
                 return bad(err, &r[i], why);
-            long col = column(s, k, kn, j, 0);
+            long col = lookup(s, c->hint, k, kn, j);
             if (col < 0) /* cannot happen: inference saw every key */
                 return bad(err, &r[i], "record changed between passes");
             if (convert)

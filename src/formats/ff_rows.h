@@ -63,13 +63,14 @@ struct sl_ff_schema {
     size_t nrows;
     int meta;
     const char *strand;
-    uint32_t hint[32]; /* column of the j-th key of the previous record */
+    uint32_t hint[32]; /* column of the j-th key of the previous record (inference) */
 };
 
 struct sl_ff_chunk {
     struct sl_ff_val *vals; /* [col * cap + row] */
     size_t rows, cap, ncols;
     struct sl_buf text;
+    uint32_t hint[32]; /* as in the schema: chunks of one schema can be filled on threads */
 };
 
 int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char *strand,
@@ -79,9 +80,10 @@ void sl_ff_schema_release(struct sl_ff_schema *s);
 long sl_ff_schema_find(const struct sl_ff_schema *s, const char *name, size_t len);
 
 /* Decodes records r[0..n) (n <= cap) into c. convert: turn each value into its column's type
- * (INT -> DOUBLE, scalars -> STRING text); otherwise values keep their own types. */
-int sl_ff_chunk_fill(struct sl_ff_chunk *c, struct sl_ff_schema *s, const struct sl_ff_record *r,
-                     size_t n, int convert, struct sl_err *err);
+ * (INT -> DOUBLE, scalars -> STRING text); otherwise values keep their own types. The schema is
+ * only read: several chunks of one schema may be filled at once on different threads. */
+int sl_ff_chunk_fill(struct sl_ff_chunk *c, const struct sl_ff_schema *s,
+                     const struct sl_ff_record *r, size_t n, int convert, struct sl_err *err);
 void sl_ff_chunk_release(struct sl_ff_chunk *c);
 
 static inline struct sl_ff_val *sl_ff_at(const struct sl_ff_chunk *c, size_t col, size_t row)
@@ -91,6 +93,8 @@ static inline struct sl_ff_val *sl_ff_at(const struct sl_ff_chunk *c, size_t col
 
 /* Appends the JSON text of a double (as the JSON writer prints it; NaN/Infinity spelled so). */
 void sl_ff_put_double(struct sl_buf *b, double d);
+/* Appends an integer in decimal (no printf: it is on the hot path of the text formats). */
+void sl_ff_put_i64(struct sl_buf *b, int64_t v);
 /* Appends the text of a scalar value: integer, double as above, true/false, string bytes. */
 void sl_ff_put_text(struct sl_buf *b, const struct sl_ff_val *v);
 
@@ -98,6 +102,12 @@ void sl_ff_put_text(struct sl_buf *b, const struct sl_ff_val *v);
  * zstd a frame; brotli is an error (not built in). */
 int sl_ff_compress_block(enum sl_ff_codec codec, const uint8_t *in, size_t len, struct sl_buf *out,
                          struct sl_err *err);
+
+/* JSONL compressed with zstd, streamed (sl_ff_encode uses it for format jsonl + zstd): the same
+ * bytes a reader gets from sl_ff_encode_json + sl_ff_compress, without holding the whole text. */
+int sl_ff_encode_jsonl_zstd(const struct sl_ff_opts *o, const char *strand,
+                            const struct sl_ff_record *r, size_t n, struct sl_buf *out,
+                            struct sl_err *err);
 
 /* ---- pieces of the Parquet writer, exposed for the unit tests ---- */
 
