@@ -7,6 +7,7 @@
 
 #include <lz4.h>
 #include <lz4frame.h>
+#include <pthread.h>
 #include <snappy-c.h>
 #include <string.h>
 #include <zlib.h>
@@ -125,9 +126,10 @@ static int lz4_frame(const uint8_t *in, size_t len, struct sl_buf *out, struct s
     return 0;
 }
 
-/* JSONL + zstd: the lines are made in slices and streamed into a zstd context with one worker
- * thread, so compressing overlaps making the next lines and the whole text is never held (memory:
- * one slice plus zstd's job buffers plus the output). The size is only known at the end, so the
+/* JSONL + zstd: the lines are made in slices (on the caller's thread and one helper thread) and
+ * streamed in order into a zstd context with one worker thread, so compressing overlaps making the
+ * next lines and the whole text is never held (memory: three slices plus zstd's job buffers plus
+ * the output). The size is only known at the end, so the
  * frame is written without Frame_Content_Size and the field is put into the header afterwards
  * (RFC 8878 3.1.1.1: FCS_Field_Size flag 3, 8 bytes after the window descriptor and dictionary
  * id; nothing else in the frame depends on the header's bytes). */
@@ -170,6 +172,46 @@ static int zstd_feed(ZSTD_CCtx *cx, const uint8_t *p, size_t len, ZSTD_EndDirect
     }
 }
 
+/* A helper thread makes the odd slices (into two buffers, taken in turn) while the caller makes
+ * the even ones and feeds every slice to zstd in order. */
+struct helper {
+    const struct sl_ff_opts *o;
+    const char *strand;
+    const struct sl_ff_record *r;
+    size_t n, nslices;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sl_buf buf[2];
+    size_t ready[2]; /* slice held by buf[k] + 1; 0: free */
+    int rc[2];
+    struct sl_err err[2];
+    int stop;
+};
+
+static void *helper_run(void *arg)
+{
+    struct helper *h = arg;
+    for (size_t k = 1; k < h->nslices; k += 2) {
+        int b = (int)((k / 2) & 1);
+        pthread_mutex_lock(&h->mu);
+        while (h->ready[b] && !h->stop)
+            pthread_cond_wait(&h->cv, &h->mu);
+        int stop = h->stop;
+        pthread_mutex_unlock(&h->mu);
+        if (stop)
+            break;
+        size_t i = k * JSONL_SLICE, m = h->n - i < JSONL_SLICE ? h->n - i : JSONL_SLICE;
+        sl_buf_reset(&h->buf[b]);
+        int rc = sl_ff_encode_json(h->o, h->strand, h->r + i, m, 1, &h->buf[b], &h->err[b]);
+        pthread_mutex_lock(&h->mu);
+        h->rc[b] = rc;
+        h->ready[b] = k + 1;
+        pthread_cond_broadcast(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+    }
+    return NULL;
+}
+
 int sl_ff_encode_jsonl_zstd(const struct sl_ff_opts *o, const char *strand,
                             const struct sl_ff_record *r, size_t n, struct sl_buf *out,
                             struct sl_err *err)
@@ -180,18 +222,57 @@ int sl_ff_encode_jsonl_zstd(const struct sl_ff_opts *o, const char *strand,
     ZSTD_CCtx_setParameter(cx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
     ZSTD_CCtx_setParameter(cx, ZSTD_c_checksumFlag, 1);
     ZSTD_CCtx_setParameter(cx, ZSTD_c_nbWorkers, 1); /* fails on a single-threaded libzstd: fine */
+    struct helper h;
+    memset(&h, 0, sizeof(h));
+    h.o = o;
+    h.strand = strand;
+    h.r = r;
+    h.n = n;
+    h.nslices = (n + JSONL_SLICE - 1) / JSONL_SLICE;
+    sl_buf_init(&h.buf[0], out->max);
+    sl_buf_init(&h.buf[1], out->max);
+    pthread_mutex_init(&h.mu, NULL);
+    pthread_cond_init(&h.cv, NULL);
+    pthread_t th;
+    int threaded = h.nslices > 1 && pthread_create(&th, NULL, helper_run, &h) == 0;
     struct sl_buf tmp;
     sl_buf_init(&tmp, out->max);
     size_t start = out->len;
     uint64_t total = 0;
     int rc = 0;
-    for (size_t i = 0; i < n && !rc; i += JSONL_SLICE) {
-        size_t m = n - i < JSONL_SLICE ? n - i : JSONL_SLICE;
-        sl_buf_reset(&tmp);
-        rc = sl_ff_encode_json(o, strand, r + i, m, 1, &tmp, err);
+    for (size_t k = 0; k < h.nslices && !rc; k++) {
+        size_t i = k * JSONL_SLICE, m = n - i < JSONL_SLICE ? n - i : JSONL_SLICE;
+        const struct sl_buf *slice = &tmp;
+        int b = (int)((k / 2) & 1);
+        if (k % 2 == 1 && threaded) {
+            pthread_mutex_lock(&h.mu);
+            while (h.ready[b] != k + 1)
+                pthread_cond_wait(&h.cv, &h.mu);
+            pthread_mutex_unlock(&h.mu);
+            rc = h.rc[b];
+            if (rc && err)
+                *err = h.err[b];
+            slice = &h.buf[b];
+        } else {
+            sl_buf_reset(&tmp);
+            rc = sl_ff_encode_json(o, strand, r + i, m, 1, &tmp, err);
+        }
         if (!rc)
-            rc = zstd_feed(cx, tmp.data, tmp.len, ZSTD_e_continue, out, err);
-        total += tmp.len;
+            rc = zstd_feed(cx, slice->data, slice->len, ZSTD_e_continue, out, err);
+        total += slice->len;
+        if (slice != &tmp) { /* hand the buffer back */
+            pthread_mutex_lock(&h.mu);
+            h.ready[b] = 0;
+            pthread_cond_broadcast(&h.cv);
+            pthread_mutex_unlock(&h.mu);
+        }
+    }
+    if (threaded) {
+        pthread_mutex_lock(&h.mu);
+        h.stop = 1;
+        pthread_cond_broadcast(&h.cv);
+        pthread_mutex_unlock(&h.mu);
+        pthread_join(th, NULL);
     }
     if (!rc)
         rc = zstd_feed(cx, NULL, 0, ZSTD_e_end, out, err);
@@ -200,6 +281,10 @@ int sl_ff_encode_jsonl_zstd(const struct sl_ff_opts *o, const char *strand,
                          : sl_err_set(err, SL_E_IO, "compress_failed", "zstd: unexpected header");
     ZSTD_freeCCtx(cx);
     sl_buf_release(&tmp);
+    sl_buf_release(&h.buf[0]);
+    sl_buf_release(&h.buf[1]);
+    pthread_mutex_destroy(&h.mu);
+    pthread_cond_destroy(&h.cv);
     return rc;
 }
 

@@ -3,10 +3,12 @@
 
 #include "formats/json_mp.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NESTING 64
+#define INFER_SPLIT 20000 /* records from which inference runs on two threads */
 
 enum sl_ff_type sl_ff_promote(enum sl_ff_type a, enum sl_ff_type b)
 {
@@ -68,8 +70,13 @@ static long lookup(const struct sl_ff_schema *s, uint32_t *hint, const char *nam
 {
     if (j < 32 && hint[j] < s->ncols) {
         const struct sl_ff_col *c = &s->cols[hint[j]];
-        if (c->name_len == len && memcmp(c->name, name, len) == 0)
-            return hint[j];
+        if (c->name_len == len) {
+            uint32_t k = 0; /* names are short: a loop beats a call to memcmp */
+            while (k < len && c->name[k] == name[k])
+                k++;
+            if (k == len)
+                return hint[j];
+        }
     }
     long i = sl_ff_schema_find(s, name, len);
     if (i >= 0 && j < 32)
@@ -117,9 +124,43 @@ static int read_value(const uint8_t **p, const uint8_t *end, struct sl_ff_val *v
                       struct sl_buf *text, const char **why)
 {
     struct sl_jerr je;
-    int t = sl_mp_type(*p, end);
+    const uint8_t *q = *p;
     v->nested = 0;
     v->arena = 0;
+    /* the common encodings first, without the general readers */
+    if (q < end) {
+        uint8_t b = *q;
+        if (b <= 0x7f || b >= 0xe0) { /* positive / negative fixint */
+            v->type = SL_FT_INT;
+            v->v.i = (int8_t)b;
+            *p = q + 1;
+            return 0;
+        }
+        if ((b & 0xe0) == 0xa0 || b == 0xd9) { /* fixstr, str8 */
+            size_t hl = b == 0xd9 ? 2 : 1;
+            if ((size_t)(end - q) >= hl) {
+                size_t n = b == 0xd9 ? q[1] : (size_t)(b & 0x1f);
+                if ((size_t)(end - q) - hl >= n) {
+                    v->type = SL_FT_STRING;
+                    v->v.s = (const char *)q + hl;
+                    v->len = (uint32_t)n;
+                    *p = q + hl + n;
+                    return 0;
+                }
+            }
+            return *why = "truncated value", -1;
+        }
+        if (b == 0xcb && end - q >= 9) { /* float64 */
+            uint64_t u = 0;
+            for (int i = 1; i <= 8; i++)
+                u = u << 8 | q[i];
+            memcpy(&v->v.d, &u, 8);
+            v->type = SL_FT_DOUBLE;
+            *p = q + 9;
+            return 0;
+        }
+    }
+    int t = sl_mp_type(*p, end);
     switch (t) {
     case SL_MP_NIL:
         v->type = SL_FT_NULL;
@@ -219,14 +260,13 @@ static int cmp_col(const void *a, const void *b)
     return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
 }
 
-int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char *strand,
-                       const struct sl_ff_record *r, size_t n, struct sl_err *err)
+/* Infers the columns of r[0..n) into s (columns unsorted, nulls counting the missing rows). */
+static int infer_part(struct sl_ff_schema *s, const struct sl_ff_record *r, size_t n,
+                      struct sl_err *err)
 {
     memset(s, 0, sizeof(*s));
     memset(s->hint, 0xff, sizeof(s->hint));
     s->nrows = n;
-    s->meta = include_metadata;
-    s->strand = strand;
     if (rehash(s, 16))
         return nomem(err);
     for (size_t i = 0; i < n; i++) {
@@ -258,9 +298,97 @@ int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char 
             observe(&s->cols[c], i, v.type, v.nested);
         }
     }
+    for (size_t c = 0; c < s->ncols; c++)
+        s->cols[c].nulls += n - s->cols[c].present;
+    return 0;
+}
+
+/* Adds the columns of b (inferred over the rows after a's) to a. */
+static int merge(struct sl_ff_schema *a, const struct sl_ff_schema *b)
+{
+    size_t na = a->ncols;
+    uint8_t *seen = calloc(na + 1, 1);
+    if (!seen)
+        return -1;
+    for (size_t k = 0; k < b->ncols; k++) {
+        const struct sl_ff_col *cb = &b->cols[k];
+        long i = sl_ff_schema_find(a, cb->name, cb->name_len);
+        if (i < 0) {
+            i = column(a, cb->name, cb->name_len, 32);
+            if (i < 0) {
+                free(seen);
+                return -1;
+            }
+            a->cols[i].type = cb->type;
+            a->cols[i].nested = cb->nested;
+            a->cols[i].nulls = a->nrows + cb->nulls; /* missing in every row of a */
+            continue;
+        }
+        struct sl_ff_col *ca = &a->cols[i];
+        ca->type = (uint8_t)sl_ff_promote((enum sl_ff_type)ca->type, (enum sl_ff_type)cb->type);
+        ca->nested |= cb->nested;
+        ca->nulls += cb->nulls;
+        seen[i] = 1;
+    }
+    for (size_t k = 0; k < na; k++)
+        if (!seen[k])
+            a->cols[k].nulls += b->nrows; /* missing in every row of b */
+    a->nrows += b->nrows;
+    free(seen);
+    return 0;
+}
+
+struct part {
+    struct sl_ff_schema s;
+    const struct sl_ff_record *r;
+    size_t n;
+    struct sl_err err;
+    int rc;
+};
+
+static void *infer_thread(void *arg)
+{
+    struct part *pt = arg;
+    pt->rc = infer_part(&pt->s, pt->r, pt->n, &pt->err);
+    return NULL;
+}
+
+int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char *strand,
+                       const struct sl_ff_record *r, size_t n, struct sl_err *err)
+{
+    /* a large batch is inferred in two halves at once, then merged */
+    struct part second;
+    pthread_t th;
+    int threaded = 0;
+    size_t first = n;
+    memset(&second, 0, sizeof(second));
+    if (n >= INFER_SPLIT) {
+        first = n / 2;
+        second.r = r + first;
+        second.n = n - first;
+        threaded = pthread_create(&th, NULL, infer_thread, &second) == 0;
+        if (!threaded)
+            first = n;
+    }
+    int rc = infer_part(s, r, first, err);
+    if (threaded) {
+        pthread_join(th, NULL);
+        if (!rc && second.rc) {
+            rc = second.rc;
+            if (err)
+                *err = second.err;
+        }
+        if (!rc && merge(s, &second.s))
+            rc = nomem(err);
+        sl_ff_schema_release(&second.s);
+    }
+    if (rc)
+        return rc;
+    s->meta = include_metadata;
+    s->strand = strand;
     if (include_metadata) {
         for (int k = 0; k < 4; k++) {
-            long c = column(s, g_meta[k], (uint32_t)strlen(g_meta[k]), 31);
+            long c = column(s, g_meta[k], (uint32_t)strlen(g_meta[k]), 32);
             if (c < 0)
                 return nomem(err);
             struct sl_ff_col *col = &s->cols[c];
@@ -268,11 +396,8 @@ int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char 
             col->nested = 0;
             col->meta = 1;
             col->nulls = 0;
-            col->present = n;
         }
     }
-    for (size_t c = 0; c < s->ncols; c++)
-        s->cols[c].nulls += n - s->cols[c].present;
     if (s->ncols)
         qsort(s->cols, s->ncols, sizeof(*s->cols), cmp_col);
     if (rehash(s, s->ncols))

@@ -203,6 +203,37 @@ static void test_promotion(void)
     batch_release(&b);
 }
 
+/* A batch large enough to be inferred in two halves on two threads: the merge must promote and
+ * count nulls exactly as one pass would. */
+static void test_split_inference(void)
+{
+    struct batch b = {0};
+    sl_buf_init(&b.mp, 0);
+    char line[128];
+    for (int i = 0; i < 30000; i++) {
+        int n = i < 15000 ? snprintf(line, sizeof(line), "{\"x\":%d,\"z\":%s}", i,
+                                     i % 2 ? "null" : "true")
+                          : snprintf(line, sizeof(line), "{\"x\":%d.5,\"y\":\"s%d\"}", i, i);
+        batch_add(&b, line, (size_t)n);
+    }
+    batch_done(&b);
+    struct sl_ff_schema s;
+    struct sl_err err = {0};
+    T_EQ_INT(sl_ff_schema_infer(&s, 0, "st", b.r, b.n, &err), 0, "infer 30000 records");
+    T_EQ_INT(s.ncols, 3, "x, y, z");
+    if (s.ncols == 3) {
+        T_CHECK(s.cols[0].type == SL_FT_DOUBLE && s.cols[0].nulls == 0,
+                "x: int in one half, double in the other -> double, never null");
+        T_CHECK(s.cols[1].type == SL_FT_STRING && s.cols[1].nulls == 15000,
+                "y: only in the second half -> 15000 nulls");
+        T_CHECK(s.cols[2].type == SL_FT_BOOL && s.cols[2].nulls == 22500,
+                "z: only in the first half, every other null -> 22500 nulls (%llu)",
+                (unsigned long long)s.cols[2].nulls);
+    }
+    sl_ff_schema_release(&s);
+    batch_release(&b);
+}
+
 static void csv_field(const char *in, int always, const char *want)
 {
     struct sl_buf b;
@@ -380,6 +411,59 @@ static void test_dict(void)
     sl_ff_dict_release(&d);
 }
 
+/* JSONL + zstd is made on two threads: a bad record in a slice of either thread fails the file
+ * with the record's error, and nothing hangs or leaks. */
+static void test_jsonl_zstd_errors(void)
+{
+    struct batch b = {0};
+    sl_buf_init(&b.mp, 0);
+    for (int i = 0; i < 9000; i++)
+        batch_add(&b, "{\"a\":1}", 7);
+    batch_done(&b);
+    static const uint8_t bad = 0xc1; /* never used in MessagePack */
+    json_error_t je;
+    json_t *cfg = json_loads("{\"format\":\"jsonl\",\"compression\":\"zstd\"}", 0, &je);
+    struct sl_ff_opts o;
+    struct sl_err err = {0};
+    sl_ff_opts_from_config(cfg, &o, &err);
+    size_t at[3] = {100, 3000, 8999}; /* main thread's slice, helper's slice, the last one */
+    for (int k = 0; k < 3; k++) {
+        const uint8_t *keep = b.r[at[k]].payload;
+        b.r[at[k]].payload = &bad;
+        b.r[at[k]].payload_len = 1;
+        struct sl_buf out;
+        sl_buf_init(&out, 0);
+        memset(&err, 0, sizeof(err));
+        int rc = sl_ff_encode(&o, "s", b.r, b.n, &out, &err);
+        char want[32];
+        snprintf(want, sizeof(want), "record %zu", at[k] + 1);
+        T_CHECK(rc == SL_E_CORRUPT && strstr(err.msg, want), "jsonl+zstd fails on %s (%s)", want,
+                err.msg);
+        b.r[at[k]].payload = keep;
+        b.r[at[k]].payload_len = 7;
+        sl_buf_release(&out);
+    }
+    struct sl_buf out;
+    sl_buf_init(&out, 0);
+    T_EQ_INT(sl_ff_encode(&o, "s", b.r, b.n, &out, &err), 0, "jsonl+zstd of 9000 records");
+    struct sl_ff_opts plain = o;
+    plain.compression = SL_FF_NONE;
+    struct sl_buf text;
+    sl_buf_init(&text, 0);
+    sl_ff_encode(&plain, "s", b.r, b.n, &text, &err);
+    unsigned long long size = ZSTD_getFrameContentSize(out.data, out.len);
+    uint8_t *back = malloc(text.len + 1);
+    size_t got = back ? ZSTD_decompress(back, text.len + 1, out.data, out.len) : 0;
+    T_CHECK(size == text.len && got == text.len && memcmp(back, text.data, text.len) == 0,
+            "the streamed frame states its content size and holds the JSONL text (%llu)", size);
+    free(back);
+    sl_buf_release(&text);
+    sl_buf_release(&out);
+    sl_ff_opts_free(&o);
+    json_decref(cfg);
+    batch_release(&b);
+}
+
 static void test_compress(void)
 {
     size_t len = 300000;
@@ -461,10 +545,12 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "write") == 0)
         return tool_write(argv[2], argc >= 4 ? argv[3] : "events");
     test_promotion();
+    test_split_inference();
     test_csv();
     test_thrift();
     test_rle();
     test_dict();
     test_compress();
+    test_jsonl_zstd_errors();
     return T_DONE();
 }
