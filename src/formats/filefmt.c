@@ -1,6 +1,7 @@
 /* Options, dispatch, extensions and the JSON / JSONL writer of the object-storage sink. */
 #include "formats/filefmt.h"
 
+#include "formats/ff_rows.h"
 #include "formats/json_mp.h"
 
 #include <stdlib.h>
@@ -182,6 +183,8 @@ int sl_ff_encode(const struct sl_ff_opts *o, const char *strand, const struct sl
             return sl_ff_encode_parquet(o, strand, r, n, out, err);
         }
     }
+    if (o->format == SL_FF_JSONL && o->compression == SL_FF_ZSTD)
+        return sl_ff_encode_jsonl_zstd(o, strand, r, n, out, err); /* streamed, see ff_compress.c */
     struct sl_ff_opts plain = *o;
     plain.compression = SL_FF_NONE;
     struct sl_buf tmp;
@@ -200,8 +203,11 @@ static int meta_members(const char *strand, const struct sl_ff_record *r, int fi
 {
     sl_buf_puts(out, first ? "\"_record_hash\":\"" : ",\"_record_hash\":\"");
     sl_buf_hex(out, r->hash, 32);
-    sl_buf_printf(out, "\",\"_seq\":%llu,\"_timestamp_ms\":%llu,\"_strand\":",
-                  (unsigned long long)r->seq, (unsigned long long)r->timestamp_ms);
+    sl_buf_puts(out, "\",\"_seq\":");
+    sl_ff_put_i64(out, (int64_t)r->seq);
+    sl_buf_puts(out, ",\"_timestamp_ms\":");
+    sl_ff_put_i64(out, (int64_t)r->timestamp_ms);
+    sl_buf_puts(out, ",\"_strand\":");
     return sl_buf_json_str(out, strand, strlen(strand));
 }
 

@@ -17,7 +17,9 @@
  *   csv               {delimiter, include_header, quote_char, always_quote, line_ending lf|crlf,
  *                      null_value, columns [names]}
  *
- * Every function is reentrant; a batch's memory is bounded by its records and the file built. */
+ * Every function is reentrant; a batch's memory is bounded by its records and the file built.
+ * sl_ff_encode may run a second thread of its own (and zstd's worker) for a large batch and joins
+ * them before returning. Layouts, type inference and the memory bound: docs/formats.md. */
 #ifndef SL_FORMATS_FILEFMT_H
 #define SL_FORMATS_FILEFMT_H
 

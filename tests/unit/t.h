@@ -3,6 +3,7 @@
 #ifndef SL_TEST_T_H
 #define SL_TEST_T_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +35,20 @@ static int t_failed_, t_passed_;
         T_CHECK(a_ &&b_ &&strcmp(a_, b_) == 0, "%s (\"%s\" == \"%s\")", name, a_ ? a_ : "(null)",  \
                 b_ ? b_ : "(null)");                                                               \
     } while (0)
+
+/* Lowercase hex of p[0..n) in a static buffer (up to 2 KiB of input): for golden-byte checks. */
+static inline const char *t_hex(const uint8_t *p, size_t n)
+{
+    static char buf[1 << 12];
+    static const char d[] = "0123456789abcdef";
+    size_t i;
+    for (i = 0; i < n && 2 * i + 2 < sizeof(buf); i++) {
+        buf[2 * i] = d[p[i] >> 4];
+        buf[2 * i + 1] = d[p[i] & 15];
+    }
+    buf[2 * i] = 0;
+    return buf;
+}
 
 #define T_DONE() (t_failed_ ? 1 : 0)
 

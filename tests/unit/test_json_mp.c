@@ -12,20 +12,6 @@
 
 #include "t.h"
 
-static char hexbuf[1 << 12];
-
-static const char *hex(const uint8_t *p, size_t n)
-{
-    static const char d[] = "0123456789abcdef";
-    size_t i;
-    for (i = 0; i < n && 2 * i + 2 < sizeof(hexbuf); i++) {
-        hexbuf[2 * i] = d[p[i] >> 4];
-        hexbuf[2 * i + 1] = d[p[i] & 15];
-    }
-    hexbuf[2 * i] = 0;
-    return hexbuf;
-}
-
 /* JSON text -> hex of its MessagePack, or "ERR" */
 static const char *enc_n(const char *json, size_t len)
 {
@@ -34,7 +20,7 @@ static const char *enc_n(const char *json, size_t len)
     sl_buf_init(&b, 0);
     const char *r = "ERR";
     if (sl_json_to_mp(json, len, &b, 64, &e) == 0)
-        r = hex(b.data, b.len);
+        r = t_hex(b.data, b.len);
     sl_buf_release(&b);
     return r;
 }
@@ -140,14 +126,14 @@ static void test_integers(void)
         snprintf(t, sizeof(t), "%lld", (long long)sv[i]);
         snprintf(want, sizeof(want), "%s", enc(t));
         sl_mp_write_int(&b, sv[i]);
-        same &= strcmp(hex(b.data, b.len), want) == 0;
+        same &= strcmp(t_hex(b.data, b.len), want) == 0;
         sl_buf_release(&b);
     }
     T_CHECK(same, "sl_mp_write_int matches sl_json_to_mp at every boundary");
     struct sl_buf b;
     sl_buf_init(&b, 0);
     sl_mp_write_uint(&b, UINT64_MAX);
-    T_EQ_STR(hex(b.data, b.len), "cfffffffffffffffff", "sl_mp_write_uint(UINT64_MAX)");
+    T_EQ_STR(t_hex(b.data, b.len), "cfffffffffffffffff", "sl_mp_write_uint(UINT64_MAX)");
     sl_buf_release(&b);
 }
 
@@ -236,7 +222,7 @@ static void str_case(size_t n, const char *head)
     sl_buf_init(&b, 0);
     int rc = sl_json_to_mp(j, n + 2, &b, 64, &e);
     size_t hl = strlen(head) / 2;
-    T_CHECK(rc == 0 && b.len == hl + n && strcmp(hex(b.data, hl), head) == 0 &&
+    T_CHECK(rc == 0 && b.len == hl + n && strcmp(t_hex(b.data, hl), head) == 0 &&
                 (n == 0 || (b.data[hl] == 'x' && b.data[b.len - 1] == 'x')),
             "string of %zu bytes has header %s", n, head);
     sl_buf_release(&b);
@@ -303,7 +289,7 @@ static void container_case(size_t n, int obj, const char *head)
     sl_buf_init(&back, 0);
     int rc = sl_json_to_mp(j, len, &b, 64, &e);
     size_t hl = strlen(head) / 2, used = 0;
-    T_CHECK(rc == 0 && strcmp(hex(b.data, hl), head) == 0 &&
+    T_CHECK(rc == 0 && strcmp(t_hex(b.data, hl), head) == 0 &&
                 sl_mp_skip(b.data, b.len, 64) == (long)b.len,
             "%s of %zu entries has header %s", obj ? "object" : "array", n, head);
     rc = sl_mp_to_json(b.data, b.len, &used, &back, 64, &e);
