@@ -35,7 +35,9 @@ t = st.Checks()
 st.require_binary(t)
 t.note("seed %d, %d cycles" % (SEED, CYCLES))
 rng = random.Random(SEED)
-sb = Supabase(key="crash-key").start()
+sb = Supabase(key="crash-key")
+st.at_cleanup(sb.stop)
+sb.start()
 os.environ["BOBOYKA_SUPABASE_URL"] = sb.url
 os.environ["BOBOYKA_SUPABASE_KEY"] = sb.key
 srv = st.Server(args=["--boboyka-dedup-column", "record_hash", "--boboyka-retry-base-ms", "20",

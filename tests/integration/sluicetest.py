@@ -37,7 +37,22 @@ _servers = []
 _tmpdirs = []
 
 
+_cleanups = []  # more things to stop (test peers), newest first; see at_cleanup
+
+
+def at_cleanup(fn):
+    """Runs fn() when the test ends, however it ends (Checks.done() leaves with os._exit, which
+    skips atexit handlers). For peers such as PostgreSQL that must not outlive the test."""
+    _cleanups.insert(0, fn)
+    return fn
+
+
 def _cleanup():
+    for fn in list(_cleanups):
+        try:
+            fn()
+        except Exception:
+            pass
     for s in list(_servers):
         try:
             s.kill()

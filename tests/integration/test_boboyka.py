@@ -214,7 +214,9 @@ srv.stop()
 
 # ------------------------------------------------------------------ dual-write
 
-sb = Supabase(key="service-role-123").start()
+sb = Supabase(key="service-role-123")
+st.at_cleanup(sb.stop)
+sb.start()
 os.environ["BOBOYKA_SUPABASE_URL"] = sb.url
 os.environ["BOBOYKA_SUPABASE_KEY"] = sb.key
 FAST = ["--boboyka-dedup-column", "record_hash", "--boboyka-retry-base-ms", "50",
