@@ -11,16 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { ST_DISABLED = 0, ST_OK = 1, ST_PENDING = 2, ST_FAILED = 3 };
 static const char *const g_state[] = {"disabled", "ok", "pending", "failed"};
 
 #define MAX_BATCH 500 /* events in one bulk insert */
-#define MAX_INFLIGHT                                                                               \
-    4                   /* mirror requests in flight: few, so that events gather into bulk inserts \
-                         */
-#define SCAN_BATCH 200  /* retries taken from the queue at a time */
-#define LEASE_MS 600000 /* a retry taken is not taken again for this long (reset on open) */
+/* mirror requests in flight: few, so that events gather into bulk inserts */
+#define MAX_INFLIGHT 4
+#define SCAN_BATCH 200    /* retries taken from the queue at a time */
+#define LEASE_MS 600000   /* a retry taken is not taken again for this long (reset on open) */
 #define RESP_EXCERPT 4096 /* bytes of a Supabase answer kept for the error text */
 
 struct job {
@@ -31,6 +31,7 @@ struct job {
     uint8_t hashes[1][SL_HASH_LEN];
     struct sl_bbk_event ev; /* payload (foreground) and the mirror body */
     int background;         /* a retry from the queue: nobody waits for it */
+    int answered;           /* answered by the committer already (dual-write off) */
     int nobatch;            /* sent alone */
     int type, attempts;     /* attempts made before this one */
     uint64_t seq, ts, deadline_ns, shape;
@@ -67,7 +68,12 @@ struct sl_bbk {
     pthread_mutex_t mu; /* guards everything below */
     struct job *in_head, **in_tail;
     int stopping;
-    long outstanding; /* ingests accepted and not yet answered */
+    long outstanding; /* ingests accepted and not yet indexed */
+    /* Without dual-write an ingest is answered by the committer as soon as it is durable, and
+     * indexed a moment later: readers wait until every event answered before they started is
+     * in the index (read-your-writes without a thread hop on the write path). */
+    uint64_t early_answered, early_indexed;
+    pthread_cond_t indexed_cv;
     uint64_t counts[SL_BBK_NTYPES], pending, failed, sent_ok, sent_err;
     /* service thread only */
     struct job *queue, **queue_tail, *finished;
@@ -216,6 +222,8 @@ static uint64_t backoff_ms(const struct sl_bbk *b, int attempts)
     return sl_rand64() % (cap + 1); /* full jitter */
 }
 
+static void answer(struct job *j, int dual);
+
 /* Writes the outcome of every finished job to the index in one transaction, then answers the
  * waiting requests. */
 static void flush_finished(struct sl_bbk *b)
@@ -273,33 +281,58 @@ static void flush_finished(struct sl_bbk *b)
     }
     if (db_exec(b->db, "COMMIT", NULL) < 0)
         sl_error("boboyka index: commit: %s", sqlite3_errmsg(b->db));
-    long answered = 0;
+    long done = 0, early = 0;
+    for (struct job *j = list; j; j = j->next)
+        early += j->answered;
     pthread_mutex_lock(&b->mu);
     for (int t = 0; t < SL_BBK_NTYPES; t++)
         b->counts[t] += (uint64_t)dcount[t];
     b->pending = (uint64_t)((int64_t)b->pending + dpending);
     b->failed = (uint64_t)((int64_t)b->failed + dfailed);
+    if (early) {
+        b->early_indexed += (uint64_t)early;
+        pthread_cond_broadcast(&b->indexed_cv);
+    }
     pthread_mutex_unlock(&b->mu);
     for (struct job *j = list, *next; j; j = next) {
         next = j->next;
-        if (!j->background) {
-            struct sl_bbk_result r = {
-                .status = j->strand_status,
-                .type = j->type,
-                .seq = j->seq,
-                .ingested_at_ms = j->ts,
-                .dw_enabled = b->dual,
-                .dw_ok = j->ok,
-                .dw_error = b->dual && !j->ok ? j->error : NULL,
-            };
-            memcpy(r.hash, j->hashes[0], SL_HASH_LEN);
-            j->done(&r, j->arg);
-            answered++;
-        }
+        done += !j->background;
+        if (!j->background && !j->answered)
+            answer(j, b->dual);
         job_free(j);
     }
     pthread_mutex_lock(&b->mu);
-    b->outstanding -= answered;
+    b->outstanding -= done;
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void answer(struct job *j, int dual)
+{
+    struct sl_bbk_result r = {
+        .status = j->strand_status,
+        .type = j->type,
+        .seq = j->seq,
+        .ingested_at_ms = j->ts,
+        .dw_enabled = dual,
+        .dw_ok = j->ok,
+        .dw_error = dual && !j->ok ? j->error : NULL,
+    };
+    memcpy(r.hash, j->hashes[0], SL_HASH_LEN);
+    j->done(&r, j->arg);
+}
+
+/* Readers call this first: every event answered before now is in the index when it returns
+ * (or after 2 s, if the index writer is stuck). */
+static void wait_indexed(struct sl_bbk *b)
+{
+    pthread_mutex_lock(&b->mu);
+    uint64_t want = b->early_answered;
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 2;
+    while (b->early_indexed < want && !b->stopping)
+        if (pthread_cond_timedwait(&b->indexed_cv, &b->mu, &dl) != 0)
+            break;
     pthread_mutex_unlock(&b->mu);
 }
 
@@ -662,7 +695,12 @@ static void on_committed(struct sl_append *a)
     j->seq = a->first_seq;
     j->ts = a->timestamp_ms;
     j->deadline_ns = sl_mono_ns() + b->o.timeout_ms * 1000000;
+    if (!b->dual && j->strand_status == 0) {
+        answer(j, 0); /* durable is all it waits for; indexed by the service thread next */
+        j->answered = 1;
+    }
     pthread_mutex_lock(&b->mu);
+    b->early_answered += (uint64_t)j->answered;
     *b->in_tail = j;
     b->in_tail = &j->next;
     pthread_mutex_unlock(&b->mu);
@@ -738,6 +776,7 @@ int sl_bbk_open(struct sl_bbk **out, struct sl_store *store, const struct sl_bbk
     b->queue_tail = &b->queue;
     pthread_mutex_init(&b->mu, NULL);
     pthread_mutex_init(&b->rd_mu, NULL);
+    pthread_cond_init(&b->indexed_cv, NULL);
     int rc;
     if (!b->url || !b->key || !b->dedup) {
         rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
@@ -788,6 +827,7 @@ void sl_bbk_close(struct sl_bbk *b)
     sqlite3_close(b->rd);
     pthread_mutex_destroy(&b->mu);
     pthread_mutex_destroy(&b->rd_mu);
+    pthread_cond_destroy(&b->indexed_cv);
     free(b->url);
     free(b->key);
     free(b->dedup);
@@ -803,6 +843,7 @@ int sl_bbk_dual_write(const struct sl_bbk *b)
 
 void sl_bbk_status_json(struct sl_bbk *b, struct sl_buf *out)
 {
+    wait_indexed(b);
     pthread_mutex_lock(&b->mu);
     uint64_t c[SL_BBK_NTYPES], pending = b->pending, failed = b->failed, total = 0;
     memcpy(c, b->counts, sizeof(c));
@@ -830,6 +871,7 @@ void sl_bbk_status_json(struct sl_bbk *b, struct sl_buf *out)
 int sl_bbk_events_json(struct sl_bbk *b, int type, uint64_t before, uint32_t limit,
                        struct sl_buf *out, struct sl_err *err)
 {
+    wait_indexed(b);
     pthread_mutex_lock(&b->rd_mu);
     sqlite3_stmt *st;
     const char *sql = type < 0 ? "SELECT seq, hash, type, ts, state, attempts, error FROM events"
