@@ -149,21 +149,42 @@ static int db_insert(struct sl_bbk *b, uint64_t seq, const uint8_t *hash, int ty
     return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 }
 
-/* Indexes strand records the index does not have yet (a crash between the two writes). */
+/* Indexes strand records the index does not have yet (a crash between the two writes). Events
+ * are indexed when their first mirror attempt ends, so not in seq order: a crash can leave gaps
+ * below the highest indexed seq, but only among events committed at most one mirror timeout
+ * before the newest indexed one (each is indexed within timeout_ms of its commit, in the order
+ * they finish). So the scan starts timeout_ms + 5 s before that event, and below the highest
+ * indexed seq it skips the seqs the index has. */
 static int catch_up(struct sl_bbk *b, struct sl_err *err)
 {
-    sqlite3_stmt *st;
+    sqlite3_stmt *st, *has = NULL;
     int64_t max = -1;
     if (sqlite3_prepare_v2(b->db, "SELECT MAX(seq) FROM events", -1, &st, NULL) == SQLITE_OK &&
         sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         max = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    uint64_t count = sl_strand_count(b->strand), added = 0;
-    if ((uint64_t)(max + 1) >= count)
+    uint64_t count = sl_strand_count(b->strand), added = 0, from = 0;
+    struct sl_record r;
+    if (max >= 0 && sl_strand_read(b->strand, (uint64_t)max, &r) == 0) {
+        uint64_t margin = b->o.timeout_ms + 5000;
+        if (r.timestamp_ms <= margin ||
+            sl_strand_find_time(b->strand, r.timestamp_ms - margin, &from) < 0)
+            from = 0;
+    }
+    if (from >= count)
         return 0;
+    if (sqlite3_prepare_v2(b->db, "SELECT 1 FROM events WHERE seq = ?", -1, &has, NULL) !=
+        SQLITE_OK)
+        return sl_err_set(err, SL_E_IO, "metadata_error", "boboyka index: %s",
+                          sqlite3_errmsg(b->db));
     db_exec(b->db, "BEGIN", NULL);
-    for (uint64_t seq = (uint64_t)(max + 1); seq < count; seq++) {
-        struct sl_record r;
+    for (uint64_t seq = from; seq < count; seq++) {
+        if ((int64_t)seq <= max) {
+            sqlite3_reset(has);
+            sqlite3_bind_int64(has, 1, (sqlite3_int64)seq);
+            if (sqlite3_step(has) == SQLITE_ROW)
+                continue;
+        }
         if (sl_strand_read(b->strand, seq, &r) < 0)
             continue;
         int t = sl_bbk_payload_type(r.payload, r.payload_len);
@@ -172,11 +193,13 @@ static int catch_up(struct sl_bbk *b, struct sl_err *err)
         if (db_insert(b, seq, r.hash, t, r.timestamp_ms, b->dual ? ST_PENDING : ST_DISABLED, 0,
                       b->dual ? "not mirrored before a restart" : NULL, 0) < 0) {
             db_exec(b->db, "ROLLBACK", NULL);
+            sqlite3_finalize(has);
             return sl_err_set(err, SL_E_IO, "metadata_error", "boboyka index: %s",
                               sqlite3_errmsg(b->db));
         }
         added++;
     }
+    sqlite3_finalize(has);
     if (db_exec(b->db, "COMMIT", err) < 0)
         return SL_E_IO;
     if (added)
