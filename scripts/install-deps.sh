@@ -11,7 +11,7 @@ DEBS=(
   libpq-dev libavro-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
   # test and benchmark tools
   curl python3 python3-msgpack wrk postgresql-15 postgresql-client-15 postgresql-contrib
-  avro-bin python3-avro zstd lz4 gzip
+  avro-bin python3-avro python3-snappy zstd lz4 gzip
 )
 
 missing=()
