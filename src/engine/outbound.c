@@ -1,5 +1,6 @@
 #include "engine/outbound.h"
 
+#include "connectors/httpc.h"
 #include "connectors/objstore/objstore.h"
 #include "connectors/pg/cdc.h"
 #include "connectors/s3/sigv4.h"
@@ -113,70 +114,24 @@ static int event_json(struct sl_buf *b, const struct sl_record *r)
     return b->failed ? -1 : 0;
 }
 
-struct resp {
-    struct sl_buf body; /* first EXCERPT bytes */
-    long retry_after_s; /* -1 if absent */
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+static int cancelled(void *w)
 {
-    struct resp *r = arg;
-    size_t len = sz * n;
-    if (r->body.len < EXCERPT)
-        sl_buf_append(&r->body, p, len < EXCERPT - r->body.len ? len : EXCERPT - r->body.len);
-    return len;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t len = sz * n;
-    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0) {
-        char tmp[32];
-        size_t k = len - 12 < sizeof(tmp) - 1 ? len - 12 : sizeof(tmp) - 1;
-        memcpy(tmp, p + 12, k);
-        tmp[k] = 0;
-        char *end;
-        long v = strtol(tmp, &end, 10);
-        if (end != tmp && v >= 0)
-            r->retry_after_s = v;
-    }
-    return len;
-}
-
-static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
-{
-    return stopped(arg); /* nonzero aborts the transfer: a disabled connector stops at once */
+    return stopped(w); /* a disabled connector's request in flight stops at once */
 }
 
 /* One HTTP attempt. Returns the status (>= 100), or 0 for a network error (err filled). */
 static long http_send(struct worker *w, CURL *c, const char *method, const char *url,
-                      struct curl_slist *hdrs, const struct sl_buf *body, struct resp *r, char *err,
-                      size_t errlen)
+                      struct curl_slist *hdrs, const struct sl_buf *body, struct sl_httpc_resp *r,
+                      char *err, size_t errlen)
 {
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body->data ? (const char *)body->data : "");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body->len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)cfg_int(w->def.config, NULL, "timeout_ms"));
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, w);
-    CURLcode cc = curl_easy_perform(c);
+    long status;
+    CURLcode cc =
+        sl_httpc_send(c, method, url, hdrs, body->data, body->len,
+                      (long)cfg_int(w->def.config, NULL, "timeout_ms"), r, cancelled, w, &status);
     if (cc != CURLE_OK) {
         snprintf(err, errlen, "%s", curl_easy_strerror(cc));
         return 0;
     }
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     snprintf(err, errlen, "HTTP %ld", status);
     return status;
 }
@@ -271,7 +226,7 @@ static int build_request(struct worker *w, struct sl_strand *s, uint64_t from, u
 }
 
 static void dead_letter(struct worker *w, struct sl_strand *s, uint64_t from, uint64_t n,
-                        int attempts, long status, const char *error, const struct resp *r)
+                        int attempts, long status, const char *error, const struct sl_httpc_resp *r)
 {
     for (uint64_t i = 0; i < n; i++) {
         struct sl_record rec;
@@ -308,8 +263,8 @@ static int os_cancel(void *arg)
 }
 
 /* One attempt at storing a batch's files (those not stored by an earlier attempt). */
-static long os_store(struct worker *w, CURL *c, struct sl_os_batch *b, struct resp *r, char *err,
-                     size_t errlen)
+static long os_store(struct worker *w, CURL *c, struct sl_os_batch *b, struct sl_httpc_resp *r,
+                     char *err, size_t errlen)
 {
     struct sl_os_io io = {.curl = c,
                           .cancel = os_cancel,
@@ -383,8 +338,8 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
     struct sl_buf body;
     sl_buf_init(&body, 0);
     struct sl_record first;
-    struct resp r = {.retry_after_s = -1};
-    sl_buf_init(&r.body, EXCERPT + 1);
+    struct sl_httpc_resp r;
+    sl_httpc_resp_init(&r, EXCERPT);
     int rc = 0, attempts = 0;
     long status = 0;
     struct sl_os_batch *ob = NULL;
@@ -413,8 +368,7 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
             w->half_open_successes = 0;
             set_breaker(w, BR_HALF_OPEN);
         }
-        sl_buf_reset(&r.body);
-        r.retry_after_s = -1;
+        sl_httpc_resp_reset(&r);
         attempts++;
         status = ob ? os_store(w, c, ob, &r, error, sizeof(error))
                     : http_send(w, c, method, url, hdrs, &body, &r, error, sizeof(error));
@@ -483,7 +437,7 @@ out:
     sl_os_batch_free(ob);
     curl_slist_free_all(hdrs);
     sl_buf_release(&body);
-    sl_buf_release(&r.body);
+    sl_httpc_resp_release(&r);
     return rc;
 }
 

@@ -5,6 +5,7 @@
  * (https://{bucket}.s3.{region}.amazonaws.com/{key}) otherwise. */
 #include "connectors/objstore/objstore_int.h"
 
+#include "connectors/httpc.h"
 #include "connectors/s3/sigv4.h"
 #include "core/buf.h"
 
@@ -16,57 +17,6 @@
 #include <time.h>
 
 #define RESP_MAX 65536 /* response bodies kept (CreateMultipartUpload's answer is ~300 bytes) */
-
-struct resp {
-    struct sl_buf body;
-    long retry_after_s;
-    char etag[256];
-};
-
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t len = sz * n, room = RESP_MAX - r->body.len;
-    sl_buf_append(&r->body, p, len < room ? len : room);
-    return len;
-}
-
-/* Copies the value of header `name` (given with its colon) from the line p[0..len), trimmed. */
-static int header_value(const char *p, size_t len, const char *name, char *out, size_t outlen)
-{
-    size_t nl = strlen(name);
-    if (len <= nl || strncasecmp(p, name, nl) != 0)
-        return 0;
-    p += nl;
-    len -= nl;
-    while (len && (*p == ' ' || *p == '\t'))
-        p++, len--;
-    while (len && (p[len - 1] == '\r' || p[len - 1] == '\n' || p[len - 1] == ' '))
-        len--;
-    snprintf(out, outlen, "%.*s", (int)(len < outlen ? len : outlen - 1), p);
-    return 1;
-}
-
-static size_t on_header(char *p, size_t sz, size_t n, void *arg)
-{
-    struct resp *r = arg;
-    size_t len = sz * n;
-    char v[32];
-    if (header_value(p, len, "Retry-After:", v, sizeof(v))) {
-        char *end;
-        long s = strtol(v, &end, 10);
-        if (end != v && s >= 0)
-            r->retry_after_s = s;
-    }
-    header_value(p, len, "ETag:", r->etag, sizeof(r->etag));
-    return len;
-}
-
-static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
-{
-    const struct sl_os_io *io = arg;
-    return io->cancel && io->cancel(io->arg);
-}
 
 /* Where requests go: the URL's scheme://host part, the Host header, and the raw path before the
  * key (with the bucket in path-style). */
@@ -104,7 +54,7 @@ static void where_of(const struct sl_os_target *t, struct where *w)
  * Returns the HTTP status, or 0 for a network error; res->error says what happened. */
 static long request(const struct sl_os_target *t, const struct sl_os_io *io, const char *method,
                     const char *key, const char *query, const uint8_t *body, size_t len,
-                    const char *ctype, struct resp *r, struct sl_os_result *res)
+                    const char *ctype, struct sl_httpc_resp *r, struct sl_os_result *res)
 {
     struct where w;
     where_of(t, &w);
@@ -153,30 +103,13 @@ static long request(const struct sl_os_target *t, const struct sl_os_io *io, con
             hdrs = curl_slist_append(hdrs, line);
         }
     }
-    CURL *c = io->curl;
-    curl_easy_reset(c);
-    curl_easy_setopt(c, CURLOPT_URL, (const char *)url.data);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? (const char *)body : "");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, io->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, io);
-    CURLcode cc = curl_easy_perform(c);
+    CURLcode cc = sl_httpc_send(io->curl, method, (const char *)url.data, hdrs, body, len,
+                                io->timeout_ms, r, io->cancel, io->arg, &status);
     if (cc != CURLE_OK) {
         snprintf(res->error, sizeof(res->error), "%s %.150s: %.80s", method, key,
                  curl_easy_strerror(cc));
         goto out;
     }
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     snprintf(res->error, sizeof(res->error), "%s %.150s%s%.40s: HTTP %ld", method, key,
              query ? "?" : "", query ? query : "", status);
     if (status < 200 || status >= 300) {
@@ -190,13 +123,6 @@ out:
     sl_buf_release(&url);
     sl_buf_release(&sig);
     return status;
-}
-
-static void resp_init(struct resp *r)
-{
-    sl_buf_init(&r->body, RESP_MAX + 1);
-    r->retry_after_s = -1;
-    r->etag[0] = 0;
 }
 
 /* The text of <tag>...</tag> in xml, or 0. */
@@ -222,8 +148,8 @@ static int xml_text(const struct sl_buf *xml, const char *tag, char *out, size_t
 static long multipart(const struct sl_os_target *t, const struct sl_os_io *io, const char *key,
                       const uint8_t *data, size_t len, const char *ctype, struct sl_os_result *res)
 {
-    struct resp r;
-    resp_init(&r);
+    struct sl_httpc_resp r;
+    sl_httpc_resp_init(&r, RESP_MAX);
     char upload_id[1024], q[1400];
     struct sl_buf enc, done;
     sl_buf_init(&enc, 0);
@@ -275,13 +201,13 @@ static long multipart(const struct sl_os_target *t, const struct sl_os_io *io, c
         goto out;
 abort:; /* best effort: the parts would otherwise be kept (and billed) until a lifecycle rule */
     struct sl_os_result ignored = {0};
-    struct resp ra;
-    resp_init(&ra);
+    struct sl_httpc_resp ra;
+    sl_httpc_resp_init(&ra, RESP_MAX);
     snprintf(q, sizeof(q), "uploadId=%s", (const char *)enc.data);
     request(t, io, "DELETE", key, q, NULL, 0, NULL, &ra, &ignored);
-    sl_buf_release(&ra.body);
+    sl_httpc_resp_release(&ra);
 out:
-    sl_buf_release(&r.body);
+    sl_httpc_resp_release(&r);
     sl_buf_release(&enc);
     sl_buf_release(&done);
     return st;
@@ -293,9 +219,9 @@ long sl_os_s3_put(const struct sl_os_target *t, const struct sl_os_io *io, const
 {
     if (len > SL_OS_MULTIPART_THRESHOLD)
         return multipart(t, io, key, data, len, content_type, res);
-    struct resp r;
-    resp_init(&r);
+    struct sl_httpc_resp r;
+    sl_httpc_resp_init(&r, RESP_MAX);
     long st = request(t, io, "PUT", key, NULL, data, len, content_type, &r, res);
-    sl_buf_release(&r.body);
+    sl_httpc_resp_release(&r);
     return st;
 }

@@ -1,0 +1,104 @@
+#include "connectors/httpc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void sl_httpc_resp_init(struct sl_httpc_resp *r, size_t max_body)
+{
+    sl_buf_init(&r->body, max_body + 1);
+    r->max_body = max_body;
+    r->retry_after_s = -1;
+    r->etag[0] = 0;
+}
+
+void sl_httpc_resp_reset(struct sl_httpc_resp *r)
+{
+    sl_buf_reset(&r->body);
+    r->retry_after_s = -1;
+    r->etag[0] = 0;
+}
+
+void sl_httpc_resp_release(struct sl_httpc_resp *r)
+{
+    sl_buf_release(&r->body);
+}
+
+static size_t on_body(char *p, size_t sz, size_t n, void *arg)
+{
+    struct sl_httpc_resp *r = arg;
+    size_t len = sz * n, room = r->body.len < r->max_body ? r->max_body - r->body.len : 0;
+    sl_buf_append(&r->body, p, len < room ? len : room);
+    return len;
+}
+
+/* Copies the value of header `name` (given with its colon) from the line p[0..len), trimmed. */
+static int header_value(const char *p, size_t len, const char *name, char *out, size_t outlen)
+{
+    size_t nl = strlen(name);
+    if (len <= nl || strncasecmp(p, name, nl) != 0)
+        return 0;
+    p += nl;
+    len -= nl;
+    while (len && (*p == ' ' || *p == '\t'))
+        p++, len--;
+    while (len && (p[len - 1] == '\r' || p[len - 1] == '\n' || p[len - 1] == ' '))
+        len--;
+    snprintf(out, outlen, "%.*s", (int)(len < outlen ? len : outlen - 1), p);
+    return 1;
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *arg)
+{
+    struct sl_httpc_resp *r = arg;
+    size_t len = sz * n;
+    char v[32];
+    if (header_value(p, len, "Retry-After:", v, sizeof(v))) {
+        char *end;
+        long s = strtol(v, &end, 10);
+        if (end != v && s >= 0)
+            r->retry_after_s = s;
+    }
+    header_value(p, len, "ETag:", r->etag, sizeof(r->etag));
+    return len;
+}
+
+struct cancel {
+    int (*fn)(void *arg);
+    void *arg;
+};
+
+static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    const struct cancel *k = arg;
+    return k->fn && k->fn(k->arg); /* nonzero aborts the transfer */
+}
+
+CURLcode sl_httpc_send(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
+                       const void *body, size_t len, long timeout_ms, struct sl_httpc_resp *r,
+                       int (*cancel)(void *arg), void *arg, long *status)
+{
+    struct cancel k = {cancel, arg};
+    *status = 0;
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? (const char *)body : "");
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &k);
+    CURLcode cc = curl_easy_perform(c);
+    if (cc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    return cc;
+}
