@@ -38,6 +38,7 @@
 enum { PQ_BOOLEAN = 0, PQ_INT64 = 2, PQ_DOUBLE = 5, PQ_BYTE_ARRAY = 6 };
 enum { ENC_PLAIN = 0, ENC_RLE = 3, ENC_RLE_DICTIONARY = 8 };
 enum { PAGE_DATA = 0, PAGE_DICTIONARY = 2 };
+enum { WRITE, FIX, COPY };
 
 struct chunk_meta {
     int64_t data_off, dict_off, uncomp, comp;
@@ -60,7 +61,7 @@ struct cchunk {
  * nullability differs from the batch's is written again into fix. */
 struct rgroup {
     struct sl_buf buf, fix;
-    size_t from, rows;
+    size_t from, rows, at; /* at: offset of its first chunk in the file */
     struct sl_ff_col *loc;
     struct cchunk *lc, *fin;
     size_t nloc;
@@ -70,6 +71,7 @@ struct rgroup {
 /* One worker: its scratch space, and the row group it is writing. */
 struct pqw {
     struct pq *p;
+    size_t last;            /* bytes of the previous row group this worker wrote */
     struct sl_ff_schema ls; /* the columns this worker has seen (sl_ff_chunk_fill_local) */
     struct sl_ff_chunk c, fc;
     struct sl_ff_val *zeros; /* a column of nulls */
@@ -90,10 +92,11 @@ struct pq {
     struct chunk_meta *meta; /* [row group * ncols + col], file offsets */
     struct rgroup *rg;
     size_t nrg, rg_rows;
-    int codec;   /* Parquet CompressionCodec */
-    int fixing;  /* the second pass: rewriting the chunks that differ from the batch's schema */
-    size_t next; /* next row group to take (atomic) */
-    int failed;  /* atomic */
+    int codec; /* Parquet CompressionCodec */
+    int phase; /* WRITE, FIX (the chunks that differ from the batch's schema), COPY (into out) */
+    uint8_t *file; /* COPY: where the row groups go */
+    size_t next;   /* next row group to take (atomic) */
+    int failed;    /* atomic */
 };
 
 static int pq_codec(enum sl_ff_codec c)
@@ -534,9 +537,24 @@ static int write_group(struct pqw *w, struct rgroup *g)
         return sl_err_set(&w->err, SL_E_NOMEM, "out_of_memory", "out of memory");
     if (g->nloc) /* no columns: empty maps */
         memcpy(g->loc, w->ls.cols, g->nloc * sizeof(*g->loc));
+    sl_buf_reserve(&g->buf, w->last + w->last / 4); /* row groups are alike: one allocation */
     for (size_t k = 0; k < g->nloc && !rc; k++)
         rc = put_chunk(w, &g->buf, sl_ff_at(&w->c, k, 0), g->rows, &g->loc[k], &g->lc[k]);
+    w->last = g->buf.len;
     return rc;
+}
+
+/* Third pass: copies row group g's chunks to their place in the file, in column order. */
+static void copy_group(struct pq *p, struct rgroup *g)
+{
+    uint8_t *o = p->file + g->at;
+    for (size_t k = 0; k < p->s.ncols; k++) {
+        const struct cchunk *c = &g->fin[k];
+        memcpy(o, (c->fixed ? g->fix.data : g->buf.data) + c->off, c->len);
+        o += c->len;
+    }
+    sl_buf_release(&g->buf);
+    sl_buf_release(&g->fix);
 }
 
 /* Second pass: writes row group g's chunks that differ from the batch's schema into g->fix. */
@@ -572,9 +590,13 @@ static void *work(void *arg)
         size_t g = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
         if (g >= p->nrg || __atomic_load_n(&p->failed, __ATOMIC_RELAXED))
             break;
-        if (p->fixing && !p->rg[g].stale)
+        if (p->phase == COPY) {
+            copy_group(p, &p->rg[g]);
             continue;
-        w->rc = p->fixing ? fix_group(w, &p->rg[g]) : write_group(w, &p->rg[g]);
+        }
+        if (p->phase == FIX && !p->rg[g].stale)
+            continue;
+        w->rc = p->phase == FIX ? fix_group(w, &p->rg[g]) : write_group(w, &p->rg[g]);
         if (w->rc) {
             w->err_g = g;
             __atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
@@ -718,35 +740,36 @@ int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
         rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
         goto done;
     }
-    p.fixing = 1;
+    p.phase = FIX;
     if (pl > 1 && (rc = run(&p, w, p.nrg, err)))
         goto done;
-    size_t ncols = p.s.ncols, total = 4;
+    size_t ncols = p.s.ncols, at = 4;
     p.meta = calloc(p.nrg * ncols + 1, sizeof(*p.meta));
     if (!p.meta) {
         rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
         goto done;
     }
-    for (size_t g = 0; g < p.nrg; g++)
-        for (size_t k = 0; k < ncols; k++)
-            total += p.rg[g].fin[k].len;
-    sl_buf_reserve(out, total);
-    sl_buf_append(out, "PAR1", 4);
     for (size_t g = 0; g < p.nrg; g++) { /* chunks in column order; offsets become file offsets */
-        struct rgroup *rg = &p.rg[g];
+        p.rg[g].at = at;
         for (size_t k = 0; k < ncols; k++) {
-            const struct cchunk *c = &rg->fin[k];
+            const struct cchunk *c = &p.rg[g].fin[k];
             struct chunk_meta *m = &p.meta[g * ncols + k];
-            int64_t at = (int64_t)(out->len - base);
             *m = c->m;
-            m->data_off += at;
+            m->data_off += (int64_t)at;
             if (m->dict_off >= 0)
-                m->dict_off += at;
-            sl_buf_append(out, (c->fixed ? rg->fix.data : rg->buf.data) + c->off, c->len);
+                m->dict_off += (int64_t)at;
+            at += c->len;
         }
-        sl_buf_release(&rg->buf);
-        sl_buf_release(&rg->fix);
     }
+    if (sl_buf_reserve(out, at)) {
+        rc = sl_err_set(err, SL_E_TOOBIG, "file_too_large", "file larger than the buffer cap");
+        goto done;
+    }
+    memcpy(out->data + out->len, "PAR1", 4);
+    p.file = out->data + base;
+    p.phase = COPY; /* the copies on both threads too: the file's pages are touched first here */
+    run(&p, w, p.nrg, err);
+    out->len += at;
     footer(&p, out);
     if (out->failed)
         rc = sl_err_set(err, SL_E_TOOBIG, "file_too_large", "file larger than the buffer cap");

@@ -529,8 +529,14 @@ static int walk_next(struct walk *w, struct sl_buf *text, struct sl_err *err)
     w->j++;
     w->k = "value";
     w->kn = 5;
-    if (w->map && sl_mp_read_str(&w->p, w->end, &w->k, &w->kn))
+    if (w->map && w->p < w->end && (*w->p & 0xe0) == 0xa0 &&
+        (size_t)(w->end - w->p) > (size_t)(*w->p & 0x1f)) { /* a fixstr key, the usual one */
+        w->kn = *w->p & 0x1f;
+        w->k = (const char *)w->p + 1;
+        w->p += 1 + w->kn;
+    } else if (w->map && sl_mp_read_str(&w->p, w->end, &w->k, &w->kn)) {
         return bad(err, w->r, "map keys must be strings");
+    }
     if (read_value(&w->p, w->end, &w->v, text, &why))
         return bad(err, w->r, why);
     return 1;
