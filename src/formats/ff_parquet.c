@@ -177,8 +177,10 @@ static int write_page(struct pqw *p, int type, uint32_t num_values, int encoding
 
 static int str_less(const char *a, uint32_t an, const char *b, uint32_t bn)
 {
-    int c = memcmp(a, b, an < bn ? an : bn);
-    return c < 0 || (c == 0 && an < bn);
+    uint32_t n = an < bn ? an : bn, i = 0; /* short strings: no call to memcmp */
+    while (i < n && a[i] == b[i])
+        i++;
+    return i < n ? (uint8_t)a[i] < (uint8_t)b[i] : an < bn;
 }
 
 /* Min/max of strings: among the dictionary's entries when there is one, else all values. */

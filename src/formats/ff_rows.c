@@ -150,6 +150,24 @@ static int read_value(const uint8_t **p, const uint8_t *end, struct sl_ff_val *v
             }
             return *why = "truncated value", -1;
         }
+        if (b == 0xc0 || b == 0xc2 || b == 0xc3) { /* nil, false, true */
+            v->type = b == 0xc0 ? SL_FT_NULL : SL_FT_BOOL;
+            v->v.i = b == 0xc3;
+            *p = q + 1;
+            return 0;
+        }
+        if ((b >= 0xcc && b <= 0xce) || (b >= 0xd0 && b <= 0xd3)) {
+            size_t len = (size_t)1 << (b & 3); /* uint8..32, int8..64: 1, 2, 4 (8) bytes */
+            if ((size_t)(end - q) > len) {
+                uint64_t u = 0;
+                for (size_t i = 1; i <= len; i++)
+                    u = u << 8 | q[i];
+                v->type = SL_FT_INT;
+                v->v.i = b >= 0xd0 ? (int64_t)(u << (64 - 8 * len)) >> (64 - 8 * len) : (int64_t)u;
+                *p = q + 1 + len;
+                return 0;
+            }
+        }
         if (b == 0xcb && end - q >= 9) { /* float64 */
             uint64_t u = 0;
             for (int i = 1; i <= 8; i++)
@@ -512,6 +530,11 @@ static void walk_start(struct walk *w, const struct sl_ff_record *r)
     w->r = r;
     w->j = 0;
     w->m = 1;
+    if (w->p < w->end && (*w->p & 0xf0) == 0x80) { /* fixmap */
+        w->map = 1;
+        w->m = *w->p++ & 0x0f;
+        return;
+    }
     w->map = sl_mp_type(w->p, w->end) == SL_MP_MAP;
     if (w->map && sl_mp_read_map(&w->p, w->end, &w->m))
         w->map = -1;
