@@ -11,7 +11,12 @@
  * the chosen codec (SNAPPY, GZIP, ZSTD, LZ4_RAW, UNCOMPRESSED); statistics (min_value, max_value,
  * null_count, nan_count for doubles) go into each ColumnMetaData when enabled.
  *
- * Memory: one row group of decoded values (ff_rows.h) plus its pages, and the file itself. */
+ * One pass over the records: each row group is written with the columns of its own rows, then the
+ * file's schema is merged from theirs and the few chunks that differ from it are written again
+ * (docs/formats.md, Threads).
+ *
+ * Memory: per thread one row group of decoded values (ff_rows.h) plus its pages, and the file
+ * itself. */
 #include "core/version.h"
 #include "formats/ff_rows.h"
 
@@ -27,12 +32,13 @@
 #define DICT_MAX (1u << 20) /* dictionary page limit (the seed's dictionary_page_size default) */
 #define STAT_MAX 64         /* longer string min/max are left out rather than truncated */
 #ifndef PQ_THREADS
-#define PQ_THREADS 2 /* row groups written at once (the infer pass is single-threaded) */
+#define PQ_THREADS 2 /* row groups written at once */
 #endif
 
 enum { PQ_BOOLEAN = 0, PQ_INT64 = 2, PQ_DOUBLE = 5, PQ_BYTE_ARRAY = 6 };
 enum { ENC_PLAIN = 0, ENC_RLE = 3, ENC_RLE_DICTIONARY = 8 };
 enum { PAGE_DATA = 0, PAGE_DICTIONARY = 2 };
+enum { WRITE, FIX, COPY };
 
 struct chunk_meta {
     int64_t data_off, dict_off, uncomp, comp;
@@ -43,28 +49,54 @@ struct chunk_meta {
     uint8_t min[STAT_MAX], max[STAT_MAX];
 };
 
+/* A column chunk as written: where its bytes are, its metadata (offsets relative to its start). */
+struct cchunk {
+    struct chunk_meta m;
+    size_t off, len;
+    int fixed; /* in the row group's fix buffer: (re)written for the batch's schema */
+};
+
+/* A row group, first written with the columns of its own rows (loc, lc: the types and nullability
+ * these rows give), then placed in the batch's column order (fin); a chunk whose type or
+ * nullability differs from the batch's is written again into fix. */
+struct rgroup {
+    struct sl_buf buf, fix;
+    size_t from, rows, at; /* at: offset of its first chunk in the file */
+    struct sl_ff_col *loc;
+    struct cchunk *lc, *fin;
+    size_t nloc;
+    int stale, refill; /* some chunk is rewritten; one needs the values decoded again */
+};
+
 /* One worker: its scratch space, and the row group it is writing. */
 struct pqw {
     struct pq *p;
-    struct sl_ff_chunk c;
+    size_t last;            /* bytes of the previous row group this worker wrote */
+    struct sl_ff_schema ls; /* the columns this worker has seen (sl_ff_chunk_fill_local) */
+    struct sl_ff_chunk c, fc;
+    struct sl_ff_val *zeros; /* a column of nulls */
     struct sl_ff_dict dict;
     struct sl_buf page, cpage, hdr, levels;
     uint32_t *defs, *idx;
-    struct sl_buf *out; /* the current row group's bytes; offsets are relative to its start */
+    struct sl_buf *out; /* the buffer being written */
     struct sl_err err;
+    size_t err_g; /* the row group that failed */
     int rc;
 };
 
 struct pq {
     const struct sl_ff_opts *o;
     const struct sl_ff_record *r;
-    struct sl_ff_schema s;
-    struct chunk_meta *meta; /* [row group * ncols + col] */
-    struct sl_buf *rg;       /* [row group] */
+    const char *strand;
+    struct sl_ff_schema s;   /* the batch's, once every row group is written */
+    struct chunk_meta *meta; /* [row group * ncols + col], file offsets */
+    struct rgroup *rg;
     size_t nrg, rg_rows;
-    int codec;   /* Parquet CompressionCodec */
-    size_t next; /* next row group to take (atomic) */
-    int failed;  /* atomic */
+    int codec; /* Parquet CompressionCodec */
+    int phase; /* WRITE, FIX (the chunks that differ from the batch's schema), COPY (into out) */
+    uint8_t *file; /* COPY: where the row groups go */
+    size_t next;   /* next row group to take (atomic) */
+    int failed;    /* atomic */
 };
 
 static int pq_codec(enum sl_ff_codec c)
@@ -145,8 +177,10 @@ static int write_page(struct pqw *p, int type, uint32_t num_values, int encoding
 
 static int str_less(const char *a, uint32_t an, const char *b, uint32_t bn)
 {
-    int c = memcmp(a, b, an < bn ? an : bn);
-    return c < 0 || (c == 0 && an < bn);
+    uint32_t n = an < bn ? an : bn, i = 0; /* short strings: no call to memcmp */
+    while (i < n && a[i] == b[i])
+        i++;
+    return i < n ? (uint8_t)a[i] < (uint8_t)b[i] : an < bn;
 }
 
 /* Min/max of strings: among the dictionary's entries when there is one, else all values. */
@@ -294,14 +328,11 @@ static int bit_width(size_t n) /* bits to hold 0..n-1, at least 1 */
     return w;
 }
 
-static int write_column(struct pqw *p, size_t k, struct chunk_meta *m)
+/* Writes the column chunk of values v[0..n) as type (not NULL) to p->out. */
+static int write_column(struct pqw *p, const struct sl_ff_val *v, size_t n, int type, int optional,
+                        struct chunk_meta *m)
 {
     const struct pq *f = p->p;
-    const struct sl_ff_col *col = &f->s.cols[k];
-    const struct sl_ff_val *v = sl_ff_at(&p->c, k, 0);
-    size_t n = p->c.rows;
-    int type = col->type == SL_FT_NULL ? SL_FT_STRING : col->type;
-    int optional = col->nulls > 0;
     int rc;
     memset(m, 0, sizeof(*m));
     m->dict_off = -1;
@@ -477,30 +508,99 @@ static void footer(struct pq *p, struct sl_buf *out)
     sl_buf_append(out, "PAR1", 4);
 }
 
+/* Writes a column chunk at the end of out: its place and metadata into c. */
+static int put_chunk(struct pqw *w, struct sl_buf *out, const struct sl_ff_val *v, size_t n,
+                     const struct sl_ff_col *col, struct cchunk *c)
+{
+    size_t start = out->len;
+    w->out = out;
+    int rc = write_column(w, v, n, col->type == SL_FT_NULL ? SL_FT_STRING : col->type,
+                          col->nulls > 0, &c->m);
+    c->off = start;
+    c->len = out->len - start;
+    c->m.data_off -= (int64_t)start;
+    if (c->m.dict_off >= 0)
+        c->m.dict_off -= (int64_t)start;
+    return rc;
+}
+
+/* First pass: decodes row group g once and writes it with the columns of its own rows. */
+static int write_group(struct pqw *w, struct rgroup *g)
+{
+    struct pq *p = w->p;
+    int rc = sl_ff_chunk_fill_local(&w->c, &w->ls, p->o->include_metadata, p->strand,
+                                    p->r + g->from, g->rows, &w->err);
+    if (rc)
+        return rc;
+    g->nloc = w->ls.ncols;
+    g->loc = malloc(g->nloc * sizeof(*g->loc) + 1);
+    g->lc = calloc(g->nloc + 1, sizeof(*g->lc));
+    if (!g->loc || !g->lc)
+        return sl_err_set(&w->err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    if (g->nloc) /* no columns: empty maps */
+        memcpy(g->loc, w->ls.cols, g->nloc * sizeof(*g->loc));
+    sl_buf_reserve(&g->buf, w->last + w->last / 4); /* row groups are alike: one allocation */
+    for (size_t k = 0; k < g->nloc && !rc; k++)
+        rc = put_chunk(w, &g->buf, sl_ff_at(&w->c, k, 0), g->rows, &g->loc[k], &g->lc[k]);
+    w->last = g->buf.len;
+    return rc;
+}
+
+/* Third pass: copies row group g's chunks to their place in the file, in column order. */
+static void copy_group(struct pq *p, struct rgroup *g)
+{
+    uint8_t *o = p->file + g->at;
+    for (size_t k = 0; k < p->s.ncols; k++) {
+        const struct cchunk *c = &g->fin[k];
+        memcpy(o, (c->fixed ? g->fix.data : g->buf.data) + c->off, c->len);
+        o += c->len;
+    }
+    sl_buf_release(&g->buf);
+    sl_buf_release(&g->fix);
+}
+
+/* Second pass: writes row group g's chunks that differ from the batch's schema into g->fix. */
+static int fix_group(struct pqw *w, struct rgroup *g)
+{
+    struct pq *p = w->p;
+    int rc = 0;
+    if (g->refill)
+        rc = sl_ff_chunk_fill(&w->fc, &p->s, p->r + g->from, g->rows, 1, &w->err);
+    for (size_t k = 0; k < p->s.ncols && !rc; k++)
+        if (g->fin[k].fixed)
+            rc = put_chunk(w, &g->fix, g->refill ? sl_ff_at(&w->fc, k, 0) : w->zeros, g->rows,
+                           &p->s.cols[k], &g->fin[k]);
+    return rc;
+}
+
 static void *work(void *arg)
 {
     struct pqw *w = arg;
     struct pq *p = w->p;
-    size_t ncols = p->s.ncols;
-    w->defs = malloc(p->rg_rows * sizeof(*w->defs));
-    w->idx = malloc(p->rg_rows * sizeof(*w->idx));
-    if (!w->defs || !w->idx) {
-        w->rc = sl_err_set(&w->err, SL_E_NOMEM, "out_of_memory", "out of memory");
-        __atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
-        return NULL;
+    if (!w->defs) {
+        w->defs = malloc(p->rg_rows * sizeof(*w->defs));
+        w->idx = malloc(p->rg_rows * sizeof(*w->idx));
+        w->zeros = calloc(p->rg_rows, sizeof(*w->zeros));
+        if (!w->defs || !w->idx || !w->zeros) {
+            w->rc = sl_err_set(&w->err, SL_E_NOMEM, "out_of_memory", "out of memory");
+            w->err_g = 0;
+            __atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
+            return NULL;
+        }
     }
     for (;;) {
         size_t g = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
         if (g >= p->nrg || __atomic_load_n(&p->failed, __ATOMIC_RELAXED))
             break;
-        size_t from = g * p->rg_rows, m = p->s.nrows - from;
-        if (m > p->rg_rows)
-            m = p->rg_rows;
-        w->out = &p->rg[g];
-        w->rc = sl_ff_chunk_fill(&w->c, &p->s, p->r + from, m, 1, &w->err);
-        for (size_t k = 0; k < ncols && !w->rc; k++)
-            w->rc = write_column(w, k, &p->meta[g * ncols + k]);
+        if (p->phase == COPY) {
+            copy_group(p, &p->rg[g]);
+            continue;
+        }
+        if (p->phase == FIX && !p->rg[g].stale)
+            continue;
+        w->rc = p->phase == FIX ? fix_group(w, &p->rg[g]) : write_group(w, &p->rg[g]);
         if (w->rc) {
+            w->err_g = g;
             __atomic_store_n(&p->failed, 1, __ATOMIC_RELAXED);
             break;
         }
@@ -508,16 +608,91 @@ static void *work(void *arg)
     return NULL;
 }
 
+/* Runs work on up to PQ_THREADS threads; 0 or the error of the lowest failed row group. */
+static int run(struct pq *p, struct pqw *w, size_t groups, struct sl_err *err)
+{
+    pthread_t th[PQ_THREADS];
+    int started[PQ_THREADS] = {0}, rc = 0;
+    int nt = groups < PQ_THREADS ? (int)groups : PQ_THREADS;
+    p->next = 0;
+    for (int t = 1; t < nt; t++)
+        started[t] = pthread_create(&th[t], NULL, work, &w[t]) == 0;
+    if (nt > 0)
+        work(&w[0]);
+    for (int t = 1; t < nt; t++)
+        if (started[t])
+            pthread_join(th[t], NULL);
+    size_t at = SIZE_MAX;
+    for (int t = 0; t < nt; t++)
+        if (w[t].rc && w[t].err_g < at) {
+            at = w[t].err_g;
+            rc = w[t].rc;
+            if (err)
+                *err = w[t].err;
+        }
+    return rc;
+}
+
+/* A chunk written with loc's type and nullability is the batch column fin's chunk: the same type
+ * and nullability, or null in every row (such a chunk's bytes do not depend on the type). */
+static int same_chunk(const struct sl_ff_col *loc, const struct sl_ff_col *fin, size_t rows)
+{
+    if (loc->nulls == rows)
+        return fin->nulls > 0;
+    int lt = loc->type == SL_FT_NULL ? SL_FT_STRING : loc->type;
+    int ft = fin->type == SL_FT_NULL ? SL_FT_STRING : fin->type;
+    return lt == ft && (loc->nulls > 0) == (fin->nulls > 0);
+}
+
+/* The batch's schema from the row groups' columns; which chunks must be written again. */
+static int plan(struct pq *p)
+{
+    if (sl_ff_schema_start(&p->s))
+        return -1;
+    for (size_t g = 0; g < p->nrg; g++)
+        if (sl_ff_schema_add(&p->s, p->rg[g].loc, p->rg[g].nloc, p->rg[g].rows))
+            return -1;
+    if (sl_ff_schema_finish(&p->s, p->o->include_metadata, p->strand))
+        return -1;
+    size_t stale = 0;
+    for (size_t g = 0; g < p->nrg; g++) {
+        struct rgroup *rg = &p->rg[g];
+        rg->fin = calloc(p->s.ncols + 1, sizeof(*rg->fin));
+        if (!rg->fin)
+            return -1;
+        for (size_t k = 0; k < p->s.ncols; k++)
+            rg->fin[k].fixed = 1; /* not in these rows: a chunk of nulls */
+        for (size_t j = 0; j < rg->nloc; j++) {
+            const struct sl_ff_col *lc = &rg->loc[j];
+            long k = sl_ff_schema_find(&p->s, lc->name, lc->name_len);
+            if (k < 0)
+                return -1; /* cannot happen: every column was added */
+            if (same_chunk(lc, &p->s.cols[k], rg->rows))
+                rg->fin[k] = rg->lc[j];
+            else
+                rg->refill = 1;
+        }
+        for (size_t k = 0; k < p->s.ncols; k++)
+            rg->stale |= rg->fin[k].fixed;
+        stale += (size_t)rg->stale;
+        sl_buf_init(&rg->fix, p->rg[g].buf.max);
+    }
+    return (int)(stale > 0) + 1;
+}
+
 static void worker_release(struct pqw *w)
 {
     free(w->defs);
     free(w->idx);
+    free(w->zeros);
     sl_buf_release(&w->page);
     sl_buf_release(&w->cpage);
     sl_buf_release(&w->hdr);
     sl_buf_release(&w->levels);
     sl_ff_dict_release(&w->dict);
     sl_ff_chunk_release(&w->c);
+    sl_ff_chunk_release(&w->fc);
+    sl_ff_schema_release(&w->ls);
 }
 
 int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
@@ -526,33 +701,30 @@ int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
 {
     struct pq p;
     struct pqw w[PQ_THREADS];
-    pthread_t th[PQ_THREADS];
-    int started[PQ_THREADS] = {0};
     memset(&p, 0, sizeof(p));
     memset(w, 0, sizeof(w));
     if (o->parquet.codec == SL_FF_BROTLI)
         return sl_ff_compress_block(SL_FF_BROTLI, NULL, 0, out, err);
     p.o = o;
     p.r = r;
+    p.strand = strand;
     p.codec = pq_codec(o->parquet.codec);
     size_t base = out->len;
-    int rc = sl_ff_schema_infer(&p.s, o->include_metadata, strand, r, n, err);
-    if (rc)
-        goto done;
+    int rc = 0;
     p.rg_rows = o->parquet.row_group_size ? o->parquet.row_group_size : 10000;
     if (p.rg_rows > n && n > 0)
         p.rg_rows = n;
     p.nrg = n ? (n + p.rg_rows - 1) / p.rg_rows : 0;
-    p.meta = calloc(p.nrg * p.s.ncols + 1, sizeof(*p.meta));
     p.rg = calloc(p.nrg + 1, sizeof(*p.rg));
-    if (!p.meta || !p.rg) {
+    if (!p.rg) {
         rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
         goto done;
     }
-    for (size_t g = 0; g < p.nrg; g++)
-        sl_buf_init(&p.rg[g], out->max);
-    /* row groups are independent once the schema is known: up to PQ_THREADS write them */
-    int nt = p.nrg < PQ_THREADS ? (int)p.nrg : PQ_THREADS;
+    for (size_t g = 0; g < p.nrg; g++) {
+        p.rg[g].from = g * p.rg_rows;
+        p.rg[g].rows = n - p.rg[g].from < p.rg_rows ? n - p.rg[g].from : p.rg_rows;
+        sl_buf_init(&p.rg[g].buf, out->max);
+    }
     for (int t = 0; t < PQ_THREADS; t++) {
         w[t].p = &p;
         sl_buf_init(&w[t].page, 0);
@@ -560,41 +732,59 @@ int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
         sl_buf_init(&w[t].hdr, 0);
         sl_buf_init(&w[t].levels, 0);
     }
-    for (int t = 1; t < nt; t++)
-        started[t] = pthread_create(&th[t], NULL, work, &w[t]) == 0;
-    if (nt > 0)
-        work(&w[0]);
-    for (int t = 1; t < nt; t++)
-        if (started[t])
-            pthread_join(th[t], NULL);
-    for (int t = 0; t < nt; t++)
-        if (w[t].rc && !rc) {
-            rc = w[t].rc;
-            if (err)
-                *err = w[t].err;
-        }
-    if (rc)
+    /* one pass over the records: each row group is written with the columns of its own rows, up
+     * to PQ_THREADS at once; the batch's schema is then known, and the (usually no) chunks whose
+     * type or nullability differs from it are written again */
+    if ((rc = run(&p, w, p.nrg, err)))
         goto done;
-    sl_buf_append(out, "PAR1", 4);
-    for (size_t g = 0; g < p.nrg; g++) { /* row group offsets become file offsets */
-        int64_t at = (int64_t)(out->len - base);
-        for (size_t k = 0; k < p.s.ncols; k++) {
-            struct chunk_meta *m = &p.meta[g * p.s.ncols + k];
-            m->data_off += at;
-            if (m->dict_off >= 0)
-                m->dict_off += at;
-        }
-        sl_buf_append(out, p.rg[g].data, p.rg[g].len);
-        sl_buf_release(&p.rg[g]);
+    int pl = plan(&p);
+    if (pl < 0) {
+        rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+        goto done;
     }
+    p.phase = FIX;
+    if (pl > 1 && (rc = run(&p, w, p.nrg, err)))
+        goto done;
+    size_t ncols = p.s.ncols, at = 4;
+    p.meta = calloc(p.nrg * ncols + 1, sizeof(*p.meta));
+    if (!p.meta) {
+        rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+        goto done;
+    }
+    for (size_t g = 0; g < p.nrg; g++) { /* chunks in column order; offsets become file offsets */
+        p.rg[g].at = at;
+        for (size_t k = 0; k < ncols; k++) {
+            const struct cchunk *c = &p.rg[g].fin[k];
+            struct chunk_meta *m = &p.meta[g * ncols + k];
+            *m = c->m;
+            m->data_off += (int64_t)at;
+            if (m->dict_off >= 0)
+                m->dict_off += (int64_t)at;
+            at += c->len;
+        }
+    }
+    if (sl_buf_reserve(out, at)) {
+        rc = sl_err_set(err, SL_E_TOOBIG, "file_too_large", "file larger than the buffer cap");
+        goto done;
+    }
+    memcpy(out->data + out->len, "PAR1", 4);
+    p.file = out->data + base;
+    p.phase = COPY; /* the copies on both threads too: the file's pages are touched first here */
+    run(&p, w, p.nrg, err);
+    out->len += at;
     footer(&p, out);
     if (out->failed)
         rc = sl_err_set(err, SL_E_TOOBIG, "file_too_large", "file larger than the buffer cap");
 done:
     for (int t = 0; t < PQ_THREADS; t++)
         worker_release(&w[t]);
-    for (size_t g = 0; p.rg && g < p.nrg; g++)
-        sl_buf_release(&p.rg[g]);
+    for (size_t g = 0; p.rg && g < p.nrg; g++) {
+        sl_buf_release(&p.rg[g].buf);
+        sl_buf_release(&p.rg[g].fix);
+        free(p.rg[g].loc);
+        free(p.rg[g].lc);
+        free(p.rg[g].fin);
+    }
     free(p.rg);
     free(p.meta);
     sl_ff_schema_release(&p.s);

@@ -150,6 +150,24 @@ static int read_value(const uint8_t **p, const uint8_t *end, struct sl_ff_val *v
             }
             return *why = "truncated value", -1;
         }
+        if (b == 0xc0 || b == 0xc2 || b == 0xc3) { /* nil, false, true */
+            v->type = b == 0xc0 ? SL_FT_NULL : SL_FT_BOOL;
+            v->v.i = b == 0xc3;
+            *p = q + 1;
+            return 0;
+        }
+        if ((b >= 0xcc && b <= 0xce) || (b >= 0xd0 && b <= 0xd3)) {
+            size_t len = (size_t)1 << (b & 3); /* uint8..32, int8..64: 1, 2, 4 (8) bytes */
+            if ((size_t)(end - q) > len) {
+                uint64_t u = 0;
+                for (size_t i = 1; i <= len; i++)
+                    u = u << 8 | q[i];
+                v->type = SL_FT_INT;
+                v->v.i = b >= 0xd0 ? (int64_t)(u << (64 - 8 * len)) >> (64 - 8 * len) : (int64_t)u;
+                *p = q + 1 + len;
+                return 0;
+            }
+        }
         if (b == 0xcb && end - q >= 9) { /* float64 */
             uint64_t u = 0;
             for (int i = 1; i <= 8; i++)
@@ -264,11 +282,9 @@ static int cmp_col(const void *a, const void *b)
 static int infer_part(struct sl_ff_schema *s, const struct sl_ff_record *r, size_t n,
                       struct sl_err *err)
 {
-    memset(s, 0, sizeof(*s));
-    memset(s->hint, 0xff, sizeof(s->hint));
-    s->nrows = n;
-    if (rehash(s, 16))
+    if (sl_ff_schema_start(s))
         return nomem(err);
+    s->nrows = n;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *p = r[i].payload, *end = p + r[i].payload_len;
         const char *why = NULL;
@@ -303,15 +319,23 @@ static int infer_part(struct sl_ff_schema *s, const struct sl_ff_record *r, size
     return 0;
 }
 
-/* Adds the columns of b (inferred over the rows after a's) to a. */
-static int merge(struct sl_ff_schema *a, const struct sl_ff_schema *b)
+int sl_ff_schema_start(struct sl_ff_schema *s)
+{
+    memset(s, 0, sizeof(*s));
+    memset(s->hint, 0xff, sizeof(s->hint));
+    return rehash(s, 16);
+}
+
+/* Adds columns (inferred over rows rows, after s's) to s. */
+int sl_ff_schema_add(struct sl_ff_schema *a, const struct sl_ff_col *cols, size_t ncols,
+                     size_t rows)
 {
     size_t na = a->ncols;
     uint8_t *seen = calloc(na + 1, 1);
     if (!seen)
         return -1;
-    for (size_t k = 0; k < b->ncols; k++) {
-        const struct sl_ff_col *cb = &b->cols[k];
+    for (size_t k = 0; k < ncols; k++) {
+        const struct sl_ff_col *cb = &cols[k];
         long i = sl_ff_schema_find(a, cb->name, cb->name_len);
         if (i < 0) {
             i = column(a, cb->name, cb->name_len, 32);
@@ -332,8 +356,8 @@ static int merge(struct sl_ff_schema *a, const struct sl_ff_schema *b)
     }
     for (size_t k = 0; k < na; k++)
         if (!seen[k])
-            a->cols[k].nulls += b->nrows; /* missing in every row of b */
-    a->nrows += b->nrows;
+            a->cols[k].nulls += rows; /* missing in every row of b */
+    a->nrows += rows;
     free(seen);
     return 0;
 }
@@ -378,19 +402,22 @@ int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char 
             if (err)
                 *err = second.err;
         }
-        if (!rc && merge(s, &second.s))
+        if (!rc && sl_ff_schema_add(s, second.s.cols, second.s.ncols, second.s.nrows))
             rc = nomem(err);
         sl_ff_schema_release(&second.s);
     }
-    if (rc)
-        return rc;
+    return rc ? rc : sl_ff_schema_finish(s, include_metadata, strand) ? nomem(err) : 0;
+}
+
+int sl_ff_schema_finish(struct sl_ff_schema *s, int include_metadata, const char *strand)
+{
     s->meta = include_metadata;
     s->strand = strand;
     if (include_metadata) {
         for (int k = 0; k < 4; k++) {
             long c = column(s, g_meta[k], (uint32_t)strlen(g_meta[k]), 32);
             if (c < 0)
-                return nomem(err);
+                return -1;
             struct sl_ff_col *col = &s->cols[c];
             col->type = g_meta_type[k];
             col->nested = 0;
@@ -400,9 +427,7 @@ int sl_ff_schema_infer(struct sl_ff_schema *s, int include_metadata, const char 
     }
     if (s->ncols)
         qsort(s->cols, s->ncols, sizeof(*s->cols), cmp_col);
-    if (rehash(s, s->ncols))
-        return nomem(err);
-    return 0;
+    return rehash(s, s->ncols);
 }
 
 void sl_ff_schema_release(struct sl_ff_schema *s)
@@ -487,6 +512,92 @@ static void set_str_arena(struct sl_ff_val *v, size_t off, size_t len)
     v->len = (uint32_t)len;
 }
 
+/* The members of one record's payload: a map's entries, or one member "value". */
+struct walk {
+    const uint8_t *p, *end;
+    const struct sl_ff_record *r;
+    uint32_t j, m; /* next member, members */
+    int map;
+    const char *k; /* the current member: key, value */
+    uint32_t kn;
+    struct sl_ff_val v;
+};
+
+static void walk_start(struct walk *w, const struct sl_ff_record *r)
+{
+    w->p = r->payload;
+    w->end = w->p + r->payload_len;
+    w->r = r;
+    w->j = 0;
+    w->m = 1;
+    if (w->p < w->end && (*w->p & 0xf0) == 0x80) { /* fixmap */
+        w->map = 1;
+        w->m = *w->p++ & 0x0f;
+        return;
+    }
+    w->map = sl_mp_type(w->p, w->end) == SL_MP_MAP;
+    if (w->map && sl_mp_read_map(&w->p, w->end, &w->m))
+        w->map = -1;
+}
+
+/* The next member (its key, and its value read as read_value does): 1, 0 after the last one, or
+ * an error (bad_record). */
+static int walk_next(struct walk *w, struct sl_buf *text, struct sl_err *err)
+{
+    const char *why = NULL;
+    if (w->map < 0)
+        return bad(err, w->r, "truncated map");
+    if (w->j == w->m)
+        return 0;
+    w->j++;
+    w->k = "value";
+    w->kn = 5;
+    if (w->map && w->p < w->end && (*w->p & 0xe0) == 0xa0 &&
+        (size_t)(w->end - w->p) > (size_t)(*w->p & 0x1f)) { /* a fixstr key, the usual one */
+        w->kn = *w->p & 0x1f;
+        w->k = (const char *)w->p + 1;
+        w->p += 1 + w->kn;
+    } else if (w->map && sl_mp_read_str(&w->p, w->end, &w->k, &w->kn)) {
+        return bad(err, w->r, "map keys must be strings");
+    }
+    if (read_value(&w->p, w->end, &w->v, text, &why))
+        return bad(err, w->r, why);
+    return 1;
+}
+
+/* The metadata values of record r (row i) into columns mc[0..3]. */
+static void put_meta(struct sl_ff_chunk *c, const long mc[4], const struct sl_ff_record *r,
+                     size_t i, const char *strand)
+{
+    struct sl_ff_val *mv;
+    size_t off = c->text.len;
+    sl_buf_hex(&c->text, r->hash, 32);
+    set_str_arena(sl_ff_at(c, (size_t)mc[0], i), off, 64);
+    mv = sl_ff_at(c, (size_t)mc[1], i);
+    mv->type = SL_FT_INT;
+    mv->v.i = (int64_t)r->seq;
+    mv = sl_ff_at(c, (size_t)mc[2], i);
+    mv->type = SL_FT_INT;
+    mv->v.i = (int64_t)r->timestamp_ms;
+    mv = sl_ff_at(c, (size_t)mc[3], i);
+    mv->type = SL_FT_STRING;
+    mv->nested = 0;
+    mv->arena = 0;
+    mv->v.s = strand;
+    mv->len = (uint32_t)strlen(strand);
+}
+
+/* Column k's text-arena offsets become pointers (the arena is complete). */
+static void arena_pointers(struct sl_ff_chunk *c, size_t k)
+{
+    struct sl_ff_val *v = sl_ff_at(c, k, 0);
+    for (size_t i = 0; i < c->rows; i++)
+        if (v[i].arena) {
+            v[i].v.s = (const char *)c->text.data + v[i].v.off;
+            v[i].arena = 0;
+        }
+}
+
 int sl_ff_chunk_fill(struct sl_ff_chunk *c, const struct sl_ff_schema *s,
                      const struct sl_ff_record *r, size_t n, int convert, struct sl_err *err)
 {
@@ -510,57 +621,136 @@ int sl_ff_chunk_fill(struct sl_ff_chunk *c, const struct sl_ff_schema *s,
     for (int k = 0; s->meta && k < 4; k++)
         mc[k] = sl_ff_schema_find(s, g_meta[k], strlen(g_meta[k]));
     for (size_t i = 0; i < n; i++) {
-        const uint8_t *p = r[i].payload, *end = p + r[i].payload_len;
-        const char *why = NULL;
-        struct sl_ff_val v;
-        uint32_t m = 1;
-        int map = sl_mp_type(p, end) == SL_MP_MAP;
-        if (map && sl_mp_read_map(&p, end, &m))
-            return bad(err, &r[i], "truncated map");
-        for (uint32_t j = 0; j < m; j++) {
-            const char *k = "value";
-            uint32_t kn = 5;
-            if (map && sl_mp_read_str(&p, end, &k, &kn))
-                return bad(err, &r[i], "map keys must be strings");
-            if (read_value(&p, end, &v, &c->text, &why))
-                return bad(err, &r[i], why);
-            long col = lookup(s, c->hint, k, kn, j);
+        struct walk w;
+        int rc;
+        walk_start(&w, &r[i]);
+        while ((rc = walk_next(&w, &c->text, err)) > 0) {
+            long col = lookup(s, c->hint, w.k, w.kn, w.j - 1);
             if (col < 0) /* cannot happen: inference saw every key */
                 return bad(err, &r[i], "record changed between passes");
+            if (s->cols[col].meta) /* replaced by the metadata value */
+                continue;
             if (convert)
-                convert_val(&v, s->cols[col].type, &c->text);
-            *sl_ff_at(c, (size_t)col, i) = v;
+                convert_val(&w.v, s->cols[col].type, &c->text);
+            *sl_ff_at(c, (size_t)col, i) = w.v;
         }
-        if (s->meta) {
-            struct sl_ff_val *mv;
-            size_t off = c->text.len;
-            sl_buf_hex(&c->text, r[i].hash, 32);
-            set_str_arena(sl_ff_at(c, (size_t)mc[0], i), off, 64);
-            mv = sl_ff_at(c, (size_t)mc[1], i);
-            mv->type = SL_FT_INT;
-            mv->v.i = (int64_t)r[i].seq;
-            mv = sl_ff_at(c, (size_t)mc[2], i);
-            mv->type = SL_FT_INT;
-            mv->v.i = (int64_t)r[i].timestamp_ms;
-            mv = sl_ff_at(c, (size_t)mc[3], i);
-            mv->type = SL_FT_STRING;
-            mv->nested = 0;
-            mv->arena = 0;
-            mv->v.s = s->strand;
-            mv->len = (uint32_t)strlen(s->strand);
-        }
+        if (rc < 0)
+            return rc;
+        if (s->meta)
+            put_meta(c, mc, &r[i], i, s->strand);
     }
     if (c->text.failed)
         return sl_err_set(err, SL_E_TOOBIG, "file_too_large", "nested values too large");
     /* the arena is complete: offsets become pointers */
-    for (size_t k = 0; k < s->ncols; k++) {
-        struct sl_ff_val *v = sl_ff_at(c, k, 0);
-        for (size_t i = 0; i < n; i++)
-            if (v[i].arena) {
-                v[i].v.s = (const char *)c->text.data + v[i].v.off;
-                v[i].arena = 0;
-            }
+    for (size_t k = 0; k < s->ncols; k++)
+        arena_pointers(c, k);
+    return 0;
+}
+
+/* Grows c to hold at least want columns (the new ones null). */
+static int chunk_cols(struct sl_ff_chunk *c, size_t want)
+{
+    if (want <= c->colcap)
+        return 0;
+    size_t nc = c->colcap ? 2 * c->colcap : 16;
+    while (nc < want)
+        nc *= 2;
+    struct sl_ff_val *v = realloc(c->vals, nc * c->cap * sizeof(*v));
+    if (!v)
+        return -1;
+    memset(v + c->colcap * c->cap, 0, (nc - c->colcap) * c->cap * sizeof(*v));
+    c->vals = v;
+    c->colcap = nc;
+    return 0;
+}
+
+int sl_ff_chunk_fill_local(struct sl_ff_chunk *c, struct sl_ff_schema *s, int include_metadata,
+                           const char *strand, const struct sl_ff_record *r, size_t n,
+                           struct sl_err *err)
+{
+    if (!s->nheads) { /* first use: the metadata columns first, at 0..3 */
+        if (sl_ff_schema_start(s))
+            return nomem(err);
+        s->meta = include_metadata;
+        s->strand = strand;
+        for (int k = 0; include_metadata && k < 4; k++) {
+            long col = column(s, g_meta[k], (uint32_t)strlen(g_meta[k]), 32);
+            if (col < 0)
+                return nomem(err);
+            s->cols[col].type = g_meta_type[k];
+            s->cols[col].meta = 1;
+        }
     }
+    if (!c->vals || c->cap < n) {
+        free(c->vals);
+        c->vals = NULL;
+        c->cap = n ? n : 1;
+        c->colcap = 0;
+        if (!c->text.max)
+            sl_buf_init(&c->text, 0);
+    }
+    if (chunk_cols(c, s->ncols))
+        return nomem(err);
+    for (size_t k = 0; k < s->ncols; k++) {
+        struct sl_ff_col *col = &s->cols[k];
+        memset(sl_ff_at(c, k, 0), 0, n * sizeof(*c->vals));
+        col->last_row = UINT64_MAX;
+        col->present = 0;
+        col->arena = 0;
+        if (!col->meta) {
+            col->type = SL_FT_NULL;
+            col->nested = 0;
+            col->nulls = 0;
+            col->tmask = 0;
+        }
+    }
+    sl_buf_reset(&c->text);
+    c->rows = n;
+    static const long mc[4] = {0, 1, 2, 3};
+    for (size_t i = 0; i < n; i++) {
+        struct walk w;
+        int rc;
+        walk_start(&w, &r[i]);
+        while ((rc = walk_next(&w, &c->text, err)) > 0) {
+            long ci = column(s, w.k, w.kn, w.j - 1);
+            if (ci < 0 || chunk_cols(c, s->ncols))
+                return nomem(err);
+            struct sl_ff_col *col = &s->cols[ci];
+            if (col->meta) /* replaced by the metadata value */
+                continue;
+            observe(col, i, w.v.type, w.v.nested);
+            col->tmask |= (uint8_t)(1u << w.v.type);
+            col->arena |= w.v.arena;
+            *sl_ff_at(c, (size_t)ci, i) = w.v;
+        }
+        if (rc < 0)
+            return rc;
+        if (include_metadata)
+            put_meta(c, mc, &r[i], i, strand);
+    }
+    if (c->text.failed)
+        return sl_err_set(err, SL_E_TOOBIG, "file_too_large", "nested values too large");
+    c->ncols = s->ncols;
+    for (size_t k = 0; k < s->ncols; k++) {
+        struct sl_ff_col *col = &s->cols[k];
+        if (col->meta) {
+            col->arena = 1;
+            continue;
+        }
+        col->nulls += n - col->present;
+        unsigned types = col->tmask & ~1u; /* not null */
+        if (types & (types - 1)) {         /* several types: converted to the column's */
+            struct sl_ff_val *v = sl_ff_at(c, k, 0);
+            for (size_t i = 0; i < n; i++)
+                convert_val(&v[i], col->type, &c->text);
+            col->arena = 1;
+        }
+    }
+    if (c->text.failed)
+        return sl_err_set(err, SL_E_TOOBIG, "file_too_large", "nested values too large");
+    for (size_t k = 0; k < s->ncols; k++) /* the arena is complete */
+        if (s->cols[k].arena)
+            arena_pointers(c, k);
     return 0;
 }
 

@@ -11,6 +11,9 @@
  *      alive while the chunk is used) or into the chunk's text arena (nested maps/arrays as compact
  *      JSON, the metadata's hex hash, numbers promoted to strings).
  *
+ * Parquet instead makes one pass (sl_ff_chunk_fill_local): each chunk is decoded with the columns
+ * of its own rows, and the batch's schema is merged from the chunks' afterwards.
+ *
  * Memory: the schema (one entry per column), plus per chunk 16 bytes x rows x columns and the text
  * arena; the encoders fill one chunk at a time (a Parquet row group, 4096 rows for CSV/Avro). */
 #ifndef SL_FORMATS_FF_ROWS_H
@@ -51,7 +54,9 @@ struct sl_ff_col {
     /* inference bookkeeping */
     uint64_t last_row, present;
     uint8_t last_null;
-    int32_t next; /* hash chain */
+    uint8_t tmask; /* local fill: bit 1 << type for each type of value seen */
+    uint8_t arena; /* local fill: some value is in the text arena */
+    int32_t next;  /* hash chain */
     uint32_t hash;
 };
 
@@ -69,6 +74,7 @@ struct sl_ff_schema {
 struct sl_ff_chunk {
     struct sl_ff_val *vals; /* [col * cap + row] */
     size_t rows, cap, ncols;
+    size_t colcap; /* columns allocated (sl_ff_chunk_fill_local) */
     struct sl_buf text;
     uint32_t hint[32]; /* as in the schema: chunks of one schema can be filled on threads */
 };
@@ -85,6 +91,25 @@ long sl_ff_schema_find(const struct sl_ff_schema *s, const char *name, size_t le
 int sl_ff_chunk_fill(struct sl_ff_chunk *c, const struct sl_ff_schema *s,
                      const struct sl_ff_record *r, size_t n, int convert, struct sl_err *err);
 void sl_ff_chunk_release(struct sl_ff_chunk *c);
+
+/* One pass instead of infer + fill, for writers that can redo a part when the batch's schema turns
+ * out different (Parquet): decodes r[0..n) into c with the columns of s, a schema private to the
+ * caller that grows as keys appear and is kept from one call to the next (start it zeroed; the
+ * metadata columns are added on first use when include_metadata). On return s->cols[k] describe
+ * these n rows: type promoted over them, nulls (null or missing) among them, nested; values are
+ * converted to that type. Columns stay in the order they appeared (not sorted); c->ncols ==
+ * s->ncols. */
+int sl_ff_chunk_fill_local(struct sl_ff_chunk *c, struct sl_ff_schema *s, int include_metadata,
+                           const char *strand, const struct sl_ff_record *r, size_t n,
+                           struct sl_err *err);
+
+/* Building a batch's schema from the parts sl_ff_chunk_fill_local described: start zeroes s, add
+ * merges the columns of one part of rows rows (in row order), finish adds the metadata columns
+ * when include_metadata and sorts the columns by name. */
+int sl_ff_schema_start(struct sl_ff_schema *s);
+int sl_ff_schema_add(struct sl_ff_schema *s, const struct sl_ff_col *cols, size_t ncols,
+                     size_t rows);
+int sl_ff_schema_finish(struct sl_ff_schema *s, int include_metadata, const char *strand);
 
 static inline struct sl_ff_val *sl_ff_at(const struct sl_ff_chunk *c, size_t col, size_t row)
 {

@@ -209,6 +209,23 @@ static int dict_grow(struct sl_ff_dict *d)
     return 0;
 }
 
+/* memcmp(a, b, n) == 0 without the call: dictionary strings are mostly short */
+static inline int same_bytes(const char *a, const char *b, uint32_t n)
+{
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        if (x != y)
+            return 0;
+    }
+    for (; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
 long sl_ff_dict_add(struct sl_ff_dict *d, const char *s, uint32_t len)
 {
     if (2 * (d->n + 1) > d->nslots && dict_grow(d))
@@ -217,7 +234,7 @@ long sl_ff_dict_add(struct sl_ff_dict *d, const char *s, uint32_t len)
     size_t at = h & (d->nslots - 1);
     for (uint32_t e; (e = d->slots[at]) != 0; at = (at + 1) & (d->nslots - 1)) {
         e--;
-        if (d->hashes[e] == h && d->len[e] == len && memcmp(d->s[e], s, len) == 0)
+        if (d->hashes[e] == h && d->len[e] == len && same_bytes(d->s[e], s, len))
             return e;
     }
     if (d->n == d->cap) {

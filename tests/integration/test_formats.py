@@ -396,6 +396,35 @@ with t.section("parquet types"):
           "price": "DOUBLE"},
          "parquet schema: promoted and inferred types as DuckDB sees them")
 
+with t.section("parquet types that change between row groups"):
+    # each row group is first written with the types of its own rows; the chunks that differ
+    # from the batch's schema (found once every row group is written) are written again
+    drift = []
+    for i in range(50):
+        r = {"n": i if i < 20 else i + 0.5,            # integers, then doubles
+             "s": i if i < 40 else "s%d" % i,          # integers, then strings
+             "b": (i % 2 == 0) if i < 10 else i,       # booleans, then integers -> strings
+             "q": None if i == 33 else i}              # null in one row group only
+        if i >= 45:
+            r["late"] = {"i": i}                       # only in the last row group
+        if i % 7 == 0:
+            r["_seq"] = [i, "payload"]                 # same name as a metadata column
+        drift.append(r)
+    plain = [{k: v for k, v in r.items() if k != "_seq"} for r in drift]
+    for meta in (False, True):
+        path = save("drift-%s.parquet" % meta,
+                    write({"format": "parquet", "include_metadata": meta,
+                           "parquet": {"row_group_size": 10}}, drift if meta else plain))
+        cols = "b, late, n, q, s" + (", _seq" if meta else "")
+        rows, = duck("select %s from read_parquet('%s') order by n" % (cols, path))
+        want_rows = parquet_expect(plain)
+        for k, r in enumerate(want_rows):
+            if meta:
+                r["_seq"] = k + 1  # the metadata value, not the payload's
+        t.eq(rows, want_rows, "parquet (metadata %s): types promoted across row groups" % meta)
+        h = [{c: r[c] for c in want_rows[0]} for r in hyparquet(path)["rows"]]
+        t.eq(h, want_rows, "parquet (metadata %s): hyparquet reads the rewritten chunks" % meta)
+
 with t.section("parquet size and row groups"):
     many = [{"id": i, "city": ["Berlin", "Paris", "Tokyo"][i % 3], "v": i * 0.5,
              "flag": i % 3 == 0, "opt": None if i % 5 else "x%d" % (i % 17)} for i in range(100000)]
