@@ -304,11 +304,14 @@ int sl_os_check(const json_t *c, struct sl_err *err)
     struct sl_err e = {0};
     int rc = sl_ff_encode(&o, "probe", NULL, 0, &probe, &e);
     sl_buf_release(&probe);
+    const char *field = strcmp(e.ecode, "unsupported_format") == 0 ? "format"
+                        : o.format == SL_FF_PARQUET                ? "parquet.compression"
+                        : o.format == SL_FF_AVRO                   ? "avro.compression"
+                                                                   : "compression";
     sl_ff_opts_free(&o);
     if (rc < 0 && strncmp(e.ecode, "unsupported", 11) == 0)
         return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.%s: %s (not in this build)",
-                          strcmp(e.ecode, "unsupported_format") == 0 ? "format" : "compression",
-                          e.msg);
+                          field, e.msg);
     return 0;
 }
 
