@@ -29,7 +29,8 @@
 
 #define CHUNK_BYTES (8u << 20)     /* a transaction is appended in batches of at most this */
 #define INFLIGHT_BYTES (64u << 20) /* appended but not yet fsynced: the worker waits above */
-#define SCAN_BACK 1000000u         /* records read back from the head to find our last one */
+#define SCAN_BACK 1000000u         /* records read back when no position is stored (older data) */
+#define SEQ_KEY "@pg.last_seq"     /* meta cursor: 1 + seq of our last durable record */
 #define SNAP_FETCH 5000            /* rows per FETCH during the snapshot */
 #define SNAP_KEY "@pg.snapshot"    /* meta cursor: 1 = snapshot pending, 2 = done */
 #define SLOT_BUSY_RETRY_MS 5000    /* "slot is active" is retried this long, then failed */
@@ -80,6 +81,8 @@ struct cdc {
     size_t inflight_bytes;
     int inflight;
     uint64_t durable_lsn, empty_lsn, done_records;
+    uint64_t last_seq1;      /* 1 + strand seq of our last durable record, 0 = none (under mu) */
+    uint64_t persisted_seq1; /* last_seq1 as stored in meta (streaming thread only) */
     int append_failed;
     /* feedback */
     uint64_t received_lsn, sent_flush, wal_end;
@@ -372,6 +375,8 @@ static void on_durable(struct sl_append *a)
         if (b->end_lsn > c->durable_lsn)
             c->durable_lsn = b->end_lsn;
         c->done_records += b->n;
+        if (b->n && a->first_seq + b->n > c->last_seq1)
+            c->last_seq1 = a->first_seq + b->n;
     }
     c->inflight--;
     c->inflight_bytes -= b->data.len;
@@ -459,16 +464,25 @@ static void note_done(struct cdc *c)
         sl_registry_note_event(c->env->reg, c->env->id, now);
 }
 
-/* The resume position: (commit_lsn, tx_index) of the last record this connector appended. */
+/* The resume position: (commit_lsn, tx_index) of the last record this connector appended. It
+ * is found by reading back from the head to the seq stored in meta (which lags the strand by at
+ * most one status interval, so the scan is short however busy other writers of the strand are);
+ * without a stored seq (data from before it was kept), at most SCAN_BACK records are read. */
 static void find_position(struct cdc *c)
 {
     c->skip_lsn = 0;
     c->skip_idx = -1;
-    uint64_t count = sl_strand_count(c->strand);
+    uint64_t count = sl_strand_count(c->strand), stored = 0, floor = 0;
+    if (sl_meta_get_cursor(c->env->meta, c->env->id, SEQ_KEY, &stored) == 0 && stored > 0 &&
+        stored <= count)
+        floor = stored - 1;
+    else
+        floor = count > SCAN_BACK ? count - SCAN_BACK : 0;
+    c->last_seq1 = c->persisted_seq1 = stored <= count ? stored : 0;
     size_t idlen = strlen(c->env->id);
-    for (uint64_t k = 0; k < count && k < SCAN_BACK; k++) {
+    for (uint64_t seq = count; seq-- > floor;) {
         struct sl_record r;
-        if (sl_strand_read(c->strand, count - 1 - k, &r) != 0)
+        if (sl_strand_read(c->strand, seq, &r) != 0)
             return;
         if (r.source_len != idlen || memcmp(r.source, c->env->id, idlen) != 0)
             continue;
@@ -480,6 +494,17 @@ static void find_position(struct cdc *c)
         }
         return; /* a snapshot row (position -1) or a change */
     }
+}
+
+/* Stores where our last durable record is (see find_position). Streaming thread. */
+static void persist_position(struct cdc *c)
+{
+    pthread_mutex_lock(&c->mu);
+    uint64_t v = c->last_seq1;
+    pthread_mutex_unlock(&c->mu);
+    if (v != c->persisted_seq1 &&
+        sl_meta_set_cursor(c->env->meta, c->env->id, SEQ_KEY, v, NULL) == 0)
+        c->persisted_seq1 = v;
 }
 
 /* ---- streaming ---- */
@@ -522,6 +547,7 @@ static int send_status(struct cdc *c, PGconn *conn, int reply)
         seterr(c, "replication connection: %s", PQerrorMessage(conn));
         return -1;
     }
+    persist_position(c);
     c->sent_flush = flush;
     c->last_status_ns = sl_mono_ns();
     sl_registry_set_lag(c->env->reg, c->env->id, c->wal_end > flush ? c->wal_end - flush : 0);
