@@ -4,10 +4,12 @@
  *
  * One service thread owns the index writes and every mirror request (libcurl multi, many
  * requests in flight, events of one table and shape sent together as one bulk insert), so
- * ingest requests never wait for each other's mirror calls. An ingest is answered after its
- * record is durable in the strand, its mirror attempt finished (or timed out) and its event
- * reference is in the index. Failed mirror writes are retried in the background with
- * exponential backoff and full jitter until they succeed or max_retries is reached.
+ * ingest requests never wait for each other's mirror calls. With dual-write on, an ingest is
+ * answered after its record is durable in the strand, its mirror attempt finished (or timed
+ * out) and its event reference is in the index; without it, as soon as the record is durable
+ * (the reference follows at once, and the read side waits for it). Failed mirror writes are
+ * retried in the background with exponential backoff and full jitter until they succeed or
+ * max_retries is reached.
  *
  * The strand is the source of truth: on open, strand records missing from the index (a crash
  * between the strand write and the index write) are indexed again, and — when the mirror is
