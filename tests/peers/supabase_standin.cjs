@@ -24,7 +24,7 @@
 //
 // Usage: NODE_PATH=<node_modules> node supabase_standin.cjs --key KEY [--port 0]
 //        (PostgreSQL from PGHOST/PGPORT/PGUSER/PGDATABASE). Prints "LISTENING <port>" when
-//        ready. Exits on SIGTERM/SIGINT.
+//        ready. Exits on SIGTERM/SIGINT, and when its parent process is gone.
 'use strict';
 const http = require('http');
 const { Pool } = require('pg');
@@ -174,3 +174,10 @@ const stop = () => {
 };
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+// never outlive the test or benchmark that started it (its parent died without stopping it);
+// process.ppid is fixed at start in node, /proc is not
+const ppid = () => require('fs').readFileSync('/proc/self/stat', 'utf8').replace(/^.*\) /, '').split(' ')[1];
+const parent = ppid();
+setInterval(() => {
+  if (ppid() !== parent) stop();
+}, 1000).unref();
