@@ -1,7 +1,7 @@
 /* libFuzzer target for the Boboyka ingest parser (POST /v1/boboyka/ingest bodies). On success
- * the payload must be one whole MessagePack map naming a known type, its data must read back
- * as the mirror body, and both must be valid (the mirror body is JSON that sl_json_to_mp
- * accepts); on failure the error must explain itself. */
+ * the payload must be one whole MessagePack map naming a known type, and its data must read
+ * back as JSON (the mirror body) that sl_json_to_mp accepts; on failure the error must explain
+ * itself. */
 #include "boboyka/schema.h"
 #include "formats/json_mp.h"
 
@@ -20,10 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct sl_buf dj, mp;
         sl_buf_init(&dj, 0);
         sl_buf_init(&mp, 0);
-        if (sl_bbk_payload_data_json(ev.payload.data, ev.payload.len, &dj) != 0 ||
-            dj.len != ev.mirror.len || memcmp(dj.data, ev.mirror.data, dj.len) != 0)
+        if (sl_bbk_payload_data_json(ev.payload.data, ev.payload.len, &dj) != 0)
             abort();
-        if (sl_json_to_mp((const char *)ev.mirror.data, ev.mirror.len, &mp, 200, NULL) != 0)
+        if (sl_json_to_mp((const char *)dj.data, dj.len, &mp, 200, NULL) != 0)
             abort();
         sl_buf_release(&dj);
         sl_buf_release(&mp);

@@ -102,33 +102,6 @@ void sl_v1_records_post(struct sl_api *api, struct sl_http_req *req, int batch)
         return sl_api_error_from(req, &err);
 }
 
-static const char b64tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static int b64(struct sl_buf *b, const uint8_t *p, size_t n)
-{
-    if (sl_buf_reserve(b, (n + 2) / 3 * 4))
-        return -1;
-    char *o = (char *)b->data + b->len;
-    size_t i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        *o++ = b64tab[v >> 18];
-        *o++ = b64tab[(v >> 12) & 63];
-        *o++ = b64tab[(v >> 6) & 63];
-        *o++ = b64tab[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-        *o++ = b64tab[v >> 18];
-        *o++ = b64tab[(v >> 12) & 63];
-        *o++ = i + 1 < n ? b64tab[(v >> 6) & 63] : '=';
-        *o++ = '=';
-    }
-    b->len = (size_t)(o - (char *)b->data);
-    b->data[b->len] = 0;
-    return 0;
-}
-
 int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_record *r, int raw)
 {
     sl_buf_puts(b, "{\"record_hash\":\"");
@@ -148,7 +121,7 @@ int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_rec
         return -1;
     if (raw) {
         sl_buf_puts(b, ",\"payload_msgpack_b64\":\"");
-        b64(b, r->payload, r->payload_len);
+        sl_buf_base64(b, r->payload, r->payload_len);
         sl_buf_putc(b, '"');
     }
     sl_buf_putc(b, '}');

@@ -161,7 +161,6 @@ static int mp_value(const json_t *v, struct sl_buf *b, int depth)
 void sl_bbk_event_release(struct sl_bbk_event *ev)
 {
     sl_buf_release(&ev->payload);
-    sl_buf_release(&ev->mirror);
 }
 
 int sl_bbk_parse(const char *body, size_t len, uint64_t now_ms, struct sl_bbk_event *ev,
@@ -170,7 +169,6 @@ int sl_bbk_parse(const char *body, size_t len, uint64_t now_ms, struct sl_bbk_ev
     memset(ev, 0, sizeof(*ev));
     ev->type = -1;
     sl_buf_init(&ev->payload, 0);
-    sl_buf_init(&ev->mirror, 0);
     json_error_t je;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
@@ -218,9 +216,9 @@ int sl_bbk_parse(const char *body, size_t len, uint64_t now_ms, struct sl_bbk_ev
     }
     if (t == SL_BBK_AUDIT && !json_object_get(data, "timestamp_ms"))
         json_object_set_new(data, "timestamp_ms", json_integer((json_int_t)now_ms));
-    /* The data's members once, framed twice: as the stored map (with the tag) and the mirror. */
-    struct sl_buf members;
-    sl_buf_init(&members, 0);
+    /* The stored map: the data's members, then the tag (the mirror body is made from it later,
+     * and only when dual-write is on: sl_bbk_payload_data_json). */
+    sl_mp_write_map(&ev->payload, (uint32_t)json_object_size(data) + 1);
     ev->shape = 1469598103934665603ull; /* FNV-1a over the names, each with its NUL */
     json_object_foreach(data, k, v)
     {
@@ -229,29 +227,15 @@ int sl_bbk_parse(const char *body, size_t len, uint64_t now_ms, struct sl_bbk_ev
             if (!*c)
                 break;
         }
-        sl_mp_write_str(&members, k, strlen(k));
-        if (mp_value(v, &members, 1) < 0) {
-            sl_buf_release(&members);
+        sl_mp_write_str(&ev->payload, k, strlen(k));
+        if (mp_value(v, &ev->payload, 1) < 0) {
             bad(err, "data.%s: nested deeper than 64 levels", k);
             goto out;
         }
     }
-    uint32_t n = (uint32_t)json_object_size(data);
-    sl_mp_write_map(&ev->payload, n + 1);
-    sl_buf_append(&ev->payload, members.data, members.len);
     sl_mp_write_str(&ev->payload, TAG, strlen(TAG));
     sl_mp_write_str(&ev->payload, g_types[t].name, strlen(g_types[t].name));
-    struct sl_buf data_mp;
-    sl_buf_init(&data_mp, 0);
-    sl_mp_write_map(&data_mp, n);
-    sl_buf_append(&data_mp, members.data, members.len);
-    sl_buf_release(&members);
-    size_t used;
-    struct sl_jerr mje;
-    int ok = !data_mp.failed && !ev->payload.failed &&
-             sl_mp_to_json(data_mp.data, data_mp.len, &used, &ev->mirror, MAX_DEPTH + 2, &mje) == 0;
-    sl_buf_release(&data_mp);
-    if (!ok) {
+    if (ev->payload.failed) {
         sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
         rc = SL_E_NOMEM;
         goto out;

@@ -1,7 +1,7 @@
 /* Boboyka's typed application events: the four record types, their field schemas (from the
- * SapixDB Boboyka integration), validation of POST /v1/boboyka/ingest bodies, and the two
- * encodings an event gets: the strand payload (MessagePack map of the data plus "_boboyka_type")
- * and the Supabase mirror body (the data as compact JSON, without the tag).
+ * SapixDB Boboyka integration), validation of POST /v1/boboyka/ingest bodies into the strand
+ * payload (MessagePack map of the data plus "_boboyka_type"), and the reading back of a stored
+ * payload's data as JSON (the Supabase mirror body and the events feed: the data without the tag).
  *
  * Validation: record_type one of the four; data an object; known fields must have their type
  * (strings, integers, *_at_ms epoch milliseconds >= 0, cpu_pct a number, metadata an object)
@@ -28,7 +28,6 @@ int sl_bbk_type_find(const char *name, size_t len);
 struct sl_bbk_event {
     int type;
     struct sl_buf payload; /* MessagePack: data's members + "_boboyka_type" */
-    struct sl_buf mirror;  /* JSON: data (with any filled-in timestamp_ms) */
     uint64_t shape;        /* hash of data's member names in order: same shape, same columns */
 };
 

@@ -1,5 +1,6 @@
 #include "boboyka/service.h"
 
+#include "connectors/httpc.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -29,7 +30,8 @@ struct job {
     struct sl_append a;
     struct sl_append_rec rec;
     uint8_t hashes[1][SL_HASH_LEN];
-    struct sl_bbk_event ev; /* payload (foreground) and the mirror body */
+    struct sl_bbk_event ev; /* the payload (foreground jobs) */
+    struct sl_buf mirror;   /* the mirror body: the data as JSON, made only when dual-write is on */
     int background;         /* a retry from the queue: nobody waits for it */
     int answered;           /* answered by the committer already (dual-write off) */
     int nobatch;            /* sent alone */
@@ -47,7 +49,8 @@ struct batch {
     CURL *c;
     struct job *jobs;
     size_t n;
-    struct sl_buf body, resp;
+    struct sl_buf body;
+    struct sl_httpc_resp resp;
     struct curl_slist *hdrs;
     char url[1200];
 };
@@ -232,17 +235,8 @@ static void load_counts(struct sl_bbk *b)
 static void job_free(struct job *j)
 {
     sl_bbk_event_release(&j->ev);
+    sl_buf_release(&j->mirror);
     free(j);
-}
-
-static uint64_t backoff_ms(const struct sl_bbk *b, int attempts)
-{
-    uint64_t cap = b->o.retry_base_ms;
-    for (int i = 1; i < attempts && cap < b->o.retry_max_ms; i++)
-        cap *= 2;
-    if (cap > b->o.retry_max_ms)
-        cap = b->o.retry_max_ms;
-    return sl_rand64() % (cap + 1); /* full jitter */
 }
 
 static void answer(struct job *j, int dual);
@@ -272,7 +266,9 @@ static void flush_finished(struct sl_bbk *b)
                 state = ST_FAILED;
             else {
                 state = ST_PENDING;
-                next = j->aborted ? 0 : now + backoff_ms(b, attempts);
+                next = j->aborted
+                           ? 0
+                           : now + sl_backoff_ms(b->o.retry_base_ms, b->o.retry_max_ms, attempts);
             }
         }
         if (j->background) {
@@ -387,28 +383,20 @@ static void enqueue(struct sl_bbk *b, struct job *j)
 
 /* ---- mirror requests ---- */
 
-static size_t on_body(char *p, size_t sz, size_t n, void *arg)
-{
-    struct sl_buf *resp = arg;
-    size_t len = sz * n, room = resp->len < RESP_EXCERPT ? RESP_EXCERPT - resp->len : 0;
-    sl_buf_append(resp, p, len < room ? len : room);
-    return len;
-}
-
 static void batch_free(struct batch *bt)
 {
     if (bt->c)
         curl_easy_cleanup(bt->c);
     curl_slist_free_all(bt->hdrs);
     sl_buf_release(&bt->body);
-    sl_buf_release(&bt->resp);
+    sl_httpc_resp_release(&bt->resp);
     free(bt);
 }
 
 /* Appends job j's mirror body, with the dedup column first when configured. */
 static void body_append(struct sl_bbk *b, struct sl_buf *out, const struct job *j)
 {
-    const struct sl_buf *m = &j->ev.mirror;
+    const struct sl_buf *m = &j->mirror;
     if (!b->dedup[0]) {
         sl_buf_append(out, m->data, m->len);
         return;
@@ -433,7 +421,7 @@ static void launch_one(struct sl_bbk *b)
     if (!bt)
         return;
     sl_buf_init(&bt->body, 0);
-    sl_buf_init(&bt->resp, 0);
+    sl_httpc_resp_init(&bt->resp, RESP_EXCERPT);
     struct job **tail = &bt->jobs;
     uint64_t deadline = first->deadline_ns;
     for (struct job **p = &b->queue; *p && bt->n < MAX_BATCH;) {
@@ -496,14 +484,8 @@ static void launch_one(struct sl_bbk *b)
         return;
     }
     long timeout = (long)((deadline - now) / 1000000);
-    curl_easy_setopt(bt->c, CURLOPT_URL, bt->url);
-    curl_easy_setopt(bt->c, CURLOPT_HTTPHEADER, bt->hdrs);
-    curl_easy_setopt(bt->c, CURLOPT_POSTFIELDS, (const char *)bt->body.data);
-    curl_easy_setopt(bt->c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)bt->body.len);
-    curl_easy_setopt(bt->c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(bt->c, CURLOPT_WRITEDATA, &bt->resp);
-    curl_easy_setopt(bt->c, CURLOPT_TIMEOUT_MS, timeout);
-    curl_easy_setopt(bt->c, CURLOPT_NOSIGNAL, 1L);
+    sl_httpc_prepare(bt->c, "POST", bt->url, bt->hdrs, bt->body.data, bt->body.len, timeout,
+                     &bt->resp);
     curl_easy_setopt(bt->c, CURLOPT_PRIVATE, bt);
     curl_multi_add_handle(b->multi, bt->c);
     bt->next = b->inflight;
@@ -514,8 +496,8 @@ static void launch_one(struct sl_bbk *b)
 /* The error text of a failed answer: PostgREST's "message" if there is one. */
 static void answer_error(const struct batch *bt, long status, char *out, size_t n)
 {
-    const char *body = (const char *)bt->resp.data;
-    size_t len = bt->resp.len;
+    const char *body = (const char *)bt->resp.body.data;
+    size_t len = bt->resp.body.len;
     const char *m = len ? memmem(body, len, "\"message\":\"", 11) : NULL;
     if (m) {
         m += 11;
@@ -647,7 +629,7 @@ static void scan_retries(struct sl_bbk *b)
         j->type = sqlite3_column_int(st, 1);
         j->attempts = sqlite3_column_int(st, 2);
         sl_buf_init(&j->ev.payload, 0);
-        sl_buf_init(&j->ev.mirror, 0);
+        sl_buf_init(&j->mirror, 0);
         j->next = got;
         got = j;
     }
@@ -663,7 +645,7 @@ static void scan_retries(struct sl_bbk *b)
         db_exec(b->db, sql, NULL);
         struct sl_record r;
         if (sl_strand_read(b->strand, j->seq, &r) < 0 ||
-            sl_bbk_payload_data_json(r.payload, r.payload_len, &j->ev.mirror) < 0) {
+            sl_bbk_payload_data_json(r.payload, r.payload_len, &j->mirror) < 0) {
             fail_job(b, j, 0, "the strand record %" PRIu64 " cannot be read", j->seq);
             continue;
         }
@@ -689,6 +671,9 @@ static void *service_main(void *arg)
             next = j->next;
             if (j->strand_status || !b->dual)
                 finish(b, j);
+            else if (sl_bbk_payload_data_json(j->ev.payload.data, j->ev.payload.len, &j->mirror) <
+                     0)
+                fail_job(b, j, 0, "out of memory making the mirror body");
             else
                 enqueue(b, j);
         }
@@ -740,6 +725,7 @@ int sl_bbk_ingest(struct sl_bbk *b, struct sl_bbk_event *ev, sl_bbk_done_fn done
     }
     j->b = b;
     j->ev = *ev;
+    sl_buf_init(&j->mirror, 0);
     j->type = ev->type;
     j->shape = ev->shape;
     j->done = done;

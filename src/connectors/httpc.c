@@ -75,12 +75,9 @@ static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl
     return k->fn && k->fn(k->arg); /* nonzero aborts the transfer */
 }
 
-CURLcode sl_httpc_send(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
-                       const void *body, size_t len, long timeout_ms, struct sl_httpc_resp *r,
-                       int (*cancel)(void *arg), void *arg, long *status)
+void sl_httpc_prepare(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
+                      const void *body, size_t len, long timeout_ms, struct sl_httpc_resp *r)
 {
-    struct cancel k = {cancel, arg};
-    *status = 0;
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -94,6 +91,15 @@ CURLcode sl_httpc_send(CURL *c, const char *method, const char *url, struct curl
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+}
+
+CURLcode sl_httpc_send(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
+                       const void *body, size_t len, long timeout_ms, struct sl_httpc_resp *r,
+                       int (*cancel)(void *arg), void *arg, long *status)
+{
+    struct cancel k = {cancel, arg};
+    *status = 0;
+    sl_httpc_prepare(c, method, url, hdrs, body, len, timeout_ms, r);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &k);

@@ -21,9 +21,15 @@ void sl_httpc_resp_init(struct sl_httpc_resp *r, size_t max_body);
 void sl_httpc_resp_reset(struct sl_httpc_resp *r); /* before the next request */
 void sl_httpc_resp_release(struct sl_httpc_resp *r);
 
-/* Resets c and sends method url with headers hdrs and body[0..len) (body may be NULL), within
- * timeout_ms (connecting within 5 s). Returns CURLE_OK with *status the HTTP status, or the
- * libcurl error (CURLE_ABORTED_BY_CALLBACK when cancelled). */
+/* Resets c and sets it up for method url with headers hdrs and body[0..len) (body may be NULL),
+ * within timeout_ms (connecting within 5 s), the answer going to r; does not send it (for a
+ * curl multi handle). hdrs, body and r must live until the transfer ends. */
+void sl_httpc_prepare(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
+                      const void *body, size_t len, long timeout_ms, struct sl_httpc_resp *r);
+
+/* sl_httpc_prepare, then sends the request now, cancel(arg) checked as it runs. Returns CURLE_OK
+ * with *status the HTTP status, or the libcurl error (CURLE_ABORTED_BY_CALLBACK when cancelled).
+ */
 CURLcode sl_httpc_send(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
                        const void *body, size_t len, long timeout_ms, struct sl_httpc_resp *r,
                        int (*cancel)(void *arg), void *arg, long *status);

@@ -26,6 +26,8 @@ int sl_buf_puts(struct sl_buf *b, const char *s);
 int sl_buf_printf(struct sl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal (with quotes), escaping as RFC 8259 requires. */
 int sl_buf_json_str(struct sl_buf *b, const char *s, size_t n);
+/* Appends n bytes as standard base64 (RFC 4648, with padding). */
+int sl_buf_base64(struct sl_buf *b, const uint8_t *p, size_t n);
 /* Appends n bytes as lowercase hex. */
 int sl_buf_hex(struct sl_buf *b, const uint8_t *p, size_t n);
 /* Takes ownership of the storage: returns data (NUL-terminated) and leaves b empty. */

@@ -190,3 +190,13 @@ uint64_t sl_rand64(void)
         v = sl_mono_ns() * 0x9e3779b97f4a7c15ull;
     return v;
 }
+
+uint64_t sl_backoff_ms(uint64_t base, uint64_t max, int attempt)
+{
+    uint64_t cap = base;
+    for (int i = 1; i < attempt && cap < max; i++)
+        cap *= 2;
+    if (cap > max)
+        cap = max;
+    return sl_rand64() % (cap + 1);
+}

@@ -8,7 +8,11 @@
 
 uint64_t sl_now_ms(void);  /* wall clock, ms since the epoch */
 uint64_t sl_mono_ns(void); /* monotonic clock */
-uint64_t sl_rand64(void);  /* random (getrandom; the clock if that fails): jitter, not secrets */
+uint64_t sl_rand64(void);
+/* Exponential backoff with full jitter: a random delay in [0, min(max, base * 2^(attempt-1))]. */
+uint64_t
+sl_backoff_ms(uint64_t base, uint64_t max,
+              int attempt); /* random (getrandom; the clock if that fails): jitter, not secrets */
 /* Writes n bytes as 2n lowercase hex chars plus a NUL to out (2n+1 bytes). */
 void sl_hex_encode(char *out, const uint8_t *p, size_t n);
 /* Value of one hex digit (either case), or -1. */

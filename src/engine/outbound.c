@@ -417,12 +417,7 @@ static int deliver(struct worker *w, CURL *c, struct sl_strand *s, uint64_t from
             break;
         }
         /* exponential backoff with full jitter; Retry-After wins when it asks for longer */
-        long long cap = initial;
-        for (int k = 1; k < attempts && cap < maxb; k++)
-            cap *= 2;
-        if (cap > maxb)
-            cap = maxb;
-        uint64_t delay = sl_rand64() % (uint64_t)(cap + 1);
+        uint64_t delay = sl_backoff_ms((uint64_t)initial, (uint64_t)maxb, attempts);
         if (r.retry_after_s >= 0 && (uint64_t)r.retry_after_s * 1000 > delay)
             delay = (uint64_t)r.retry_after_s * 1000 > 3600000 ? 3600000
                                                                : (uint64_t)r.retry_after_s * 1000;

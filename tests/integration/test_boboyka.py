@@ -307,6 +307,13 @@ with t.section("mirror errors that do not heal end as failed after max_retries",
     e = events(dw, "?limit=1")["events"][0]
     t.eq(e["dual_write_attempts"], 3, "1 attempt + 2 retries")
     t.eq(status(dw)["mirror_failed"], 1, "status counts mirror_failed")
+    # a unique constraint of the table (not the dedup column): PostgREST's 409 reaches the answer
+    sb.sql("CREATE UNIQUE INDEX build_queue_queue_id ON build_queue (queue_id)")
+    first = ingest(dw, "build_queue_item", {"queue_id": "q-unique", "status": "waiting"}).json["dual_write"]
+    second = ingest(dw, "build_queue_item", {"queue_id": "q-unique", "status": "done"}).json["dual_write"]
+    t.ok(first["ok"] is True and second["ok"] is False and "409" in (second["error"] or ""),
+         "a unique violation in Supabase: ok false with its 409 (the strand write stands)", (first, second))
+    t.eq(rows("build_queue", "queue_id = 'q-unique'"), 1, "only the first row is in PostgreSQL")
     # a bulk insert refused because of one event must not fail the others sent with it
     bodies = [{"agent_id": "ok-%d" % i, "status": "healthy"} for i in range(20)]
     with concurrent.futures.ThreadPoolExecutor(20) as ex:

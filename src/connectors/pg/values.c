@@ -167,35 +167,23 @@ static int put_timestamp(struct sl_buf *b, const char *s, size_t n, int tz)
 
 static int put_bytea(struct sl_buf *b, const char *s, size_t n)
 {
-    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     if (n < 2 || s[0] != '\\' || s[1] != 'x' || (n & 1))
         return put_str(b, s, n); /* bytea_output=escape: as sent */
     size_t raw = (n - 2) / 2;
+    uint8_t *bytes = malloc(raw ? raw : 1);
+    if (!bytes)
+        return -1;
+    if (sl_hex_decode(s + 2, n - 2, bytes, raw) < 0) {
+        free(bytes);
+        return put_str(b, s, n);
+    }
     struct sl_buf t;
     sl_buf_init(&t, 0);
-    if (sl_buf_reserve(&t, (raw + 2) / 3 * 4 + 1) < 0)
-        return -1;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (size_t i = 0; i < raw; i++) {
-        int hi = sl_hex_digit(s[2 + 2 * i]), lo = sl_hex_digit(s[3 + 2 * i]);
-        if (hi < 0 || lo < 0) {
-            sl_buf_release(&t);
-            return put_str(b, s, n);
-        }
-        acc = (acc << 8) | (uint32_t)(hi << 4 | lo);
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            sl_buf_putc(&t, (uint8_t)tbl[(acc >> bits) & 63]);
-        }
-    }
-    if (bits)
-        sl_buf_putc(&t, (uint8_t)tbl[(acc << (6 - bits)) & 63]);
-    while (t.len % 4)
-        sl_buf_putc(&t, '=');
-    int rc = t.failed ? -1 : sl_mp_write_str(b, (const char *)t.data, t.len);
+    int rc = sl_buf_base64(&t, bytes, raw) < 0 || t.failed
+                 ? -1
+                 : sl_mp_write_str(b, t.data ? (const char *)t.data : "", t.len);
     sl_buf_release(&t);
+    free(bytes);
     return rc;
 }
 
