@@ -5,8 +5,8 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 $(WARN) -Isrc $(PKG_CFLAGS) -D_GNU_SOURCE -msse4.2 -pthread -MMD -MP
-LDLIBS  := $(PKG_LIBS) -lpthread -lm
+CFLAGS  += -std=gnu11 $(WARN) -Isrc -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -msse4.2 -pthread -MMD -MP
+LDLIBS  := $(PKG_LIBS) -lpthread -lm -ldl # -ldl: dlopen (--plugins), in libc since glibc 2.34
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 SRCS    := $(shell find src -name '*.c' ! -name main.c | sort)
@@ -15,6 +15,9 @@ SOBJS   := $(SRCS:%.c=build/san/%.o)
 UNITS   := $(wildcard tests/unit/test_*.c)
 UBINS   := $(UNITS:tests/unit/%.c=build/tests/%)
 USBINS  := $(UNITS:tests/unit/%.c=build/san/tests/%)
+COMPS   := $(wildcard tests/component/test_*.c)
+CBINS   := $(COMPS:tests/component/%.c=build/tests/component/%)
+CSBINS  := $(COMPS:tests/component/%.c=build/san/tests/component/%)
 FUZZES  := $(wildcard fuzz/fuzz_*.c)
 FBINS   := $(FUZZES:fuzz/%.c=build/fuzz/%)
 
@@ -44,14 +47,23 @@ build/san/tests/%: tests/unit/%.c $(SOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
+# Component tests: the engine in-process with fake connectors (tests/component/), t.h shared.
+build/tests/component/%: tests/component/%.c $(OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+build/san/tests/component/%: tests/component/%.c $(SOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
 # libFuzzer targets: clang, every source file except main, ASan+UBSan.
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -Isrc $(PKG_CFLAGS) -D_GNU_SOURCE -msse4.2 -pthread \
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -Isrc -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -msse4.2 -pthread \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DSL_FUZZING
 build/fuzz/%: fuzz/%.c $(SRCS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
 
-unit-tests: $(UBINS) $(USBINS)
+unit-tests: $(UBINS) $(USBINS) $(CBINS) $(CSBINS)
 fuzz: $(FBINS)
 
 run: deps build/sluice
@@ -62,11 +74,21 @@ test: deps
 	@./tests/run.sh
 
 format:
-	clang-format -i $$(find src tests fuzz bench -name '*.[ch]')
+	clang-format -i $$(find src include tests fuzz bench examples -name '*.[ch]')
 format-check:
-	@clang-format --dry-run -Werror $$(find src tests fuzz bench -name '*.[ch]')
+	@clang-format --dry-run -Werror $$(find src include tests fuzz bench examples -name '*.[ch]')
 
 clean:
 	rm -rf build
+
+# Example connector plugins (examples/README.md): examples/NAME.c -> build/examples/NAME.so,
+# compiled against include/sluice/connector.h alone (no -Isrc: a plugin sees no internals).
+EXAMPLES := $(patsubst examples/%.c,build/examples/%.so,$(wildcard examples/*.c))
+PLUGIN_CFLAGS := -std=gnu11 -O2 -g $(WARN) -Iinclude $(shell pkg-config --cflags jansson 2>/dev/null) \
+                 -shared -fPIC -fvisibility=hidden
+all: $(EXAMPLES)
+build/examples/%.so: examples/%.c include/sluice/connector.h
+	@mkdir -p $(dir $@)
+	$(CC) $(PLUGIN_CFLAGS) -o $@ $< $(shell pkg-config --libs jansson 2>/dev/null)
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(in);
         return 0;
     }
-    const struct sl_kind *k = sl_kind_find("object_storage");
+    const struct sl_connector *k = sl_kind_find("object_storage");
     struct sl_err err = {0};
     json_t *out = sl_kind_validate(k, in, &err);
     if (!out) {

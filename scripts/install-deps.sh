@@ -10,7 +10,7 @@ DEBS=(
   libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   libpq-dev libavro-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
   # test and benchmark tools
-  curl python3 python3-msgpack wrk postgresql-15 postgresql-client-15 postgresql-contrib
+  curl python3 python3-msgpack python3-prometheus-client wrk postgresql-15 postgresql-client-15 postgresql-contrib
   avro-bin python3-avro python3-snappy zstd lz4 gzip
 )
 

@@ -1,11 +1,14 @@
-/* sluice: serve | verify | config-doc | version. Thin: everything lives in the modules. */
+/* sluice: serve | verify | connectors | config-doc | version. Thin: everything lives in the
+ * modules. */
 #include "api/api.h"
 #include "api/http.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "core/version.h"
-#include "engine/outbound.h"
+#include "engine/catalog_doc.h"
+#include "engine/engine.h"
+#include "engine/plugins.h"
 
 #include "strand/store.h"
 #include "strand/verify.h"
@@ -42,6 +45,12 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&stop_sigs, SIGINT);
     sigaddset(&stop_sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
+    /* Before the registry opens (it skips connectors of unknown kinds); after the mask, which a
+     * thread started by a plugin inherits too. */
+    if (sl_plugins_load(cfg.plugins, &err) < 0) {
+        fprintf(stderr, "sluice: %s\n", err.msg);
+        return 2;
+    }
 
     static struct sl_api api;
     sl_api_init(&api, NULL, &cfg);
@@ -97,7 +106,7 @@ static int cmd_serve(int argc, char **argv)
         return 1;
     }
     struct sl_engine *engine = NULL;
-    if (sl_engine_start(&engine, api.store, api.registry, &err) < 0) {
+    if (sl_engine_start(&engine, api.store, api.registry, NULL, &err) < 0) {
         sl_error("%s", err.msg);
         sl_http_stop(srv);
         sl_bbk_close(api.boboyka);
@@ -190,6 +199,13 @@ int main(int argc, char **argv)
         return cmd_verify(argc - 2, argv + 2);
     if (strcmp(cmd, "config-doc") == 0) {
         sl_config_write_doc(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "connectors") == 0) {
+        if (argc > 2 && strcmp(argv[2], "--markdown") == 0)
+            sl_catalog_markdown(stdout);
+        else
+            sl_catalog_print(stdout);
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -54,11 +54,27 @@ config_doc_check() {
 }
 run_one "config-doc" config_doc_check
 
+kinds_doc_check() {
+    if ./build/sluice connectors --markdown | diff -q - docs/connector-kinds.md >/dev/null; then
+        echo "ok - docs/connector-kinds.md matches the connectors' field tables"
+    else
+        echo "not ok - docs/connector-kinds.md is stale: ./build/sluice connectors --markdown > docs/connector-kinds.md"
+    fi
+}
+run_one "connector-kinds-doc" kinds_doc_check
+
 for t in build/tests/test_*; do
     [ -x "$t" ] && run_one "unit/$(basename "$t")" "$t"
 done
 for t in build/san/tests/test_*; do
     [ -x "$t" ] && run_one "unit-asan/$(basename "$t")" "$t"
+done
+# Component tests: the engine in-process with fake connectors and a fake clock.
+for t in build/tests/component/test_*; do
+    [ -x "$t" ] && run_one "component/$(basename "$t")" "$t"
+done
+for t in build/san/tests/component/test_*; do
+    [ -x "$t" ] && run_one "component-asan/$(basename "$t")" "$t"
 done
 
 # Fuzz targets: replay the seed corpus, then fuzz briefly (long runs: fuzz/README.md).

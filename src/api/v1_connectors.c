@@ -52,16 +52,29 @@ static void pin_start(struct sl_api *api, const json_t *c)
     if (strcmp(json_string_value(json_object_get(c, "direction")), "outbound") != 0 || !start)
         return;
     const char *id = json_string_value(json_object_get(c, "id"));
+    const json_t *strands = json_object_get(c, "strands");
+    struct sl_meta *meta = sl_registry_meta(api->registry);
+    int head = strcmp(start, "head") == 0;
+    if (json_array_size(strands) == 1 &&
+        strcmp(json_string_value(json_array_get(strands, 0)), "*") == 0) {
+        /* every strand that exists now; one created later is followed from its first record */
+        struct sl_strand *all[1024];
+        size_t n = sl_store_list(api->store, all, 1024);
+        for (size_t i = 0; i < n && i < 1024; i++)
+            sl_meta_init_cursor(meta, id, sl_strand_name(all[i]),
+                                head ? sl_strand_count(all[i]) : 0, NULL);
+        return;
+    }
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(c, "strands"), i, v)
+    json_array_foreach(strands, i, v)
     {
         struct sl_strand *s;
         uint64_t at = 0;
-        if (strcmp(start, "head") == 0 && sl_store_strand(api->store, json_string_value(v),
-                                                          json_string_length(v), 1, &s, NULL) == 0)
+        if (head && sl_store_strand(api->store, json_string_value(v), json_string_length(v), 1, &s,
+                                    NULL) == 0)
             at = sl_strand_count(s);
-        sl_meta_init_cursor(sl_registry_meta(api->registry), id, json_string_value(v), at, NULL);
+        sl_meta_init_cursor(meta, id, json_string_value(v), at, NULL);
     }
 }
 
@@ -79,7 +92,7 @@ static json_t *from_streamhouse(json_t *body, struct sl_err *err)
                    "connectorClass: a string, and not together with kind");
         return NULL;
     }
-    const struct sl_kind *k = sl_kind_find(json_string_value(cls));
+    const struct sl_connector *k = sl_kind_find(json_string_value(cls));
     const json_t *type = json_object_get(body, "connectorType");
     const char *want = k && k->direction == SL_INBOUND ? "source" : "sink";
     if (type && (!json_is_string(type) || (strcmp(json_string_value(type), "sink") != 0 &&
@@ -150,6 +163,10 @@ void sl_v1_connector(struct sl_api *api, struct sl_http_req *req, const char *id
             return;
         c = sl_registry_patch(api->registry, id, body, &err);
         json_decref(body);
+        if (c) {
+            pin_start(api, c); /* strands it now follows start where "start" says */
+            sl_registry_changed(api->registry);
+        }
     } else {
         c = sl_registry_get(api->registry, id, &err);
     }

@@ -24,8 +24,9 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/v1/boboyka/events",
     "unmatched",
 };
-static const unsigned g_status_codes[SL_STATUS_SLOTS] = {200, 201, 400, 404, 405, 409, 413,
-                                                         415, 429, 500, 503, 0,   0};
+/* the last slot counts every other status (code="other") */
+static const unsigned g_status_codes[SL_STATUS_SLOTS] = {200, 201, 202, 400, 404, 405, 409,
+                                                         413, 415, 429, 500, 503, 0};
 /* seconds */
 static const double g_bounds[SL_HIST_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
@@ -38,7 +39,7 @@ void sl_api_on_complete(struct sl_http_req *req, unsigned status, uint64_t laten
         r = SL_R_UNMATCHED;
     struct sl_route_metrics *m = &api->routes[r];
     int slot = SL_STATUS_SLOTS - 1; /* "other" */
-    for (int i = 0; i < SL_STATUS_SLOTS - 2; i++)
+    for (int i = 0; i < SL_STATUS_SLOTS - 1; i++)
         if (g_status_codes[i] == status)
             slot = i;
     __atomic_add_fetch(&m->status[slot], 1, __ATOMIC_RELAXED);
@@ -67,7 +68,7 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req)
     sl_buf_puts(&b, "# HELP sluice_http_requests_total HTTP requests answered, by route and "
                     "status.\n# TYPE sluice_http_requests_total counter\n");
     for (int r = 0; r < SL_R_COUNT; r++)
-        for (int i = 0; i < SL_STATUS_SLOTS - 1; i++) {
+        for (int i = 0; i < SL_STATUS_SLOTS; i++) {
             uint64_t v = __atomic_load_n(&api->routes[r].status[i], __ATOMIC_RELAXED);
             if (!v)
                 continue;

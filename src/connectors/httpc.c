@@ -1,5 +1,7 @@
 #include "connectors/httpc.h"
 
+#include "formats/json_mp.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,4 +109,56 @@ CURLcode sl_httpc_send(CURL *c, const char *method, const char *url, struct curl
     if (cc == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     return cc;
+}
+
+enum sl_result sl_httpc_outcome(CURLcode cc, long status, const struct sl_httpc_resp *r,
+                                struct sl_outcome *out)
+{
+    if (r->retry_after_s >= 0)
+        out->retry_after_ms = r->retry_after_s > 3600 ? 3600000 : r->retry_after_s * 1000;
+    snprintf(out->excerpt, sizeof(out->excerpt), "%.*s", (int)r->body.len,
+             r->body.data ? (const char *)r->body.data : "");
+    if (cc != CURLE_OK) {
+        out->status = 0;
+        snprintf(out->error, sizeof(out->error), "%s", curl_easy_strerror(cc));
+        return SL_R_NOT_CONNECTED;
+    }
+    out->status = (int)status;
+    snprintf(out->error, sizeof(out->error), "HTTP %ld", status);
+    if (status >= 200 && status < 300)
+        return SL_R_OK;
+    if (status == 408 || status == 429 || status >= 500)
+        return SL_R_RETRY;
+    return SL_R_REJECT;
+}
+
+int sl_event_json(struct sl_buf *b, const struct sl_rec *r)
+{
+    sl_buf_printf(b, "{\"event\":\"%s\",\"agent_id\":",
+                  (r->flags & SL_REC_TOMBSTONE) ? "tombstone" : "write");
+    sl_buf_json_str(b, r->source, r->source_len);
+    sl_buf_puts(b, ",\"record_hash\":\"");
+    sl_buf_hex(b, r->hash, SL_REC_HASH_LEN);
+    sl_buf_puts(b, "\",\"payload\":");
+    size_t used;
+    struct sl_jerr je;
+    if (sl_mp_to_json(r->payload, r->payload_len, &used, b, 200, &je) < 0)
+        return -1;
+    sl_buf_printf(b, ",\"timestamp_ms\":%llu}", (unsigned long long)r->timestamp_ms);
+    return b->failed ? -1 : 0;
+}
+
+int sl_httpc_probe(CURL *c, const char *url, long timeout_ms, char *err, size_t errlen)
+{
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode cc = curl_easy_perform(c);
+    curl_easy_reset(c); /* the next request must not be connect-only */
+    if (cc == CURLE_OK)
+        return 0;
+    snprintf(err, errlen, "cannot connect to %.300s: %s", url, curl_easy_strerror(cc));
+    return -1;
 }

@@ -8,6 +8,7 @@
 #include "core/buf.h"
 
 #include <curl/curl.h>
+#include <sluice/connector.h>
 #include <stddef.h>
 
 struct sl_httpc_resp {
@@ -33,5 +34,20 @@ void sl_httpc_prepare(CURL *c, const char *method, const char *url, struct curl_
 CURLcode sl_httpc_send(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
                        const void *body, size_t len, long timeout_ms, struct sl_httpc_resp *r,
                        int (*cancel)(void *arg), void *arg, long *status);
+
+/* The health check of an HTTP target: a TCP (and TLS) connection to the host of url, within
+ * timeout_ms; nothing is sent. 0, or -1 with err saying why ("connect to h:p: ..."). */
+int sl_httpc_probe(CURL *c, const char *url, long timeout_ms, char *err, size_t errlen);
+
+/* The result of one HTTP attempt for the framework: 2xx OK; a network error or timeout
+ * NOT_CONNECTED; 408, 429 and 5xx RETRY; any other status REJECT (the target refuses the
+ * records for good). Fills out->status, error ("HTTP 503" or curl's message), excerpt and
+ * retry_after_ms from the answer. */
+enum sl_result sl_httpc_outcome(CURLcode cc, long status, const struct sl_httpc_resp *r,
+                                struct sl_outcome *out);
+
+/* The event body of the SapixDB seed, {"event","agent_id","record_hash","payload","timestamp_ms"},
+ * of one record. 0, or -1 if its payload is not valid MessagePack. */
+int sl_event_json(struct sl_buf *b, const struct sl_rec *r);
 
 #endif

@@ -46,6 +46,11 @@ static const struct opt g_opts[] = {
     {"batch_max_records", OT_UINT, F(batch_max_records), 0, "100000", 1, 10000000,
      "Most records accepted in one POST /v1/records/batch."},
     {"log_level", OT_LOGLEVEL, F(log_level), 0, "info", 0, 0, "debug, info, warn or error."},
+    {"plugins", OT_STR, F(plugins), sizeof(((struct sl_config *)0)->plugins), "", 0, 0,
+     "Directory of connector plugins: every `*.so` in it is loaded at start, in name order, and "
+     "its connector kinds join the catalog (examples/README.md). A plugin that cannot be loaded "
+     "(not a shared object, no `sluice_connectors`, another connector ABI, a kind name already "
+     "taken) stops `serve` with exit status 2. Empty: no plugins."},
     {"boboyka_supabase_url", OT_STR, F(boboyka_supabase_url),
      sizeof(((struct sl_config *)0)->boboyka_supabase_url), "", 0, 0,
      "Supabase project URL for the Boboyka dual-write (https://<ref>.supabase.co). Also read from "

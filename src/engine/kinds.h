@@ -1,69 +1,73 @@
-/* Connector kinds: one table (kinds.c) declares every kind's direction and config schema
- * (field, type, required, default, secret, help). The same table validates configs, fills in
- * defaults, redacts secrets in answers, keeps secrets a PATCH sends back as "***", and is served
- * as the catalog GET /v1/connector-kinds. One list names every kind, built or not. */
+/* Connector kinds: the catalog (one list of every kind, in catalog.c) and the config-table
+ * engine (kinds.c). Each kind is a `struct sl_connector` (include/sluice/connector.h) that
+ * declares its config table; the same tables validate configs, fill in defaults, redact secrets
+ * in answers, keep secrets a PATCH sends back as "***", document the kind
+ * (GET /v1/connector-kinds, docs/connectors.md) and, for sinks, add the framework's common
+ * fields (start, retry, circuit_breaker, max_consecutive_failures, timeout_ms). */
 #ifndef SL_ENGINE_KINDS_H
 #define SL_ENGINE_KINDS_H
 
 #include "core/err.h"
 
 #include <jansson.h>
-
-enum sl_direction { SL_INBOUND, SL_OUTBOUND };
-
-enum sl_ftype {
-    SL_F_STRING,
-    SL_F_INT,    /* integer within [min, max] */
-    SL_F_NUMBER, /* integer or float */
-    SL_F_BOOL,
-    SL_F_ENUM,        /* string among choices */
-    SL_F_STRING_LIST, /* array of strings */
-    SL_F_OBJECT,      /* nested schema in sub */
-    SL_F_URL,         /* http:// or https:// URL */
-    SL_F_STRAND,      /* a valid strand name */
-};
-
-struct sl_field {
-    const char *name;
-    enum sl_ftype type;
-    int required;
-    const char *def; /* default as JSON text, NULL = none (absent stays absent) */
-    int secret;      /* never returned; "***" in answers */
-    const char *help;
-    long long min, max;         /* SL_F_INT */
-    const char *const *choices; /* SL_F_ENUM, NULL-terminated */
-    const struct sl_field *sub; /* SL_F_OBJECT, terminated by a NULL name */
-};
-
-struct sl_kind {
-    const char *name;
-    enum sl_direction direction;
-    int has_worker; /* 0: stored and validated; its worker ships with a later issue */
-    const char *help;
-    const struct sl_field *fields; /* terminated by a NULL name */
-    /* extra checks across fields (e.g. "one of A or B"); may be NULL */
-    int (*check)(const json_t *config, struct sl_err *err);
-};
-
-/* A kind may also have a normalization hook (kinds.c, g_normalizers), run before validation: it
- * rewrites other spellings of a config (the seeds' dialects, values sent as strings) into the
- * canonical keys of `fields`, returning a new object, or NULL with err naming the field as the
- * client spelled it. */
+#include <sluice/connector.h>
 
 /* By name or by an alias (s3-sink and object-storage are object_storage). */
-const struct sl_kind *sl_kind_find(const char *name);
-const struct sl_kind *const *sl_kinds_all(void); /* NULL-terminated */
+const struct sl_connector *sl_kind_find(const char *name);
+/* Every kind, built-in then plugins, NULL-terminated. */
+const struct sl_connector *const *sl_kinds_all(void);
+/* Adds a kind (a plugin's). 0, or SL_E_CONFLICT when its name or an alias is taken, SL_E_INVAL
+ * when it is malformed. Not thread-safe: call before the server starts serving. */
+int sl_kinds_add(const struct sl_connector *c, struct sl_err *err);
+
+/* 1 for a kind built into this binary, 0 for a plugin's. */
+int sl_kind_builtin(const struct sl_connector *k);
+
+/* The fields the framework adds to every sink (its delivery policy). */
+extern const struct sl_field sl_sink_common_fields[];
+
+/* Whether a connector of this kind does something once created: a sink or a source with ops,
+ * or the REST bridge (served by the HTTP threads). Others are stored and shown "paused". */
+int sl_kind_runs(const struct sl_connector *k);
 
 /* Normalizes (if the kind has a hook), validates config (an object) against kind and returns a new
  * object with defaults filled in, or NULL with err (code SL_E_INVAL, message naming the field as
  * "config.a.b"). */
-json_t *sl_kind_validate(const struct sl_kind *k, const json_t *config, struct sl_err *err);
+json_t *sl_kind_validate(const struct sl_connector *k, const json_t *config, struct sl_err *err);
 /* Returns a copy of config with every secret replaced by "***" and passwords inside
  * connection strings masked. */
-json_t *sl_kind_redact(const struct sl_kind *k, const json_t *config);
+json_t *sl_kind_redact(const struct sl_connector *k, const json_t *config);
 /* In a new config, replaces secrets given as "***" by the stored value from old (in place). */
-void sl_kind_keep_secrets(const struct sl_kind *k, json_t *cfg, const json_t *old);
-/* The catalog entry of a kind. */
-json_t *sl_kind_describe(const struct sl_kind *k);
+void sl_kind_keep_secrets(const struct sl_connector *k, json_t *cfg, const json_t *old);
+/* The catalog entry of a kind: name, aliases, direction, category, description, availability,
+ * fields (common ones marked "common": true). */
+json_t *sl_kind_describe(const struct sl_connector *k);
+
+/* In-tree sources that still run a loop of their own instead of sl_source_ops (postgres_cdc,
+ * until it moves onto the emitter): what their worker thread gets from the engine. */
+struct sl_store;
+struct sl_registry;
+struct sl_meta;
+struct sl_source_env {
+    const char *id;
+    const json_t *config; /* validated */
+    struct sl_store *store;
+    struct sl_registry *reg;
+    struct sl_meta *meta;
+    int (*stopped)(void *arg);          /* 1 once the worker must return */
+    int (*nap)(void *arg, uint64_t ms); /* sleeps unless stopped; 1 if stopped */
+    void *arg;
+};
+typedef void (*sl_legacy_source_fn)(const struct sl_source_env *env);
+/* The loop of such a kind, or NULL. */
+sl_legacy_source_fn sl_kind_legacy_source(const struct sl_connector *k);
+
+/* Fails with "<path>: <message>" (code invalid_config), the path naming the field as the client
+ * spelled it (config.retry.max_retries). For connectors' normalize and check hooks too. */
+int sl_config_error(struct sl_err *err, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The host services given to connectors (include/sluice/connector.h). */
+extern const struct sl_host sl_host_default;
 
 #endif

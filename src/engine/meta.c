@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct sl_meta {
     sqlite3 *db;
@@ -60,7 +61,16 @@ int sl_meta_open(struct sl_meta **out, const char *dir, struct sl_err *err)
              "CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY,"
              " connector_id TEXT NOT NULL, strand TEXT NOT NULL, seq INTEGER NOT NULL,"
              " record_hash TEXT NOT NULL, attempts INTEGER NOT NULL, last_status INTEGER,"
-             " last_error TEXT, response_excerpt TEXT, at_ms INTEGER NOT NULL);",
+             " last_error TEXT, response_excerpt TEXT, at_ms INTEGER NOT NULL);"
+             "CREATE TABLE IF NOT EXISTS source_positions (connector_id TEXT PRIMARY KEY,"
+             " position BLOB NOT NULL, next_seq INTEGER NOT NULL);"
+             "CREATE TABLE IF NOT EXISTS batch_plans (connector_id TEXT NOT NULL,"
+             " strand TEXT NOT NULL, end_seq INTEGER NOT NULL,"
+             " PRIMARY KEY (connector_id, strand));"
+             /* before the connector framework, plans were pseudo-cursors named ~end:<strand> */
+             "INSERT OR IGNORE INTO batch_plans SELECT connector_id, substr(strand, 6), next_seq"
+             " FROM cursors WHERE strand LIKE '~end:%';"
+             "DELETE FROM cursors WHERE strand LIKE '~end:%';",
              err)))
         goto fail;
     if (sqlite3_open_v2(path, &m->cur, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK ||
@@ -195,24 +205,30 @@ out:
     return rc;
 }
 
-int sl_meta_get_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t *seq)
+/* The integer of a one-row answer to sql(id, strand); SL_E_NOTFOUND without a row. */
+static int get_u64(struct sl_meta *m, const char *sql, const char *id, const char *strand,
+                   uint64_t *out)
 {
     pthread_mutex_lock(&m->mu);
     sqlite3_stmt *st = NULL;
     int rc = SL_E_NOTFOUND;
-    if (sqlite3_prepare_v2(m->cur,
-                           "SELECT next_seq FROM cursors WHERE connector_id=?1 AND strand=?2", -1,
-                           &st, NULL) == SQLITE_OK) {
+    if (sqlite3_prepare_v2(m->cur, sql, -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
         sqlite3_bind_text(st, 2, strand, -1, SQLITE_STATIC);
         if (sqlite3_step(st) == SQLITE_ROW) {
-            *seq = (uint64_t)sqlite3_column_int64(st, 0);
+            *out = (uint64_t)sqlite3_column_int64(st, 0);
             rc = 0;
         }
     }
     sqlite3_finalize(st);
     pthread_mutex_unlock(&m->mu);
     return rc;
+}
+
+int sl_meta_get_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t *seq)
+{
+    return get_u64(m, "SELECT next_seq FROM cursors WHERE connector_id=?1 AND strand=?2", id,
+                   strand, seq);
 }
 
 static int put_cursor(struct sl_meta *m, const char *sql, const char *id, const char *strand,
@@ -253,9 +269,79 @@ int sl_meta_init_cursor(struct sl_meta *m, const char *id, const char *strand, u
                       id, strand, seq, err);
 }
 
+int sl_meta_get_plan(struct sl_meta *m, const char *id, const char *strand, uint64_t *end)
+{
+    return get_u64(m, "SELECT end_seq FROM batch_plans WHERE connector_id=?1 AND strand=?2", id,
+                   strand, end);
+}
+
+int sl_meta_set_plan(struct sl_meta *m, const char *id, const char *strand, uint64_t end,
+                     struct sl_err *err)
+{
+    return put_cursor(m,
+                      "INSERT INTO batch_plans (connector_id, strand, end_seq) VALUES (?1,?2,?3)"
+                      " ON CONFLICT(connector_id, strand) DO UPDATE SET end_seq=?3",
+                      id, strand, end, err);
+}
+
+int sl_meta_get_source_position(struct sl_meta *m, const char *id, void *pos, size_t cap,
+                                size_t *len, uint64_t *next_seq)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = SL_E_NOTFOUND;
+    if (sqlite3_prepare_v2(m->cur,
+                           "SELECT position, next_seq FROM source_positions WHERE connector_id=?1",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            size_t n = (size_t)sqlite3_column_bytes(st, 0);
+            if (n <= cap) {
+                if (n)
+                    memcpy(pos, sqlite3_column_blob(st, 0), n);
+                *len = n;
+                *next_seq = (uint64_t)sqlite3_column_int64(st, 1);
+                rc = 0;
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+int sl_meta_set_source_position(struct sl_meta *m, const char *id, const void *pos, size_t len,
+                                uint64_t next_seq, struct sl_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(m->cur,
+                           "INSERT INTO source_positions (connector_id, position, next_seq)"
+                           " VALUES (?1,?2,?3) ON CONFLICT(connector_id) DO UPDATE SET"
+                           " position=?2, next_seq=?3",
+                           -1, &st, NULL) != SQLITE_OK) {
+        rc = sl_err_set(err, SL_E_IO, "metadata_error", "position: %s", sqlite3_errmsg(m->cur));
+    } else {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 2, len ? pos : "", (int)len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)next_seq);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sl_err_set(err, SL_E_IO, "metadata_error", "position: %s", sqlite3_errmsg(m->cur));
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
 int sl_meta_drop_connector_state(struct sl_meta *m, const char *id, struct sl_err *err)
 {
     int rc = exec_id(m, "DELETE FROM cursors WHERE connector_id=?1 AND ?2=?3", id, 0, 0, err);
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM batch_plans WHERE connector_id=?1 AND ?2=?3", id, 0, 0, err);
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM source_positions WHERE connector_id=?1 AND ?2=?3", id, 0, 0,
+                     err);
     if (rc == 0)
         rc = exec_id(m, "DELETE FROM dead_letters WHERE connector_id=?1 AND ?2=?3", id, 0, 0, err);
     return rc;

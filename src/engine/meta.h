@@ -6,6 +6,7 @@
 
 #include "core/err.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct sl_meta;
@@ -37,6 +38,18 @@ int sl_meta_set_cursor(struct sl_meta *m, const char *id, const char *strand, ui
 /* Stores seq only if no cursor exists yet. */
 int sl_meta_init_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t seq,
                         struct sl_err *err);
+/* A sink's planned batch (SL_SINK_STABLE_BATCHES): the end of the batch being sent from strand,
+ * stored before its first attempt, so that after a crash the same records are sent together. */
+int sl_meta_get_plan(struct sl_meta *m, const char *id, const char *strand, uint64_t *end);
+int sl_meta_set_plan(struct sl_meta *m, const char *id, const char *strand, uint64_t end,
+                     struct sl_err *err);
+/* A source's position (opaque bytes, at most cap) as of its last durable group, and the seq after
+ * that group's last record. Written after the group is fsynced, so it never runs ahead of the
+ * strand; after a crash it may lag it (the source's records after next_seq tell how far). */
+int sl_meta_get_source_position(struct sl_meta *m, const char *id, void *pos, size_t cap,
+                                size_t *len, uint64_t *next_seq);
+int sl_meta_set_source_position(struct sl_meta *m, const char *id, const void *pos, size_t len,
+                                uint64_t next_seq, struct sl_err *err);
 int sl_meta_drop_connector_state(struct sl_meta *m, const char *id, struct sl_err *err);
 
 struct sl_meta_dead_letter {

@@ -19,7 +19,7 @@
 struct conn {
     char id[16];
     char *name;
-    const struct sl_kind *kind;
+    const struct sl_connector *kind;
     int enabled;
     uint64_t created_at_ms;
     json_t *config;  /* validated, defaults filled, secrets in clear */
@@ -38,6 +38,7 @@ struct conn {
     const char *breaker; /* "closed", "open", "half_open" (static strings) */
     const char *status;  /* inbound worker's state beyond running, e.g. "completed" (static) */
     char *soft_error;    /* inbound worker's last transient error (state stays running) */
+    unsigned restarts;   /* automatic restarts in a row (reset once records flow again) */
 };
 
 struct sl_registry {
@@ -74,7 +75,7 @@ static const char *state_of(const struct conn *c)
         return "failed";
     if (c->status)
         return c->status;
-    return c->kind->has_worker ? "running" : "paused";
+    return sl_kind_runs(c->kind) ? "running" : "paused";
 }
 
 static const char *error_of(const struct conn *c)
@@ -84,13 +85,14 @@ static const char *error_of(const struct conn *c)
     if (c->soft_error && c->enabled)
         return c->soft_error;
     /* Config-only kinds are stored and validated; their worker ships with a later issue. */
-    return c->enabled && !c->kind->has_worker ? "no worker for this kind in this build yet" : NULL;
+    return c->enabled && !sl_kind_runs(c->kind) ? "no worker for this kind in this build yet"
+                                                : NULL;
 }
 
-/* An inbound kind with its own worker thread (rest_bridge is served by the HTTP threads). */
-static int inbound_worker(const struct sl_kind *k)
+/* An inbound kind with its own worker thread (the REST bridge is served by the HTTP threads). */
+static int inbound_worker(const struct sl_connector *k)
 {
-    return k->direction == SL_INBOUND && k->has_worker && strcmp(k->name, "rest_bridge") != 0;
+    return k->direction == SL_INBOUND && !k->unavailable && (k->source || sl_kind_legacy_source(k));
 }
 
 static json_t *conn_json(const struct conn *c)
@@ -116,12 +118,12 @@ static json_t *conn_json(const struct conn *c)
     if (c->kind->direction == SL_OUTBOUND)
         json_object_set_new(json_object_get(o, "stats"), "breaker",
                             json_string(c->breaker ? c->breaker : "closed"));
-    if (strcmp(c->kind->name, "object_storage") == 0)
+    if (c->kind->category && strcmp(c->kind->category, "storage") == 0)
         json_object_update_new(json_object_get(o, "stats"),
                                json_pack("{s:I, s:I}", "files_written",
                                          (json_int_t)c->files_written, "bytes_written",
                                          (json_int_t)c->bytes_written));
-    if (inbound_worker(c->kind))
+    if (sl_kind_legacy_source(c->kind)) /* WAL bytes: postgres_cdc */
         json_object_set_new(o, "stats", json_pack("{s:I}", "slot_lag_bytes", (json_int_t)c->lag));
     return o;
 }
@@ -161,6 +163,30 @@ static struct conn *find(struct sl_registry *r, const char *id, size_t *pos)
     return NULL;
 }
 
+/* Connector names are unique, compared byte for byte (StreamHouse addresses connectors by name).
+ * Returns the connector other than self that is called name, or NULL. Caller holds r->mu. */
+static struct conn *find_name(struct sl_registry *r, const char *name, const struct conn *self)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i] != self && strcmp(r->v[i]->name, name) == 0)
+            return r->v[i];
+    return NULL;
+}
+
+static int name_taken(const struct conn *other, struct sl_err *err)
+{
+    /* a long name is cut (on a UTF-8 boundary) so that the message keeps the other's id */
+    size_t len = strlen(other->name);
+    if (len > 96) {
+        len = 96;
+        while (len > 0 && ((unsigned char)other->name[len] & 0xC0) == 0x80)
+            len--;
+    }
+    return sl_err_set(err, SL_E_CONFLICT, "connector_name_taken",
+                      "name: a connector named '%.*s%s' already exists (id %s)", (int)len,
+                      other->name, other->name[len] ? "..." : "", other->id);
+}
+
 static int push(struct sl_registry *r, struct conn *c)
 {
     if (r->n == r->cap) {
@@ -178,7 +204,7 @@ static int push(struct sl_registry *r, struct conn *c)
 static int load_one(const struct sl_meta_connector *m, void *arg)
 {
     struct sl_registry *r = arg;
-    const struct sl_kind *k = sl_kind_find(m->kind);
+    const struct sl_connector *k = sl_kind_find(m->kind);
     if (!k) {
         sl_warn("connector %s has unknown kind %s; skipped", m->id, m->kind);
         return 0;
@@ -200,7 +226,17 @@ static int load_one(const struct sl_meta_connector *m, void *arg)
         c->gave_up = 1;
         c->fail_msg = strdup(m->last_error ? m->last_error : "failed");
     }
-    if (!c->name || !c->config || !c->strands || push(r, c) < 0) {
+    if (!c->name || !c->config || !c->strands) {
+        conn_free(c);
+        return SL_E_NOMEM;
+    }
+    /* stored by a version that allowed duplicate names: kept, but a rename is due */
+    const struct conn *dup = find_name(r, c->name, NULL);
+    if (dup)
+        sl_warn("connectors %s and %s are both named '%.96s'; names are unique now: rename one "
+                "(PATCH /v1/connectors/{id} {\"name\": ...})",
+                dup->id, c->id, c->name);
+    if (push(r, c) < 0) {
         conn_free(c);
         return SL_E_NOMEM;
     }
@@ -303,13 +339,18 @@ static int check_name(const json_t *v, struct sl_err *err)
     return 0;
 }
 
-static json_t *check_strands(const struct sl_kind *k, const json_t *v, struct sl_err *err)
+static json_t *check_strands(const struct sl_connector *k, const json_t *v, struct sl_err *err)
 {
     if (k->direction == SL_INBOUND) {
         sl_err_set(err, SL_E_INVAL, "invalid_connector",
                    "strands: an inbound connector writes to config.strand");
         return NULL;
     }
+    /* "*" (or ["*"]): every strand, including strands created later */
+    if ((json_is_string(v) && strcmp(json_string_value(v), "*") == 0) ||
+        (json_array_size(v) == 1 && json_is_string(json_array_get(v, 0)) &&
+         strcmp(json_string_value(json_array_get(v, 0)), "*") == 0))
+        return json_pack("[s]", "*");
     size_t i;
     json_t *e;
     int ok = json_is_array(v) && json_array_size(v) > 0 && json_array_size(v) <= MAX_STRANDS;
@@ -318,7 +359,9 @@ static json_t *check_strands(const struct sl_kind *k, const json_t *v, struct sl
         sl_strand_name_valid(json_string_value(e), json_string_length(e));
     if (!ok) {
         sl_err_set(err, SL_E_INVAL, "invalid_connector",
-                   "strands: must be a non-empty array of at most %d strand names", MAX_STRANDS);
+                   "strands: must be \"*\" (every strand) or a non-empty array of at most %d "
+                   "strand names",
+                   MAX_STRANDS);
         return NULL;
     }
     return json_deep_copy(v);
@@ -358,12 +401,15 @@ json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_
         sl_err_set(err, SL_E_INVAL, "invalid_connector", "kind: required, a string");
         return NULL;
     }
-    const struct sl_kind *k = sl_kind_find(json_string_value(kv));
+    const struct sl_connector *k = sl_kind_find(json_string_value(kv));
     if (!k) {
+        char known[160] = "";
+        for (const struct sl_connector *const *x = sl_kinds_all(); *x; x++)
+            snprintf(known + strlen(known), sizeof(known) - strlen(known), "%s%s",
+                     known[0] ? ", " : "", (*x)->name);
         sl_err_set(err, SL_E_INVAL, "unknown_kind",
-                   "kind: unknown kind '%.64s' (known: rest_bridge, webhook, s3, postgres_cdc, "
-                   "kafka, object_storage)",
-                   json_string_value(kv));
+                   "kind: unknown kind '%.64s' (known: %s; GET /v1/connector-kinds lists them)",
+                   json_string_value(kv), known);
         return NULL;
     }
     const json_t *cfg_in = json_object_get(body, "config");
@@ -374,7 +420,7 @@ json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_
         return NULL;
     json_t *strands = json_object_get(body, "strands")
                           ? check_strands(k, json_object_get(body, "strands"), err)
-                          : json_pack("[s]", "default");
+                          : json_pack("[s]", "*"); /* the seed: after every strand write */
     if (!strands) {
         json_decref(cfg);
         return NULL;
@@ -394,14 +440,24 @@ json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_
     c->config = cfg;
     c->strands = strands;
     json_t *out = NULL;
+    if (!c->name) {
+        conn_free(c);
+        sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+        return NULL;
+    }
     pthread_mutex_lock(&r->mu);
-    do
-        new_id(c->id, 13);
-    while (find(r, c->id, NULL));
-    c->gen = ++r->gen;
-    if (persist(r, c, err) == 0 && push(r, c) == 0) {
-        out = conn_json(c);
-        c = NULL;
+    const struct conn *other = find_name(r, c->name, NULL);
+    if (other) {
+        name_taken(other, err);
+    } else {
+        do
+            new_id(c->id, 13);
+        while (find(r, c->id, NULL));
+        c->gen = ++r->gen;
+        if (persist(r, c, err) == 0 && push(r, c) == 0) {
+            out = conn_json(c);
+            c = NULL;
+        }
     }
     pthread_mutex_unlock(&r->mu);
     conn_free(c);
@@ -462,6 +518,14 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
     }
     if ((v = json_object_get(body, "name")) && check_name(v, err))
         goto done;
+    /* its own name is fine (even one an older version let another connector share) */
+    const struct conn *other = v && strcmp(json_string_value(v), c->name) != 0
+                                   ? find_name(r, json_string_value(v), c)
+                                   : NULL;
+    if (other) {
+        name_taken(other, err);
+        goto done;
+    }
     if ((v = json_object_get(body, "config"))) {
         json_t *in = json_deep_copy(v);
         sl_kind_keep_secrets(c->kind, in, c->config); /* "***" sent back keeps the secret */
@@ -503,8 +567,7 @@ done:
     pthread_mutex_unlock(&r->mu);
     json_decref(cfg);
     json_decref(strands);
-    if (out && r->on_change)
-        r->on_change(r->on_change_arg);
+    /* no on_change here either: the caller pins the start cursors of strands it adds first */
     return out;
 }
 
@@ -516,6 +579,10 @@ int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err
     int rc = c ? sl_meta_delete_connector(r->meta, id, err) : SL_E_NOTFOUND;
     if (rc == SL_E_NOTFOUND)
         not_found(id, err);
+    void (*deleted)(const char *, const json_t *, struct sl_meta *) =
+        rc == 0 ? c->kind->deleted : NULL;
+    json_t *cfg = deleted ? json_deep_copy(c->config) : NULL; /* outlives conn_free */
+    struct sl_meta *deleted_meta = deleted && sl_kind_builtin(c->kind) ? r->meta : NULL;
     if (rc == 0) {
         memmove(r->v + pos, r->v + pos + 1, (r->n - pos - 1) * sizeof(*r->v));
         r->n--;
@@ -524,6 +591,9 @@ int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err
     pthread_mutex_unlock(&r->mu);
     if (rc == 0 && r->on_change)
         r->on_change(r->on_change_arg); /* stops its worker before its cursor goes */
+    if (deleted) /* undoes what it created on the target (a replication slot): may block */
+        deleted(id, cfg, deleted_meta);
+    json_decref(cfg);
     if (rc == 0)
         sl_meta_drop_connector_state(r->meta, id, NULL);
     return rc;
@@ -532,7 +602,7 @@ int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err
 json_t *sl_registry_kinds(void)
 {
     json_t *arr = json_array();
-    for (const struct sl_kind *const *k = sl_kinds_all(); *k; k++)
+    for (const struct sl_connector *const *k = sl_kinds_all(); *k; k++)
         json_array_append_new(arr, sl_kind_describe(*k));
     return json_pack("{s:o}", "kinds", arr);
 }
@@ -590,6 +660,7 @@ void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_m
     pthread_mutex_lock(&r->mu);
     struct conn *c = find(r, id, NULL);
     if (c) {
+        c->restarts = 0;
         c->event_count++;
         if (ts_ms > c->last_event_ms)
             c->last_event_ms = ts_ms;
@@ -605,7 +676,7 @@ size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out)
     size_t n = 0;
     for (size_t i = 0; v && i < r->n; i++) {
         struct conn *c = r->v[i];
-        if (!c->enabled || c->gave_up || !c->kind->has_worker ||
+        if (!c->enabled || c->gave_up || !sl_kind_runs(c->kind) ||
             (c->kind->direction != SL_OUTBOUND && !inbound_worker(c->kind)))
             continue;
         snprintf(v[n].id, sizeof(v[n].id), "%s", c->id);
@@ -660,6 +731,8 @@ void sl_registry_note_delivery(struct sl_registry *r, const char *id, uint64_t d
     struct conn *c = find(r, id, NULL);
     if (c) {
         c->delivered += delivered;
+        if (delivered)
+            c->restarts = 0; /* records flow again: the next failure starts the backoff over */
         c->failed += failed;
         c->retried += retried;
         c->dead_lettered += dead_lettered;
@@ -676,6 +749,8 @@ void sl_registry_set_lag(struct sl_registry *r, const char *id, uint64_t lag)
     pthread_mutex_unlock(&r->mu);
 }
 
+/* Each family is one block: HELP, TYPE, then all its samples. Label values are ids and static
+ * strings, never connector names (free text), so they need no escaping. */
 void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
 {
     static const char *const results[] = {"delivered", "failed", "retried", "dead_lettered"};
@@ -706,18 +781,21 @@ void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
                           r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
     sl_buf_puts(b, "# HELP sluice_connector_breaker_open 1 while an outbound connector's circuit "
                    "breaker is open or half open.\n# TYPE sluice_connector_breaker_open gauge\n");
-    sl_buf_puts(b, "# HELP sluice_connector_slot_lag_bytes WAL bytes a CDC connector's replication "
-                   "slot retains beyond what is durable in the strand.\n"
-                   "# TYPE sluice_connector_slot_lag_bytes gauge\n");
-    for (size_t i = 0; i < r->n; i++)
-        if (inbound_worker(r->v[i]->kind))
-            sl_buf_printf(b, "sluice_connector_slot_lag_bytes{connector=\"%s\",kind=\"%s\"} %llu\n",
-                          r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
     for (size_t i = 0; i < r->n; i++)
         if (r->v[i]->kind->direction == SL_OUTBOUND)
             sl_buf_printf(b, "sluice_connector_breaker_open{connector=\"%s\",kind=\"%s\"} %d\n",
                           r->v[i]->id, r->v[i]->kind->name,
                           r->v[i]->breaker && strcmp(r->v[i]->breaker, "closed") != 0);
+    /* c->lag is records for an outbound connector (above) and WAL bytes for a source with its own
+     * worker (postgres_cdc): each meaning has its own family, as in the JSON stats (lag and
+     * slot_lag_bytes) */
+    sl_buf_puts(b, "# HELP sluice_connector_slot_lag_bytes WAL bytes a CDC connector's replication "
+                   "slot retains beyond what is durable in the strand.\n"
+                   "# TYPE sluice_connector_slot_lag_bytes gauge\n");
+    for (size_t i = 0; i < r->n; i++)
+        if (sl_kind_legacy_source(r->v[i]->kind))
+            sl_buf_printf(b, "sluice_connector_slot_lag_bytes{connector=\"%s\",kind=\"%s\"} %llu\n",
+                          r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
     sl_buf_puts(b, "# HELP sluice_connector_state 1 for the state a connector is in.\n"
                    "# TYPE sluice_connector_state gauge\n");
     for (size_t i = 0; i < r->n; i++)
@@ -827,4 +905,26 @@ void sl_registry_set_source_status(struct sl_registry *r, const char *id, const 
         c->soft_error = error ? strdup(error) : NULL;
     }
     pthread_mutex_unlock(&r->mu);
+}
+
+uint64_t sl_registry_set_restarting(struct sl_registry *r, const char *id, const char *why)
+{
+    uint64_t delay = 1000;
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c) {
+        for (unsigned i = 0; i < c->restarts && delay < 60000; i++)
+            delay *= 2;
+        if (delay > 60000)
+            delay = 60000;
+        c->restarts++;
+        char msg[600];
+        snprintf(msg, sizeof(msg), "%s (restart %u in %llu s)", why, c->restarts,
+                 (unsigned long long)(delay / 1000));
+        c->status = "restarting";
+        free(c->soft_error);
+        c->soft_error = strdup(msg);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return delay;
 }

@@ -37,8 +37,9 @@ struct sl_outbound_def {
 size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out);
 void sl_registry_outbound_free(struct sl_outbound_def *defs, size_t n);
 struct sl_meta *sl_registry_meta(struct sl_registry *r);
-/* Called after any change, so the delivery engine reconciles its workers at once (patch and
- * delete call it themselves; after a create the caller calls sl_registry_changed). */
+/* Called after any change, so the delivery engine reconciles its workers at once (delete calls
+ * it itself; after a create or a patch the caller pins start cursors, then calls
+ * sl_registry_changed). */
 void sl_registry_on_change(struct sl_registry *r, void (*fn)(void *arg), void *arg);
 void sl_registry_changed(struct sl_registry *r);
 
@@ -81,6 +82,11 @@ int sl_registry_exists(struct sl_registry *r, const char *id, int *outbound);
  * a worker sets it again when it starts. */
 void sl_registry_set_source_status(struct sl_registry *r, const char *id, const char *state,
                                    const char *error);
+
+/* The connector's worker failed and is restarted automatically: state "restarting" with
+ * last_error why; returns the backoff before the restart (1 s doubling to 60 s per restart in a
+ * row, reset once records flow again). */
+uint64_t sl_registry_set_restarting(struct sl_registry *r, const char *id, const char *why);
 
 /* Counts a record a connector handled (event_count, last_event_ms). */
 void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms);

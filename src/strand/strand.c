@@ -33,6 +33,8 @@ struct wbatch {
     uint8_t head[SL_HASH_LEN]; /* chain head after this batch */
 };
 
+static void ring_bell(void);
+
 struct sl_strand {
     char name[SL_STRAND_NAME_MAX + 1];
     size_t name_len;
@@ -511,6 +513,7 @@ static void *syncer_main(void *arg)
         pthread_mutex_lock(&s->wmu);
         pthread_cond_broadcast(&s->wcond);
         pthread_mutex_unlock(&s->wmu);
+        ring_bell();
         pthread_mutex_lock(&s->smu);
         s->synced += k;
         pthread_cond_broadcast(&s->sdone);
@@ -812,6 +815,46 @@ int sl_strand_find_time(struct sl_strand *s, uint64_t as_of, uint64_t *seq)
     }
     pthread_rwlock_unlock(&s->lock);
     return rc;
+}
+
+/* ---- the bell: one process-wide signal rung after every strand's commits ---- */
+
+static pthread_mutex_t g_bell_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_bell_cv = PTHREAD_COND_INITIALIZER;
+static uint64_t g_bell; /* under g_bell_mu */
+
+static void ring_bell(void)
+{
+    pthread_mutex_lock(&g_bell_mu);
+    g_bell++;
+    pthread_cond_broadcast(&g_bell_cv);
+    pthread_mutex_unlock(&g_bell_mu);
+}
+
+uint64_t sl_strand_bell(void)
+{
+    pthread_mutex_lock(&g_bell_mu);
+    uint64_t v = g_bell;
+    pthread_mutex_unlock(&g_bell_mu);
+    return v;
+}
+
+uint64_t sl_strand_bell_wait(uint64_t seen, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&g_bell_mu);
+    while (g_bell == seen && pthread_cond_timedwait(&g_bell_cv, &g_bell_mu, &dl) != ETIMEDOUT)
+        ;
+    uint64_t v = g_bell;
+    pthread_mutex_unlock(&g_bell_mu);
+    return v;
 }
 
 uint64_t sl_strand_wait(struct sl_strand *s, uint64_t after, int timeout_ms)

@@ -94,5 +94,10 @@ int sl_strand_find_time(struct sl_strand *s, uint64_t as_of, uint64_t *seq);
 /* Blocks until count > after or timeout; returns the published count. For followers. */
 uint64_t sl_strand_wait(struct sl_strand *s, uint64_t after, int timeout_ms);
 uint64_t sl_strand_count(struct sl_strand *s);
+/* The bell: every strand's committer rings it after publishing a group. A follower of several
+ * strands reads sl_strand_bell(), looks at its strands, then waits for the next ring. */
+uint64_t sl_strand_bell(void);
+/* Blocks until the bell has rung since `seen` was read, or timeout; returns the bell's value. */
+uint64_t sl_strand_bell_wait(uint64_t seen, int timeout_ms);
 
 #endif

@@ -293,6 +293,71 @@ with t.section("64 garbage connections at once", srv):
         x.join(30)
     after_checks("64 garbage connections at once", srv, before)
 
+# ------------------------------------------------------------------ postgres_cdc connection_string
+C = "/v1/connectors"
+
+
+def connector_count():
+    return len(srv.req("GET", C).json["connectors"])
+
+
+def not_stored(n0, secret=None):
+    """extra(): the connector list is unchanged, and the error does not echo the password."""
+    def check(r):
+        if r.json.get("code") != "invalid_config":
+            return "code %r, want invalid_config" % r.json.get("code")
+        if not r.json["error"].startswith("config.connection_string: "):
+            return "error does not start with config.connection_string: %r" % r.json["error"]
+        if secret and secret in r.json["error"]:
+            return "the error echoes the password: %r" % r.json["error"]
+        n = connector_count()
+        return None if n == n0 else "connectors: %d before, %d after" % (n0, n)
+    return check
+
+
+BAD_CONNINFO = [
+    ("a MySQL URL", "mysql://app:s3cretpw@db:3306/shop", "s3cretpw"),
+    ("a bare word", "hello", None),
+    ("an empty string", "", None),
+    ("blanks only", "   ", None),
+    ("an upper-case scheme", "POSTGRES://db/shop", None),
+    ("an unknown key", "host=db flavour=mint", None),
+    ("an unterminated quote", "host=db password='s3cretpw", "s3cretpw"),
+    ("an unknown URI parameter", "postgres://app:s3cretpw@db/shop?colour=red", "s3cretpw"),
+    ("an unclosed IPv6 address", "postgres://app:s3cretpw@[::1/shop", "s3cretpw"),
+    ("a bad percent escape in the password", "postgresql://app:s3cret%zzpw@db/shop", "s3cret"),
+]
+n0 = connector_count()
+for label, cs, secret in BAD_CONNINFO:
+    bad("postgres_cdc connection_string that is %s" % label, "POST", C,
+        {"name": "bad cs", "kind": "postgres_cdc", "enabled": False, "config": {"connection_string": cs}},
+        field="config.connection_string", extra=not_stored(n0, secret))
+
+with t.section("postgres_cdc connection_string: a URI and key=value pairs are accepted", srv):
+    made = []
+    for i, cs in enumerate(("postgresql://app:s3cretpw@127.0.0.1:1/shop?sslmode=disable&connect_timeout=2",
+                            "host=127.0.0.1 port=1 dbname=shop user=app password='two words'")):
+        r = srv.req("POST", C, {"name": "good cs %d" % i, "kind": "postgres_cdc", "enabled": False,
+                                "config": {"connection_string": cs}})
+        t.ok(r.status == 201 and r.json["config"]["strand"] == "cdc.shop", "accepted: %s" % cs.split("@")[-1], r)
+        if r.status == 201:
+            made.append(r.json)
+    t.eq(connector_count(), n0 + len(made), "both stored")
+
+if made:
+    uri = made[0]
+    for label, cs, secret in BAD_CONNINFO[:3]:
+        bad("PATCH postgres_cdc connection_string to %s" % label, "PATCH", C + "/" + uri["id"],
+            {"config": dict(uri["config"], connection_string=cs)}, field="config.connection_string",
+            extra=not_stored(n0 + len(made), secret))
+    with t.section("a refused PATCH keeps the stored connection string", srv):
+        r = srv.req("GET", C + "/" + uri["id"])
+        t.eq(r.json["config"]["connection_string"],
+             "postgresql://app:***@127.0.0.1:1/shop?sslmode=disable&connect_timeout=2",
+             "the connector still has its old connection_string (password masked)")
+        for c in made:
+            t.eq(srv.req("DELETE", C + "/" + c["id"]).status, 200, "delete the accepted connector")
+
 with t.section("still writes after all that", srv):
     r = srv.req("POST", "/v1/records", {"strand": "bi-seed", "payload": "after"})
     t.ok(r.status == 201 and r.json.get("seq") == 3, "a good write after all the bad input continues the strand at seq 3", r)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import sluicetest as st
 import pgpeer
@@ -295,6 +296,105 @@ with t.section("bad config -> failed with last_error; PATCH and restart recover"
     c = wait_state(wl["id"], "failed")
     t.ok(c["state"] == "failed" and "wal_level" in (c["last_error"] or ""), "wal_level not logical -> failed", c)
     pg2.stop()
+
+def publication(name, db="postgres"):
+    return pg.one("SELECT pubname FROM pg_publication WHERE pubname = '%s'" % name, db)
+
+
+def streaming(strand, row_id, slot):
+    """Waits until the connector streams: its slot is active and a row inserted into ta arrives."""
+    st.wait_until(lambda: pg.slot(slot) and pg.slot(slot)["active"], 15, 0.05)
+    pg.psql("INSERT INTO ta VALUES (%d, 1)" % row_id)
+    rs = wait_records(strand, lambda rs: any((r["payload"]["after"] or {}).get("id") == row_id for r in rs))
+    return any((r["payload"]["after"] or {}).get("id") == row_id for r in rs)
+
+
+def drop_by_hand(slot, pub):
+    """The test's own cleanup of objects a connector left on purpose."""
+    st.wait_until(lambda: not pg.slot(slot) or not pg.slot(slot)["active"], 15, 0.05)
+    pg.psql("SELECT pg_drop_replication_slot('%s') FROM pg_replication_slots WHERE slot_name = '%s'; "
+            "DROP PUBLICATION IF EXISTS %s" % (slot, slot, pub))
+
+
+with t.section("DELETE drops the slot and publication Sluice created", srv):
+    dd = create("drop me", {"connection_string": pg.url(), "slot": "dd1", "publication": "dp1",
+                            "table_filter": "public.ta", "snapshot_mode": "never", "strand": "dd",
+                            "heartbeat_interval_ms": FAST})
+    t.eq(dd["config"]["drop_slot_on_delete"], True, "drop_slot_on_delete defaults to true (shown in the config)")
+    t.ok(streaming("dd", 800, "dd1"), "the connector created slot dd1 and publication dp1 and streams",
+         (pg.slot("dd1"), publication("dp1")))
+    t0 = time.monotonic()
+    r = srv.req("DELETE", "/v1/connectors/" + dd["id"])
+    took = time.monotonic() - t0
+    t.eq(r.status, 200, "DELETE the streaming connector")
+    t.eq((pg.slot("dd1"), publication("dp1")), (None, None),
+         "once DELETE has answered (%.2f s), the slot and the publication are gone" % took)
+    t.eq(srv.req("GET", "/v1/connectors/" + dd["id"]).status, 404, "the connector is gone")
+
+    # created before the restarts of Sluice and PostgreSQL above: the markers are in meta.db. bz uses
+    # the publication p1 of c1 and a slot the test made by hand, so it goes first (slot busy stays)
+    r = srv.req("DELETE", "/v1/connectors/" + bz["id"])
+    t.ok(r.status == 200 and pg.slot("busy") is not None and publication("p1") == "p1",
+         "DELETE of a connector on a slot made by hand (auto_create_slot true): the slot and the "
+         "publication it found stay", (pg.slot("busy"), publication("p1")))
+    r = srv.req("DELETE", "/v1/connectors/" + cid)
+    t.ok(r.status == 200 and pg.slot("s1") is None and publication("p1") is None,
+         "DELETE of the first connector after restarts of Sluice and PostgreSQL drops its slot s1 and "
+         "publication p1", (pg.slot("s1"), publication("p1")))
+    drop_by_hand("busy", "p1")
+
+    # rv created slot rs and publication rp (database shop); io ("Snapshot only") names rp too
+    r = srv.req("DELETE", "/v1/connectors/" + rv["id"])
+    t.ok(r.status == 200 and pg.slot("rs") is None and publication("rp", "shop") == "rp",
+         "DELETE of the connector that created publication rp: its slot is dropped, rp stays while "
+         "another connector names it", (pg.slot("rs"), publication("rp", "shop")))
+    r = srv.req("DELETE", "/v1/connectors/" + io["id"])
+    t.ok(r.status == 200 and publication("rp", "shop") == "rp",
+         "DELETE of that other connector: rp stays (it did not create it)")
+    pg.psql("DROP PUBLICATION rp", db="shop")
+
+with t.section("drop_slot_on_delete false keeps them", srv):
+    dk = create("keep mine", {"connection_string": pg.url(), "slot": "dk1", "publication": "dkp1",
+                              "table_filter": "public.ta", "snapshot_mode": "never", "strand": "dk",
+                              "drop_slot_on_delete": False, "heartbeat_interval_ms": FAST})
+    t.ok(streaming("dk", 801, "dk1"), "the connector created slot dk1 and streams", pg.slot("dk1"))
+    r = srv.req("DELETE", "/v1/connectors/" + dk["id"])
+    t.ok(r.status == 200 and pg.slot("dk1") is not None and publication("dkp1") == "dkp1",
+         "DELETE with drop_slot_on_delete false: slot dk1 and publication dkp1 stay",
+         (pg.slot("dk1"), publication("dkp1")))
+    drop_by_hand("dk1", "dkp1")
+
+with t.section("a slot and publication the user made beforehand stay", srv):
+    pg.psql("CREATE PUBLICATION dup1 FOR TABLE ta")
+    pg.psql("SELECT pg_create_logical_replication_slot('du1', 'pgoutput')")
+    du = create("users slot", {"connection_string": pg.url(), "slot": "du1", "publication": "dup1",
+                               "strand": "du", "heartbeat_interval_ms": FAST})
+    t.ok(streaming("du", 802, "du1"), "the connector streams from the user's slot du1", pg.slot("du1"))
+    r = srv.req("DELETE", "/v1/connectors/" + du["id"])
+    t.ok(r.status == 200 and pg.slot("du1") is not None and publication("dup1") == "dup1",
+         "DELETE (drop_slot_on_delete true, auto_create_* true): the user's slot and publication stay",
+         (pg.slot("du1"), publication("dup1")))
+    drop_by_hand("du1", "dup1")
+
+with t.section("PostgreSQL unreachable at DELETE: the delete succeeds, the log says how to drop the slot", srv):
+    pg3 = PG()
+    pg3.psql("CREATE TABLE ta (id int PRIMARY KEY, extra int)")
+    gone = create("server gone", {"connection_string": pg3.url(), "slot": "dg1", "publication": "dgp1",
+                                  "table_filter": "public.ta", "snapshot_mode": "never", "strand": "dg",
+                                  "heartbeat_interval_ms": FAST})
+    st.wait_until(lambda: pg3.slot("dg1") and pg3.slot("dg1")["active"], 15, 0.05)
+    pg3.psql("INSERT INTO ta VALUES (1, 1)")
+    rs = wait_records("dg", lambda rs: len(rs) >= 1)
+    t.eq([x["payload"]["after"] for x in rs], [{"id": 1, "extra": 1}], "the connector streams from the second server")
+    pg3.stop()
+    mark = srv.log_mark()
+    r = srv.req("DELETE", "/v1/connectors/" + gone["id"])
+    t.eq(r.status, 200, "DELETE succeeds although PostgreSQL is down")
+    t.eq(srv.req("GET", "/v1/connectors/" + gone["id"]).status, 404, "and the connector is gone")
+    log = srv.log_since(mark)
+    t.ok('replication slot "dg1"' in log and "pg_drop_replication_slot('dg1')" in log
+         and "DROP PUBLICATION IF EXISTS \"dgp1\"" in log,
+         "the log names the slot left behind and how to drop it by hand", log)
 
 t.ok(srv.alive(), "the server is still up")
 srv.stop()

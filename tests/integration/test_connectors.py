@@ -1,6 +1,8 @@
 """The Connector Hub management API and the REST bridge, against the SapixDB seed's examples
 (shared/seeds/000_*): create / list / get / patch / delete, the kinds catalog, secrets, the
 push endpoint with flags and rate limits, persistence across restarts, and every error."""
+import os
+import sqlite3
 import time
 
 import sluicetest as st
@@ -34,8 +36,8 @@ with t.section("create, as in the seed", srv):
                             "config": {"url": "https://hooks.slack.com/services/T00", "secret": "optional-bearer-token"}})
     hook = r.json
     t.ok(r.status == 201 and hook["direction"] == "outbound" and hook["config"]["secret"] == "***"
-         and hook["config"]["batch_size"] == 1 and hook["config"]["start"] == "head" and hook["strands"] == ["default"],
-         "POST webhook -> 201, secret shown as ***, defaults filled", r)
+         and hook["config"]["batch_size"] == 1 and hook["config"]["start"] == "head" and hook["strands"] == ["*"],
+         "POST webhook -> 201, secret shown as ***, defaults filled, every strand followed", r)
     r = srv.req("POST", C, {"name": "R2 archive", "kind": "s3", "config": {
         "endpoint": "https://account.r2.cloudflarestorage.com", "bucket": "sapixdb-archive",
         "prefix": "prod/records", "auth_header": "Bearer <R2-token>"}})
@@ -72,11 +74,17 @@ with t.section("list, get, kinds", srv):
     t.ok(all(c["config"].get("secret") in (None, "***") and c["config"].get("auth_header") in (None, "***")
              for c in r.json["connectors"]), "no secret appears in the list")
     r = srv.req("GET", C + "/" + hook["id"])
-    t.ok(r.status == 200 and r.json == hook, "GET /v1/connectors/{id} returns the connector", r)
+    live = ("state", "last_error", "stats")  # the worker's view: its target does not resolve here
+    t.ok(r.status == 200 and {k: v for k, v in r.json.items() if k not in live} ==
+         {k: v for k, v in hook.items() if k not in live}, "GET /v1/connectors/{id} returns the connector", r)
+    t.ok(st.wait_until(lambda: srv.req("GET", C + "/" + hook["id"]).json["state"] == "unhealthy", 10)
+         and "hooks.slack.com" in (srv.req("GET", C + "/" + hook["id"]).json["last_error"] or ""),
+         "a webhook whose host does not resolve is not running: unhealthy, and last_error says why")
     r = srv.req("GET", "/v1/connector-kinds")
     kinds = {k["kind"]: k for k in r.json.get("kinds", [])} if r.status == 200 else {}
-    t.ok(set(kinds) == {"rest_bridge", "webhook", "s3", "postgres_cdc", "kafka", "object_storage"},
-         "the catalog lists the six kinds", r)
+    t.ok(set(kinds) == {"rest_bridge", "webhook", "s3", "postgres_cdc", "kafka", "object_storage",
+                        "stdout", "datagen"},
+         "the catalog lists the SapixDB kinds and the framework's new ones", r)
     url = [f for f in kinds.get("webhook", {}).get("fields", []) if f["name"] == "url"]
     sec = [f for f in kinds.get("webhook", {}).get("fields", []) if f["name"] == "secret"]
     t.ok(url and url[0]["required"] and sec and sec[0]["secret"] and not sec[0]["required"],
@@ -193,6 +201,78 @@ with t.section("bad creates", srv):
     for m in ("GET", "PATCH", "DELETE"):
         err_ok(srv.req(m, C + "/unknown-id", {} if m == "PATCH" else None), 404, "unknown-id", "%s unknown id" % m)
 
+with t.section("names are unique (byte for byte)", srv):
+    def taken(r, other_id, name, what):
+        j = r.json if isinstance(r.json, dict) else {}
+        t.ok(r.status == 409 and j.get("code") == "connector_name_taken" and
+             j.get("error") == "name: a connector named '%s' already exists (id %s)" % (name, other_id),
+             "%s -> 409 connector_name_taken naming name and the other connector" % what, r)
+
+    n0 = len(srv.req("GET", C).json["connectors"])
+    bridge_before = srv.req("GET", C + "/" + bridge["id"]).json
+    taken(srv.req("POST", C, {"name": "IoT Bridge", "kind": "webhook", "config": {"url": "http://a/b"}}),
+          bridge["id"], "IoT Bridge", "create with a name in use")
+    taken(srv.req("POST", "/api/v1/connectors", {"name": "IoT Bridge", "connectorType": "sink",
+                                                 "connectorClass": "webhook", "topics": ["default"],
+                                                 "config": {"url": "http://a/b"}}),
+          bridge["id"], "IoT Bridge", "StreamHouse create (/api/v1/connectors) with a name in use")
+    t.eq(len(srv.req("GET", C).json["connectors"]), n0, "a refused create stores nothing")
+    r = srv.req("POST", C, {"name": "iot bridge", "kind": "rest_bridge"})
+    t.ok(r.status == 201 and r.json["name"] == "iot bridge", "names are case-sensitive: 'iot bridge' is another name", r)
+    low = r.json
+    taken(srv.req("PATCH", C + "/" + low["id"], {"name": "IoT Bridge", "enabled": False}), bridge["id"], "IoT Bridge",
+          "PATCH renaming to another connector's name")
+    taken(srv.req("PATCH", "/api/v1/connectors/" + low["id"], {"name": "IoT Bridge"}), bridge["id"], "IoT Bridge",
+          "the same PATCH on /api/v1/connectors")
+    t.eq(srv.req("GET", C + "/" + low["id"]).json, low, "a refused PATCH writes nothing (not even its other fields)")
+    t.eq(srv.req("GET", C + "/" + bridge["id"]).json, bridge_before, "the connector holding the name is untouched")
+    r = srv.req("PATCH", C + "/" + low["id"], {"name": "iot bridge", "enabled": True})
+    t.ok(r.status == 200 and r.json["name"] == "iot bridge", "PATCH to its own name is fine", r)
+    r = srv.req("POST", C, {"name": "reused", "kind": "rest_bridge"})
+    t.eq(r.status, 201, "create 'reused'")
+    first = r.json["id"]
+    taken(srv.req("POST", C, {"name": "reused", "kind": "rest_bridge"}), first, "reused", "a second 'reused'")
+    t.eq(srv.req("DELETE", C + "/" + first).status, 200, "delete the first 'reused'")
+    r = srv.req("POST", C, {"name": "reused", "kind": "rest_bridge"})
+    t.ok(r.status == 201 and r.json["id"] != first, "after the delete the name can be used again -> 201", r)
+    srv.req("DELETE", C + "/" + r.json["id"])
+    r = srv.req("PATCH", C + "/" + low["id"], {"name": "reused"})
+    t.ok(r.status == 200 and r.json["name"] == "reused", "and a rename to a freed name is fine", r)
+    srv.req("DELETE", C + "/" + low["id"])
+    long_name = "\u00e9" * 128  # 256 bytes of UTF-8, the longest name
+    r = srv.req("POST", C, {"name": long_name, "kind": "rest_bridge"})
+    t.eq(r.status, 201, "a 256-byte name")
+    lid = r.json["id"]
+    r = srv.req("POST", C, {"name": long_name, "kind": "rest_bridge"})
+    e = (r.json or {}).get("error", "") if isinstance(r.json, dict) else ""
+    t.ok(r.status == 409 and e.startswith("name: a connector named '\u00e9\u00e9") and e.endswith("...' already exists (id %s)" % lid),
+         "a long name in use: the message cuts it (on a character boundary) and keeps the id", r)
+    srv.req("DELETE", C + "/" + lid)
+
+with t.section("duplicate names stored by an older version still load", srv):
+    a = srv.req("POST", C, {"name": "legacy a", "kind": "rest_bridge"}).json
+    b = srv.req("POST", C, {"name": "legacy b", "kind": "rest_bridge"}).json
+    srv.stop()
+    db = sqlite3.connect(os.path.join(srv.data, "meta.db"))  # what an older version could store
+    with db:
+        db.execute("UPDATE connectors SET name='legacy a' WHERE id=?", (b["id"],))
+    db.close()
+    mark = srv.log_mark()
+    srv.start()
+    named = [c["id"] for c in srv.req("GET", C).json["connectors"] if c["name"] == "legacy a"]
+    t.eq(sorted(named), sorted([a["id"], b["id"]]), "both connectors named 'legacy a' load")
+    log = srv.log_since(mark)
+    t.ok("both named 'legacy a'" in log and a["id"] in log and b["id"] in log,
+         "the duplicate is logged as a warning naming both ids", log)
+    r = srv.req("PATCH", C + "/" + b["id"], {"name": "legacy a", "enabled": False})
+    t.ok(r.status == 200 and r.json["enabled"] is False, "one of them can still be PATCHed with its own name", r)
+    taken(srv.req("POST", C, {"name": "legacy a", "kind": "rest_bridge"}), a["id"], "legacy a",
+          "a third 'legacy a'")
+    r = srv.req("PATCH", C + "/" + b["id"], {"name": "legacy b"})
+    t.ok(r.status == 200 and r.json["name"] == "legacy b", "and renamed apart", r)
+    for x in (a, b):
+        srv.req("DELETE", C + "/" + x["id"])
+
 with t.section("persistence and delete", srv):
     def persistent(c):  # "stats" are delivery counters since the server started
         return {k: v for k, v in c.items() if k != "stats"}
@@ -200,10 +280,15 @@ with t.section("persistence and delete", srv):
     rc = srv.stop()
     t.eq(rc, 0, "SIGTERM exits 0")
     srv.start()
+    unhealthy = {i for i, c in before.items() if c["state"] == "unhealthy"}  # checked again at start
+    st.wait_until(lambda: {c["id"] for c in srv.req("GET", C).json["connectors"] if c["state"] == "unhealthy"}
+                  >= unhealthy, 10)
     after = {c["id"]: persistent(c) for c in srv.req("GET", C).json["connectors"]}
     t.ok(after == before, "connectors, configs and counters survive a restart", (len(before), len(after)))
     t.eq(srv.req("POST", "/v1/connectors/inbound/rest/%s/push" % bridge["id"], {"after": "restart"}).status, 201,
          "a restarted server takes pushes for the bridge")
+    t.eq(srv.req("POST", C, {"name": "IoT Bridge", "kind": "rest_bridge"}).status, 409,
+         "a name in use stays taken after a restart")
     srv.kill()
     srv.start()
     got = srv.req("GET", C + "/" + bridge["id"]).json

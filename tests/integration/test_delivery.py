@@ -20,9 +20,12 @@ FAST = {"initial_backoff_ms": 10, "max_backoff_ms": 100}
 srv = st.Server().start()
 
 
+_hooks = iter(range(1, 1000))
+
+
 def hook(rx, **cfg):
     # the breaker is tested in its own section; here it must not open during the fault tests
-    body = {"name": "hook", "kind": "webhook",
+    body = {"name": "hook-%d" % next(_hooks), "kind": "webhook",  # names are unique
             "config": dict({"url": rx.url("/hook"), "retry": FAST,
                             "circuit_breaker": {"failure_threshold": 1000}}, **cfg)}
     strands = cfg.pop("strands", None)
@@ -283,6 +286,29 @@ with t.section("one stalled target does not slow another", srv):
     h = write(5, strand="two")
     ok = fast.wait_for(lambda r: set(h) <= set(fast.by_idempotency_key(True)), 5)
     t.ok(ok and time.monotonic() - t0 < 2.0, "the fast webhook got all 5 in %.2fs while the other stalls" % (time.monotonic() - t0))
+
+with t.section("several requests in flight (max_in_flight)", srv):
+    rp = Receiver().start()
+    rp.set_mode("slow", ms=20)  # each request takes 20 ms: one at a time that is 50 records/s
+    pid = hook(rp, strands=["pipe"], max_in_flight=8)
+    t0 = time.monotonic()
+    hp = write(200, strand="pipe")
+    ok = rp.wait_for(lambda q: set(hp) <= set(keys(rp)), 20)
+    took = time.monotonic() - t0
+    t.ok(ok and took < 4.0, "200 records through a 20 ms target in %.1f s: 8 requests overlap" % took)
+    st.wait_until(lambda: srv.req("GET", "/v1/connectors/" + pid).json["stats"]["lag"] == 0, 5)
+    c = srv.req("GET", "/v1/connectors/" + pid).json
+    t.ok(c["stats"]["delivered"] == 200 and c["stats"]["lag"] == 0, "every record counted once, none behind", c["stats"])
+    rp.clear()
+    rp.set_mode("status", status=503)  # a failure with requests in flight: nothing is lost
+    hq = write(40, strand="pipe")
+    rp.wait_count(10, 10)
+    rp.set_mode("ok")
+    t.ok(rp.wait_for(lambda q: set(hq) <= set(keys(rp)), 20), "after 503s every record arrives")
+    dups = sum(n - 1 for h, n in keys(rp).items() if h in hq and n > 1)
+    t.ok(dups <= 8, "repeats stay within what was in flight: %d" % dups)
+    srv.req("DELETE", "/v1/connectors/" + pid)
+    rp.stop()
 
 with t.section("S3 with SigV4 against s3rver", srv):
     d = st.tmpdir()

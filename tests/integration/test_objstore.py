@@ -27,7 +27,11 @@ KEY_RE = re.compile(r"^(?:(.*)/)?([a-z0-9][a-z0-9._-]*)/((?:year=\d{4}/month=\d\
 srv = st.Server().start()
 
 
-def create(cfg, strands, kind="object_storage", name="os", path="/v1/connectors"):
+_names = iter(range(1, 1000))
+
+
+def create(cfg, strands, kind="object_storage", name=None, path="/v1/connectors"):
+    name = name or "os-%d" % next(_names)  # connector names are unique
     r = srv.req("POST", path, {"name": name, "kind": kind, "strands": strands, "config": cfg})
     assert r.status == 201, r
     return r.json["id"]
@@ -158,7 +162,7 @@ with t.section("shutdown flush, restart, and a re-run writes the same keys", srv
     mtimes = {k: os.stat(os.path.join(root3, k)).st_mtime_ns for k in got}
     db = sqlite3.connect(os.path.join(srv.data, "meta.db"))  # the cursor and the batch plan
     db.execute("UPDATE cursors SET next_seq=0 WHERE connector_id=? AND strand='sd'", (cid,))
-    db.execute("DELETE FROM cursors WHERE connector_id=? AND strand LIKE '~end:%'", (cid,))
+    db.execute("DELETE FROM batch_plans WHERE connector_id=?", (cid,))
     db.commit()
     db.close()
     srv.start()
@@ -298,17 +302,27 @@ try:
         t.ok(c["stats"]["files_written"] == 1 and c["stats"]["bytes_written"] == len(body), "stats count the file and its bytes", c["stats"])
         srv.req("DELETE", "/v1/connectors/" + cid)
 
-    with t.section("S3: a wrong secret is a dead letter, not a retry storm", srv):
+    with t.section("S3: a wrong secret or a missing bucket: not running, and why", srv):
         cid = create(s3cfg(prefix="bad", secret_access_key=env["S3_SECRET_KEY"] + "x", batch_size=2, flush_interval_ms=100), ["s3bad"])
         recs = write(2, "s3bad")
-        dl = st.wait_until(lambda: (lambda d: d if d["count"] >= 2 else None)(srv.req("GET", "/v1/connectors/%s/dead-letters" % cid).json), 10)
-        t.ok(dl and {d["seq"] for d in dl["dead_letters"]} == {r[0] for r in recs} and all(d["last_status"] == 403 and d["attempts"] == 1 for d in dl["dead_letters"]),
-             "both records are dead letters after one 403 attempt", dl)
-        st.wait_until(lambda: (lambda s_: s_["dead_lettered"] == 2 and s_["lag"] == 0)(conn(cid)["stats"]), 5)  # counted after the insert
+        st.wait_until(lambda: conn(cid)["state"] == "unhealthy", 10)
         c = conn(cid)
-        t.ok(c["stats"]["failed"] == 2 and c["stats"]["dead_lettered"] == 2 and c["stats"]["retried"] == 0
-             and c["stats"]["lag"] == 0, "no retries; delivery went on past them", c["stats"])
+        t.ok(c["state"] == "unhealthy" and "denied" in (c["last_error"] or "") and "403" in (c["last_error"] or ""),
+             "the health check's signed listing is refused (403): state unhealthy, last_error says so", c)
+        t.ok(c["stats"]["failed"] == 0 and c["stats"]["dead_lettered"] == 0 and c["stats"]["delivered"] == 0,
+             "no record was sent, none dead-lettered: they wait", c["stats"])
         t.eq(s3_list("bad/"), [], "nothing is stored")
+        cfg = dict(c["config"], secret_access_key=env["S3_SECRET_KEY"])
+        r = srv.req("PATCH", "/v1/connectors/" + cid, {"config": cfg})
+        t.eq(r.status, 200, "PATCH with the right secret")
+        got = st.wait_until(lambda: s3_list("bad/") or None, 15)
+        t.eq(got, expected_keys(recs, 2, "none", "bad", "s3bad", "json"), "then it runs and stores the waiting records")
+        srv.req("DELETE", "/v1/connectors/" + cid)
+        cid = create(s3cfg(bucket="no-such-bucket", prefix="nb"), ["s3nb"])
+        st.wait_until(lambda: conn(cid)["state"] == "unhealthy", 10)
+        c = conn(cid)
+        t.ok(c["state"] == "unhealthy" and "no-such-bucket does not exist" in (c["last_error"] or ""),
+             "a bucket that does not exist: unhealthy, last_error names it", c)
         srv.req("DELETE", "/v1/connectors/" + cid)
 
     with t.section("S3: a dead endpoint is retried until it comes up", srv):
@@ -319,8 +333,10 @@ try:
         up = urllib.parse.urlparse(EP)
         cid = create(s3cfg(endpoint="http://127.0.0.1:%d" % port, prefix="late", format="jsonl", batch_size=3, flush_interval_ms=100), ["s3late"])
         recs = write(3, "s3late")
-        failing = st.wait_until(lambda: conn(cid)["stats"]["failed"] >= 3, 10)
-        t.ok(failing and conn(cid)["stats"]["dead_lettered"] == 0, "connection refused is retried, not dead-lettered", conn(cid)["stats"])
+        down = st.wait_until(lambda: conn(cid)["state"] == "unhealthy", 10)
+        t.ok(down and "cannot reach http://127.0.0.1:%d" % port in (conn(cid)["last_error"] or "")
+             and conn(cid)["stats"]["dead_lettered"] == 0,
+             "connection refused: unhealthy and checked again, nothing dead-lettered", conn(cid))
 
         def proxy(lst):  # a plain TCP forwarder to s3rver on the port that was dead
             def pipe(a, b):
@@ -366,10 +382,11 @@ try:
         t.ok(r.status == 201 and r.json["config"]["format"] == "parquet", "the seed's body verbatim is created (parquet)", r)
         if r.status == 201:
             srv.req("DELETE", "/v1/connectors/" + r.json["id"])
-        body = dict(seed, config=dict(seed["config"], format="json", **{"s3.bucket": BUCKET, "s3.endpoint": EP,
-                                                                      "s3.access_key_id": CREDS["access_key_id"],
-                                                                      "s3.secret_access_key": CREDS["secret_access_key"],
-                                                                      "batch.size": "3", "batch.interval_ms": "200"}))
+        body = dict(seed, name="orders-to-s3-live",  # names are unique: d below is another seed copy
+                    config=dict(seed["config"], format="json", **{"s3.bucket": BUCKET, "s3.endpoint": EP,
+                                                                  "s3.access_key_id": CREDS["access_key_id"],
+                                                                  "s3.secret_access_key": CREDS["secret_access_key"],
+                                                                  "batch.size": "3", "batch.interval_ms": "200"}))
         body["topics"] = ["orders"]
         r = srv.req("POST", "/api/v1/connectors", body)
         t.ok(r.status == 201 and r.json["kind"] == "object_storage" and r.json["strands"] == ["orders"]
@@ -383,7 +400,8 @@ try:
         t.eq(got, sorted(want), "records of topic orders arrive under raw/streaming/orders/year=/month=/day=/hour=/")
         g = srv.req("GET", "/api/v1/connectors/%s" % cid)
         t.ok(g.status == 200 and g.json["id"] == cid, "GET /api/v1/connectors/{id} is the same route")
-        d = srv.req("POST", "/api/v1/connectors", dict(seed, config={"s3.bucket": "b", "format": "json"}))
+        d = srv.req("POST", "/api/v1/connectors", dict(seed, name="orders-to-s3-defaults",
+                                                       config={"s3.bucket": "b", "format": "json"}))
         t.ok(d.status == 201 and d.json["config"]["batch_size"] == 10000 and d.json["config"]["flush_interval_ms"] == 60000,
              "StreamHouse spelling: batch.size defaults to 10000, as its seed says", d)
         if d.status == 201:

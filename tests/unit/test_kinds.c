@@ -25,6 +25,58 @@ static void expect_err(const char *kind, const char *cfg, const char *needle)
     json_decref(in);
 }
 
+/* connection_string: what libpq's parser accepts, URI or key=value, and never an echoed password */
+static void conninfo_checks(void)
+{
+    static const char *const good[] = {"postgres://app:pa:ss@db:5432/shop",
+                                       "postgresql://db/shop?sslmode=require",
+                                       "postgres://",
+                                       "host=db user=app password=hunter2 dbname=shop",
+                                       "host=db password='it\\'s a secret' dbname=shop",
+                                       "dbname=shop"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        json_t *in = json_pack("{s:s}", "connection_string", good[i]);
+        struct sl_err err = {0};
+        json_t *out = sl_kind_validate(sl_kind_find("postgres_cdc"), in, &err);
+        T_CHECK(out != NULL, "connection_string %s is accepted (%s)", good[i], out ? "" : err.msg);
+        json_decref(out);
+        json_decref(in);
+    }
+    static const struct {
+        const char *s, *needle, *secret;
+    } bad[] = {
+        {"mysql://x", "missing \"=\" after \"mysql://x\"", NULL},
+        {"hello", "missing \"=\"", NULL},
+        {"", "it is empty", NULL},
+        {"   ", "it is empty", NULL},
+        {"POSTGRES://h/db", "missing \"=\"", NULL},
+        {"host=db foo=bar", "invalid connection option \"foo\"", NULL},
+        {"host=db password='s3cretpw", "unterminated quoted string", "s3cretpw"},
+        {"postgres://u:s3cretpw@[::1/db", "postgres://u:***@[::1/db", "s3cretpw"},
+        {"postgres://u:ab%zzs3cret@h/db", "percent-encoded token: \"***\"", "s3cret"},
+        {"postgres://h/db?password=ab%zzs3cret", "percent-encoded token: \"***\"", "s3cret"},
+        {"postgresql://u:p@ss:w@db/shop?x=a@b", "invalid URI query parameter: \"x\"", "p@ss:w"},
+        {"postgres://u:\"pw\"@[::1/db", "postgres://u:***@[::1/db", "\"pw\""},
+        {"host=h \"pw", "missing \"=\" after \"\"pw\"", NULL},
+        {"mysql://app:s3cretpw@db/shop", "missing \"=\" after \"mysql://app:***@db/shop\"",
+         "s3cretpw"},
+        {"app:s3cret@pw@db:5432/shop", "after \"app:***@db:5432/shop\"", "s3cret"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *in = json_pack("{s:s}", "connection_string", bad[i].s);
+        struct sl_err err = {0};
+        json_t *out = sl_kind_validate(sl_kind_find("postgres_cdc"), in, &err);
+        T_CHECK(!out && err.code == SL_E_INVAL && strcmp(err.ecode, "invalid_config") == 0 &&
+                    strncmp(err.msg, "config.connection_string: ", 26) == 0 &&
+                    strstr(err.msg, bad[i].needle) &&
+                    !(bad[i].secret && strstr(err.msg, bad[i].secret)),
+                "connection_string '%s' refused, saying %s%s (\"%s\")", bad[i].s, bad[i].needle,
+                bad[i].secret ? ", without the password" : "", err.msg);
+        json_decref(out);
+        json_decref(in);
+    }
+}
+
 int main(void)
 {
     T_CHECK(sl_kind_find("webhook") && sl_kind_find("s3") && sl_kind_find("rest_bridge") &&
@@ -70,13 +122,13 @@ int main(void)
     json_decref(red);
     json_decref(cfg);
     json_decref(in);
+    /* libpq refuses this one (query parameter x), but a config stored before that check may hold
+     * such a string: redaction still masks the whole password */
     in = J("{\"connection_string\":\"postgresql://u:p@ss:w@db/shop?x=a@b\"}");
-    cfg = sl_kind_validate(sl_kind_find("postgres_cdc"), in, &err);
-    red = sl_kind_redact(sl_kind_find("postgres_cdc"), cfg);
+    red = sl_kind_redact(sl_kind_find("postgres_cdc"), in);
     T_EQ_STR(json_string_value(json_object_get(red, "connection_string")),
              "postgresql://u:***@db/shop?x=a@b", "a password holding '@' is masked whole");
     json_decref(red);
-    json_decref(cfg);
     json_decref(in);
     in = J("{\"connection_string\":\"host=db user=app password=hunter2 dbname=shop\"}");
     cfg = sl_kind_validate(sl_kind_find("postgres_cdc"), in, &err);
@@ -97,6 +149,7 @@ int main(void)
                "config.rate_limit.events_per_second");
     expect_err("rest_bridge", "{\"flags\":4294967296}", "config.flags");
     expect_err("postgres_cdc", "{\"host\":\"h\"}", "config.database");
+    conninfo_checks();
     expect_err("s3", "{\"endpoint\":\"http://a\",\"bucket\":\"b\",\"secret_access_key\":\"k\"}",
                "config.access_key_id");
 

@@ -200,23 +200,6 @@ static void test_config(void)
             "aliases s3-sink and object-storage; s3 stays the per-record kind");
 }
 
-static void test_flush_rule(void)
-{
-    json_t *c = validate("{\"bucket\":\"b\",\"batch_size\":10,\"flush_interval_ms\":1000}", NULL);
-    struct sl_os_sink *s = NULL;
-    T_CHECK(c && sl_os_sink_new(c, &s, NULL) == 0, "a sink from a validated config");
-    uint64_t wait;
-    T_CHECK(s && sl_os_flush_due(s, 10, 5000, 5000, 0, &wait) == 1, "batch_size pending: due");
-    T_CHECK(s && sl_os_flush_due(s, 3, 5000, 5400, 0, &wait) == 0 && wait == 600,
-            "a partial batch waits for the interval from its first record (600 ms left)");
-    T_CHECK(s && sl_os_flush_due(s, 3, 5000, 6000, 0, &wait) == 1, "then it is due");
-    T_CHECK(s && sl_os_flush_due(s, 3, 9000, 5000, 1000, &wait) == 1,
-            "a wall clock that went back: the time the worker has waited counts");
-    T_CHECK(s && sl_os_flush_due(s, 0, 0, 5000, 0, &wait) == 0, "nothing pending: never due");
-    sl_os_sink_free(s);
-    json_decref(c);
-}
-
 /* ---- the local provider, with faults ---- */
 
 static int g_fail_write, g_fail_sync;
@@ -336,8 +319,19 @@ static void test_batch(const char *root, const char *sdir)
     json_t *c = validate(cfg, &err);
     struct sl_os_sink *sink = NULL;
     struct sl_os_batch *b = NULL;
+    struct sl_rec rs[4];
+    struct sl_record rr[4];
+    for (int i = 0; i < 4; i++) {
+        T_CHECK(sl_strand_read(s, (uint64_t)i + 1, &rr[i]) == 0, "record %d read back", i + 1);
+        rs[i] = (struct sl_rec){.seq = rr[i].seq,
+                                .timestamp_ms = rr[i].timestamp_ms,
+                                .payload = rr[i].payload,
+                                .payload_len = rr[i].payload_len,
+                                .hash = rr[i].hash};
+    }
+    struct sl_batch in = {.strand = "ev", .recs = rs, .n = 4};
     T_CHECK(c && sl_os_sink_new(c, &sink, &err) == 0 &&
-                sl_os_batch_prepare(sink, s, 1, 4, &b, &err) == 0,
+                sl_os_batch_prepare(sink, &in, &b, &err) == 0,
             "a batch of seqs 1..4 (%s)", err.msg);
     if (b) {
         T_CHECK(sl_os_batch_files(b) == 1 &&
@@ -375,7 +369,6 @@ int main(void)
     test_keys();
     test_split();
     test_config();
-    test_flush_rule();
     char tmpl[] = "/tmp/sluice-objstore-XXXXXX";
     char *dir = mkdtemp(tmpl);
     if (!dir)

@@ -96,3 +96,14 @@ fail:;
     unlink(tmp);
     return st;
 }
+
+long sl_os_local_probe(const struct sl_os_target *t, struct sl_os_result *res)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", t->root);
+    if (make_dirs(dir) < 0)
+        return fail(res, "create", t->root);
+    if (access(t->root, W_OK | X_OK) < 0)
+        return fail(res, "write to", t->root);
+    return 200;
+}

@@ -434,23 +434,9 @@ uint64_t sl_os_batch_size(const struct sl_os_sink *s)
     return s->batch_size;
 }
 
-int sl_os_flush_due(const struct sl_os_sink *s, uint64_t pending, uint64_t first_ts_ms,
-                    uint64_t now_ms, uint64_t waited_ms, uint64_t *wait_ms)
+uint64_t sl_os_interval_ms(const struct sl_os_sink *s)
 {
-    *wait_ms = 0;
-    if (pending == 0) {
-        *wait_ms = UINT64_MAX;
-        return 0;
-    }
-    if (pending >= s->batch_size)
-        return 1;
-    uint64_t age = now_ms > first_ts_ms ? now_ms - first_ts_ms : 0;
-    if (waited_ms > age)
-        age = waited_ms;
-    if (age >= s->interval_ms)
-        return 1;
-    *wait_ms = s->interval_ms - age;
-    return 0;
+    return s->interval_ms;
 }
 
 /* ---- batches ---- */
@@ -464,7 +450,6 @@ struct sl_os_batch {
     struct sl_os_sink *sink;
     char strand[SL_STRAND_NAME_MAX + 1];
     struct sl_ff_record *recs;
-    uint8_t (*hashes)[SL_HASH_LEN];
     size_t n;
     struct os_file *files;
     size_t nfiles, done;
@@ -475,40 +460,33 @@ void sl_os_batch_free(struct sl_os_batch *b)
     if (!b)
         return;
     free(b->recs);
-    free(b->hashes);
     free(b->files);
     free(b);
 }
 
-int sl_os_batch_prepare(struct sl_os_sink *s, struct sl_strand *st, uint64_t from, uint64_t n,
-                        struct sl_os_batch **out, struct sl_err *err)
+int sl_os_batch_prepare(struct sl_os_sink *s, const struct sl_batch *in, struct sl_os_batch **out,
+                        struct sl_err *err)
 {
+    size_t n = in->n;
     struct sl_os_batch *b = calloc(1, sizeof(*b));
     uint64_t *ts = calloc(n ? n : 1, sizeof(*ts));
     struct sl_os_span *spans = calloc(n ? n : 1, sizeof(*spans));
     int rc = 0;
-    if (!b || !ts || !spans || !(b->recs = calloc(n ? n : 1, sizeof(*b->recs))) ||
-        !(b->hashes = calloc(n ? n : 1, sizeof(*b->hashes)))) {
+    if (!b || !ts || !spans || !(b->recs = calloc(n ? n : 1, sizeof(*b->recs)))) {
         rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
         goto out;
     }
     b->sink = s;
-    b->n = (size_t)n;
-    snprintf(b->strand, sizeof(b->strand), "%s", sl_strand_name(st));
+    b->n = n;
+    snprintf(b->strand, sizeof(b->strand), "%s", in->strand);
     for (size_t i = 0; i < b->n; i++) {
-        struct sl_record r;
-        if (sl_strand_read(st, from + i, &r) != 0) {
-            rc = sl_err_set(err, SL_E_CORRUPT, "unreadable_record", "record %" PRIu64 " unreadable",
-                            from + i);
-            goto out;
-        }
-        memcpy(b->hashes[i], r.hash, SL_HASH_LEN);
-        b->recs[i] = (struct sl_ff_record){.payload = r.payload, /* the segment mapping */
-                                           .payload_len = r.payload_len,
-                                           .seq = r.seq,
-                                           .timestamp_ms = r.timestamp_ms,
-                                           .hash = b->hashes[i]};
-        ts[i] = r.timestamp_ms;
+        const struct sl_rec *r = &in->recs[i];
+        b->recs[i] = (struct sl_ff_record){.payload = r->payload, /* the segment mapping */
+                                           .payload_len = r->payload_len,
+                                           .seq = r->seq,
+                                           .timestamp_ms = r->timestamp_ms,
+                                           .hash = r->hash};
+        ts[i] = r->timestamp_ms;
     }
     b->nfiles = sl_os_split(s->part, ts, b->n, spans);
     b->files = calloc(b->nfiles ? b->nfiles : 1, sizeof(*b->files));
@@ -586,4 +564,23 @@ size_t sl_os_batch_files(const struct sl_os_batch *b)
 const char *sl_os_batch_key(const struct sl_os_batch *b, size_t i)
 {
     return i < b->nfiles ? b->files[i].key : NULL;
+}
+
+int sl_os_sink_check(struct sl_os_sink *s, const struct sl_os_io *io, struct sl_err *err)
+{
+    struct sl_os_result res = {.retry_after_s = -1};
+    long st = s->target.provider == SL_OS_LOCAL ? sl_os_local_probe(&s->target, &res)
+                                                : sl_os_s3_probe(&s->target, io, &res);
+    if (st >= 200 && st < 300)
+        return 0;
+    if (st == 404)
+        return sl_err_set(err, SL_E_NOTFOUND, "unhealthy", "bucket %s does not exist (%s)",
+                          s->target.bucket, res.error);
+    if (st == 401 || st == 403)
+        return sl_err_set(err, SL_E_INVAL, "unhealthy", "access to bucket %s is denied (%s)",
+                          s->target.bucket, res.error);
+    if (st == 0 && s->target.provider != SL_OS_LOCAL)
+        return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "cannot reach %s: %s",
+                          s->target.endpoint ? s->target.endpoint : "S3", res.error);
+    return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "%s", res.error);
 }

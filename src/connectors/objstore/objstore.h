@@ -7,15 +7,18 @@
  * (seqs zero-padded to 20 digits so that keys sort), so a batch stored again after a crash or a
  * retry overwrites the same objects: effectively-once files on top of at-least-once delivery.
  *
- * The delivery worker (src/engine/outbound.c) owns cursors, retries, the breaker and dead
- * letters; this module decides when a batch is due, splits it at partition boundaries, encodes
- * each file (src/formats/filefmt.h) and stores it. Threads: one sink per worker thread; the
+ * The connector framework (src/engine/sink_worker.c) owns cursors, batching and the flush
+ * interval, retries, the breaker and dead letters; this module splits a batch at partition
+ * boundaries, encodes each file (src/formats/filefmt.h) and stores it (sink.c is its
+ * sl_connector). Threads: one sink per worker thread; the
  * config and key functions are pure and reentrant. */
 #ifndef SL_CONNECTORS_OBJSTORE_OBJSTORE_H
 #define SL_CONNECTORS_OBJSTORE_OBJSTORE_H
 
 #include "core/err.h"
 #include "strand/strand.h"
+
+#include <sluice/connector.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -63,14 +66,8 @@ struct sl_os_sink;
 /* From a validated config (defaults filled in). */
 int sl_os_sink_new(const json_t *cfg, struct sl_os_sink **out, struct sl_err *err);
 void sl_os_sink_free(struct sl_os_sink *s);
-uint64_t sl_os_batch_size(const struct sl_os_sink *s);
-
-/* The flush rule: a batch is due when `pending` records reach batch_size, or when records are
- * pending and flush_interval has passed since the first pending record was written
- * (first_ts_ms, its timestamp) or since the worker first saw it pending (waited_ms, monotonic:
- * guards against a wall clock that went back). If not due, *wait_ms says how long until it is. */
-int sl_os_flush_due(const struct sl_os_sink *s, uint64_t pending, uint64_t first_ts_ms,
-                    uint64_t now_ms, uint64_t waited_ms, uint64_t *wait_ms);
+uint64_t sl_os_batch_size(const struct sl_os_sink *s);  /* records per file */
+uint64_t sl_os_interval_ms(const struct sl_os_sink *s); /* longest wait for a partial batch */
 
 /* How a store attempt talks to the network: a curl handle owned by the worker and a cancel
  * callback (nonzero aborts a transfer, e.g. the connector was disabled). */
@@ -88,10 +85,14 @@ struct sl_os_result {
     uint64_t files, bytes; /* stored by this attempt */
 };
 
-/* One batch: records [from, from + n) of a strand, split into one file per partition. */
+/* The health check before the sink runs: the bucket can be listed (S3), the root directory can
+ * be created and written (local). 0, or a negative code with err saying why. */
+int sl_os_sink_check(struct sl_os_sink *s, const struct sl_os_io *io, struct sl_err *err);
+
+/* One batch of records (borrowed until sl_os_batch_free), split into one file per partition. */
 struct sl_os_batch;
-int sl_os_batch_prepare(struct sl_os_sink *s, struct sl_strand *st, uint64_t from, uint64_t n,
-                        struct sl_os_batch **out, struct sl_err *err);
+int sl_os_batch_prepare(struct sl_os_sink *s, const struct sl_batch *b, struct sl_os_batch **out,
+                        struct sl_err *err);
 /* Encodes and stores, in order, every file of the batch not stored yet, stopping at the first
  * failure; memory is the batch's record references plus one encoded file at a time. Returns 200
  * when all are stored; 0 for a network or local I/O error (transient); 422 when a file cannot be

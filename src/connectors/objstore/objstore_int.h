@@ -30,4 +30,10 @@ long sl_os_s3_put(const struct sl_os_target *t, const struct sl_os_io *io, const
 long sl_os_local_put(const struct sl_os_target *t, const char *key, const uint8_t *data, size_t len,
                      struct sl_os_result *res);
 
+/* Health checks: the bucket answers a one-key listing (S3), the root is a writable directory
+ * (local). Same returns as the puts. */
+long sl_os_s3_probe(const struct sl_os_target *t, const struct sl_os_io *io,
+                    struct sl_os_result *res);
+long sl_os_local_probe(const struct sl_os_target *t, struct sl_os_result *res);
+
 #endif

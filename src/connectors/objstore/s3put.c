@@ -59,7 +59,10 @@ static long request(const struct sl_os_target *t, const struct sl_os_io *io, con
     struct where w;
     where_of(t, &w);
     char path[SL_OS_KEY_MAX + 800];
-    snprintf(path, sizeof(path), "%s/%s", w.prefix, key);
+    if (*key || !*w.prefix)
+        snprintf(path, sizeof(path), "%s/%s", w.prefix, key);
+    else
+        snprintf(path, sizeof(path), "%s", w.prefix); /* the bucket itself: /bucket */
     struct sl_buf url, sig;
     sl_buf_init(&url, 0);
     sl_buf_init(&sig, 0);
@@ -222,6 +225,16 @@ long sl_os_s3_put(const struct sl_os_target *t, const struct sl_os_io *io, const
     struct sl_httpc_resp r;
     sl_httpc_resp_init(&r, RESP_MAX);
     long st = request(t, io, "PUT", key, NULL, data, len, content_type, &r, res);
+    sl_httpc_resp_release(&r);
+    return st;
+}
+
+long sl_os_s3_probe(const struct sl_os_target *t, const struct sl_os_io *io,
+                    struct sl_os_result *res)
+{
+    struct sl_httpc_resp r;
+    sl_httpc_resp_init(&r, 512);
+    long st = request(t, io, "GET", "", "max-keys=1", NULL, 0, NULL, &r, res);
     sl_httpc_resp_release(&r);
     return st;
 }

@@ -34,6 +34,8 @@
 #define SNAP_FETCH 5000            /* rows per FETCH during the snapshot */
 #define SNAP_KEY "@pg.snapshot"    /* meta cursor: 1 = snapshot pending, 2 = done */
 #define SLOT_BUSY_RETRY_MS 5000    /* "slot is active" is retried this long, then failed */
+#define CREATED_KEY "@pg.created_" /* meta cursor "@pg.created_slot:<name>" = 1: Sluice made it */
+#define CLEANUP_WAIT_MS 10000      /* a delete waits this long for the worker and the walsender */
 
 enum { R_STOP, R_FATAL, R_RETRY, R_DONE };
 enum { SNAP_INITIAL, SNAP_NEVER, SNAP_ONLY };
@@ -123,6 +125,16 @@ static int cbool(const json_t *cfg, const char *key, int def)
     return v ? json_is_true(v) : def;
 }
 
+static const char *slot_name(const json_t *cfg)
+{
+    return cstr(cfg, "slot_name", "slot", "sluice_slot");
+}
+
+static const char *pub_name(const json_t *cfg)
+{
+    return cstr(cfg, "publication_name", "publication", "sluice_pub");
+}
+
 static void sanitize_strand(const char *db, char *out, size_t n)
 {
     size_t k = (size_t)snprintf(out, n, "cdc.");
@@ -176,9 +188,8 @@ static void add_filter(struct cdc *c, const char *s, size_t len)
 static int load_config(struct cdc *c)
 {
     const json_t *cfg = c->env->config;
-    snprintf(c->slot, sizeof(c->slot), "%s", cstr(cfg, "slot_name", "slot", "sluice_slot"));
-    snprintf(c->pub, sizeof(c->pub), "%s",
-             cstr(cfg, "publication_name", "publication", "sluice_pub"));
+    snprintf(c->slot, sizeof(c->slot), "%s", slot_name(cfg));
+    snprintf(c->pub, sizeof(c->pub), "%s", pub_name(cfg));
     c->auto_slot = cbool(cfg, "auto_create_slot", 1);
     c->auto_pub = cbool(cfg, "auto_create_publication", 1);
     const char *sm = cstr(cfg, "snapshot_mode", NULL, "initial");
@@ -227,9 +238,9 @@ static int captured(const struct cdc *c, const char *nsp, const char *rel)
 
 /* ---- connections and errors ---- */
 
-static PGconn *connect_pg(struct cdc *c, int replication)
+/* Connects with the config's connection settings; on failure writes libpq's reason to why. */
+static PGconn *connect_cfg(const json_t *cfg, int replication, char *why, size_t whylen)
 {
-    const json_t *cfg = c->env->config;
     const char *keys[16], *vals[16];
     int n = 0;
     char port[16];
@@ -258,11 +269,19 @@ static PGconn *connect_pg(struct cdc *c, int replication)
     keys[n] = NULL, vals[n] = NULL;
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        seterr(c, "cannot connect to PostgreSQL: %s",
-               conn ? PQerrorMessage(conn) : "out of memory");
+        snprintf(why, whylen, "%s", conn ? PQerrorMessage(conn) : "out of memory");
         PQfinish(conn);
         return NULL;
     }
+    return conn;
+}
+
+static PGconn *connect_pg(struct cdc *c, int replication)
+{
+    char why[sizeof(c->err)];
+    PGconn *conn = connect_cfg(c->env->config, replication, why, sizeof(why));
+    if (!conn)
+        seterr(c, "cannot connect to PostgreSQL: %s", why);
     return conn;
 }
 
@@ -307,6 +326,19 @@ static PGresult *run_lit(struct cdc *c, PGconn *conn, const char *sql_fmt, const
     snprintf(q, sizeof(q), sql_fmt, lit ? lit : "''");
     PQfreemem(lit);
     return run(c, conn, q, want, what, rc);
+}
+
+/* Records in meta that this connector created the slot or publication name ("slot", "pub"), so
+ * that deleting the connector drops it, and only it (sl_pg_cdc_cleanup). */
+static void mark_created(struct cdc *c, const char *what, const char *name)
+{
+    char key[256];
+    snprintf(key, sizeof(key), CREATED_KEY "%s:%s", what, name);
+    struct sl_err err = {0};
+    if (sl_meta_set_cursor(c->env->meta, c->env->id, key, 1, &err) != 0)
+        sl_warn("connector %s: cannot record that it created %s %s (%s); deleting the connector "
+                "will leave it on the server",
+                c->env->id, what, name, err.msg);
 }
 
 /* ---- appending ---- */
@@ -880,6 +912,7 @@ static int ensure_publication(struct cdc *c, PGconn *sql)
     if (!res)
         return rc;
     PQclear(res);
+    mark_created(c, "pub", c->pub);
     sl_info("connector %s: created publication %s", c->env->id, c->pub);
     return 0;
 }
@@ -986,6 +1019,8 @@ static int session(struct cdc *c)
         PQfreemem(id);
         if (!(res = run(c, repl, q, PGRES_TUPLES_OK, "create the replication slot", &rc)))
             goto out;
+        if (c->snap_mode != SNAP_ONLY) /* a temporary slot goes with its session */
+            mark_created(c, "slot", c->slot);
         uint64_t point = 0;
         sl_pgo_lsn_parse(PQgetvalue(res, 0, 1), &point);
         c->durable_lsn = point;
@@ -1040,11 +1075,73 @@ out:
     return rc;
 }
 
+/* ---- workers running now ---- */
+
+/* The connector ids whose sl_pg_cdc_run has not returned yet (the engine stops a deleted
+ * connector's worker asynchronously): sl_pg_cdc_cleanup waits for its connector's worker to be
+ * gone before it reads what the worker created, so a slot being created at that moment is not
+ * missed, and nothing is created after the drop. Nodes live on the workers' stacks. */
+struct running {
+    const char *id;
+    struct running *next;
+};
+static pthread_mutex_t g_run_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_run_cv = PTHREAD_COND_INITIALIZER;
+static struct running *g_running;
+
+static void run_enter(struct running *r)
+{
+    pthread_mutex_lock(&g_run_mu);
+    r->next = g_running;
+    g_running = r;
+    pthread_mutex_unlock(&g_run_mu);
+}
+
+static void run_leave(struct running *r)
+{
+    pthread_mutex_lock(&g_run_mu);
+    for (struct running **p = &g_running; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    pthread_cond_broadcast(&g_run_cv);
+    pthread_mutex_unlock(&g_run_mu);
+}
+
+/* 1 once no worker of id runs, 0 if one still does at deadline_ns (sl_mono_ns). */
+static int wait_worker_gone(const char *id, uint64_t deadline_ns)
+{
+    pthread_mutex_lock(&g_run_mu);
+    for (;;) {
+        struct running *r = g_running;
+        while (r && strcmp(r->id, id) != 0)
+            r = r->next;
+        uint64_t now = sl_mono_ns();
+        if (!r || now >= deadline_ns) {
+            pthread_mutex_unlock(&g_run_mu);
+            return r == NULL;
+        }
+        struct timespec dl; /* the condition variable's clock is CLOCK_REALTIME */
+        clock_gettime(CLOCK_REALTIME, &dl);
+        uint64_t ns = (uint64_t)dl.tv_nsec + (deadline_ns - now < 100000000u
+                                                  ? deadline_ns - now
+                                                  : 100000000u); /* re-checked every 100 ms */
+        dl.tv_sec += (time_t)(ns / 1000000000u);
+        dl.tv_nsec = (long)(ns % 1000000000u);
+        pthread_cond_timedwait(&g_run_cv, &g_run_mu, &dl);
+    }
+}
+
 void sl_pg_cdc_run(const struct sl_source_env *env)
 {
+    struct running self = {.id = env->id};
+    run_enter(&self);
     struct cdc *c = calloc(1, sizeof(*c));
-    if (!c)
+    if (!c) {
+        run_leave(&self);
         return;
+    }
     c->env = env;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
@@ -1092,4 +1189,188 @@ void sl_pg_cdc_run(const struct sl_source_env *env)
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cv);
     free(c);
+    run_leave(&self);
+}
+
+/* ---- cleanup after a delete ---- */
+
+static int created(struct sl_meta *meta, const char *id, const char *what, const char *name)
+{
+    char key[256];
+    uint64_t v = 0;
+    snprintf(key, sizeof(key), CREATED_KEY "%s:%s", what, name);
+    return sl_meta_get_cursor(meta, id, key, &v) == 0 && v == 1;
+}
+
+/* Another postgres_cdc connector still stored in meta that names the same slot or publication:
+ * then it is not dropped (a publication made by one connector is often named by the next). By
+ * name only, whatever the server: keeping is the safe side. */
+struct users {
+    const char *id, *slot, *pub;
+    char slot_user[16], pub_user[16];
+};
+
+static int note_user(const struct sl_meta_connector *m, void *arg)
+{
+    struct users *u = arg;
+    if (strcmp(m->kind, "postgres_cdc") != 0 || strcmp(m->id, u->id) == 0)
+        return 0;
+    json_t *cfg = json_loads(m->config_json, 0, NULL);
+    if (cfg && !u->slot_user[0] && strcmp(slot_name(cfg), u->slot) == 0)
+        snprintf(u->slot_user, sizeof(u->slot_user), "%s", m->id);
+    if (cfg && !u->pub_user[0] && strcmp(pub_name(cfg), u->pub) == 0)
+        snprintf(u->pub_user, sizeof(u->pub_user), "%s", m->id);
+    json_decref(cfg);
+    return 0;
+}
+
+/* libpq's messages end with a newline and may span lines ("...\n\tIs the server running"): one
+ * line, for the log. */
+static void oneline(char *s)
+{
+    size_t k = 0;
+    for (const char *p = s; *p; p++) {
+        int blank = *p == '\n' || *p == '\t' || *p == ' ';
+        if (!blank || (k && s[k - 1] != ' '))
+            s[k++] = blank ? ' ' : *p;
+    }
+    while (k && s[k - 1] == ' ')
+        k--;
+    s[k] = 0;
+}
+
+/* The reason of a failed statement. */
+static void reason(PGconn *conn, const PGresult *res, char *why, size_t n)
+{
+    const char *m = PQresultErrorMessage(res);
+    snprintf(why, n, "%s", m[0] ? m : PQerrorMessage(conn));
+    oneline(why);
+}
+
+static void leftover_slot(const char *id, const char *slot, const char *why)
+{
+    sl_warn("connector %s deleted, but its replication slot \"%s\" (created by Sluice) is still on "
+            "the server and holds WAL back until it is dropped: %s. Drop it by hand: SELECT "
+            "pg_drop_replication_slot('%s');",
+            id, slot, why, slot);
+}
+
+static void leftover_pub(const char *id, const char *pub, const char *why)
+{
+    sl_warn("connector %s deleted, but its publication \"%s\" (created by Sluice) is still on the "
+            "server: %s. Drop it by hand: DROP PUBLICATION IF EXISTS \"%s\";",
+            id, pub, why, pub);
+}
+
+/* Drops the slot once no walsender holds it: the deleted worker's walsender may linger a moment
+ * after its connection closed. */
+static void drop_slot(PGconn *conn, const char *id, const char *slot, uint64_t deadline_ns)
+{
+    const char *params[1] = {slot};
+    char why[600];
+    for (;;) {
+        PGresult *res =
+            PQexecParams(conn, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", 1,
+                         NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            reason(conn, res, why, sizeof(why));
+            PQclear(res);
+            break;
+        }
+        int exists = PQntuples(res) > 0, active = exists && PQgetvalue(res, 0, 0)[0] == 't';
+        PQclear(res);
+        if (!exists) {
+            sl_info("connector %s: replication slot %s was already gone", id, slot);
+            return;
+        }
+        if (!active) {
+            res = PQexecParams(conn, "SELECT pg_drop_replication_slot($1)", 1, NULL, params, NULL,
+                               NULL, 0);
+            int ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+            const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+            int busy = st && strcmp(st, "55006") == 0; /* taken again in between */
+            reason(conn, res, why, sizeof(why));
+            PQclear(res);
+            if (ok) {
+                sl_info("connector %s: dropped replication slot %s", id, slot);
+                return;
+            }
+            if (!busy || sl_mono_ns() >= deadline_ns)
+                break;
+        } else if (sl_mono_ns() >= deadline_ns) {
+            snprintf(why, sizeof(why), "it is still in use by another connection");
+            break;
+        }
+        struct timespec ts = {0, 50000000}; /* poll the release every 50 ms */
+        nanosleep(&ts, NULL);
+    }
+    leftover_slot(id, slot, why);
+}
+
+static void drop_pub(PGconn *conn, const char *id, const char *pub)
+{
+    char *ident = PQescapeIdentifier(conn, pub, strlen(pub));
+    char q[512];
+    snprintf(q, sizeof(q), "DROP PUBLICATION IF EXISTS %s", ident ? ident : "\"\"");
+    PQfreemem(ident);
+    PGresult *res = PQexec(conn, q);
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        sl_info("connector %s: dropped publication %s", id, pub);
+    } else {
+        char why[600];
+        reason(conn, res, why, sizeof(why));
+        leftover_pub(id, pub, why);
+    }
+    PQclear(res);
+}
+
+void sl_pg_cdc_cleanup(const json_t *config, const char *id, struct sl_meta *meta)
+{
+    const char *slot = slot_name(config), *pub = pub_name(config);
+    uint64_t deadline = sl_mono_ns() + CLEANUP_WAIT_MS * 1000000ull;
+    if (!wait_worker_gone(id, deadline))
+        sl_warn("connector %s: its worker is still stopping; dropping what it created anyway", id);
+    int own_slot = created(meta, id, "slot", slot), own_pub = created(meta, id, "pub", pub);
+    if (!own_slot && !own_pub)
+        return; /* nothing of ours: a slot or publication made by the user stays */
+    if (!cbool(config, "drop_slot_on_delete", 1)) {
+        sl_info(
+            "connector %s deleted; drop_slot_on_delete is false: %s%s%s%s%s stay%s on the server",
+            id, own_slot ? "replication slot " : "", own_slot ? slot : "",
+            own_slot && own_pub ? " and " : "", own_pub ? "publication " : "", own_pub ? pub : "",
+            own_slot && own_pub ? "" : "s");
+        return;
+    }
+    struct users u = {.id = id, .slot = slot, .pub = pub};
+    sl_meta_load_connectors(meta, note_user, &u, NULL);
+    if (own_slot && u.slot_user[0])
+        sl_warn("connector %s deleted; its replication slot %s stays: connector %s uses it too", id,
+                slot, u.slot_user);
+    if (own_pub && u.pub_user[0])
+        sl_info("connector %s deleted; its publication %s stays: connector %s uses it too", id, pub,
+                u.pub_user);
+    own_slot &= !u.slot_user[0];
+    own_pub &= !u.pub_user[0];
+    if (!own_slot && !own_pub)
+        return;
+    char why[600];
+    PGconn *conn = connect_cfg(config, 0, why, sizeof(why));
+    if (!conn) {
+        oneline(why);
+        char msg[700];
+        snprintf(msg, sizeof(msg), "cannot connect to PostgreSQL (%s)", why);
+        if (own_slot)
+            leftover_slot(id, slot, msg);
+        if (own_pub)
+            leftover_pub(id, pub, msg);
+        return;
+    }
+    if (own_slot) {
+        uint64_t now = sl_mono_ns(),
+                 floor = now + 2000000000ull; /* at least 2 s for the walsender */
+        drop_slot(conn, id, slot, deadline > floor ? deadline : floor);
+    }
+    if (own_pub)
+        drop_pub(conn, id, pub);
+    PQfinish(conn);
 }

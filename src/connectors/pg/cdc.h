@@ -13,23 +13,24 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct sl_store;
-struct sl_registry;
-struct sl_meta;
-
-/* What an inbound worker gets from the engine. */
-struct sl_source_env {
-    const char *id;
-    const json_t *config; /* validated */
-    struct sl_store *store;
-    struct sl_registry *reg;
-    struct sl_meta *meta;
-    int (*stopped)(void *arg);          /* 1 once the worker must return */
-    int (*nap)(void *arg, uint64_t ms); /* sleeps unless stopped; 1 if stopped */
-    void *arg;
-};
+#include "engine/kinds.h" /* struct sl_source_env */
 
 void sl_pg_cdc_run(const struct sl_source_env *env);
+
+/* After the connector id was deleted: drops the replication slot and the publication of config
+ * that this connector created (meta markers "@pg.created_slot:<name>", "@pg.created_pub:<name>"),
+ * unless config.drop_slot_on_delete is false; objects that existed before are never touched.
+ * Waits (about 10 s at most) for the connector's worker to return and for the slot to be released
+ * by its walsender, then drops over a normal connection. Failures (server unreachable, slot still
+ * busy) are logged with the SQL to run by hand; nothing is returned because the connector is gone
+ * either way. Call it before the connector's meta state is dropped. Blocks: any thread but the
+ * connector's own worker. */
+void sl_pg_cdc_cleanup(const json_t *config, const char *id, struct sl_meta *meta);
+
+/* 0 if s is a connection string libpq accepts: a postgres:// or postgresql:// URI, or key=value
+ * pairs (at least one). Else SL_E_INVAL with "config.connection_string: ..." in err, libpq's
+ * reason included with any password in it replaced by "***". conninfo.c; any thread. */
+int sl_pg_conninfo_check(const char *s, struct sl_err *err);
 
 /* The default strand of a config without "strand": "cdc.<database>" (the database of the
  * connection string or of the Rivven "database" field, made a valid strand name). */

@@ -1,0 +1,142 @@
+/* Is a config's connection_string something libpq takes as a connection string? The worker hands
+ * the string to libpq as an expanded "dbname", and libpq reads anything that is neither a URI nor
+ * key=value pairs as a plain database name ("hello" would connect to the database "hello" on the
+ * default socket), so a typo would only show up later, as a confusing connection failure. Here
+ * libpq's own parser decides, so what is accepted is exactly what the worker can use.
+ *
+ * libpq's parse errors quote the input, sometimes whole (a bad IPv6 address echoes the URI, a
+ * bad percent escape echoes the password component): every password candidate found in the
+ * input is replaced by "***" in the message before it goes into an API answer. */
+#include "connectors/pg/cdc.h"
+
+#include "core/err.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_SECRETS 32
+
+struct span {
+    const char *p;
+    size_t n;
+};
+
+struct secrets {
+    struct span v[MAX_SECRETS];
+    size_t n;
+    int overflow; /* more candidates than v holds: libpq's detail is left out */
+};
+
+static int is_uri(const char *s)
+{
+    return strncmp(s, "postgresql://", 13) == 0 || strncmp(s, "postgres://", 11) == 0;
+}
+
+static int blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static void add(struct secrets *x, const char *p, size_t len)
+{
+    if (len && x->n < MAX_SECRETS)
+        x->v[x->n++] = (struct span){p, len};
+    else if (len)
+        x->overflow = 1;
+}
+
+/* Every text of s that may be a password:
+ * - user:password@ before each '@' of a word, after its "scheme://" if any (libpq ends the
+ *   password at the first '@', a user may mean the last one; other schemes and a forgotten
+ *   scheme too: "mysql://u:pw@h" is refused with the whole string quoted);
+ * - the value of every password=... (key=value pairs and URI query parameters, quoted or not). */
+static void find_secrets(const char *s, struct secrets *x)
+{
+    for (const char *at = strchr(s, '@'); at; at = strchr(at + 1, '@')) {
+        const char *w = at;
+        while (w > s && !blank(w[-1]))
+            w--;
+        for (const char *sch = strstr(w, "://"); sch && sch < at; sch = strstr(sch + 1, "://"))
+            w = sch + 3;
+        const char *colon = memchr(w, ':', (size_t)(at - w));
+        if (colon)
+            add(x, colon + 1, (size_t)(at - colon - 1));
+    }
+    for (const char *k = strstr(s, "password"); k; k = strstr(k + 1, "password")) {
+        const char *p = k + 8;
+        while (blank(*p))
+            p++;
+        if (*p++ != '=')
+            continue;
+        while (blank(*p))
+            p++;
+        if (*p == '\'') {
+            const char *e = ++p;
+            while (*e && *e != '\'')
+                e += e[0] == '\\' && e[1] ? 2 : 1;
+            add(x, p, (size_t)(e - p));
+        } else {
+            size_t len = 0;
+            while (p[len] && !blank(p[len]) && p[len] != '&')
+                len++;
+            add(x, p, len);
+        }
+    }
+}
+
+/* Copies msg into out with every occurrence of every secret replaced by "***" (the longest one
+ * where several start at the same place). libpq puts what it quotes from the input between
+ * double quotes, so only quoted text is searched (a one-letter password would otherwise mask
+ * libpq's own words); the whole message is, if the input itself holds a double quote (then the
+ * quotes of the message may not pair up). */
+static void scrub(const char *msg, const struct secrets *x, int whole, char *out, size_t cap)
+{
+    size_t k = 0;
+    int quoted = 0;
+    while (*msg && k + 1 < cap) {
+        size_t hit = 0;
+        if (*msg == '"')
+            quoted = !quoted;
+        for (size_t i = 0; i < x->n && (quoted || whole); i++)
+            if (x->v[i].n > hit && strncmp(msg, x->v[i].p, x->v[i].n) == 0)
+                hit = x->v[i].n;
+        if (hit) {
+            k += (size_t)snprintf(out + k, cap - k, "%s", "***");
+            if (k >= cap)
+                k = cap - 1;
+            msg += hit;
+        } else {
+            out[k++] = *msg++;
+        }
+    }
+    while (k && (out[k - 1] == '\n' || out[k - 1] == ' '))
+        k--;
+    out[k] = 0;
+}
+
+int sl_pg_conninfo_check(const char *s, struct sl_err *err)
+{
+    static const char what[] = "config.connection_string: must be a PostgreSQL connection "
+                               "string (a postgres:// or postgresql:// URI, or key=value pairs)";
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(s, &perr);
+    if (!opts) {
+        struct secrets x = {.n = 0};
+        char detail[200];
+        find_secrets(s, &x);
+        if (x.overflow)
+            snprintf(detail, sizeof(detail), "libpq cannot parse it");
+        else
+            scrub(perr ? perr : "out of memory", &x, strchr(s, '"') != NULL, detail,
+                  sizeof(detail));
+        PQfreemem(perr);
+        return sl_err_set(err, SL_E_INVAL, "invalid_config", "%s: %s", what, detail);
+    }
+    /* libpq also takes a string of blanks (no pairs: every setting from the environment) */
+    int any = is_uri(s);
+    for (PQconninfoOption *o = opts; o->keyword && !any; o++)
+        any = o->val != NULL;
+    PQconninfoFree(opts);
+    return any ? 0 : sl_err_set(err, SL_E_INVAL, "invalid_config", "%s: it is empty", what);
+}

@@ -1,0 +1,187 @@
+/* The catalog: the one list of every connector kind, built in or loaded from a plugin. Adding a
+ * kind is its folder under src/connectors/ plus one line here. */
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/kinds.h"
+#include "formats/json_mp.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+extern const struct sl_connector sl_conn_rest_bridge, sl_conn_webhook, sl_conn_s3,
+    sl_conn_postgres_cdc, sl_conn_kafka, sl_conn_object_storage, sl_conn_stdout, sl_conn_datagen;
+void sl_pg_cdc_run(const struct sl_source_env *env);
+
+static const struct builtin {
+    const struct sl_connector *c;
+    sl_legacy_source_fn legacy; /* runs its own loop (not yet on sl_source_ops) */
+    int served;                 /* served by the HTTP threads, no worker */
+} g_builtin[] = {
+    {&sl_conn_rest_bridge, NULL, 1}, {&sl_conn_webhook, NULL, 0},
+    {&sl_conn_s3, NULL, 0},          {&sl_conn_postgres_cdc, sl_pg_cdc_run, 0},
+    {&sl_conn_kafka, NULL, 0},       {&sl_conn_object_storage, NULL, 0},
+    {&sl_conn_stdout, NULL, 0},      {&sl_conn_datagen, NULL, 0},
+};
+#define NBUILTIN (sizeof(g_builtin) / sizeof(g_builtin[0]))
+#define MAX_PLUGINS 256
+
+static const struct sl_connector *g_plugins[MAX_PLUGINS];
+static size_t g_nplugins;
+
+static const struct builtin *builtin_of(const struct sl_connector *k)
+{
+    for (size_t i = 0; i < NBUILTIN; i++)
+        if (g_builtin[i].c == k)
+            return &g_builtin[i];
+    return NULL;
+}
+
+static int named(const struct sl_connector *k, const char *name)
+{
+    if (strcmp(k->name, name) == 0)
+        return 1;
+    for (const char *const *a = k->aliases; a && *a; a++)
+        if (strcmp(*a, name) == 0)
+            return 1;
+    return 0;
+}
+
+const struct sl_connector *sl_kind_find(const char *name)
+{
+    for (size_t i = 0; i < NBUILTIN; i++)
+        if (named(g_builtin[i].c, name))
+            return g_builtin[i].c;
+    for (size_t i = 0; i < g_nplugins; i++)
+        if (named(g_plugins[i], name))
+            return g_plugins[i];
+    return NULL;
+}
+
+const struct sl_connector *const *sl_kinds_all(void)
+{
+    static const struct sl_connector *list[NBUILTIN + MAX_PLUGINS + 1];
+    size_t n = 0;
+    for (size_t i = 0; i < NBUILTIN; i++)
+        list[n++] = g_builtin[i].c;
+    for (size_t i = 0; i < g_nplugins; i++)
+        list[n++] = g_plugins[i];
+    list[n] = NULL;
+    return list;
+}
+
+int sl_kinds_add(const struct sl_connector *c, struct sl_err *err)
+{
+    if (!c || !c->name || !c->description || !c->fields)
+        return sl_err_set(err, SL_E_INVAL, "bad_plugin",
+                          "a connector needs a name, a description and a field table");
+    if ((c->direction == SL_OUTBOUND) != (c->sink != NULL) ||
+        (c->direction == SL_INBOUND && c->sink) || (c->sink && (!c->sink->open || !c->sink->send)))
+        return sl_err_set(err, SL_E_INVAL, "bad_plugin",
+                          "connector %.64s: an outbound connector has sink ops (open, send), an "
+                          "inbound one none",
+                          c->name);
+    if (c->source && (!c->source->start || !c->source->poll))
+        return sl_err_set(err, SL_E_INVAL, "bad_plugin",
+                          "connector %.64s: source ops need start and poll", c->name);
+    if (sl_kind_find(c->name))
+        return sl_err_set(err, SL_E_CONFLICT, "bad_plugin", "connector %.64s: the name is taken",
+                          c->name);
+    for (const char *const *a = c->aliases; a && *a; a++)
+        if (sl_kind_find(*a))
+            return sl_err_set(err, SL_E_CONFLICT, "bad_plugin",
+                              "connector %.64s: alias %.64s is taken", c->name, *a);
+    if (g_nplugins == MAX_PLUGINS)
+        return sl_err_set(err, SL_E_TOOBIG, "bad_plugin", "more than %d plugin connectors",
+                          MAX_PLUGINS);
+    g_plugins[g_nplugins++] = c;
+    return 0;
+}
+
+int sl_kind_runs(const struct sl_connector *k)
+{
+    const struct builtin *b = builtin_of(k);
+    return !k->unavailable && (k->sink || k->source || (b && (b->legacy || b->served)));
+}
+
+int sl_kind_builtin(const struct sl_connector *k)
+{
+    return builtin_of(k) != NULL;
+}
+
+sl_legacy_source_fn sl_kind_legacy_source(const struct sl_connector *k)
+{
+    const struct builtin *b = builtin_of(k);
+    return b ? b->legacy : NULL;
+}
+
+/* ---- host services ---- */
+
+static int host_fail(struct sl_err *err, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return sl_err_set(err, SL_E_INVAL, "invalid_config", "%s", msg);
+}
+
+static void host_log(const char *id, int level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (level <= 0)
+        sl_debug("connector %s: %s", id, msg);
+    else if (level == 1)
+        sl_info("connector %s: %s", id, msg);
+    else if (level == 2)
+        sl_warn("connector %s: %s", id, msg);
+    else
+        sl_error("connector %s: %s", id, msg);
+}
+
+static int host_payload_json(const uint8_t *mp, size_t mp_len, char **out, size_t *len)
+{
+    struct sl_buf b;
+    sl_buf_init(&b, 0);
+    if (*out && sl_buf_append(&b, *out, *len) < 0)
+        goto fail;
+    size_t used;
+    struct sl_jerr je;
+    if (sl_mp_to_json(mp, mp_len, &used, &b, 200, &je) < 0 || used != mp_len || b.failed)
+        goto fail;
+    free(*out);
+    *out = sl_buf_steal(&b, len);
+    return *out ? 0 : -1;
+fail:
+    sl_buf_release(&b);
+    return -1;
+}
+
+static int host_json_payload(const char *json, size_t len, uint8_t **mp, size_t *mp_len,
+                             struct sl_err *err)
+{
+    struct sl_buf b;
+    sl_buf_init(&b, 0);
+    struct sl_jerr je;
+    if (sl_json_to_mp(json, len, &b, 200, &je) < 0 || b.failed) {
+        sl_buf_release(&b);
+        return sl_err_set(err, SL_E_INVAL, "invalid_json", "%s", je.msg);
+    }
+    *mp = (uint8_t *)sl_buf_steal(&b, mp_len);
+    return *mp ? 0 : sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+}
+
+const struct sl_host sl_host_default = {
+    .abi = SL_CONNECTOR_ABI,
+    .fail = host_fail,
+    .log = host_log,
+    .payload_json = host_payload_json,
+    .json_payload = host_json_payload,
+    .now_ms = sl_now_ms,
+};

@@ -1,0 +1,329 @@
+/* The source framework: one worker thread per enabled inbound connector with sl_source_ops. It
+ * calls poll(), and the emitter appends each group the source hands it to the connector's
+ * strand (config.strand) as one commit; once the committer has fsynced the group it calls the
+ * source's durable() (the only place a source acknowledges upstream) and the worker stores the
+ * group's position in meta. Back-pressure: emit() blocks while more than INFLIGHT_BYTES are
+ * waiting for their fsync. A failed poll is retried with backoff (1 s doubling to 60 s, the
+ * Rivven seed's restart policy), SL_R_FATAL puts the connector in "failed", SL_R_REJECT means
+ * the source is finished ("completed"). */
+#include "core/log.h"
+#include "core/util.h"
+#include "engine/meta.h"
+#include "engine/worker.h"
+#include "strand/store.h"
+#include "strand/strand.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INFLIGHT_BYTES (64u << 20)
+#define SCAN_BACK 1000000 /* records read back at most when looking for our last one */
+
+struct source;
+
+struct group {
+    struct sl_append a;
+    struct source *src;
+    struct sl_append_rec *recs;
+    uint8_t (*hashes)[SL_HASH_LEN];
+    uint8_t *data;
+    size_t bytes;
+    uint8_t pos[SL_POSITION_MAX];
+    size_t pos_len;
+};
+
+struct source {
+    struct worker *w;
+    const struct sl_source_ops *ops;
+    void *self;
+    struct sl_source_ctx ctx;
+    struct sl_emitter em;
+    struct sl_strand *strand;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t inflight, inflight_bytes; /* groups submitted, not yet durable */
+    int failed;                      /* an append failed: the strand is unavailable */
+    uint8_t pos[SL_POSITION_MAX];    /* of the last durable group */
+    size_t pos_len;
+    uint64_t next_seq, done_records;
+    int dirty;
+    /* a position emitted with no records (a source that moved without producing any): durable
+     * once every group before it is */
+    uint8_t idle_pos[SL_POSITION_MAX];
+    size_t idle_len;
+    int idle;
+};
+
+/* Under s->mu, nothing in flight: an idle position emitted after the last group is durable. */
+static void idle_durable(struct source *s)
+{
+    if (!s->idle || s->inflight)
+        return;
+    s->idle = 0;
+    memcpy(s->pos, s->idle_pos, s->idle_len);
+    s->pos_len = s->idle_len;
+    s->dirty = 1;
+}
+
+static void group_free(struct group *g)
+{
+    if (!g)
+        return;
+    free(g->recs);
+    free(g->hashes);
+    free(g->data);
+    free(g);
+}
+
+/* The committer thread: the group is durable (or failed). */
+static void on_durable(struct sl_append *a)
+{
+    struct group *g = (struct group *)a;
+    struct source *s = g->src;
+    if (a->status == 0)
+        s->ops->durable(s->self, g->pos, g->pos_len);
+    pthread_mutex_lock(&s->mu);
+    if (a->status != 0) {
+        s->failed = 1;
+    } else {
+        memcpy(s->pos, g->pos, g->pos_len);
+        s->pos_len = g->pos_len;
+        s->next_seq = a->first_seq + a->n;
+        s->done_records += a->n;
+        s->dirty = 1;
+    }
+    s->inflight--;
+    s->inflight_bytes -= g->bytes;
+    int idle = s->idle && !s->inflight && !s->failed;
+    uint8_t ipos[SL_POSITION_MAX];
+    size_t ilen = s->idle_len;
+    memcpy(ipos, s->idle_pos, ilen);
+    if (idle)
+        idle_durable(s);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (idle)
+        s->ops->durable(s->self, ipos, ilen);
+    group_free(g);
+}
+
+static int emit(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
+                const void *position, size_t position_len)
+{
+    struct source *s = em->impl;
+    if (position_len > SL_POSITION_MAX)
+        return SL_E_INVAL;
+    if (n == 0) { /* only a position: durable after what is in flight */
+        pthread_mutex_lock(&s->mu);
+        memcpy(s->idle_pos, position, position_len);
+        s->idle_len = position_len;
+        s->idle = 1;
+        int now = !s->inflight && !s->failed;
+        if (now)
+            idle_durable(s);
+        pthread_mutex_unlock(&s->mu);
+        if (now)
+            s->ops->durable(s->self, position, position_len);
+        return 0;
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += recs[i].payload_len;
+    struct group *g = calloc(1, sizeof(*g));
+    if (!g || !(g->recs = calloc(n ? n : 1, sizeof(*g->recs))) ||
+        !(g->hashes = calloc(n ? n : 1, sizeof(*g->hashes))) ||
+        !(g->data = malloc(bytes ? bytes : 1))) {
+        group_free(g);
+        return SL_E_NOMEM;
+    }
+    g->src = s;
+    g->bytes = bytes;
+    memcpy(g->pos, position, position_len);
+    g->pos_len = position_len;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(g->data + off, recs[i].payload, recs[i].payload_len);
+        g->recs[i] = (struct sl_append_rec){.payload = g->data + off,
+                                            .payload_len = recs[i].payload_len,
+                                            .source = s->w->def.id,
+                                            .source_len = (uint16_t)strlen(s->w->def.id),
+                                            .flags = recs[i].flags};
+        off += recs[i].payload_len;
+    }
+    g->a.recs = g->recs;
+    g->a.n = n;
+    g->a.hashes = g->hashes;
+    g->a.done = on_durable;
+    g->a.arg = g;
+    pthread_mutex_lock(&s->mu);
+    while (s->inflight_bytes > INFLIGHT_BYTES && !s->failed)
+        pthread_cond_wait(&s->cv, &s->mu); /* back-pressure: the committer catches up */
+    int failed = s->failed;
+    if (!failed) {
+        s->inflight++;
+        s->inflight_bytes += bytes;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (failed) {
+        group_free(g);
+        return SL_E_UNAVAIL;
+    }
+    struct sl_err err = {0};
+    if (sl_strand_submit(s->strand, &g->a, &err) != 0) {
+        pthread_mutex_lock(&s->mu);
+        s->inflight--;
+        s->inflight_bytes -= bytes;
+        pthread_mutex_unlock(&s->mu);
+        group_free(g);
+        return err.code ? err.code : SL_E_UNAVAIL;
+    }
+    return 0;
+}
+
+/* Waits until every submitted group is durable (or failed). */
+static void drain(struct source *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->inflight > 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Stores the last durable position, and counts the records for the connector's stats. */
+static void persist(struct source *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int dirty = s->dirty;
+    uint8_t pos[SL_POSITION_MAX];
+    size_t len = s->pos_len;
+    uint64_t next = s->next_seq, done = s->done_records;
+    memcpy(pos, s->pos, len);
+    s->dirty = 0;
+    s->done_records = 0;
+    pthread_mutex_unlock(&s->mu);
+    uint64_t now = sl_now_ms();
+    for (uint64_t i = 0; i < done; i++)
+        sl_registry_note_event(s->w->reg, s->w->def.id, now);
+    struct sl_err err = {0};
+    if (dirty && sl_meta_set_source_position(s->w->meta, s->w->def.id, pos, len, next, &err) < 0) {
+        sl_warn("connector %s: %s", s->w->def.id, err.msg);
+        pthread_mutex_lock(&s->mu);
+        s->dirty = 1;
+        pthread_mutex_unlock(&s->mu);
+    }
+}
+
+/* The position to resume from: the stored one, superseded by the last record this connector
+ * appended after it (found by reading back from the head), when the source can tell its
+ * position from a payload. */
+static void resume_position(struct source *s)
+{
+    struct worker *w = s->w;
+    uint64_t stored_next = 0;
+    if (sl_meta_get_source_position(w->meta, w->def.id, s->pos, sizeof(s->pos), &s->pos_len,
+                                    &stored_next) != 0)
+        s->pos_len = 0;
+    if (!s->ops->position_of)
+        return;
+    uint64_t count = sl_strand_count(s->strand);
+    uint64_t floor = stored_next <= count ? stored_next : 0;
+    if (count - floor > SCAN_BACK)
+        floor = count - SCAN_BACK;
+    size_t idlen = strlen(w->def.id);
+    for (uint64_t seq = count; seq-- > floor;) {
+        struct sl_record r;
+        if (sl_strand_read(s->strand, seq, &r) != 0)
+            return;
+        if (r.source_len != idlen || memcmp(r.source, w->def.id, idlen) != 0)
+            continue;
+        uint8_t pos[SL_POSITION_MAX];
+        size_t len = 0;
+        if (s->ops->position_of(r.payload, r.payload_len, pos, &len) == 0 &&
+            len <= SL_POSITION_MAX) {
+            memcpy(s->pos, pos, len);
+            s->pos_len = len;
+        }
+        return;
+    }
+}
+
+static int src_stopped(void *arg)
+{
+    return sl_worker_stopped(arg);
+}
+
+void *sl_source_worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct source s = {.w = w, .ops = w->conn->source};
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    s.em = (struct sl_emitter){.emit = emit, .impl = &s};
+    const char *strand = json_string_value(json_object_get(w->def.config, "strand"));
+    struct sl_err err = {0};
+    if (!strand || sl_store_strand(w->store, strand, strlen(strand), 1, &s.strand, &err) < 0) {
+        sl_registry_set_failed(w->reg, w->def.id,
+                               strand ? err.msg : "config.strand: required by the framework");
+        goto out;
+    }
+    resume_position(&s);
+    s.ctx = (struct sl_source_ctx){.id = w->def.id,
+                                   .config = w->def.config,
+                                   .host = &sl_host_default,
+                                   .position = s.pos_len ? s.pos : NULL,
+                                   .position_len = s.pos_len,
+                                   .stopped = src_stopped,
+                                   .arg = w};
+    if (s.ops->start(&s.self, &s.ctx, &err) < 0) {
+        sl_worker_restart_later(w, err.msg[0] ? err.msg : "the source could not start");
+        goto out;
+    }
+    sl_registry_set_source_status(w->reg, w->def.id, NULL, NULL);
+    sl_info("connector %s (%s): reading into strand %s", w->def.id, w->conn->name, strand);
+    uint64_t backoff = 1000, last_persist = 0;
+    int erroring = 0;
+    while (!sl_worker_stopped(w)) {
+        char error[256] = "";
+        enum sl_result r = s.ops->poll(s.self, &s.em, 100, error, sizeof(error));
+        uint64_t now = sl_mono_ns();
+        if (now - last_persist >= 5000000u) {
+            persist(&s);
+            last_persist = now;
+        }
+        if (r == SL_R_OK) {
+            backoff = 1000;
+            if (erroring)
+                sl_registry_set_source_status(w->reg, w->def.id, NULL, NULL);
+            erroring = 0;
+            continue;
+        }
+        if (r == SL_R_REJECT) { /* finished: what it emitted is made durable, then it stops */
+            drain(&s);
+            persist(&s);
+            sl_info("connector %s: the source is finished", w->def.id);
+            sl_registry_set_source_status(w->reg, w->def.id, "completed", NULL);
+            break;
+        }
+        if (r == SL_R_FATAL) {
+            drain(&s);
+            sl_worker_restart_later(w, error[0] ? error : "the source failed");
+            break;
+        }
+        /* RETRY, NOT_CONNECTED, QUEUED: back off, shown as last_error while the state stays */
+        sl_registry_set_source_status(w->reg, w->def.id, NULL, error[0] ? error : "retrying");
+        erroring = 1;
+        if (sl_worker_clock_nap(w, sl_backoff_ms(backoff, backoff, 1) / 2 + backoff / 2))
+            break;
+        backoff = backoff * 2 > 60000 ? 60000 : backoff * 2;
+    }
+    drain(&s);
+    persist(&s);
+    if (s.ops->stop)
+        s.ops->stop(s.self);
+out:
+    pthread_mutex_destroy(&s.mu);
+    pthread_cond_destroy(&s.cv);
+    __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
