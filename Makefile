@@ -56,12 +56,22 @@ build/san/tests/component/%: tests/component/%.c $(SOBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
-# libFuzzer targets: clang, every source file except main, ASan+UBSan.
-FUZZ_CFLAGS := -std=gnu11 -g -O1 -Isrc -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -msse4.2 -pthread \
-               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -DSL_FUZZING
-build/fuzz/%: fuzz/%.c $(SRCS)
+# Benchmark helpers built from the project's objects (bench/framework.sh).
+build/bench/%: bench/%.c $(OBJS)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $(filter %.c,$^) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+
+# libFuzzer targets: clang, every source file except main, ASan+UBSan. The sources are compiled
+# once (fuzzer-no-link instrumentation) and linked into each target.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -Isrc -Iinclude $(PKG_CFLAGS) -D_GNU_SOURCE -msse4.2 -pthread \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined -DSL_FUZZING
+FOBJS   := $(SRCS:%.c=build/fuzzobj/%.o)
+build/fuzzobj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c -o $@ $<
+build/fuzz/%: fuzz/%.c $(FOBJS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 unit-tests: $(UBINS) $(USBINS) $(CBINS) $(CSBINS)
 fuzz: $(FBINS)

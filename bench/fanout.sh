@@ -15,6 +15,9 @@
 #      every request 2 s late; the normal one's p99 with and without the stalled one
 # then a summary against the targets, with the Fluent Bit figures of PERF-ANCHORS C7/C8.
 #
+# With INFLIGHT=N (a Sluice that has webhook max_in_flight), runs 1a and the batch_size 1
+# throughput run again with max_in_flight N (several requests in flight per webhook).
+#
 # Environment: DRAIN=60 (seconds to wait for stragglers after each open-loop run), CONNS=32
 # (sender connections at 10k/s; 8 at 1k/s), THRU_N=300000, THRU_N1=50000, THRU_TIMEOUT=120,
 # STALL_MS=2000, SLUICE_BIN, RESULTS=FILE (keep the raw key=value lines).
@@ -83,10 +86,12 @@ sink_port() {
 }
 
 # webhook NAME SINKPORT BATCH [START=head]: create it, fail loudly unless 201. Prints the id.
+# MIF=N in the environment adds "max_in_flight": N.
 webhook() {
-    local code
+    local code mif=''
+    [ -z "${MIF:-}" ] || mif=",\"max_in_flight\":$MIF"
     code=$(curl -sS -o "$TMP/conn.json" -w '%{http_code}' -H 'Content-Type: application/json' \
-        --data-binary "{\"name\":\"$1\",\"kind\":\"webhook\",\"config\":{\"url\":\"http://127.0.0.1:$2/hook\",\"batch_size\":$3,\"start\":\"${4:-head}\"}}" \
+        --data-binary "{\"name\":\"$1\",\"kind\":\"webhook\",\"config\":{\"url\":\"http://127.0.0.1:$2/hook\",\"batch_size\":$3,\"start\":\"${4:-head}\"$mif}}" \
         "$SL_URL/v1/connectors") || code=000
     [ "$code" = 201 ] || bench_die "POST /v1/connectors answered $code: $(head -c 300 "$TMP/conn.json")"
     sed -E 's/^\{"id":"([^"]+)".*/\1/' "$TMP/conn.json"
@@ -196,6 +201,10 @@ bench_log "1b. write -> webhook, batch_size 1, 1,000 rec/s"
 run_lat lat1k 1000 8 0
 bench_log "1c. write -> webhook, batch_size 100 (the worker batches only what is waiting), 10,000 rec/s"
 run_lat lat10k_b100 10000 "$CONNS" 0 100
+if [ -n "${INFLIGHT:-}" ]; then
+    bench_log "1d. write -> webhook, batch_size 1, max_in_flight $INFLIGHT, 10,000 rec/s"
+    MIF=$INFLIGHT run_lat lat10k_mif 10000 "$CONNS" 0
+fi
 
 bench_log "2. delivery throughput: pre-fill $THRU_N records, then webhooks with start=earliest"
 start_sluice
@@ -203,6 +212,7 @@ prefill "$THRU_N"
 sync
 run_thru thru_b100 "$THRU_N" 100
 run_thru thru_b1 "$THRU_N1" 1
+[ -z "${INFLIGHT:-}" ] || MIF=$INFLIGHT run_thru thru_b1_mif "$THRU_N1" 1
 stop_sluice thru
 
 bench_log "3. isolation at 1,000 rec/s: normal webhook alone, then beside one stalled ${STALL_MS} ms"
@@ -233,12 +243,13 @@ rows = [("floor", "harness floor (sender -> sink) 10k/s"),
         ("lat10k", "write -> webhook, batch 1, 10k rec/s"),
         ("lat1k", "write -> webhook, batch 1, 1k rec/s"),
         ("lat10k_b100", "write -> webhook, batch 100, 10k rec/s"),
+        ("lat10k_mif", "write -> webhook, batch 1 + in flight, 10k"),
         ("iso_alone", "isolation: normal webhook alone, 1k/s"),
         ("iso_stalled", f"isolation: beside a {stall} ms target, 1k/s")]
 for t, label in rows:
     kv = R.get(t)
     if not kv:
-        print(f"{label:<42} {'TBD':>9}")
+        print(f"{label:<42} {'(not run)':>9}")
         continue
     print(f"{label:<42} {ms(kv,'p50_us'):>9.2f} {ms(kv,'p99_us'):>9.2f} {ms(kv,'p999_us'):>9.2f} "
           f"{ms(kv,'max_us'):>9.1f} {kv['acked']:>8} {kv['delivered']:>8} {kv['lost']:>6} {kv['dups']:>5}")
@@ -258,10 +269,10 @@ print()
 hdr2 = f"{'delivery throughput (start=earliest)':<42} {'records':>9} {'rec/s':>10} {'seconds':>8} {'requests':>9} {'dups':>6}"
 print(hdr2)
 print("-" * len(hdr2))
-for t in ("thru_b100", "thru_b1"):
+for t in ("thru_b100", "thru_b1", "thru_b1_mif"):
     kv = R.get(t)
     if kv:
-        print(f"{'batch_size ' + kv['batch']:<42} {kv['delivered']:>9} {int(kv['rate']):>10,} "
+        print(f"{'batch_size ' + kv['batch'] + (' + max_in_flight' if t.endswith('mif') else ''):<42} {kv['delivered']:>9} {int(kv['rate']):>10,} "
               f"{float(kv['elapsed_s']):>8.2f} {kv['requests']:>9} {kv['dups']:>6}"
               + ("" if kv.get("complete") == "1" else "   INCOMPLETE (timed out)"))
 print()
@@ -274,6 +285,9 @@ a, s = R.get("iso_alone"), R.get("iso_stalled")
 print("Targets:")
 if l10:
     print(f"  write->webhook p99 <= 5 ms at 10k rec/s: {ms(l10,'p99_us'):.2f} ms  {verdict(ms(l10,'p99_us') <= 5)}")
+lmif = R.get("lat10k_mif")
+if lmif:
+    print(f"     (with max_in_flight: {ms(lmif,'p99_us'):.2f} ms  {verdict(ms(lmif,'p99_us') <= 5)})")
 l10b = R.get("lat10k_b100")
 if l10b:
     print(f"     (with batch_size 100: {ms(l10b,'p99_us'):.2f} ms  {verdict(ms(l10b,'p99_us') <= 5)})")

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #define MAX_NAME 256
+#define LAG_UNKNOWN UINT64_MAX /* no worker has measured it yet: null in answers */
 #define MAX_STRANDS 64
 
 struct conn {
@@ -110,11 +111,12 @@ static json_t *conn_json(const struct conn *c)
                   "event_count", (json_int_t)c->event_count, "state", state_of(c), "last_error",
                   error_of(c) ? json_string(error_of(c)) : json_null(), "strands", strands);
     if (c->kind->direction == SL_OUTBOUND)
-        json_object_set_new(o, "stats",
-                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "delivered",
-                                      (json_int_t)c->delivered, "failed", (json_int_t)c->failed,
-                                      "retried", (json_int_t)c->retried, "dead_lettered",
-                                      (json_int_t)c->dead_lettered, "lag", (json_int_t)c->lag));
+        json_object_set_new(
+            o, "stats",
+            json_pack("{s:I, s:I, s:I, s:I, s:o}", "delivered", (json_int_t)c->delivered, "failed",
+                      (json_int_t)c->failed, "retried", (json_int_t)c->retried, "dead_lettered",
+                      (json_int_t)c->dead_lettered, "lag",
+                      c->lag == LAG_UNKNOWN ? json_null() : json_integer((json_int_t)c->lag)));
     if (c->kind->direction == SL_OUTBOUND)
         json_object_set_new(json_object_get(o, "stats"), "breaker",
                             json_string(c->breaker ? c->breaker : "closed"));
@@ -124,7 +126,9 @@ static json_t *conn_json(const struct conn *c)
                                          (json_int_t)c->files_written, "bytes_written",
                                          (json_int_t)c->bytes_written));
     if (sl_kind_legacy_source(c->kind)) /* WAL bytes: postgres_cdc */
-        json_object_set_new(o, "stats", json_pack("{s:I}", "slot_lag_bytes", (json_int_t)c->lag));
+        json_object_set_new(
+            o, "stats",
+            json_pack("{s:I}", "slot_lag_bytes", (json_int_t)(c->lag == LAG_UNKNOWN ? 0 : c->lag)));
     return o;
 }
 
@@ -222,6 +226,7 @@ static int load_one(const struct sl_meta_connector *m, void *arg)
     c->event_count = m->event_count;
     c->last_event_ms = m->last_event_ms;
     c->gen = ++r->gen;
+    c->lag = LAG_UNKNOWN;
     if (m->state && strcmp(m->state, "failed") == 0) {
         c->gave_up = 1;
         c->fail_msg = strdup(m->last_error ? m->last_error : "failed");
@@ -454,6 +459,7 @@ json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_
             new_id(c->id, 13);
         while (find(r, c->id, NULL));
         c->gen = ++r->gen;
+        c->lag = LAG_UNKNOWN;
         if (persist(r, c, err) == 0 && push(r, c) == 0) {
             out = conn_json(c);
             c = NULL;
@@ -655,18 +661,25 @@ out:
     return rc;
 }
 
-void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms)
+void sl_registry_note_events(struct sl_registry *r, const char *id, uint64_t n, uint64_t ts_ms)
 {
+    if (!n)
+        return;
     pthread_mutex_lock(&r->mu);
     struct conn *c = find(r, id, NULL);
     if (c) {
         c->restarts = 0;
-        c->event_count++;
+        c->event_count += n;
         if (ts_ms > c->last_event_ms)
             c->last_event_ms = ts_ms;
         c->dirty = 1;
     }
     pthread_mutex_unlock(&r->mu);
+}
+
+void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms)
+{
+    sl_registry_note_events(r, id, 1, ts_ms);
 }
 
 size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out)
@@ -776,7 +789,7 @@ void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
     sl_buf_puts(b, "# HELP sluice_connector_lag_records Records an outbound connector is behind "
                    "the head of its strands.\n# TYPE sluice_connector_lag_records gauge\n");
     for (size_t i = 0; i < r->n; i++)
-        if (r->v[i]->kind->direction == SL_OUTBOUND)
+        if (r->v[i]->kind->direction == SL_OUTBOUND && r->v[i]->lag != LAG_UNKNOWN)
             sl_buf_printf(b, "sluice_connector_lag_records{connector=\"%s\",kind=\"%s\"} %llu\n",
                           r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
     sl_buf_puts(b, "# HELP sluice_connector_breaker_open 1 while an outbound connector's circuit "
@@ -795,7 +808,8 @@ void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
     for (size_t i = 0; i < r->n; i++)
         if (sl_kind_legacy_source(r->v[i]->kind))
             sl_buf_printf(b, "sluice_connector_slot_lag_bytes{connector=\"%s\",kind=\"%s\"} %llu\n",
-                          r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
+                          r->v[i]->id, r->v[i]->kind->name,
+                          (unsigned long long)(r->v[i]->lag == LAG_UNKNOWN ? 0 : r->v[i]->lag));
     sl_buf_puts(b, "# HELP sluice_connector_state 1 for the state a connector is in.\n"
                    "# TYPE sluice_connector_state gauge\n");
     for (size_t i = 0; i < r->n; i++)

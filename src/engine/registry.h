@@ -90,5 +90,6 @@ uint64_t sl_registry_set_restarting(struct sl_registry *r, const char *id, const
 
 /* Counts a record a connector handled (event_count, last_event_ms). */
 void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms);
+void sl_registry_note_events(struct sl_registry *r, const char *id, uint64_t n, uint64_t ts_ms);
 
 #endif

@@ -191,9 +191,7 @@ static uint64_t dead_letter(struct sink *k, struct sl_strand *s, uint64_t first,
 
 static void note_events(struct worker *w, uint64_t n)
 {
-    uint64_t now = sl_now_ms();
-    for (uint64_t i = 0; i < n; i++)
-        sl_registry_note_event(w->reg, w->def.id, now);
+    sl_registry_note_events(w->reg, w->def.id, n, sl_now_ms());
 }
 
 static enum sl_result call_send(struct sink *k, const struct sl_batch *b, struct sl_outcome *o)
@@ -507,33 +505,6 @@ static void persist_cursors(struct worker *w, struct sl_strand **s, const uint64
     }
 }
 
-/* The health check before the connector runs (a closed port, a missing bucket): while it fails
- * the state is "unhealthy" with last_error saying why, and it is tried again under the retry
- * policy's backoff. Returns 1 if told to stop first. */
-static int health(struct sink *k)
-{
-    struct worker *w = k->w;
-    if (!k->ops->check)
-        return 0;
-    for (int attempt = 1;; attempt++) {
-        struct sl_err err = {0};
-        if (k->ops->check(k->self, &err) == 0) {
-            if (attempt > 1) {
-                sl_info("connector %s: healthy", w->def.id);
-                sl_registry_set_source_status(w->reg, w->def.id, NULL, NULL);
-            }
-            return 0;
-        }
-        if (attempt == 1)
-            sl_warn("connector %s: health check: %s", w->def.id, err.msg);
-        sl_registry_set_source_status(w->reg, w->def.id, "unhealthy",
-                                      err.msg[0] ? err.msg : "the health check failed");
-        if (sl_worker_clock_nap(
-                w, sl_backoff_ms((uint64_t)k->initial_ms, (uint64_t)k->max_ms, attempt) + 1))
-            return 1;
-    }
-}
-
 static int open_sink(struct sink *k, struct worker *w)
 {
     const json_t *cfg = w->def.config;
@@ -621,6 +592,38 @@ static void follow_new(struct sink *k, struct followed *f, int earliest)
     }
 }
 
+/* The health check before the connector runs (a closed port, a missing bucket): while it fails
+ * the state is "unhealthy" with last_error saying why, and it is tried again under the retry
+ * policy's backoff. Returns 1 if told to stop first. */
+static int health(struct sink *k, struct followed *f)
+{
+    struct worker *w = k->w;
+    if (!k->ops->check)
+        return 0;
+    for (int attempt = 1;; attempt++) {
+        struct sl_err err = {0};
+        if (k->ops->check(k->self, &err) == 0) {
+            if (attempt > 1) {
+                sl_info("connector %s: healthy", w->def.id);
+                sl_registry_set_source_status(w->reg, w->def.id, NULL, NULL);
+            }
+            return 0;
+        }
+        if (attempt == 1)
+            sl_warn("connector %s: health check: %s", w->def.id, err.msg);
+        sl_registry_set_source_status(w->reg, w->def.id, "unhealthy",
+                                      err.msg[0] ? err.msg : "the health check failed");
+        uint64_t lag = 0; /* records wait meanwhile: show how many */
+        follow_new(k, f, 0);
+        for (size_t i = 0; i < f->n; i++)
+            lag += sl_strand_count(f->s[i]) - f->cur[i];
+        sl_registry_set_lag(w->reg, w->def.id, lag);
+        if (sl_worker_clock_nap(
+                w, sl_backoff_ms((uint64_t)k->initial_ms, (uint64_t)k->max_ms, attempt) + 1))
+            return 1;
+    }
+}
+
 void *sl_sink_worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -629,9 +632,8 @@ void *sl_sink_worker_main(void *arg)
     struct followed *f = calloc(1, sizeof(*f));
     uint64_t wait_ms = 0;
     int earliest = strcmp(json_string_value(json_object_get(cfg, "start")), "earliest") == 0;
-    if (!f || open_sink(&k, w) < 0 || health(&k))
+    if (!f || open_sink(&k, w) < 0)
         goto out;
-    sl_registry_set_source_status(w->reg, w->def.id, NULL, NULL); /* running */
     int stable = (k.info.flags & SL_SINK_STABLE_BATCHES) != 0;
     const char *first = json_string_value(json_array_get(w->def.strands, 0));
     f->all = json_array_size(w->def.strands) == 1 && first && strcmp(first, "*") == 0;
@@ -646,6 +648,13 @@ void *sl_sink_worker_main(void *arg)
         follow(&k, f, st, earliest);
     }
     follow_new(&k, f, earliest);
+    uint64_t lag0 = 0; /* known from here on: records behind the head, before the first send */
+    for (size_t i = 0; i < f->n; i++)
+        lag0 += sl_strand_count(f->s[i]) - f->cur[i];
+    sl_registry_set_lag(w->reg, w->def.id, lag0);
+    if (health(&k, f))
+        goto out;
+    sl_registry_set_source_status(w->reg, w->def.id, NULL, NULL); /* running */
     struct sl_strand **s = f->s;
     uint64_t *cur = f->cur, *plan = f->plan, *since = f->since;
     int *dirty = f->dirty;

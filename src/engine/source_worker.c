@@ -202,9 +202,7 @@ static void persist(struct source *s)
     s->dirty = 0;
     s->done_records = 0;
     pthread_mutex_unlock(&s->mu);
-    uint64_t now = sl_now_ms();
-    for (uint64_t i = 0; i < done; i++)
-        sl_registry_note_event(s->w->reg, s->w->def.id, now);
+    sl_registry_note_events(s->w->reg, s->w->def.id, done, sl_now_ms());
     struct sl_err err = {0};
     if (dirty && sl_meta_set_source_position(s->w->meta, s->w->def.id, pos, len, next, &err) < 0) {
         sl_warn("connector %s: %s", s->w->def.id, err.msg);
@@ -307,6 +305,7 @@ void *sl_source_worker_main(void *arg)
         }
         if (r == SL_R_FATAL) {
             drain(&s);
+            persist(&s); /* before: records counted after it would reset the restart backoff */
             sl_worker_restart_later(w, error[0] ? error : "the source failed");
             break;
         }

@@ -305,12 +305,12 @@ try:
     with t.section("S3: a wrong secret or a missing bucket: not running, and why", srv):
         cid = create(s3cfg(prefix="bad", secret_access_key=env["S3_SECRET_KEY"] + "x", batch_size=2, flush_interval_ms=100), ["s3bad"])
         recs = write(2, "s3bad")
-        st.wait_until(lambda: conn(cid)["state"] == "unhealthy", 10)
+        st.wait_until(lambda: (lambda c_: c_["state"] == "unhealthy" and c_["stats"]["lag"] == 2)(conn(cid)), 10)
         c = conn(cid)
         t.ok(c["state"] == "unhealthy" and "denied" in (c["last_error"] or "") and "403" in (c["last_error"] or ""),
              "the health check's signed listing is refused (403): state unhealthy, last_error says so", c)
-        t.ok(c["stats"]["failed"] == 0 and c["stats"]["dead_lettered"] == 0 and c["stats"]["delivered"] == 0,
-             "no record was sent, none dead-lettered: they wait", c["stats"])
+        t.ok(c["stats"]["failed"] == 0 and c["stats"]["dead_lettered"] == 0 and c["stats"]["delivered"] == 0
+             and c["stats"]["lag"] == 2, "no record was sent, none dead-lettered: they wait (lag 2)", c["stats"])
         t.eq(s3_list("bad/"), [], "nothing is stored")
         cfg = dict(c["config"], secret_access_key=env["S3_SECRET_KEY"])
         r = srv.req("PATCH", "/v1/connectors/" + cid, {"config": cfg})
