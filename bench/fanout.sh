@@ -220,7 +220,7 @@ run_lat iso_alone 1000 8 0
 run_lat iso_stalled 1000 8 1
 
 # ---------------------------------------------------------------- summary
-REV=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')
+REV="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') (binary $SLUICE)"
 "$PY" - "$RES" "$SECS" "$REV" "$LOAD_START" "$STALL_MS" <<'EOF'
 import sys
 res, secs, rev, load0, stall = sys.argv[1:6]
