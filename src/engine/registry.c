@@ -886,6 +886,7 @@ json_t *sl_registry_restart(struct sl_registry *r, const char *id, struct sl_err
         c->status = NULL;
         free(c->soft_error);
         c->soft_error = NULL;
+        c->restarts = 0;
         c->gen = ++r->gen; /* a new worker, with a closed breaker */
         if (persist(r, c, err) == 0)
             out = conn_json(c);

@@ -1,11 +1,15 @@
 /* The sink framework: one worker thread per enabled outbound connector runs its sink ops
  * (include/sluice/connector.h) under one delivery policy. It follows the connector's strands
- * through durable cursors, woken by every commit; cuts batches (batch_max, linger); calls send()
- * and advances the cursor only over records the target accepted or that went to the dead-letter
- * list; retries transient failures with exponential backoff and full jitter, honouring
- * Retry-After; opens a circuit breaker on repeated failure; puts the connector in "failed" after
- * max_consecutive_failures; replays dead letters on request. docs/connectors.md is the user's
- * contract. */
+ * (a list, or every strand: "*") through durable cursors, woken by every commit; runs the sink's
+ * health check before anything is sent (state "unhealthy" until it passes); cuts batches
+ * (batch_max, linger; stable batches are planned in meta before their first attempt); calls
+ * send(), with several batches in flight for sinks that pipeline (max_inflight); advances the
+ * cursor only over records the target accepted or that went to the dead-letter list; retries
+ * transient failures with exponential backoff and full jitter, honouring Retry-After; opens a
+ * circuit breaker on repeated failure; puts the connector in "failed" after
+ * max_consecutive_failures and has it restarted after a FATAL result; applies rate_limit;
+ * replays dead letters on request; flushes pending records at server shutdown for sinks that ask.
+ * docs/connectors.md is the user's contract. */
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/meta.h"
