@@ -23,6 +23,11 @@ int sl_kinds_add(const struct sl_connector *c, struct sl_err *err);
 /* 1 for a kind built into this binary, 0 for a plugin's. */
 int sl_kind_builtin(const struct sl_connector *k);
 
+/* A source's gauges (sl_source_ops.gauges): at most this many per kind. */
+#define SL_GAUGES_MAX 8
+/* The index of gauge name in k's table, or -1. */
+int sl_kind_gauge_index(const struct sl_connector *k, const char *name);
+
 /* The fields the framework adds to every sink (its delivery policy). */
 extern const struct sl_field sl_sink_common_fields[];
 
