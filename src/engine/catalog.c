@@ -12,17 +12,14 @@
 
 extern const struct sl_connector sl_conn_rest_bridge, sl_conn_webhook, sl_conn_s3,
     sl_conn_postgres_cdc, sl_conn_kafka, sl_conn_object_storage, sl_conn_stdout, sl_conn_datagen;
-void sl_pg_cdc_run(const struct sl_source_env *env);
 
 static const struct builtin {
     const struct sl_connector *c;
-    sl_legacy_source_fn legacy; /* runs its own loop (not yet on sl_source_ops) */
-    int served;                 /* served by the HTTP threads, no worker */
+    int served; /* served by the HTTP threads, no worker */
 } g_builtin[] = {
-    {&sl_conn_rest_bridge, NULL, 1}, {&sl_conn_webhook, NULL, 0},
-    {&sl_conn_s3, NULL, 0},          {&sl_conn_postgres_cdc, sl_pg_cdc_run, 0},
-    {&sl_conn_kafka, NULL, 0},       {&sl_conn_object_storage, NULL, 0},
-    {&sl_conn_stdout, NULL, 0},      {&sl_conn_datagen, NULL, 0},
+    {&sl_conn_rest_bridge, 1},  {&sl_conn_webhook, 0}, {&sl_conn_s3, 0},
+    {&sl_conn_postgres_cdc, 0}, {&sl_conn_kafka, 0},   {&sl_conn_object_storage, 0},
+    {&sl_conn_stdout, 0},       {&sl_conn_datagen, 0},
 };
 #define NBUILTIN (sizeof(g_builtin) / sizeof(g_builtin[0]))
 #define MAX_PLUGINS 256
@@ -131,7 +128,7 @@ int sl_kinds_add(const struct sl_connector *c, struct sl_err *err)
 int sl_kind_runs(const struct sl_connector *k)
 {
     const struct builtin *b = builtin_of(k);
-    return !k->unavailable && (k->sink || k->source || (b && (b->legacy || b->served)));
+    return !k->unavailable && (k->sink || k->source || (b && b->served));
 }
 
 int sl_kind_builtin(const struct sl_connector *k)
@@ -146,12 +143,6 @@ int sl_kind_gauge_index(const struct sl_connector *k, const char *name)
         if (strcmp(g[i].name, name) == 0)
             return i;
     return -1;
-}
-
-sl_legacy_source_fn sl_kind_legacy_source(const struct sl_connector *k)
-{
-    const struct builtin *b = builtin_of(k);
-    return b ? b->legacy : NULL;
 }
 
 /* ---- host services ---- */

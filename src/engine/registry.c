@@ -93,7 +93,7 @@ static const char *error_of(const struct conn *c)
 /* An inbound kind with its own worker thread (the REST bridge is served by the HTTP threads). */
 static int inbound_worker(const struct sl_connector *k)
 {
-    return k->direction == SL_INBOUND && !k->unavailable && (k->source || sl_kind_legacy_source(k));
+    return k->direction == SL_INBOUND && !k->unavailable && k->source;
 }
 
 static json_t *conn_json(const struct conn *c)
@@ -124,8 +124,6 @@ static json_t *conn_json(const struct conn *c)
                                json_pack("{s:I, s:I}", "files_written",
                                          (json_int_t)c->files_written, "bytes_written",
                                          (json_int_t)c->bytes_written));
-    if (sl_kind_legacy_source(c->kind)) /* WAL bytes: postgres_cdc */
-        json_object_set_new(o, "stats", json_pack("{s:I}", "slot_lag_bytes", (json_int_t)c->lag));
     const struct sl_gauge *g = c->kind->source ? c->kind->source->gauges : NULL;
     for (int k = 0; g && g[k].name && k < SL_GAUGES_MAX; k++) { /* a source's own numbers */
         if (!json_object_get(o, "stats"))
@@ -830,17 +828,7 @@ void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
             sl_buf_printf(b, "sluice_connector_breaker_open{connector=\"%s\",kind=\"%s\"} %d\n",
                           r->v[i]->id, r->v[i]->kind->name,
                           r->v[i]->breaker && strcmp(r->v[i]->breaker, "closed") != 0);
-    /* c->lag is records for an outbound connector (above) and WAL bytes for a source with its own
-     * worker (postgres_cdc): each meaning has its own family, as in the JSON stats (lag and
-     * slot_lag_bytes) */
-    sl_buf_puts(b, "# HELP sluice_connector_slot_lag_bytes WAL bytes a CDC connector's replication "
-                   "slot retains beyond what is durable in the strand.\n"
-                   "# TYPE sluice_connector_slot_lag_bytes gauge\n");
-    for (size_t i = 0; i < r->n; i++)
-        if (sl_kind_legacy_source(r->v[i]->kind))
-            sl_buf_printf(b, "sluice_connector_slot_lag_bytes{connector=\"%s\",kind=\"%s\"} %llu\n",
-                          r->v[i]->id, r->v[i]->kind->name, (unsigned long long)r->v[i]->lag);
-    gauge_metrics(r, b);
+    gauge_metrics(r, b); /* postgres_cdc: slot_lag_bytes (WAL bytes, not records) */
     sl_buf_puts(b, "# HELP sluice_connector_state 1 for the state a connector is in.\n"
                    "# TYPE sluice_connector_state gauge\n");
     for (size_t i = 0; i < r->n; i++)
