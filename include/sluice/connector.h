@@ -23,7 +23,7 @@
 
 /* Raised whenever a struct below changes layout or meaning; a plugin built for another value is
  * refused at load with a message naming both. */
-#define SL_CONNECTOR_ABI 1
+#define SL_CONNECTOR_ABI 2
 
 struct sl_err;  /* filled through sl_host.fail(); its layout is the host's */
 struct sl_meta; /* the host's metadata store: opaque */
@@ -91,7 +91,8 @@ enum sl_result {
                          * outcome.accepted are sent again) */
     SL_R_NOT_CONNECTED, /* the target is unreachable: like RETRY, also counted as an outage */
     SL_R_REJECT,        /* the target refuses for good: dead letters (see sl_outcome) */
-    SL_R_FATAL,         /* the connector cannot go on (bad credentials, config): "failed" */
+    SL_R_FATAL,         /* the connector cannot go on: a sink is restarted (state
+                         * "restarting"); a source, see sl_source_ops.poll */
 };
 
 /* What a send() tells the framework beyond its result. The framework zeroes it (and sets
@@ -184,7 +185,8 @@ struct sl_emit_rec {
  * where the source is once that group is durable. With n == 0 it only moves the position (a
  * source that advanced without producing records, e.g. a transaction on other tables): durable,
  * and reported to durable(), once every group emitted before it is. It blocks while too much is
- * in flight (back-pressure). 0, or a negative code (the strand failed: return SL_R_RETRY). */
+ * in flight (back-pressure). 0, or a negative code (the strand failed: return SL_R_RETRY; the
+ * framework then restarts the source from its durable position). */
 struct sl_emitter {
     int (*emit)(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
                 const void *position, size_t position_len);
@@ -201,17 +203,44 @@ struct sl_source_ctx {
     size_t position_len;
     int (*stopped)(void *arg); /* nonzero: return from poll() soon */
     void *arg;
+    /* Sets this connector's gauge `name` (one of sl_source_ops.gauges; other names are
+     * ignored) to value. Any thread. */
+    void (*gauge)(void *arg, const char *name, uint64_t value);
+    /* Called by poll() just before it returns SL_R_FATAL: the failure is the config's (a host
+     * that cannot be reached at the first connection, a refused login, a missing permission),
+     * and starting again would fail the same way. Poll's thread. */
+    void (*give_up)(void *arg);
+    /* The host's metadata store, for state of the connector's own (postgres_cdc: which slot it
+     * created): in-tree connectors only, NULL for plugins (as in sl_connector.deleted). */
+    struct sl_meta *meta;
+};
+
+/* A number a source reports about itself (WAL bytes its replication slot retains): shown as
+ * stats.<name> in the connector's JSON and as sluice_connector_<name>{connector,kind} (a gauge)
+ * in /metrics, 0 until reported. name: lower-case letters, digits and '_', starting with a
+ * letter, at most 48 bytes, not a name of the framework's own families (records_total,
+ * lag_records, breaker_open, state); help: one line. */
+struct sl_gauge {
+    const char *name;
+    const char *help;
 };
 
 struct sl_source_ops {
     int (*start)(void **self, const struct sl_source_ctx *ctx, struct sl_err *err);
-    /* Emits what is available (waiting at most timeout_ms for more). SL_R_OK: call again;
-     * SL_R_RETRY / SL_R_NOT_CONNECTED: the framework backs off, then calls again;
-     * SL_R_FATAL: "failed"; SL_R_REJECT: the source is finished (e.g. max_events reached). */
+    /* Emits what is available (waiting at most timeout_ms for more) and returns within about
+     * timeout_ms. SL_R_OK: call again; SL_R_RETRY / SL_R_NOT_CONNECTED: the framework backs off
+     * (1 s doubling to 60 s; state running, error shown as last_error), then calls again;
+     * SL_R_REJECT: the source is finished (e.g. max_events reached): "completed".
+     * SL_R_FATAL: the connector is restarted (stop, then start again from its durable position)
+     * after a backoff of 1 s doubling to 60 s, state "restarting"; after ctx.give_up() in this
+     * poll: "failed" with the error, kept until a PATCH or POST /restart. */
     enum sl_result (*poll)(void *self, struct sl_emitter *em, int timeout_ms, char *error,
                            size_t errlen);
     /* Everything emitted up to `position` is fsynced: the ONLY place to acknowledge upstream.
-     * Runs on the strand's committer thread, in the order the groups were emitted. */
+     * Runs on the strand's committer thread, in the order the groups were emitted (a position
+     * emitted with no records while nothing is in flight: inside emit(), on poll's thread). A
+     * position emitted with no records may be skipped when a group emitted after it is
+     * reported: each report covers everything before it. */
     void (*durable)(void *self, const void *position, size_t position_len);
     void (*stop)(void *self);
     /* Optional, for exactly-once: the position a record this source emitted stands for (written
@@ -219,6 +248,9 @@ struct sl_source_ops {
      * after a crash; at start the framework reads this source's records after it back from the
      * strand, and the last one's position wins. 0, or -1 if the payload carries none. */
     int (*position_of)(const uint8_t *payload, size_t len, void *position, size_t *position_len);
+    /* Optional: the gauges this source reports through sl_source_ctx.gauge, ended by a row
+     * with a NULL name; at most 8. */
+    const struct sl_gauge *gauges;
 };
 
 #define SL_POSITION_MAX 512

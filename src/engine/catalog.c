@@ -12,17 +12,14 @@
 
 extern const struct sl_connector sl_conn_rest_bridge, sl_conn_webhook, sl_conn_s3,
     sl_conn_postgres_cdc, sl_conn_kafka, sl_conn_object_storage, sl_conn_stdout, sl_conn_datagen;
-void sl_pg_cdc_run(const struct sl_source_env *env);
 
 static const struct builtin {
     const struct sl_connector *c;
-    sl_legacy_source_fn legacy; /* runs its own loop (not yet on sl_source_ops) */
-    int served;                 /* served by the HTTP threads, no worker */
+    int served; /* served by the HTTP threads, no worker */
 } g_builtin[] = {
-    {&sl_conn_rest_bridge, NULL, 1}, {&sl_conn_webhook, NULL, 0},
-    {&sl_conn_s3, NULL, 0},          {&sl_conn_postgres_cdc, sl_pg_cdc_run, 0},
-    {&sl_conn_kafka, NULL, 0},       {&sl_conn_object_storage, NULL, 0},
-    {&sl_conn_stdout, NULL, 0},      {&sl_conn_datagen, NULL, 0},
+    {&sl_conn_rest_bridge, 1},  {&sl_conn_webhook, 0}, {&sl_conn_s3, 0},
+    {&sl_conn_postgres_cdc, 0}, {&sl_conn_kafka, 0},   {&sl_conn_object_storage, 0},
+    {&sl_conn_stdout, 0},       {&sl_conn_datagen, 0},
 };
 #define NBUILTIN (sizeof(g_builtin) / sizeof(g_builtin[0]))
 #define MAX_PLUGINS 256
@@ -71,6 +68,33 @@ const struct sl_connector *const *sl_kinds_all(void)
     return list;
 }
 
+/* A source's gauge table (connector.h: struct sl_gauge): names become metric names and JSON
+ * keys, so they are checked like identifiers and may not take a framework family's name. */
+static int check_gauges(const struct sl_connector *c, struct sl_err *err)
+{
+    static const char *const taken[] = {"records_total", "lag_records", "breaker_open", "state",
+                                        NULL};
+    const struct sl_gauge *g = c->source ? c->source->gauges : NULL;
+    for (int k = 0; g && g[k].name; k++) {
+        const char *n = g[k].name;
+        int ok = k < SL_GAUGES_MAX && *n >= 'a' && *n <= 'z' && strlen(n) <= 48 && g[k].help &&
+                 !strchr(g[k].help, '\n') && !strchr(g[k].help, '\\');
+        for (const char *p = n; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
+        for (const char *const *t = taken; ok && *t; t++)
+            ok = strcmp(*t, n) != 0;
+        for (int j = 0; ok && j < k; j++)
+            ok = strcmp(g[j].name, n) != 0;
+        if (!ok)
+            return sl_err_set(err, SL_E_INVAL, "bad_plugin",
+                              "connector %.64s: gauge %.64s: at most %d, named [a-z][a-z0-9_]* "
+                              "(48 bytes at most, not a framework metric's name, once), with a "
+                              "one-line help",
+                              c->name, n, SL_GAUGES_MAX);
+    }
+    return 0;
+}
+
 int sl_kinds_add(const struct sl_connector *c, struct sl_err *err)
 {
     if (!c || !c->name || !c->description || !c->fields)
@@ -85,6 +109,8 @@ int sl_kinds_add(const struct sl_connector *c, struct sl_err *err)
     if (c->source && (!c->source->start || !c->source->poll))
         return sl_err_set(err, SL_E_INVAL, "bad_plugin",
                           "connector %.64s: source ops need start and poll", c->name);
+    if (check_gauges(c, err) < 0)
+        return SL_E_INVAL;
     if (sl_kind_find(c->name))
         return sl_err_set(err, SL_E_CONFLICT, "bad_plugin", "connector %.64s: the name is taken",
                           c->name);
@@ -102,7 +128,7 @@ int sl_kinds_add(const struct sl_connector *c, struct sl_err *err)
 int sl_kind_runs(const struct sl_connector *k)
 {
     const struct builtin *b = builtin_of(k);
-    return !k->unavailable && (k->sink || k->source || (b && (b->legacy || b->served)));
+    return !k->unavailable && (k->sink || k->source || (b && b->served));
 }
 
 int sl_kind_builtin(const struct sl_connector *k)
@@ -110,10 +136,13 @@ int sl_kind_builtin(const struct sl_connector *k)
     return builtin_of(k) != NULL;
 }
 
-sl_legacy_source_fn sl_kind_legacy_source(const struct sl_connector *k)
+int sl_kind_gauge_index(const struct sl_connector *k, const char *name)
 {
-    const struct builtin *b = builtin_of(k);
-    return b ? b->legacy : NULL;
+    const struct sl_gauge *g = k && k->source ? k->source->gauges : NULL;
+    for (int i = 0; g && g[i].name && i < SL_GAUGES_MAX; i++)
+        if (strcmp(g[i].name, name) == 0)
+            return i;
+    return -1;
 }
 
 /* ---- host services ---- */

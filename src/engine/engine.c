@@ -70,34 +70,6 @@ void sl_worker_restart_later(struct worker *w, const char *why)
     __atomic_store_n(&w->stop, 1, __ATOMIC_RELEASE);
 }
 
-/* ---- sources that run a loop of their own (kinds.h: sl_kind_legacy_source) ---- */
-
-static int source_stopped(void *arg)
-{
-    return sl_worker_stopped(arg);
-}
-
-static int source_nap(void *arg, uint64_t ms)
-{
-    return sl_worker_nap(arg, ms);
-}
-
-static void *legacy_source_main(void *arg)
-{
-    struct worker *w = arg;
-    struct sl_source_env env = {.id = w->def.id,
-                                .config = w->def.config,
-                                .store = w->store,
-                                .reg = w->reg,
-                                .meta = w->meta,
-                                .stopped = source_stopped,
-                                .nap = source_nap,
-                                .arg = w};
-    sl_kind_legacy_source(w->conn)(&env);
-    __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
-    return NULL;
-}
-
 /* ---- engine ---- */
 
 static void worker_stop(struct worker *w)
@@ -169,11 +141,10 @@ static void reconcile(struct sl_engine *e)
         defs[i].config = defs[i].strands = NULL; /* owned by the worker now */
         pthread_mutex_init(&w->mu, NULL);
         pthread_cond_init(&w->cv, NULL);
-        void *(*run)(void *) = !w->conn                         ? NULL
-                               : w->conn->sink                  ? sl_sink_worker_main
-                               : w->conn->source                ? sl_source_worker_main
-                               : sl_kind_legacy_source(w->conn) ? legacy_source_main
-                                                                : NULL;
+        void *(*run)(void *) = !w->conn          ? NULL
+                               : w->conn->sink   ? sl_sink_worker_main
+                               : w->conn->source ? sl_source_worker_main
+                                                 : NULL;
         if (!run || pthread_create(&w->th, NULL, run, w) != 0) {
             sl_error("connector %s: cannot start its worker", w->def.id);
             worker_free(w);

@@ -23,6 +23,11 @@ int sl_kinds_add(const struct sl_connector *c, struct sl_err *err);
 /* 1 for a kind built into this binary, 0 for a plugin's. */
 int sl_kind_builtin(const struct sl_connector *k);
 
+/* A source's gauges (sl_source_ops.gauges): at most this many per kind. */
+#define SL_GAUGES_MAX 8
+/* The index of gauge name in k's table, or -1. */
+int sl_kind_gauge_index(const struct sl_connector *k, const char *name);
+
 /* The fields the framework adds to every sink (its delivery policy). */
 extern const struct sl_field sl_sink_common_fields[];
 
@@ -42,25 +47,6 @@ void sl_kind_keep_secrets(const struct sl_connector *k, json_t *cfg, const json_
 /* The catalog entry of a kind: name, aliases, direction, category, description, availability,
  * fields (common ones marked "common": true). */
 json_t *sl_kind_describe(const struct sl_connector *k);
-
-/* In-tree sources that still run a loop of their own instead of sl_source_ops (postgres_cdc,
- * until it moves onto the emitter): what their worker thread gets from the engine. */
-struct sl_store;
-struct sl_registry;
-struct sl_meta;
-struct sl_source_env {
-    const char *id;
-    const json_t *config; /* validated */
-    struct sl_store *store;
-    struct sl_registry *reg;
-    struct sl_meta *meta;
-    int (*stopped)(void *arg);          /* 1 once the worker must return */
-    int (*nap)(void *arg, uint64_t ms); /* sleeps unless stopped; 1 if stopped */
-    void *arg;
-};
-typedef void (*sl_legacy_source_fn)(const struct sl_source_env *env);
-/* The loop of such a kind, or NULL. */
-sl_legacy_source_fn sl_kind_legacy_source(const struct sl_connector *k);
 
 /* Fails with "<path>: <message>" (code invalid_config), the path naming the field as the client
  * spelled it (config.retry.max_retries). For connectors' normalize and check hooks too. */

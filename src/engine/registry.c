@@ -40,6 +40,7 @@ struct conn {
     const char *status;  /* inbound worker's state beyond running, e.g. "completed" (static) */
     char *soft_error;    /* inbound worker's last transient error (state stays running) */
     unsigned restarts;   /* automatic restarts in a row (reset once records flow again) */
+    uint64_t gauges[SL_GAUGES_MAX]; /* a source's, in the order of its kind's gauge table */
 };
 
 struct sl_registry {
@@ -93,7 +94,7 @@ static const char *error_of(const struct conn *c)
 /* An inbound kind with its own worker thread (the REST bridge is served by the HTTP threads). */
 static int inbound_worker(const struct sl_connector *k)
 {
-    return k->direction == SL_INBOUND && !k->unavailable && (k->source || sl_kind_legacy_source(k));
+    return k->direction == SL_INBOUND && !k->unavailable && k->source;
 }
 
 static json_t *conn_json(const struct conn *c)
@@ -125,10 +126,13 @@ static json_t *conn_json(const struct conn *c)
                                json_pack("{s:I, s:I}", "files_written",
                                          (json_int_t)c->files_written, "bytes_written",
                                          (json_int_t)c->bytes_written));
-    if (sl_kind_legacy_source(c->kind)) /* WAL bytes: postgres_cdc */
-        json_object_set_new(
-            o, "stats",
-            json_pack("{s:I}", "slot_lag_bytes", (json_int_t)(c->lag == LAG_UNKNOWN ? 0 : c->lag)));
+    const struct sl_gauge *g = c->kind->source ? c->kind->source->gauges : NULL;
+    for (int k = 0; g && g[k].name && k < SL_GAUGES_MAX; k++) { /* a source's own numbers */
+        if (!json_object_get(o, "stats"))
+            json_object_set_new(o, "stats", json_object());
+        json_object_set_new(json_object_get(o, "stats"), g[k].name,
+                            json_integer((json_int_t)c->gauges[k]));
+    }
     return o;
 }
 
@@ -762,6 +766,42 @@ void sl_registry_set_lag(struct sl_registry *r, const char *id, uint64_t lag)
     pthread_mutex_unlock(&r->mu);
 }
 
+void sl_registry_set_gauge(struct sl_registry *r, const char *id, const char *name, uint64_t v)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    int k = c ? sl_kind_gauge_index(c->kind, name) : -1;
+    if (k >= 0)
+        c->gauges[k] = v;
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* The sources' gauges (sl_source_ops.gauges): one family per name, in catalog order, with the
+ * first declaring kind's help; a sample for every connector whose kind declares it. */
+static void gauge_metrics(struct sl_registry *r, struct sl_buf *b)
+{
+    const struct sl_connector *const *all = sl_kinds_all();
+    for (size_t i = 0; all[i]; i++) {
+        const struct sl_gauge *g = all[i]->source ? all[i]->source->gauges : NULL;
+        for (int k = 0; g && g[k].name && k < SL_GAUGES_MAX; k++) {
+            int seen = 0; /* declared by an earlier kind: that family is already out */
+            for (size_t j = 0; j < i && !seen; j++)
+                seen = sl_kind_gauge_index(all[j], g[k].name) >= 0;
+            if (seen)
+                continue;
+            sl_buf_printf(b, "# HELP sluice_connector_%s %s\n# TYPE sluice_connector_%s gauge\n",
+                          g[k].name, g[k].help, g[k].name);
+            for (size_t n = 0; n < r->n; n++) {
+                int at = sl_kind_gauge_index(r->v[n]->kind, g[k].name);
+                if (at >= 0)
+                    sl_buf_printf(b, "sluice_connector_%s{connector=\"%s\",kind=\"%s\"} %llu\n",
+                                  g[k].name, r->v[n]->id, r->v[n]->kind->name,
+                                  (unsigned long long)r->v[n]->gauges[at]);
+            }
+        }
+    }
+}
+
 /* Each family is one block: HELP, TYPE, then all its samples. Label values are ids and static
  * strings, never connector names (free text), so they need no escaping. */
 void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
@@ -799,17 +839,7 @@ void sl_registry_metrics(struct sl_registry *r, struct sl_buf *b)
             sl_buf_printf(b, "sluice_connector_breaker_open{connector=\"%s\",kind=\"%s\"} %d\n",
                           r->v[i]->id, r->v[i]->kind->name,
                           r->v[i]->breaker && strcmp(r->v[i]->breaker, "closed") != 0);
-    /* c->lag is records for an outbound connector (above) and WAL bytes for a source with its own
-     * worker (postgres_cdc): each meaning has its own family, as in the JSON stats (lag and
-     * slot_lag_bytes) */
-    sl_buf_puts(b, "# HELP sluice_connector_slot_lag_bytes WAL bytes a CDC connector's replication "
-                   "slot retains beyond what is durable in the strand.\n"
-                   "# TYPE sluice_connector_slot_lag_bytes gauge\n");
-    for (size_t i = 0; i < r->n; i++)
-        if (sl_kind_legacy_source(r->v[i]->kind))
-            sl_buf_printf(b, "sluice_connector_slot_lag_bytes{connector=\"%s\",kind=\"%s\"} %llu\n",
-                          r->v[i]->id, r->v[i]->kind->name,
-                          (unsigned long long)(r->v[i]->lag == LAG_UNKNOWN ? 0 : r->v[i]->lag));
+    gauge_metrics(r, b); /* postgres_cdc: slot_lag_bytes (WAL bytes, not records) */
     sl_buf_puts(b, "# HELP sluice_connector_state 1 for the state a connector is in.\n"
                    "# TYPE sluice_connector_state gauge\n");
     for (size_t i = 0; i < r->n; i++)

@@ -58,6 +58,9 @@ int sl_registry_push_target(struct sl_registry *r, const char *id, struct sl_pus
 void sl_registry_note_delivery(struct sl_registry *r, const char *id, uint64_t delivered,
                                uint64_t failed, uint64_t retried, uint64_t dead_lettered);
 void sl_registry_set_lag(struct sl_registry *r, const char *id, uint64_t lag);
+/* A source's gauge (sl_source_ops.gauges): stats.<name> and sluice_connector_<name>. A name its
+ * kind does not declare is ignored. */
+void sl_registry_set_gauge(struct sl_registry *r, const char *id, const char *name, uint64_t v);
 /* Files an object_storage connector stored (stats.files_written, stats.bytes_written). */
 void sl_registry_note_files(struct sl_registry *r, const char *id, uint64_t files, uint64_t bytes);
 /* Appends the sluice_connector_* metric families (Prometheus text) to b. */

@@ -4,8 +4,10 @@
  * source's durable() (the only place a source acknowledges upstream) and the worker stores the
  * group's position in meta. Back-pressure: emit() blocks while more than INFLIGHT_BYTES are
  * waiting for their fsync. A failed poll is retried with backoff (1 s doubling to 60 s, the
- * Rivven seed's restart policy), SL_R_FATAL puts the connector in "failed", SL_R_REJECT means
- * the source is finished ("completed"). */
+ * Rivven seed's restart policy); SL_R_FATAL restarts the source automatically, unless the source
+ * gave up (ctx.give_up: its config is wrong, restarting would fail the same way), which puts the
+ * connector in "failed"; SL_R_REJECT means the source is finished ("completed"). An append the
+ * strand refused makes the worker restart, its position read back from the strand. */
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/meta.h"
@@ -53,6 +55,7 @@ struct source {
     uint8_t idle_pos[SL_POSITION_MAX];
     size_t idle_len;
     int idle;
+    int give_up; /* poll()'s thread: the source called ctx.give_up during this poll */
 };
 
 /* Under s->mu, nothing in flight: an idle position emitted after the last group is durable. */
@@ -163,6 +166,7 @@ static int emit(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
     if (!failed) {
         s->inflight++;
         s->inflight_bytes += bytes;
+        s->idle = 0; /* a position with no records before this group: this one's covers it */
     }
     pthread_mutex_unlock(&s->mu);
     if (failed) {
@@ -174,6 +178,8 @@ static int emit(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
         pthread_mutex_lock(&s->mu);
         s->inflight--;
         s->inflight_bytes -= bytes;
+        s->failed = 1;
+        pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
         group_free(g);
         return err.code ? err.code : SL_E_UNAVAIL;
@@ -248,7 +254,28 @@ static void resume_position(struct source *s)
 
 static int src_stopped(void *arg)
 {
-    return sl_worker_stopped(arg);
+    struct source *s = arg;
+    return sl_worker_stopped(s->w);
+}
+
+static void src_gauge(void *arg, const char *name, uint64_t value)
+{
+    struct source *s = arg;
+    sl_registry_set_gauge(s->w->reg, s->w->def.id, name, value);
+}
+
+static void src_give_up(void *arg)
+{
+    struct source *s = arg;
+    s->give_up = 1;
+}
+
+static int append_failed(struct source *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int failed = s->failed;
+    pthread_mutex_unlock(&s->mu);
+    return failed;
 }
 
 void *sl_source_worker_main(void *arg)
@@ -272,7 +299,10 @@ void *sl_source_worker_main(void *arg)
                                    .position = s.pos_len ? s.pos : NULL,
                                    .position_len = s.pos_len,
                                    .stopped = src_stopped,
-                                   .arg = w};
+                                   .arg = &s,
+                                   .gauge = src_gauge,
+                                   .give_up = src_give_up,
+                                   .meta = sl_kind_builtin(w->conn) ? w->meta : NULL};
     if (s.ops->start(&s.self, &s.ctx, &err) < 0) {
         sl_worker_restart_later(w, err.msg[0] ? err.msg : "the source could not start");
         goto out;
@@ -282,12 +312,20 @@ void *sl_source_worker_main(void *arg)
     uint64_t backoff = 1000, last_persist = 0;
     int erroring = 0;
     while (!sl_worker_stopped(w)) {
-        char error[256] = "";
+        char error[512] = ""; /* libpq messages can be long */
+        s.give_up = 0;
         enum sl_result r = s.ops->poll(s.self, &s.em, 100, error, sizeof(error));
         uint64_t now = sl_mono_ns();
         if (now - last_persist >= 5000000u) {
             persist(&s);
             last_persist = now;
+        }
+        if (append_failed(&s)) { /* the emitter is unusable: a new worker resumes from the strand */
+            drain(&s);
+            char why[320];
+            snprintf(why, sizeof(why), "appending to strand %s failed", strand);
+            sl_worker_restart_later(w, why);
+            break;
         }
         if (r == SL_R_OK) {
             backoff = 1000;
@@ -301,6 +339,14 @@ void *sl_source_worker_main(void *arg)
             persist(&s);
             sl_info("connector %s: the source is finished", w->def.id);
             sl_registry_set_source_status(w->reg, w->def.id, "completed", NULL);
+            break;
+        }
+        if (r == SL_R_FATAL && s.give_up) { /* the config is wrong: restarting would not help */
+            drain(&s);
+            const char *why = error[0] ? error : "the source failed";
+            sl_error("connector %s: %s; fix the config (PATCH) or POST /v1/connectors/%s/restart",
+                     w->def.id, why, w->def.id);
+            sl_registry_set_failed(w->reg, w->def.id, why);
             break;
         }
         if (r == SL_R_FATAL) {

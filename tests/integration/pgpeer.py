@@ -2,8 +2,10 @@
 and benchmarks. Stopped and removed at exit."""
 import atexit
 import os
+import signal
 import subprocess
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PG_SH = os.path.join(os.path.dirname(HERE), "peers", "pg.sh")
@@ -71,6 +73,20 @@ class PG:
         r = subprocess.run(["bash", PG_SH, "restart", self.dir, mode], capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError("pg.sh restart failed: %s" % r.stderr[-2000:])
+
+    def halt(self):
+        """Stops the server (fast shutdown) and keeps its data; resume() starts it again."""
+        with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+            pid = int(f.readline())
+        os.kill(pid, signal.SIGINT)
+        for _ in range(300):
+            if not os.path.exists("/proc/%d" % pid):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("postmaster %d did not stop in 30 s" % pid)
+
+    def resume(self):
+        self.restart("fast")  # nothing to stop: it starts the server on its port
 
     def stop(self):
         if self in _started:

@@ -1,10 +1,13 @@
-/* The postgres_cdc worker. One session = connect, set up (publication, slot, snapshot), stream
- * until an error or a stop. Durability: a transaction's records are appended to the strand at
- * its Commit (or in chunks of CHUNK_BYTES before it, for big ones); the LSN confirmed to
- * PostgreSQL only moves past a transaction once its append's done() reported it fsynced.
- * Resume: every record carries (commit_lsn, tx_index); a new session reads the last record this
- * connector appended and skips the changes at or before that position, so the transactions
- * PostgreSQL resends from confirmed_flush_lsn are not written twice. */
+/* The postgres_cdc source on the connector contract (include/sluice/connector.h). poll() drives
+ * one replication session in slices: the first call connects and sets up (publication, slot,
+ * snapshot), later calls read a FETCH of the snapshot or up to timeout_ms of the stream. Each
+ * committed transaction is emitted as one group (transactions over CHUNK_BYTES of records in
+ * chunks before their Commit); the framework appends it to the strand as one commit, and the LSN
+ * confirmed to PostgreSQL only moves past a transaction once durable() reported it fsynced.
+ * Resume: every record carries (commit_lsn, tx_index), and so does the position (struct pos);
+ * the framework hands back the last durable one at start (read back from the strand after a
+ * crash, through position_of), and the changes PostgreSQL resends at or before it are skipped,
+ * so nothing is written twice. */
 #include "connectors/pg/cdc.h"
 
 #include "connectors/pg/pgoutput.h"
@@ -13,8 +16,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/meta.h"
-#include "engine/registry.h"
-#include "strand/store.h"
+#include "strand/record.h"
 
 #include <ctype.h>
 #include <fnmatch.h>
@@ -27,33 +29,63 @@
 #include <string.h>
 #include <time.h>
 
-#define CHUNK_BYTES (8u << 20)     /* a transaction is appended in batches of at most this */
-#define INFLIGHT_BYTES (64u << 20) /* appended but not yet fsynced: the worker waits above */
-#define SCAN_BACK 1000000u         /* records read back when no position is stored (older data) */
-#define SEQ_KEY "@pg.last_seq"     /* meta cursor: 1 + seq of our last durable record */
-#define SNAP_FETCH 5000            /* rows per FETCH during the snapshot */
+#define CHUNK_BYTES (8u << 20)     /* a transaction is emitted in groups of at most this */
+#define SNAP_FETCH 5000            /* rows per FETCH (and per group) during the snapshot */
 #define SNAP_KEY "@pg.snapshot"    /* meta cursor: 1 = snapshot pending, 2 = done */
 #define SLOT_BUSY_RETRY_MS 5000    /* "slot is active" is retried this long, then failed */
 #define CREATED_KEY "@pg.created_" /* meta cursor "@pg.created_slot:<name>" = 1: Sluice made it */
 #define CLEANUP_WAIT_MS 10000      /* a delete waits this long for the worker and the walsender */
+#define STATUS_EVERY_NS 10000000u  /* a new flush LSN is sent at most every 10 ms */
+#define POS_LEN 29
 
-enum { R_STOP, R_FATAL, R_RETRY, R_DONE };
+/* What a step of a session came to. */
+enum { R_OK, R_RETRY, R_DOWN, R_FATAL, R_DONE };
 enum { SNAP_INITIAL, SNAP_NEVER, SNAP_ONLY };
+/* Where the session is: the next poll() connects, reads the snapshot, waits for the snapshot to
+ * be durable, or streams. */
+enum { PH_IDLE, PH_SNAPSHOT, PH_SNAP_WAIT, PH_STREAM };
 
+/* The position (bytes: version 1, commit_lsn, tx_index, end_lsn, conn; big-endian):
+ * (commit_lsn, tx_index) of the last record emitted, commit_lsn 0 if none yet, is the resume
+ * key; end_lsn, the end of the last commit emitted with or before it, is what durable() lets
+ * the connector confirm; conn, a hash of the connection settings it was emitted with, tells at
+ * the next start whether the connector has run with the settings it has now. position_of()
+ * gives end_lsn 0 and conn 0 (unknown): at a start only the key is used, the slot's own
+ * confirmed_flush_lsn says where PostgreSQL resumes. */
+struct pos {
+    uint64_t lsn;
+    uint32_t idx;
+    uint64_t end;
+    uint64_t conn;
+};
+
+/* The records being gathered for the next group (a transaction, a chunk, a FETCH). */
 struct batch {
-    struct sl_append a;
-    struct cdc *c;
     struct sl_buf data;
     size_t n, cap;
     size_t *off;
     uint32_t *len, *flags;
-    struct sl_append_rec *recs;
-    uint8_t (*hashes)[SL_HASH_LEN];
-    uint64_t end_lsn; /* the commit's end, 0 for a chunk in the middle of a transaction */
+    struct sl_emit_rec *recs;
+    uint64_t last_lsn; /* the key of the last record */
+    uint32_t last_idx;
+};
+
+/* The connector ids whose source is started and not yet stopped: sl_pg_cdc_cleanup waits for
+ * its connector's to be gone. */
+struct running {
+    const char *id;
+    struct running *next;
 };
 
 struct cdc {
-    const struct sl_source_env *env;
+    const char *id;
+    const json_t *config;
+    struct sl_meta *meta;
+    void (*gauge)(void *arg, const char *name, uint64_t value);
+    void (*give_up)(void *arg);
+    int (*stopped_fn)(void *arg);
+    void *arg;
+    struct running run;
     /* config */
     char slot[128], pub[128], strand_name[SL_STRAND_NAME_MAX + 1];
     int auto_slot, auto_pub, snap_mode;
@@ -61,11 +93,23 @@ struct cdc {
     char **filters;
     size_t nfilters;
     int filter_globs;
-    struct sl_strand *strand;
-    int ever_connected;
+    /* session */
+    int phase;
+    PGconn *repl, *sql;
+    int ever_connected;  /* this source got past the slot checks once */
+    int streamed_before; /* it has streamed before, with these connection settings */
+    uint64_t conn_hash;  /* of the connection settings (struct pos) */
     uint64_t busy_since_ns;
     char db[128];
     char err[600];
+    struct sl_emitter *em; /* of the running poll() */
+    /* snapshot */
+    PGresult *tables;
+    int table_i, cursor_open;
+    uint32_t snap_index;
+    uint64_t snap_point;
+    int64_t snap_ts_ms;
+    struct pos snap_end; /* key of the last snapshot row: durable -> the snapshot is */
     /* decoding */
     struct sl_pgo_relcache rels;
     struct sl_pgo_event *ev;
@@ -74,27 +118,22 @@ struct cdc {
     uint64_t tx_commit_lsn;
     uint32_t tx_xid, tx_index;
     int64_t tx_ts_ms;
-    struct batch *cur;
-    uint64_t skip_lsn;
-    int64_t skip_idx; /* -1: skip whole transactions with commit_lsn <= skip_lsn - 1 only */
-    /* durability: shared with done() on the committer thread */
+    struct batch cur;
+    struct pos key; /* of the last record emitted (or the resume position): skip up to it */
+    uint64_t emitted_end;
+    /* durability: written by durable() (the committer thread), read by poll()'s thread */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    size_t inflight_bytes;
-    int inflight;
-    uint64_t durable_lsn, empty_lsn, done_records;
-    uint64_t last_seq1;      /* 1 + strand seq of our last durable record, 0 = none (under mu) */
-    uint64_t persisted_seq1; /* last_seq1 as stored in meta (streaming thread only) */
-    int append_failed;
+    uint64_t durable_lsn;
+    struct pos durable_key;
     /* feedback */
     uint64_t received_lsn, sent_flush, wal_end;
     uint64_t last_status_ns, last_hb_ns;
-    int streamed; /* the session reached START_REPLICATION: the next backoff starts small */
 };
 
 static int stopped(struct cdc *c)
 {
-    return c->env->stopped(c->env->arg);
+    return c->stopped_fn(c->arg);
 }
 
 static void seterr(struct cdc *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -107,6 +146,68 @@ static void seterr(struct cdc *c, const char *fmt, ...)
     size_t n = strlen(c->err); /* libpq messages end with a newline */
     while (n && (c->err[n - 1] == '\n' || c->err[n - 1] == ' '))
         c->err[--n] = 0;
+}
+
+static int key_cmp(uint64_t a_lsn, uint32_t a_idx, uint64_t b_lsn, uint32_t b_idx)
+{
+    return a_lsn != b_lsn   ? (a_lsn < b_lsn ? -1 : 1)
+           : a_idx != b_idx ? (a_idx < b_idx ? -1 : 1)
+                            : 0;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void pos_put(uint8_t *p, const struct pos *ps)
+{
+    p[0] = 1;
+    put64(p + 1, ps->lsn);
+    for (int i = 0; i < 4; i++)
+        p[9 + i] = (uint8_t)(ps->idx >> (24 - 8 * i));
+    put64(p + 13, ps->end);
+    put64(p + 21, ps->conn);
+}
+
+static int pos_get(const void *bytes, size_t len, struct pos *ps)
+{
+    const uint8_t *p = bytes;
+    if (!p || len != POS_LEN || p[0] != 1)
+        return -1;
+    ps->lsn = get64(p + 1);
+    ps->idx = (uint32_t)p[9] << 24 | (uint32_t)p[10] << 16 | (uint32_t)p[11] << 8 | p[12];
+    ps->end = get64(p + 13);
+    ps->conn = get64(p + 21);
+    return 0;
+}
+
+/* ---- meta cursors of the connector's own (in-tree: ctx->meta is set) ---- */
+
+static uint64_t meta_get(struct cdc *c, const char *key)
+{
+    uint64_t v = 0;
+    if (!c->meta || sl_meta_get_cursor(c->meta, c->id, key, &v) != 0)
+        return 0;
+    return v;
+}
+
+static int meta_set(struct cdc *c, const char *key, uint64_t v)
+{
+    struct sl_err err = {0};
+    if (c->meta && sl_meta_set_cursor(c->meta, c->id, key, v, &err) == 0)
+        return 0;
+    seterr(c, "cannot store %s in meta.db: %s", key, c->meta ? err.msg : "no metadata store");
+    return -1;
 }
 
 /* ---- config ---- */
@@ -185,9 +286,9 @@ static void add_filter(struct cdc *c, const char *s, size_t len)
         c->filter_globs = 1;
 }
 
-static int load_config(struct cdc *c)
+static void load_config(struct cdc *c)
 {
-    const json_t *cfg = c->env->config;
+    const json_t *cfg = c->config;
     snprintf(c->slot, sizeof(c->slot), "%s", slot_name(cfg));
     snprintf(c->pub, sizeof(c->pub), "%s", pub_name(cfg));
     c->auto_slot = cbool(cfg, "auto_create_slot", 1);
@@ -210,18 +311,22 @@ static int load_config(struct cdc *c)
     json_t *e;
     json_array_foreach(json_object_get(cfg, "publication_tables"), i, e)
         add_filter(c, json_string_value(e), json_string_length(e));
-    const char *st = cstr(cfg, "strand", NULL, NULL);
+    uint64_t h = 1469598103934665603ull; /* FNV-1a of the settings connect_cfg() uses */
+    static const char *const conn_keys[] = {"connection_string", "host", "port", "database", "user",
+                                            "password",          "tls",  NULL};
+    for (const char *const *k = conn_keys; *k; k++) {
+        char *v = json_dumps(json_object_get(cfg, *k), JSON_ENCODE_ANY | JSON_SORT_KEYS);
+        for (const char *q = v ? v : "-"; *q; q++)
+            h = (h ^ (uint8_t)*q) * 1099511628211ull;
+        h = (h ^ 0xff) * 1099511628211ull;
+        free(v);
+    }
+    c->conn_hash = h ? h : 1;
+    const char *st = cstr(cfg, "strand", NULL, NULL); /* the framework appends to it */
     if (st)
         snprintf(c->strand_name, sizeof(c->strand_name), "%s", st);
     else
         sl_pg_cdc_default_strand(cfg, c->strand_name, sizeof(c->strand_name));
-    struct sl_err err = {0};
-    if (sl_store_strand(c->env->store, c->strand_name, strlen(c->strand_name), 1, &c->strand,
-                        &err) < 0) {
-        seterr(c, "strand %s: %s", c->strand_name, err.msg);
-        return -1;
-    }
-    return 0;
 }
 
 static int captured(const struct cdc *c, const char *nsp, const char *rel)
@@ -279,7 +384,7 @@ static PGconn *connect_cfg(const json_t *cfg, int replication, char *why, size_t
 static PGconn *connect_pg(struct cdc *c, int replication)
 {
     char why[sizeof(c->err)];
-    PGconn *conn = connect_cfg(c->env->config, replication, why, sizeof(why));
+    PGconn *conn = connect_cfg(c->config, replication, why, sizeof(why));
     if (!conn)
         seterr(c, "cannot connect to PostgreSQL: %s", why);
     return conn;
@@ -291,7 +396,7 @@ static int classify(struct cdc *c, const PGresult *res, PGconn *conn)
 {
     const char *st = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     if (!st || (conn && PQstatus(conn) == CONNECTION_BAD))
-        return c->ever_connected ? R_RETRY : R_FATAL;
+        return c->ever_connected || c->streamed_before ? R_DOWN : R_FATAL;
     if (strcmp(st, "55006") == 0) { /* object_in_use: the slot is active elsewhere */
         uint64_t now = sl_mono_ns();
         if (!c->busy_since_ns)
@@ -334,44 +439,35 @@ static void mark_created(struct cdc *c, const char *what, const char *name)
 {
     char key[256];
     snprintf(key, sizeof(key), CREATED_KEY "%s:%s", what, name);
-    struct sl_err err = {0};
-    if (sl_meta_set_cursor(c->env->meta, c->env->id, key, 1, &err) != 0)
+    if (meta_set(c, key, 1) != 0)
         sl_warn("connector %s: cannot record that it created %s %s (%s); deleting the connector "
                 "will leave it on the server",
-                c->env->id, what, name, err.msg);
+                c->id, what, name, c->err);
 }
 
-/* ---- appending ---- */
+/* ---- groups ---- */
 
-static void batch_free(struct batch *b)
+static void batch_release(struct batch *b)
 {
-    if (!b)
-        return;
     sl_buf_release(&b->data);
     free(b->off);
     free(b->len);
     free(b->flags);
     free(b->recs);
-    free(b->hashes);
-    free(b);
+    memset(b, 0, sizeof(*b));
 }
 
-static struct batch *batch_new(struct cdc *c)
+static void batch_reset(struct batch *b)
 {
-    struct batch *b = calloc(1, sizeof(*b));
-    if (b) {
-        b->c = c;
-        sl_buf_init(&b->data, 0);
-    }
-    return b;
+    sl_buf_reset(&b->data);
+    b->data.failed = 0;
+    b->n = 0;
 }
 
-/* Adds the payload in c->tmp as one record of the current batch. */
-static int batch_add(struct cdc *c, uint32_t flags)
+/* Adds the payload in c->tmp, whose key is (lsn, idx), as one record of the current group. */
+static int batch_add(struct cdc *c, uint32_t flags, uint64_t lsn, uint32_t idx)
 {
-    if (!c->cur && !(c->cur = batch_new(c)))
-        return -1;
-    struct batch *b = c->cur;
+    struct batch *b = &c->cur;
     if (b->n == b->cap) {
         size_t nc = b->cap ? b->cap * 2 : 64;
         size_t *off = realloc(b->off, nc * sizeof(*off));
@@ -383,7 +479,10 @@ static int batch_add(struct cdc *c, uint32_t flags)
         uint32_t *fl = realloc(b->flags, nc * sizeof(*fl));
         if (fl)
             b->flags = fl;
-        if (!off || !len || !fl)
+        struct sl_emit_rec *recs = realloc(b->recs, nc * sizeof(*recs));
+        if (recs)
+            b->recs = recs;
+        if (!off || !len || !fl || !recs)
             return -1;
         b->cap = nc;
     }
@@ -393,150 +492,54 @@ static int batch_add(struct cdc *c, uint32_t flags)
     if (sl_buf_append(&b->data, c->tmp.data, c->tmp.len) < 0)
         return -1;
     b->n++;
+    b->last_lsn = lsn;
+    b->last_idx = idx;
     return 0;
 }
 
-static void on_durable(struct sl_append *a)
+/* Emits the current group, or with no records only a position (the framework reports it to
+ * durable() once everything emitted before it is); end_lsn is the end of the commit it
+ * completes (0: a chunk of a transaction, snapshot rows, or no commit). The position's end is
+ * the highest commit end emitted so far, so that any durable position covers the ones before
+ * it (the framework may skip a position with no records). */
+static int emit_group(struct cdc *c, uint64_t end_lsn)
 {
-    struct batch *b = a->arg;
-    struct cdc *c = b->c;
-    pthread_mutex_lock(&c->mu);
-    if (a->status != 0) {
-        c->append_failed = 1;
-    } else {
-        if (b->end_lsn > c->durable_lsn)
-            c->durable_lsn = b->end_lsn;
-        c->done_records += b->n;
-        if (b->n && a->first_seq + b->n > c->last_seq1)
-            c->last_seq1 = a->first_seq + b->n;
-    }
-    c->inflight--;
-    c->inflight_bytes -= b->data.len;
-    if (c->inflight == 0 && !c->append_failed && c->empty_lsn > c->durable_lsn)
-        c->durable_lsn = c->empty_lsn;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
-    batch_free(b);
-}
-
-/* Hands the current batch to the strand's committer; end_lsn confirms a commit (0 = a chunk).
- * A commit with no captured change only moves the confirmable LSN (after what is in flight). */
-static int flush_batch(struct cdc *c, uint64_t end_lsn)
-{
-    struct batch *b = c->cur;
-    c->cur = NULL;
-    if (!b || b->n == 0) {
-        batch_free(b);
-        pthread_mutex_lock(&c->mu);
-        if (end_lsn > c->empty_lsn)
-            c->empty_lsn = end_lsn;
-        if (c->inflight == 0 && !c->append_failed && c->empty_lsn > c->durable_lsn)
-            c->durable_lsn = c->empty_lsn;
-        pthread_mutex_unlock(&c->mu);
-        return 0;
-    }
-    b->end_lsn = end_lsn;
-    b->recs = calloc(b->n, sizeof(*b->recs));
-    b->hashes = calloc(b->n, sizeof(*b->hashes));
-    if (!b->recs || !b->hashes || b->data.failed) {
-        batch_free(b);
+    struct batch *b = &c->cur;
+    size_t n = b->n;
+    if (b->data.failed) {
         seterr(c, "out of memory buffering a transaction");
         return -1;
     }
-    for (size_t i = 0; i < b->n; i++) {
-        b->recs[i].payload = b->data.data + b->off[i];
-        b->recs[i].payload_len = b->len[i];
-        b->recs[i].source = c->env->id;
-        b->recs[i].source_len = (uint16_t)strlen(c->env->id);
-        b->recs[i].flags = b->flags[i];
+    struct pos p = c->key;
+    if (n) {
+        p.lsn = b->last_lsn;
+        p.idx = b->last_idx;
     }
-    b->a.recs = b->recs;
-    b->a.n = b->n;
-    b->a.hashes = b->hashes;
-    b->a.done = on_durable;
-    b->a.arg = b;
-    pthread_mutex_lock(&c->mu);
-    while (c->inflight_bytes > INFLIGHT_BYTES && !c->append_failed)
-        pthread_cond_wait(&c->cv, &c->mu);
-    c->inflight++;
-    c->inflight_bytes += b->data.len;
-    pthread_mutex_unlock(&c->mu);
-    struct sl_err err = {0};
-    size_t bytes = b->data.len;
-    if (sl_strand_submit(c->strand, &b->a, &err) != 0) {
-        pthread_mutex_lock(&c->mu);
-        c->inflight--;
-        c->inflight_bytes -= bytes;
-        c->append_failed = 1;
-        pthread_mutex_unlock(&c->mu);
-        batch_free(b);
-        seterr(c, "strand %s: %s", c->strand_name, err.msg);
+    p.end = end_lsn > c->emitted_end ? end_lsn : c->emitted_end;
+    p.conn = c->conn_hash;
+    for (size_t i = 0; i < n; i++)
+        b->recs[i] = (struct sl_emit_rec){
+            .payload = b->data.data + b->off[i], .payload_len = b->len[i], .flags = b->flags[i]};
+    uint8_t bytes[POS_LEN];
+    pos_put(bytes, &p);
+    int rc = c->em->emit(c->em, b->recs, n, bytes, sizeof(bytes));
+    batch_reset(b);
+    if (rc < 0) { /* not appended: PostgreSQL sends it again from the confirmed LSN */
+        seterr(c, "strand %s refused %s (%d)", c->strand_name, n ? "a group" : "a position", rc);
         return -1;
     }
+    c->key = p;
+    c->emitted_end = p.end;
     return 0;
 }
 
-/* Waits until every submitted batch is durable (or failed). */
-static void drain(struct cdc *c)
+/* At a commit (or a keepalive) ending at end_lsn: the transaction's records, or the position
+ * alone when nothing of it was captured and end_lsn moves it. */
+static int flush_batch(struct cdc *c, uint64_t end_lsn)
 {
-    pthread_mutex_lock(&c->mu);
-    while (c->inflight > 0)
-        pthread_cond_wait(&c->cv, &c->mu);
-    pthread_mutex_unlock(&c->mu);
-}
-
-static void note_done(struct cdc *c)
-{
-    pthread_mutex_lock(&c->mu);
-    uint64_t n = c->done_records;
-    c->done_records = 0;
-    pthread_mutex_unlock(&c->mu);
-    uint64_t now = sl_now_ms();
-    for (uint64_t i = 0; i < n; i++)
-        sl_registry_note_event(c->env->reg, c->env->id, now);
-}
-
-/* The resume position: (commit_lsn, tx_index) of the last record this connector appended. It
- * is found by reading back from the head to the seq stored in meta (which lags the strand by at
- * most one status interval, so the scan is short however busy other writers of the strand are);
- * without a stored seq (data from before it was kept), at most SCAN_BACK records are read. */
-static void find_position(struct cdc *c)
-{
-    c->skip_lsn = 0;
-    c->skip_idx = -1;
-    uint64_t count = sl_strand_count(c->strand), stored = 0, floor = 0;
-    if (sl_meta_get_cursor(c->env->meta, c->env->id, SEQ_KEY, &stored) == 0 && stored > 0 &&
-        stored <= count)
-        floor = stored - 1;
-    else
-        floor = count > SCAN_BACK ? count - SCAN_BACK : 0;
-    c->last_seq1 = c->persisted_seq1 = stored <= count ? stored : 0;
-    size_t idlen = strlen(c->env->id);
-    for (uint64_t seq = count; seq-- > floor;) {
-        struct sl_record r;
-        if (sl_strand_read(c->strand, seq, &r) != 0)
-            return;
-        if (r.source_len != idlen || memcmp(r.source, c->env->id, idlen) != 0)
-            continue;
-        uint64_t lsn;
-        uint32_t idx;
-        if (sl_pg_envelope_position(r.payload, r.payload_len, &lsn, &idx) == 0) {
-            c->skip_lsn = lsn;
-            c->skip_idx = idx;
-        }
-        return; /* a snapshot row (position -1) or a change */
-    }
-}
-
-/* Stores where our last durable record is (see find_position). Streaming thread. */
-static void persist_position(struct cdc *c)
-{
-    pthread_mutex_lock(&c->mu);
-    uint64_t v = c->last_seq1;
-    pthread_mutex_unlock(&c->mu);
-    if (v != c->persisted_seq1 &&
-        sl_meta_set_cursor(c->env->meta, c->env->id, SEQ_KEY, v, NULL) == 0)
-        c->persisted_seq1 = v;
+    if (c->cur.n == 0 && end_lsn <= c->emitted_end)
+        return 0;
+    return emit_group(c, end_lsn);
 }
 
 /* ---- streaming ---- */
@@ -548,22 +551,9 @@ static int64_t pg_now_us(void)
     return ((int64_t)ts.tv_sec - 946684800LL) * 1000000LL + ts.tv_nsec / 1000;
 }
 
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Standby status update: write/flush/apply positions. flush only covers fsynced changes. */
-static int send_status(struct cdc *c, PGconn *conn, int reply)
+/* Standby status update: write/flush/apply positions. flush only covers fsynced changes (what
+ * durable() reported). */
+static int send_status(struct cdc *c, int reply)
 {
     pthread_mutex_lock(&c->mu);
     uint64_t flush = c->durable_lsn;
@@ -575,27 +565,26 @@ static int send_status(struct cdc *c, PGconn *conn, int reply)
     put64(m + 17, flush);
     put64(m + 25, (uint64_t)pg_now_us());
     m[33] = (uint8_t)reply;
-    if (PQputCopyData(conn, (const char *)m, sizeof(m)) != 1 || PQflush(conn) != 0) {
-        seterr(c, "replication connection: %s", PQerrorMessage(conn));
+    if (PQputCopyData(c->repl, (const char *)m, sizeof(m)) != 1 || PQflush(c->repl) != 0) {
+        seterr(c, "replication connection: %s", PQerrorMessage(c->repl));
         return -1;
     }
-    persist_position(c);
     c->sent_flush = flush;
     c->last_status_ns = sl_mono_ns();
-    sl_registry_set_lag(c->env->reg, c->env->id, c->wal_end > flush ? c->wal_end - flush : 0);
+    if (c->gauge)
+        c->gauge(c->arg, "slot_lag_bytes", c->wal_end > flush ? c->wal_end - flush : 0);
     return 0;
 }
 
-/* Appends the envelope of one change to the current batch, unless it is at or before the
- * resume position. */
-static int emit(struct cdc *c, char op, const struct sl_pgo_rel *rel,
-                const struct sl_pgo_tuple *before, int key_only, const struct sl_pgo_tuple *after,
-                uint64_t lsn, uint32_t flags)
+/* Adds the envelope of one change to the current group, unless it is at or before the resume
+ * position (already in the strand). */
+static int add_change(struct cdc *c, char op, const struct sl_pgo_rel *rel,
+                      const struct sl_pgo_tuple *before, int key_only,
+                      const struct sl_pgo_tuple *after, uint64_t lsn, uint32_t flags)
 {
     uint32_t idx = c->tx_index++;
-    if (c->tx_commit_lsn < c->skip_lsn ||
-        (c->tx_commit_lsn == c->skip_lsn && (int64_t)idx <= c->skip_idx))
-        return 0; /* already in the strand */
+    if (key_cmp(c->tx_commit_lsn, idx, c->key.lsn, c->key.idx) <= 0)
+        return 0;
     struct sl_pg_source src = {.db = c->db,
                                .lsn = lsn,
                                .commit_lsn = c->tx_commit_lsn,
@@ -604,11 +593,11 @@ static int emit(struct cdc *c, char op, const struct sl_pgo_rel *rel,
                                .commit_ts_ms = c->tx_ts_ms};
     sl_buf_reset(&c->tmp);
     if (sl_pg_envelope_mp(&c->tmp, op, rel, before, key_only, after, &src, sl_now_ms()) < 0 ||
-        batch_add(c, flags) < 0) {
+        batch_add(c, flags, c->tx_commit_lsn, idx) < 0) {
         seterr(c, "out of memory encoding a change");
         return -1;
     }
-    if (c->cur->data.len >= CHUNK_BYTES)
+    if (c->cur.data.len >= CHUNK_BYTES)
         return flush_batch(c, 0);
     return 0;
 }
@@ -619,7 +608,7 @@ static int handle_change(struct cdc *c, uint64_t lsn)
     if (ev->type == SL_PGO_TRUNCATE) {
         for (uint32_t i = 0; i < ev->u.truncate.nrels; i++) {
             struct sl_pgo_rel *rel = sl_pgo_relcache_get(&c->rels, sl_pgo_truncate_relid(ev, i));
-            if (rel && rel->captured && emit(c, 't', rel, NULL, 0, NULL, lsn, 0) < 0)
+            if (rel && rel->captured && add_change(c, 't', rel, NULL, 0, NULL, lsn, 0) < 0)
                 return -1;
         }
         return 0;
@@ -636,11 +625,11 @@ static int handle_change(struct cdc *c, uint64_t lsn)
     int key_only = ev->u.change.old_kind == 'K';
     switch (ev->type) {
     case SL_PGO_INSERT:
-        return emit(c, 'c', rel, NULL, 0, &ev->u.change.new_tup, lsn, 0);
+        return add_change(c, 'c', rel, NULL, 0, &ev->u.change.new_tup, lsn, 0);
     case SL_PGO_UPDATE:
-        return emit(c, 'u', rel, old, key_only, &ev->u.change.new_tup, lsn, 0);
+        return add_change(c, 'u', rel, old, key_only, &ev->u.change.new_tup, lsn, 0);
     default:
-        return emit(c, 'd', rel, old, key_only, NULL, lsn, SL_FLAG_TOMBSTONE);
+        return add_change(c, 'd', rel, old, key_only, NULL, lsn, SL_FLAG_TOMBSTONE);
     }
 }
 
@@ -684,30 +673,44 @@ static int handle_xlog(struct cdc *c, const uint8_t *p, size_t n, uint64_t lsn)
     }
 }
 
-static int stream(struct cdc *c, PGconn *conn)
+/* A server keepalive: its WAL position is confirmed once everything emitted before is durable,
+ * when nothing of ours is pending (no transaction being read). */
+static int keepalive(struct cdc *c, const uint8_t *m)
 {
-    c->last_hb_ns = sl_mono_ns();
+    uint64_t end = get64(m + 1);
+    if (end > c->wal_end)
+        c->wal_end = end;
+    if (!c->in_tx && c->cur.n == 0 && flush_batch(c, end) < 0)
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    uint64_t durable = c->durable_lsn;
+    pthread_mutex_unlock(&c->mu);
+    if (m[17] || durable > c->sent_flush)
+        return send_status(c, 0);
+    return 0;
+}
+
+/* Reads the stream for about timeout_ms. */
+static int stream(struct cdc *c, int timeout_ms)
+{
+    uint64_t deadline = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         if (stopped(c))
-            return R_STOP;
-        note_done(c);
+            return R_OK;
         pthread_mutex_lock(&c->mu);
-        int failed = c->append_failed;
         uint64_t durable = c->durable_lsn;
         pthread_mutex_unlock(&c->mu);
-        if (failed) {
-            seterr(c, "appending to strand %s failed", c->strand_name);
-            return R_RETRY;
-        }
         uint64_t now = sl_mono_ns();
         int hb = now - c->last_hb_ns >= (uint64_t)c->hb_ms * 1000000u;
         if (hb)
             c->last_hb_ns = now;
-        if ((durable > c->sent_flush && now - c->last_status_ns >= 10000000u) || hb)
-            if (send_status(c, conn, hb) < 0)
-                return R_RETRY;
+        if (((durable > c->sent_flush && now - c->last_status_ns >= STATUS_EVERY_NS) || hb) &&
+            send_status(c, hb) < 0)
+            return R_RETRY;
+        if (now >= deadline)
+            return R_OK;
         char *buf = NULL;
-        int r = PQgetCopyData(conn, &buf, 1);
+        int r = PQgetCopyData(c->repl, &buf, 1);
         if (r > 0) {
             const uint8_t *m = (const uint8_t *)buf;
             int rc = 0;
@@ -719,18 +722,7 @@ static int stream(struct cdc *c, PGconn *conn)
                     c->wal_end = end;
                 rc = handle_xlog(c, m + 25, (size_t)r - 25, start);
             } else if (m[0] == 'k' && r >= 18) {
-                uint64_t end = get64(m + 1);
-                if (end > c->wal_end)
-                    c->wal_end = end;
-                /* nothing of ours pending: everything up to the server's position is done */
-                pthread_mutex_lock(&c->mu);
-                int idle = !c->in_tx && !c->cur && c->inflight == 0 && !c->append_failed;
-                if (idle && end > c->durable_lsn)
-                    c->durable_lsn = end;
-                pthread_mutex_unlock(&c->mu);
-                if ((m[17] || (idle && c->durable_lsn > c->sent_flush)) &&
-                    send_status(c, conn, 0) < 0)
-                    rc = -1;
+                rc = keepalive(c, m);
             }
             PQfreemem(buf);
             if (rc < 0)
@@ -738,20 +730,21 @@ static int stream(struct cdc *c, PGconn *conn)
             continue;
         }
         if (r == 0) {
-            struct pollfd pfd = {.fd = PQsocket(conn), .events = POLLIN};
-            poll(&pfd, 1, 20);
-            if (PQconsumeInput(conn) == 0) {
-                seterr(c, "replication connection lost: %s", PQerrorMessage(conn));
-                return R_RETRY;
+            uint64_t left_ms = (deadline - now) / 1000000u + 1;
+            struct pollfd pfd = {.fd = PQsocket(c->repl), .events = POLLIN};
+            poll(&pfd, 1, left_ms < 20 ? (int)left_ms : 20);
+            if (PQconsumeInput(c->repl) == 0) {
+                seterr(c, "replication connection lost: %s", PQerrorMessage(c->repl));
+                return R_DOWN;
             }
             continue;
         }
-        PGresult *res = PQgetResult(conn);
-        const char *why =
-            res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res) : PQerrorMessage(conn);
+        PGresult *res = PQgetResult(c->repl);
+        const char *why = res && PQresultErrorMessage(res)[0] ? PQresultErrorMessage(res)
+                                                              : PQerrorMessage(c->repl);
         seterr(c, "replication stream ended: %s", why[0] ? why : "the server closed it");
         int rc =
-            res && PQresultErrorField(res, PG_DIAG_SQLSTATE) ? classify(c, res, conn) : R_RETRY;
+            res && PQresultErrorField(res, PG_DIAG_SQLSTATE) ? classify(c, res, c->repl) : R_DOWN;
         PQclear(res);
         return rc;
     }
@@ -759,113 +752,136 @@ static int stream(struct cdc *c, PGconn *conn)
 
 /* ---- snapshot ---- */
 
-/* Reads every captured table of the publication inside the exported snapshot, as op "r"
- * records; returns R_* (R_DONE = complete and durable). */
-static int snapshot(struct cdc *c, PGconn *sql, const char *snap_name, uint64_t point)
+/* Opens the snapshot transaction on the SQL connection inside the slot's exported snapshot and
+ * lists the publication's tables; the next polls read them (snapshot_step). */
+static int snapshot_begin(struct cdc *c, const char *snap_name, uint64_t point)
 {
     int rc = R_FATAL;
-    char q[1024];
-    PGresult *res = run(c, sql, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", PGRES_COMMAND_OK,
-                        "snapshot", &rc);
+    PGresult *res = run(c, c->sql, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                        PGRES_COMMAND_OK, "snapshot", &rc);
     if (!res)
         return rc;
     PQclear(res);
-    if (!(res = run_lit(c, sql, "SET TRANSACTION SNAPSHOT %s", snap_name, PGRES_COMMAND_OK,
+    if (!(res = run_lit(c, c->sql, "SET TRANSACTION SNAPSHOT %s", snap_name, PGRES_COMMAND_OK,
                         "snapshot", &rc)))
         return rc;
     PQclear(res);
-    PGresult *tables = run_lit(c, sql,
-                               "SELECT schemaname, tablename FROM pg_publication_tables "
-                               "WHERE pubname = %s ORDER BY 1, 2",
-                               c->pub, PGRES_TUPLES_OK, "snapshot: list tables", &rc);
-    if (!tables)
+    c->tables = run_lit(c, c->sql,
+                        "SELECT schemaname, tablename FROM pg_publication_tables "
+                        "WHERE pubname = %s ORDER BY 1, 2",
+                        c->pub, PGRES_TUPLES_OK, "snapshot: list tables", &rc);
+    if (!c->tables)
         return rc;
-    uint32_t index = 0;
-    int64_t now_ms = (int64_t)sl_now_ms();
-    rc = R_DONE;
-    for (int t = 0; t < PQntuples(tables) && rc == R_DONE; t++) {
-        const char *nsp = PQgetvalue(tables, t, 0), *tab = PQgetvalue(tables, t, 1);
-        if (!captured(c, nsp, tab))
-            continue;
-        char *qn = PQescapeIdentifier(sql, nsp, strlen(nsp));
-        char *qt = PQescapeIdentifier(sql, tab, strlen(tab));
+    c->table_i = 0;
+    c->cursor_open = 0;
+    c->snap_index = 0;
+    c->snap_point = point;
+    c->snap_ts_ms = (int64_t)sl_now_ms();
+    c->phase = PH_SNAPSHOT;
+    return R_OK;
+}
+
+/* Emits one FETCH of the table being read as op "r" records (one group). */
+static int snapshot_rows(struct cdc *c, const char *nsp, const char *tab)
+{
+    int rc = R_FATAL;
+    char q[64];
+    snprintf(q, sizeof(q), "FETCH %d FROM sluice_snap", SNAP_FETCH);
+    PGresult *res = run(c, c->sql, q, PGRES_TUPLES_OK, "snapshot", &rc);
+    if (!res)
+        return rc;
+    int rows = PQntuples(res), cols = PQnfields(res);
+    if (rows == 0) {
+        PQclear(res);
+        if (!(res = run(c, c->sql, "CLOSE sluice_snap", PGRES_COMMAND_OK, "snapshot", &rc)))
+            return rc;
+        PQclear(res);
+        c->cursor_open = 0;
+        c->table_i++;
+        return R_OK;
+    }
+    struct sl_pgo_relcache_col *rc_cols = calloc((size_t)cols + 1, sizeof(*rc_cols));
+    if (!rc_cols) {
+        PQclear(res);
+        seterr(c, "out of memory");
+        return R_FATAL;
+    }
+    for (int k = 0; k < cols; k++) {
+        rc_cols[k].name = PQfname(res, k);
+        rc_cols[k].type_oid = PQftype(res, k);
+    }
+    struct sl_pgo_rel rel = {.nspname = (char *)nsp, .relname = (char *)tab, .cols = rc_cols};
+    rel.ncols = (uint16_t)(cols > SL_PGO_MAX_COLS ? SL_PGO_MAX_COLS : cols);
+    struct sl_pgo_tuple tup = {.ncols = rel.ncols, .cols = c->ev->new_cols};
+    rc = R_OK;
+    for (int row = 0; row < rows && rc == R_OK; row++) {
+        for (int k = 0; k < rel.ncols; k++) {
+            c->ev->new_cols[k].kind = PQgetisnull(res, row, k) ? 'n' : 't';
+            c->ev->new_cols[k].val = PQgetvalue(res, row, k);
+            c->ev->new_cols[k].len = (uint32_t)PQgetlength(res, row, k);
+        }
+        uint32_t idx = c->snap_index++;
+        struct sl_pg_source src = {.db = c->db,
+                                   .lsn = c->snap_point,
+                                   .commit_lsn = c->snap_point,
+                                   .tx_index = idx,
+                                   .commit_ts_ms = c->snap_ts_ms,
+                                   .snapshot = 1};
+        sl_buf_reset(&c->tmp);
+        if (sl_pg_envelope_mp(&c->tmp, 'r', &rel, NULL, 0, &tup, &src, sl_now_ms()) < 0 ||
+            batch_add(c, 0, c->snap_point, idx) < 0) {
+            seterr(c, "out of memory encoding a snapshot row");
+            rc = R_FATAL;
+        }
+    }
+    if (rc == R_OK && flush_batch(c, 0) < 0)
+        rc = R_RETRY;
+    free(rc_cols);
+    PQclear(res);
+    return rc;
+}
+
+/* One step of the snapshot: opens the next captured table's cursor, or emits one FETCH; after
+ * the last table, commits and waits for the rows to be durable (PH_SNAP_WAIT). */
+static int snapshot_step(struct cdc *c)
+{
+    if (stopped(c))
+        return R_OK;
+    if (c->cursor_open)
+        return snapshot_rows(c, PQgetvalue(c->tables, c->table_i, 0),
+                             PQgetvalue(c->tables, c->table_i, 1));
+    int rc = R_FATAL;
+    while (c->table_i < PQntuples(c->tables) &&
+           !captured(c, PQgetvalue(c->tables, c->table_i, 0), PQgetvalue(c->tables, c->table_i, 1)))
+        c->table_i++;
+    if (c->table_i < PQntuples(c->tables)) {
+        const char *nsp = PQgetvalue(c->tables, c->table_i, 0);
+        const char *tab = PQgetvalue(c->tables, c->table_i, 1);
+        char q[1024];
+        char *qn = PQescapeIdentifier(c->sql, nsp, strlen(nsp));
+        char *qt = PQescapeIdentifier(c->sql, tab, strlen(tab));
         snprintf(q, sizeof(q), "DECLARE sluice_snap NO SCROLL CURSOR FOR SELECT * FROM %s.%s",
                  qn ? qn : "\"\"", qt ? qt : "\"\"");
         PQfreemem(qn);
         PQfreemem(qt);
-        if (!(res = run(c, sql, q, PGRES_COMMAND_OK, "snapshot", &rc)))
-            break;
+        PGresult *res = run(c, c->sql, q, PGRES_COMMAND_OK, "snapshot", &rc);
+        if (!res)
+            return rc;
         PQclear(res);
-        struct sl_pgo_rel rel = {.nspname = (char *)nsp, .relname = (char *)tab};
-        for (;;) {
-            if (stopped(c)) {
-                rc = R_STOP;
-                break;
-            }
-            snprintf(q, sizeof(q), "FETCH %d FROM sluice_snap", SNAP_FETCH);
-            if (!(res = run(c, sql, q, PGRES_TUPLES_OK, "snapshot", &rc)))
-                break;
-            int rows = PQntuples(res), cols = PQnfields(res);
-            if (rows == 0) {
-                PQclear(res);
-                break;
-            }
-            struct sl_pgo_relcache_col *rc_cols = calloc((size_t)cols + 1, sizeof(*rc_cols));
-            if (!rc_cols) {
-                PQclear(res);
-                seterr(c, "out of memory");
-                rc = R_FATAL;
-                break;
-            }
-            for (int k = 0; k < cols; k++) {
-                rc_cols[k].name = PQfname(res, k);
-                rc_cols[k].type_oid = PQftype(res, k);
-            }
-            rel.cols = rc_cols;
-            rel.ncols = (uint16_t)(cols > SL_PGO_MAX_COLS ? SL_PGO_MAX_COLS : cols);
-            struct sl_pgo_tuple tup = {.ncols = rel.ncols, .cols = c->ev->new_cols};
-            for (int row = 0; row < rows && rc == R_DONE; row++) {
-                for (int k = 0; k < rel.ncols; k++) {
-                    c->ev->new_cols[k].kind = PQgetisnull(res, row, k) ? 'n' : 't';
-                    c->ev->new_cols[k].val = PQgetvalue(res, row, k);
-                    c->ev->new_cols[k].len = (uint32_t)PQgetlength(res, row, k);
-                }
-                struct sl_pg_source src = {.db = c->db,
-                                           .lsn = point,
-                                           .commit_lsn = point,
-                                           .tx_index = index++,
-                                           .commit_ts_ms = now_ms,
-                                           .snapshot = 1};
-                sl_buf_reset(&c->tmp);
-                if (sl_pg_envelope_mp(&c->tmp, 'r', &rel, NULL, 0, &tup, &src, sl_now_ms()) < 0 ||
-                    batch_add(c, 0) < 0) {
-                    seterr(c, "out of memory encoding a snapshot row");
-                    rc = R_FATAL;
-                }
-            }
-            if (rc == R_DONE && flush_batch(c, 0) < 0)
-                rc = R_RETRY;
-            free(rc_cols);
-            PQclear(res);
-            note_done(c);
-        }
-        if (rc == R_DONE &&
-            (res = run(c, sql, "CLOSE sluice_snap", PGRES_COMMAND_OK, "snapshot", &rc)) != NULL)
-            PQclear(res);
+        c->cursor_open = 1;
+        return R_OK;
     }
-    PQclear(tables);
-    drain(c);
-    note_done(c);
-    if (rc == R_DONE && c->append_failed) {
-        seterr(c, "appending the snapshot to strand %s failed", c->strand_name);
-        rc = R_RETRY;
-    }
-    if ((res = PQexec(sql, rc == R_DONE ? "COMMIT" : "ROLLBACK")))
-        PQclear(res);
-    if (rc == R_DONE)
-        sl_info("connector %s: snapshot of %u rows at %llx is in strand %s", c->env->id, index,
-                (unsigned long long)point, c->strand_name);
-    return rc;
+    PGresult *res = run(c, c->sql, "COMMIT", PGRES_COMMAND_OK, "snapshot", &rc);
+    if (!res)
+        return rc;
+    PQclear(res);
+    PQclear(c->tables);
+    c->tables = NULL;
+    PQfinish(c->sql);
+    c->sql = NULL;
+    c->snap_end = (struct pos){.lsn = c->snap_point, .idx = c->snap_index ? c->snap_index - 1 : 0};
+    c->phase = PH_SNAP_WAIT;
+    return R_OK;
 }
 
 /* ---- session ---- */
@@ -880,7 +896,7 @@ static int ensure_publication(struct cdc *c, PGconn *sql)
     int exists = PQntuples(res) > 0;
     PQclear(res);
     if (exists)
-        return 0;
+        return R_OK;
     if (!c->auto_pub) {
         seterr(c, "publication \"%s\" does not exist (and auto_create_publication is false)",
                c->pub);
@@ -913,83 +929,109 @@ static int ensure_publication(struct cdc *c, PGconn *sql)
         return rc;
     PQclear(res);
     mark_created(c, "pub", c->pub);
-    sl_info("connector %s: created publication %s", c->env->id, c->pub);
-    return 0;
+    sl_info("connector %s: created publication %s", c->id, c->pub);
+    return R_OK;
 }
 
-/* 1 if the slot exists (filling *active), 0 if not, or an R_* code + 2 on error. */
-static int slot_state(struct cdc *c, PGconn *sql, int *active)
+/* 1 if the slot exists (filling *active), 0 if not, -1 on error with *rc. */
+static int slot_state(struct cdc *c, PGconn *sql, int *active, int *rc)
 {
-    int rc = R_FATAL;
+    *rc = R_FATAL;
     PGresult *res = run_lit(c, sql,
                             "SELECT plugin, active, database, confirmed_flush_lsn "
                             "FROM pg_replication_slots WHERE slot_name = %s",
-                            c->slot, PGRES_TUPLES_OK, "look up the replication slot", &rc);
+                            c->slot, PGRES_TUPLES_OK, "look up the replication slot", rc);
     if (!res)
-        return rc + 2;
+        return -1;
     int exists = PQntuples(res) > 0;
     if (exists && strcmp(PQgetvalue(res, 0, 0), "pgoutput") != 0) {
         seterr(c, "replication slot \"%s\" uses the plugin %s, not pgoutput", c->slot,
                PQgetvalue(res, 0, 0));
         PQclear(res);
-        return R_FATAL + 2;
+        return -1;
     }
     if (exists && strcmp(PQgetvalue(res, 0, 2), c->db) != 0) {
         seterr(c, "replication slot \"%s\" belongs to database %s", c->slot, PQgetvalue(res, 0, 2));
         PQclear(res);
-        return R_FATAL + 2;
+        return -1;
     }
     *active = exists && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
-    if (exists)
-        sl_pgo_lsn_parse(PQgetvalue(res, 0, 3), &c->durable_lsn);
+    uint64_t confirmed = 0;
+    if (exists && sl_pgo_lsn_parse(PQgetvalue(res, 0, 3), &confirmed) == 0) {
+        pthread_mutex_lock(&c->mu);
+        if (confirmed > c->durable_lsn)
+            c->durable_lsn = confirmed;
+        pthread_mutex_unlock(&c->mu);
+    }
     PQclear(res);
     return exists;
 }
 
-static int session(struct cdc *c)
+/* START_REPLICATION from the slot's confirmed position; the stream is read by the next polls. */
+static int start_streaming(struct cdc *c)
 {
     int rc = R_FATAL;
-    PGconn *sql = NULL, *repl = NULL;
-    PGresult *res = NULL;
-    if (!(repl = connect_pg(c, 1)) || !(sql = connect_pg(c, 0))) {
-        rc = c->ever_connected ? R_RETRY : R_FATAL;
-        goto out;
+    char q[512];
+    char *id = PQescapeIdentifier(c->repl, c->slot, strlen(c->slot));
+    char *pub = PQescapeLiteral(c->repl, c->pub, strlen(c->pub));
+    snprintf(q, sizeof(q),
+             "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '1', publication_names %s)",
+             id ? id : "\"\"", pub ? pub : "''");
+    PQfreemem(id);
+    PQfreemem(pub);
+    PGresult *res = run(c, c->repl, q, PGRES_COPY_BOTH, "START_REPLICATION", &rc);
+    if (!res)
+        return rc;
+    PQclear(res);
+    c->busy_since_ns = 0;
+    c->phase = PH_STREAM;
+    c->sent_flush = 0;
+    c->last_status_ns = 0;
+    c->last_hb_ns = sl_mono_ns();
+    sl_info("connector %s: streaming slot %s into strand %s (resume after %llx#%lld)", c->id,
+            c->slot, c->strand_name, (unsigned long long)c->key.lsn,
+            c->key.lsn ? (long long)c->key.idx : -1LL);
+    if (!c->streamed_before) { /* a durable position will say that it has run */
+        c->streamed_before = 1;
+        if (emit_group(c, 0) < 0)
+            return R_RETRY;
     }
-    if (!(res = run(c, repl, "IDENTIFY_SYSTEM", PGRES_TUPLES_OK, "IDENTIFY_SYSTEM", &rc)))
-        goto out;
+    return R_OK;
+}
+
+/* Connects and sets up: the first step of a session. Ends streaming, reading a snapshot, or
+ * R_DONE (initial_only, already taken). */
+static int session_open(struct cdc *c)
+{
+    int rc = R_FATAL;
+    PGresult *res = NULL;
+    if (!(c->repl = connect_pg(c, 1)) || !(c->sql = connect_pg(c, 0)))
+        return c->ever_connected || c->streamed_before ? R_DOWN : R_FATAL;
+    if (!(res = run(c, c->repl, "IDENTIFY_SYSTEM", PGRES_TUPLES_OK, "IDENTIFY_SYSTEM", &rc)))
+        return rc;
     snprintf(c->db, sizeof(c->db), "%s", PQgetvalue(res, 0, 3));
     PQclear(res);
-    if (!(res = run(c, sql, "SHOW wal_level", PGRES_TUPLES_OK, "SHOW wal_level", &rc)))
-        goto out;
+    if (!(res = run(c, c->sql, "SHOW wal_level", PGRES_TUPLES_OK, "SHOW wal_level", &rc)))
+        return rc;
     if (strcmp(PQgetvalue(res, 0, 0), "logical") != 0) {
         seterr(c, "wal_level is %s on the server; logical replication needs wal_level = logical",
                PQgetvalue(res, 0, 0));
-        rc = R_FATAL;
-        goto out;
+        PQclear(res);
+        return R_FATAL;
     }
     PQclear(res);
-    res = NULL;
-    if ((rc = ensure_publication(c, sql)) != 0)
-        goto out;
-    rc = R_FATAL;
-    uint64_t snap_state = 0;
-    sl_meta_get_cursor(c->env->meta, c->env->id, SNAP_KEY, &snap_state);
-    if (c->snap_mode == SNAP_ONLY && snap_state == 2) {
-        rc = R_DONE;
-        goto out;
-    }
-    int active = 0, exists = slot_state(c, sql, &active);
-    if (exists >= 2) {
-        rc = exists - 2;
-        goto out;
-    }
+    if ((rc = ensure_publication(c, c->sql)) != R_OK)
+        return rc;
+    uint64_t snap_state = meta_get(c, SNAP_KEY);
+    int active = 0, exists = slot_state(c, c->sql, &active, &rc);
+    if (exists < 0)
+        return rc;
     if (exists && snap_state == 1 && c->snap_mode != SNAP_ONLY) {
         /* an earlier session created the slot but did not finish its snapshot: start over */
-        if (!(res = run_lit(c, sql, "SELECT pg_drop_replication_slot(%s)", c->slot, PGRES_TUPLES_OK,
-                            "drop the half-snapshotted slot", &rc)))
-            goto out;
+        if (!(res = run_lit(c, c->sql, "SELECT pg_drop_replication_slot(%s)", c->slot,
+                            PGRES_TUPLES_OK, "drop the half-snapshotted slot", &rc)))
+            return rc;
         PQclear(res);
-        res = NULL;
         exists = 0;
     }
     if (active) {
@@ -997,97 +1039,100 @@ static int session(struct cdc *c)
         uint64_t now = sl_mono_ns();
         if (!c->busy_since_ns)
             c->busy_since_ns = now;
-        rc = now - c->busy_since_ns < SLOT_BUSY_RETRY_MS * 1000000ull ? R_RETRY : R_FATAL;
-        goto out;
+        return now - c->busy_since_ns < SLOT_BUSY_RETRY_MS * 1000000ull ? R_RETRY : R_FATAL;
     }
     c->ever_connected = 1;
-    if (!exists || c->snap_mode == SNAP_ONLY) {
-        if (!c->auto_slot && c->snap_mode != SNAP_ONLY) {
-            seterr(c, "replication slot \"%s\" does not exist (and auto_create_slot is false)",
-                   c->slot);
-            rc = R_FATAL;
-            goto out;
-        }
-        int snap = c->snap_mode != SNAP_NEVER;
-        if (snap)
-            sl_meta_set_cursor(c->env->meta, c->env->id, SNAP_KEY, 1, NULL);
-        char q[512];
-        char *id = PQescapeIdentifier(repl, c->slot, strlen(c->slot));
-        snprintf(q, sizeof(q), "CREATE_REPLICATION_SLOT %s%s LOGICAL pgoutput %s", id ? id : "\"\"",
-                 c->snap_mode == SNAP_ONLY ? " TEMPORARY" : "",
-                 snap ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
-        PQfreemem(id);
-        if (!(res = run(c, repl, q, PGRES_TUPLES_OK, "create the replication slot", &rc)))
-            goto out;
-        if (c->snap_mode != SNAP_ONLY) /* a temporary slot goes with its session */
-            mark_created(c, "slot", c->slot);
-        uint64_t point = 0;
-        sl_pgo_lsn_parse(PQgetvalue(res, 0, 1), &point);
-        c->durable_lsn = point;
-        sl_info("connector %s: created replication slot %s at %s", c->env->id, c->slot,
-                PQgetvalue(res, 0, 1));
-        if (snap) {
-            rc = snapshot(c, sql, PQgetvalue(res, 0, 2), point);
-            if (rc != R_DONE)
-                goto out;
-            sl_meta_set_cursor(c->env->meta, c->env->id, SNAP_KEY, 2, NULL);
-        }
-        PQclear(res);
-        res = NULL;
-        if (c->snap_mode == SNAP_ONLY) {
-            rc = R_DONE;
-            goto out;
-        }
+    if (exists && c->snap_mode != SNAP_ONLY) {
+        PQfinish(c->sql);
+        c->sql = NULL;
+        return start_streaming(c);
     }
-    PQfinish(sql);
-    sql = NULL;
-    find_position(c);
+    if (!c->auto_slot && c->snap_mode != SNAP_ONLY) {
+        seterr(c, "replication slot \"%s\" does not exist (and auto_create_slot is false)",
+               c->slot);
+        return R_FATAL;
+    }
+    int snap = c->snap_mode != SNAP_NEVER;
+    if (snap && meta_set(c, SNAP_KEY, 1) != 0) /* before the slot: a crash then redoes it */
+        return R_RETRY;
     char q[512];
-    char *id = PQescapeIdentifier(repl, c->slot, strlen(c->slot));
-    char *pub = PQescapeLiteral(repl, c->pub, strlen(c->pub));
-    snprintf(q, sizeof(q),
-             "START_REPLICATION SLOT %s LOGICAL 0/0 (proto_version '1', publication_names %s)",
-             id ? id : "\"\"", pub ? pub : "''");
+    char *id = PQescapeIdentifier(c->repl, c->slot, strlen(c->slot));
+    snprintf(q, sizeof(q), "CREATE_REPLICATION_SLOT %s%s LOGICAL pgoutput %s", id ? id : "\"\"",
+             c->snap_mode == SNAP_ONLY ? " TEMPORARY" : "",
+             snap ? "EXPORT_SNAPSHOT" : "NOEXPORT_SNAPSHOT");
     PQfreemem(id);
-    PQfreemem(pub);
-    if (!(res = run(c, repl, q, PGRES_COPY_BOTH, "START_REPLICATION", &rc)))
-        goto out;
+    if (!(res = run(c, c->repl, q, PGRES_TUPLES_OK, "create the replication slot", &rc)))
+        return rc;
+    if (c->snap_mode != SNAP_ONLY) /* a temporary slot goes with its session */
+        mark_created(c, "slot", c->slot);
+    uint64_t point = 0;
+    sl_pgo_lsn_parse(PQgetvalue(res, 0, 1), &point);
+    pthread_mutex_lock(&c->mu);
+    if (point > c->durable_lsn)
+        c->durable_lsn = point;
+    pthread_mutex_unlock(&c->mu);
+    sl_info("connector %s: created replication slot %s at %s", c->id, c->slot,
+            PQgetvalue(res, 0, 1));
+    if (snap)
+        rc = snapshot_begin(c, PQgetvalue(res, 0, 2), point);
     PQclear(res);
-    res = NULL;
-    c->busy_since_ns = 0;
-    c->streamed = 1;
-    sl_registry_set_source_status(c->env->reg, c->env->id, NULL, NULL);
-    sl_info("connector %s: streaming slot %s into strand %s (resume after %llx#%lld)", c->env->id,
-            c->slot, c->strand_name, (unsigned long long)c->skip_lsn, (long long)c->skip_idx);
-    rc = stream(c, repl);
-out:
-    PQclear(res);
-    /* a transaction cut off by the error is dropped: PostgreSQL resends it whole */
-    batch_free(c->cur);
-    c->cur = NULL;
-    c->in_tx = 0;
-    drain(c);
-    note_done(c);
-    if (rc == R_STOP && c->streamed && PQstatus(repl) == CONNECTION_OK)
-        send_status(c, repl, 0); /* confirm what became durable while stopping */
-    PQfinish(sql);
-    PQfinish(repl);
-    return rc;
+    if (snap)
+        return rc;
+    PQfinish(c->sql);
+    c->sql = NULL;
+    return start_streaming(c);
 }
 
-/* ---- workers running now ---- */
+/* Waits (about timeout_ms at most) for the snapshot's last group to be durable, then records
+ * that the snapshot is done and streams (or finishes: initial_only). */
+static int snapshot_wait(struct cdc *c, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_nsec += (long)timeout_ms * 1000000L;
+    dl.tv_sec += dl.tv_nsec / 1000000000L;
+    dl.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&c->mu);
+    int done = c->snap_index == 0;
+    while (!done && !stopped(c)) {
+        done =
+            key_cmp(c->durable_key.lsn, c->durable_key.idx, c->snap_end.lsn, c->snap_end.idx) >= 0;
+        if (!done && pthread_cond_timedwait(&c->cv, &c->mu, &dl) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (!done)
+        return R_OK;
+    if (meta_set(c, SNAP_KEY, 2) != 0)
+        return R_RETRY;
+    sl_info("connector %s: snapshot of %u rows at %llx is in strand %s", c->id, c->snap_index,
+            (unsigned long long)c->snap_point, c->strand_name);
+    if (c->snap_mode == SNAP_ONLY)
+        return R_DONE;
+    return start_streaming(c);
+}
 
-/* The connector ids whose sl_pg_cdc_run has not returned yet (the engine stops a deleted
- * connector's worker asynchronously): sl_pg_cdc_cleanup waits for its connector's worker to be
- * gone before it reads what the worker created, so a slot being created at that moment is not
- * missed, and nothing is created after the drop. Nodes live on the workers' stacks. */
-struct running {
-    const char *id;
-    struct running *next;
-};
+/* Ends the session: a transaction cut off is dropped (PostgreSQL resends it whole, and what of
+ * it was emitted is skipped by the key). */
+static void session_close(struct cdc *c)
+{
+    PQclear(c->tables);
+    c->tables = NULL;
+    PQfinish(c->sql);
+    PQfinish(c->repl);
+    c->sql = c->repl = NULL;
+    batch_reset(&c->cur);
+    c->in_tx = 0;
+    c->cursor_open = 0;
+    sl_pgo_relcache_release(&c->rels);
+    c->phase = PH_IDLE;
+}
+
+/* ---- the source contract ---- */
+
+static struct running *g_running;
 static pthread_mutex_t g_run_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_run_cv = PTHREAD_COND_INITIALIZER;
-static struct running *g_running;
 
 static void run_enter(struct running *r)
 {
@@ -1109,7 +1154,153 @@ static void run_leave(struct running *r)
     pthread_mutex_unlock(&g_run_mu);
 }
 
-/* 1 once no worker of id runs, 0 if one still does at deadline_ns (sl_mono_ns). */
+static void cdc_free(struct cdc *c)
+{
+    if (!c)
+        return;
+    sl_pgo_relcache_release(&c->rels);
+    sl_buf_release(&c->tmp);
+    batch_release(&c->cur);
+    for (size_t i = 0; i < c->nfilters; i++)
+        free(c->filters[i]);
+    free(c->filters);
+    free(c->ev);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+static int pg_start(void **self, const struct sl_source_ctx *ctx, struct sl_err *err)
+{
+    struct cdc *c = calloc(1, sizeof(*c));
+    if (!c)
+        return ctx->host->fail(err, "out of memory");
+    c->id = ctx->id;
+    c->config = ctx->config;
+    c->meta = ctx->meta;
+    c->gauge = ctx->gauge;
+    c->give_up = ctx->give_up;
+    c->stopped_fn = ctx->stopped;
+    c->arg = ctx->arg;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    sl_pgo_relcache_init(&c->rels);
+    sl_buf_init(&c->tmp, 0);
+    sl_buf_init(&c->cur.data, 0);
+    if (!(c->ev = malloc(sizeof(*c->ev)))) {
+        cdc_free(c);
+        return ctx->host->fail(err, "out of memory");
+    }
+    load_config(c);
+    if (ctx->position && pos_get(ctx->position, ctx->position_len, &c->key) == 0) {
+        /* it has run with these settings (or a record of it was read back: unknown, but it ran);
+         * after a PATCH of the connection it is a first connection again */
+        c->streamed_before = c->key.conn == 0 || c->key.conn == c->conn_hash;
+        c->key.end = 0;
+    }
+    c->durable_key = c->key;
+    c->run.id = c->id;
+    run_enter(&c->run);
+    *self = c;
+    return 0;
+}
+
+static enum sl_result pg_poll(void *self, struct sl_emitter *em, int timeout_ms, char *error,
+                              size_t errlen)
+{
+    struct cdc *c = self;
+    c->em = em;
+    int rc;
+    switch (c->phase) {
+    case PH_IDLE: /* an initial_only snapshot already taken is not taken again */
+        rc = c->snap_mode == SNAP_ONLY && meta_get(c, SNAP_KEY) == 2 ? R_DONE : session_open(c);
+        break;
+    case PH_SNAPSHOT:
+        rc = snapshot_step(c);
+        break;
+    case PH_SNAP_WAIT:
+        rc = snapshot_wait(c, timeout_ms);
+        break;
+    default:
+        rc = stream(c, timeout_ms);
+        break;
+    }
+    if (rc == R_OK)
+        return SL_R_OK;
+    session_close(c);
+    if (rc == R_DONE) {
+        sl_info("connector %s: initial_only snapshot complete; the connector stops", c->id);
+        return SL_R_REJECT;
+    }
+    snprintf(error, errlen, "%s", c->err);
+    if (rc == R_FATAL) { /* bad config, or refused for good: "failed" until PATCH or restart */
+        if (c->give_up)
+            c->give_up(c->arg);
+        return SL_R_FATAL;
+    }
+    sl_warn("connector %s: %s; reconnecting", c->id, c->err);
+    return rc == R_DOWN ? SL_R_NOT_CONNECTED : SL_R_RETRY;
+}
+
+/* Committer thread (or poll's, inside emit): what PostgreSQL may now be told. */
+static void pg_durable(void *self, const void *position, size_t len)
+{
+    struct cdc *c = self;
+    struct pos p;
+    if (pos_get(position, len, &p) != 0)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (p.end > c->durable_lsn)
+        c->durable_lsn = p.end;
+    if (key_cmp(p.lsn, p.idx, c->durable_key.lsn, c->durable_key.idx) > 0)
+        c->durable_key = p;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Everything emitted is durable by now (the framework drained): confirm it, then close. */
+static void pg_stop(void *self)
+{
+    struct cdc *c = self;
+    if (!c)
+        return;
+    if (c->phase == PH_STREAM && PQstatus(c->repl) == CONNECTION_OK)
+        send_status(c, 0);
+    if (c->phase == PH_SNAP_WAIT && /* stopped while its last rows became durable */
+        (c->snap_index == 0 ||
+         key_cmp(c->durable_key.lsn, c->durable_key.idx, c->snap_end.lsn, c->snap_end.idx) >= 0) &&
+        meta_set(c, SNAP_KEY, 2) == 0)
+        sl_info("connector %s: snapshot of %u rows at %llx is in strand %s", c->id, c->snap_index,
+                (unsigned long long)c->snap_point, c->strand_name);
+    session_close(c);
+    run_leave(&c->run);
+    cdc_free(c);
+}
+
+static int pg_position_of(const uint8_t *payload, size_t len, void *position, size_t *position_len)
+{
+    struct pos p = {0};
+    if (sl_pg_envelope_position(payload, len, &p.lsn, &p.idx) != 0)
+        return -1;
+    pos_put(position, &p);
+    *position_len = POS_LEN;
+    return 0;
+}
+
+static const struct sl_gauge pg_gauges[] = {
+    {"slot_lag_bytes", "WAL bytes a CDC connector's replication slot retains beyond what is "
+                       "durable in the strand."},
+    {NULL, NULL},
+};
+
+const struct sl_source_ops sl_pg_source_ops = {.start = pg_start,
+                                               .poll = pg_poll,
+                                               .durable = pg_durable,
+                                               .stop = pg_stop,
+                                               .position_of = pg_position_of,
+                                               .gauges = pg_gauges};
+
+/* 1 once no source of id runs, 0 if one still does at deadline_ns (sl_mono_ns). */
 static int wait_worker_gone(const char *id, uint64_t deadline_ns)
 {
     pthread_mutex_lock(&g_run_mu);
@@ -1131,65 +1322,6 @@ static int wait_worker_gone(const char *id, uint64_t deadline_ns)
         dl.tv_nsec = (long)(ns % 1000000000u);
         pthread_cond_timedwait(&g_run_cv, &g_run_mu, &dl);
     }
-}
-
-void sl_pg_cdc_run(const struct sl_source_env *env)
-{
-    struct running self = {.id = env->id};
-    run_enter(&self);
-    struct cdc *c = calloc(1, sizeof(*c));
-    if (!c) {
-        run_leave(&self);
-        return;
-    }
-    c->env = env;
-    pthread_mutex_init(&c->mu, NULL);
-    pthread_cond_init(&c->cv, NULL);
-    sl_pgo_relcache_init(&c->rels);
-    sl_buf_init(&c->tmp, 0);
-    c->ev = malloc(sizeof(*c->ev));
-    sl_registry_set_source_status(env->reg, env->id, NULL, NULL);
-    int rc = c->ev && load_config(c) == 0 ? R_RETRY : R_FATAL;
-    if (!c->ev)
-        seterr(c, "out of memory");
-    uint64_t backoff = 200;
-    while (rc == R_RETRY && !stopped(c)) {
-        c->append_failed = 0;
-        c->durable_lsn = c->empty_lsn = c->sent_flush = 0;
-        sl_pgo_relcache_release(&c->rels);
-        rc = session(c);
-        if (c->streamed)
-            backoff = 200;
-        c->streamed = 0;
-        if (rc == R_RETRY) {
-            sl_warn("connector %s: %s; reconnecting in %llu ms", env->id, c->err,
-                    (unsigned long long)backoff);
-            sl_registry_set_source_status(env->reg, env->id, NULL, c->err);
-            if (env->nap(env->arg, backoff))
-                break;
-            backoff = c->ever_connected && backoff < 5000 ? backoff * 2 : backoff;
-            if (backoff > 5000)
-                backoff = 5000;
-        }
-    }
-    if (rc == R_FATAL) {
-        sl_error("connector %s: %s; fix the config (PATCH) or POST /v1/connectors/%s/restart",
-                 env->id, c->err, env->id);
-        sl_registry_set_failed(env->reg, env->id, c->err);
-    } else if (rc == R_DONE) {
-        sl_info("connector %s: initial_only snapshot complete; the connector stops", env->id);
-        sl_registry_set_source_status(env->reg, env->id, "completed", NULL);
-    }
-    sl_pgo_relcache_release(&c->rels);
-    sl_buf_release(&c->tmp);
-    for (size_t i = 0; i < c->nfilters; i++)
-        free(c->filters[i]);
-    free(c->filters);
-    free(c->ev);
-    pthread_mutex_destroy(&c->mu);
-    pthread_cond_destroy(&c->cv);
-    free(c);
-    run_leave(&self);
 }
 
 /* ---- cleanup after a delete ---- */

@@ -1,30 +1,32 @@
 /* The postgres_cdc source: a logical replication client (libpq, replication=database, pgoutput
- * protocol 1) that appends one strand record per row change, a transaction at its commit, and
- * confirms an LSN to PostgreSQL only once everything before it is fsynced in the strand.
+ * protocol 1) on the source contract (include/sluice/connector.h): one strand record per row
+ * change, a transaction emitted as one group at its commit, and an LSN confirmed to PostgreSQL
+ * only once durable() reported everything before it fsynced in the strand.
  * docs/connectors.md ("PostgreSQL CDC") is the user's contract: envelope, types, resume rule.
  *
- * Threads: sl_pg_cdc_run runs on the connector's own worker thread (started by the engine) and
- * returns when told to stop, when the connector failed (state "failed" with last_error), or
- * when an initial_only snapshot is complete. */
+ * Threads: start/poll/stop run on the connector's worker thread (the framework's), durable() on
+ * the strand's committer thread; only poll's thread uses the libpq connections. */
 #ifndef SL_CONNECTORS_PG_CDC_H
 #define SL_CONNECTORS_PG_CDC_H
 
+#include "core/err.h"
+
 #include <jansson.h>
+#include <sluice/connector.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/kinds.h" /* struct sl_source_env */
-
-void sl_pg_cdc_run(const struct sl_source_env *env);
+/* The source's ops (cdc.c), for connector.c's struct sl_connector. */
+extern const struct sl_source_ops sl_pg_source_ops;
 
 /* After the connector id was deleted: drops the replication slot and the publication of config
  * that this connector created (meta markers "@pg.created_slot:<name>", "@pg.created_pub:<name>"),
  * unless config.drop_slot_on_delete is false; objects that existed before are never touched.
- * Waits (about 10 s at most) for the connector's worker to return and for the slot to be released
- * by its walsender, then drops over a normal connection. Failures (server unreachable, slot still
- * busy) are logged with the SQL to run by hand; nothing is returned because the connector is gone
- * either way. Call it before the connector's meta state is dropped. Blocks: any thread but the
- * connector's own worker. */
+ * Waits (about 10 s at most) for the connector's source to be stopped and for the slot to be
+ * released by its walsender, then drops over a normal connection. Failures (server unreachable,
+ * slot still busy) are logged with the SQL to run by hand; nothing is returned because the
+ * connector is gone either way. Call it before the connector's meta state is dropped. Blocks: any
+ * thread but the connector's own worker. */
 void sl_pg_cdc_cleanup(const json_t *config, const char *id, struct sl_meta *meta);
 
 /* 0 if s is a connection string libpq accepts: a postgres:// or postgresql:// URI, or key=value

@@ -1,5 +1,5 @@
 /* The postgres_cdc source as a connector: its config table (the SapixDB and Rivven dialects) and
- * the checks across fields. The replication worker is cdc.c. */
+ * the checks across fields. The source itself (the replication client) is cdc.c. */
 #include "connectors/pg/cdc.h"
 #include "core/err.h"
 #include "strand/record.h"
@@ -88,4 +88,5 @@ const struct sl_connector sl_conn_postgres_cdc = {
     .fields = f_postgres_cdc,
     .check_config = check_postgres,
     .deleted = pg_deleted,
+    .source = &sl_pg_source_ops,
 };
