@@ -201,11 +201,23 @@ int main(int argc, char **argv)
         sl_config_write_doc(stdout);
         return 0;
     }
-    if (strcmp(cmd, "connectors") == 0) {
-        if (argc > 2 && strcmp(argv[2], "--markdown") == 0)
-            sl_catalog_markdown(stdout);
-        else
-            sl_catalog_print(stdout);
+    if (strcmp(cmd, "connectors") == 0) { /* [--markdown] [--plugins DIR] */
+        int md = 0;
+        for (int i = 2; i < argc; i++) {
+            struct sl_err err = {0};
+            if (strcmp(argv[i], "--markdown") == 0) {
+                md = 1;
+            } else if (strcmp(argv[i], "--plugins") == 0 && i + 1 < argc) {
+                if (sl_plugins_load(argv[++i], &err) < 0) {
+                    fprintf(stderr, "sluice: %s\n", err.msg);
+                    return 2;
+                }
+            } else {
+                fprintf(stderr, "usage: sluice connectors [--markdown] [--plugins DIR]\n");
+                return 2;
+            }
+        }
+        md ? sl_catalog_markdown(stdout) : sl_catalog_print(stdout);
         return 0;
     }
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -311,6 +311,7 @@ void sl_config_usage(FILE *f)
     fprintf(f, "usage:\n"
                "  sluice serve [--data DIR] [--listen HOST:PORT] [--config FILE] [options]\n"
                "  sluice verify --data DIR [--strand NAME]\n"
+               "  sluice connectors [--markdown] [--plugins DIR]\n"
                "  sluice config-doc\n"
                "  sluice version\n\noptions:\n");
     for (size_t i = 0; i < NOPTS; i++) {

@@ -100,6 +100,10 @@ with t.section("the catalog lists the plugin's kind", srv):
          and not path.get("common"), "field path: string, required, the plugin's own", path)
     t.ok(upper.get("type") == "boolean" and upper.get("required") is False and upper.get("default") is False,
          "field uppercase: boolean, optional, default false", upper)
+    out = subprocess.run([st.SLUICE_BIN, "connectors", "--plugins", pdir], capture_output=True, text=True,
+                         timeout=20)
+    t.ok(out.returncode == 0 and re.search(r"\nexample_file +Sink +", out.stdout),
+         "`sluice connectors --plugins DIR` lists the plugin's kind too", out.stdout[-600:])
     common = {n for n, f in fields.items() if f.get("common")}
     t.ok({"start", "retry", "circuit_breaker", "max_consecutive_failures", "timeout_ms"} <= common,
          "the framework's common sink fields are added", sorted(common))
