@@ -5,8 +5,10 @@
  * positions given; a position emitted with no records is reported after what is in flight; the
  * position comes back at the next start; after a crash that lost the stored position, the
  * framework reads the source's last record back (position_of) so nothing is emitted twice;
- * finishing (REJECT) is "completed" and a fatal poll is "restarting". No sleeping: the test
- * waits on a condition variable, with a deadline, for what the fake records. */
+ * finishing (REJECT) is "completed" and a fatal poll is "restarting"; with the disk stalled (a
+ * gated fdatasync) emit() blocks once 64 MiB wait for their sync (back-pressure). No sleeping: the
+ * test waits on a condition variable, with a deadline, for what the fake records. */
+#include "core/io.h"
 #include "core/log.h"
 #include "engine/engine.h"
 #include "engine/kinds.h"
@@ -44,7 +46,26 @@ static struct {
     pthread_cond_t cv;
     struct lane lanes[8];
     struct sl_store *store;
+    /* back-pressure (lane 6): big records, and a gate that holds every fdatasync */
+    int gate_closed;
+    uint64_t emitted_bytes, durable_bytes, max_unsynced;
+    int in_emit;
 } g = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+#define BIG (256u << 10) /* bytes of one record of lane 6 */
+#define BIG_GROUP 4      /* records per group of lane 6 */
+
+static int (*real_fdatasync)(int fd);
+
+/* The committer's fdatasync, held while the test keeps the gate closed: a disk that stalls. */
+static int gated_fdatasync(int fd)
+{
+    pthread_mutex_lock(&g.mu);
+    while (g.gate_closed)
+        pthread_cond_wait(&g.cv, &g.mu);
+    pthread_mutex_unlock(&g.mu);
+    return real_fdatasync(fd);
+}
 
 /* A record's payload: MessagePack uint32 of (group << 16 | index): position_of reads it. */
 static void encode(uint8_t p[5], uint32_t v)
@@ -101,6 +122,33 @@ static enum sl_result fs_poll(void *self, struct sl_emitter *em, int timeout_ms,
         nanosleep(&ts, NULL);
         return SL_R_OK;
     }
+    if (l == &g.lanes[6]) { /* big records: BIG_GROUP x BIG bytes per group */
+        static uint8_t big[BIG];
+        struct sl_emit_rec br[BIG_GROUP];
+        for (int i = 0; i < BIG_GROUP; i++) {
+            big[0] = 0xc6; /* MessagePack bin 32 */
+            big[1] = (uint8_t)((BIG - 5) >> 24), big[2] = (uint8_t)((BIG - 5) >> 16);
+            big[3] = (uint8_t)((BIG - 5) >> 8), big[4] = (uint8_t)(BIG - 5);
+            br[i] = (struct sl_emit_rec){.payload = big, .payload_len = BIG};
+        }
+        uint64_t pos = (uint64_t)gi + 1;
+        pthread_mutex_lock(&g.mu);
+        g.in_emit = 1;
+        pthread_cond_broadcast(&g.cv);
+        pthread_mutex_unlock(&g.mu);
+        int rc = em->emit(em, br, BIG_GROUP, &pos, sizeof(pos)); /* may block: back-pressure */
+        pthread_mutex_lock(&g.mu);
+        g.in_emit = 0;
+        if (rc == 0) {
+            g.emitted_bytes += (uint64_t)BIG * BIG_GROUP;
+            if (g.emitted_bytes - g.durable_bytes > g.max_unsynced)
+                g.max_unsynced = g.emitted_bytes - g.durable_bytes;
+            l->next = gi + 1;
+        }
+        pthread_cond_broadcast(&g.cv);
+        pthread_mutex_unlock(&g.mu);
+        return rc == 0 ? SL_R_OK : SL_R_RETRY;
+    }
     uint8_t pay[16][5];
     struct sl_emit_rec recs[16];
     for (int i = 0; i < per; i++) {
@@ -128,6 +176,8 @@ static void fs_durable(void *self, const void *position, size_t len)
     memcpy(&pos, position, len < 8 ? len : 8);
     uint64_t count = sl_strand_count(l->strand); /* published after the fsync */
     pthread_mutex_lock(&g.mu);
+    if (l == &g.lanes[6])
+        g.durable_bytes = pos * BIG * BIG_GROUP; /* everything up to this group */
     if (l->n_durable < MAXD) {
         l->durable_pos[l->n_durable] = pos;
         l->count_at[l->n_durable++] = count;
@@ -388,6 +438,54 @@ static void check_finish_and_fatal(struct env *e)
     free(id);
 }
 
+static int emitter_blocked(const struct lane *l, long min_bytes)
+{
+    return g.in_emit && g.emitted_bytes >= (uint64_t)min_bytes;
+}
+
+static int emitted_at_least(const struct lane *l, long groups)
+{
+    return l->next >= groups;
+}
+
+static void check_back_pressure(struct env *e)
+{
+    struct lane *l = &g.lanes[6];
+    struct sl_strand *st; /* created first: creating it syncs too */
+    sl_store_strand(e->store, "s6-pressure", 11, 1, &st, NULL);
+    pthread_mutex_lock(&g.mu);
+    g.gate_closed = 1;                   /* the disk stalls: nothing becomes durable */
+    l->groups = 100, l->per = BIG_GROUP; /* 100 MiB in all */
+    pthread_mutex_unlock(&g.mu);
+    char *id = create(e, 6, "s6-pressure");
+    /* the source emits until 64 MiB wait for their fsync, then emit() blocks */
+    T_CHECK(wait_until(6, emitter_blocked, 64l << 20),
+            "5. back-pressure: with the disk stalled, emit() blocks once 64 MiB wait");
+    pthread_mutex_lock(&g.mu);
+    uint64_t at_block = g.emitted_bytes;
+    pthread_mutex_unlock(&g.mu);
+    T_CHECK(at_block <= (64u << 20) + (uint64_t)BIG * BIG_GROUP,
+            "5. back-pressure: at most 64 MiB + one group in flight (%llu MiB)",
+            (unsigned long long)(at_block >> 20));
+    pthread_mutex_lock(&g.mu);
+    g.gate_closed = 0; /* the disk recovers */
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    T_CHECK(wait_until(6, emitted_at_least, 100) && wait_until(6, durable_at_least, 1),
+            "5. back-pressure: once syncs go on, the rest is emitted");
+    pthread_mutex_lock(&g.mu);
+    uint64_t worst = g.max_unsynced;
+    pthread_mutex_unlock(&g.mu);
+    T_CHECK(worst <= (64u << 20) + 2ull * BIG * BIG_GROUP,
+            "5. back-pressure: never more than 64 MiB (+ a group) unsynced (%llu MiB)",
+            (unsigned long long)(worst >> 20));
+    json_t *b = json_loads("{\"enabled\":false}", 0, NULL); /* stop it: 100 MiB is enough */
+    json_decref(sl_registry_patch(e->reg, id, b, NULL));
+    json_decref(b);
+    sl_registry_changed(e->reg);
+    free(id);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     return remove(path);
@@ -402,7 +500,9 @@ int main(void)
     snprintf(e.dir, sizeof(e.dir), "/tmp/sluice-srccomp-XXXXXX");
     if (!mkdtemp(e.dir))
         return 1;
-    struct sl_store_opts so = {.dir = e.dir, .segment_bytes = 1 << 20, .durable = 1};
+    struct sl_store_opts so = {.dir = e.dir, .segment_bytes = 16 << 20, .durable = 1};
+    real_fdatasync = sl_io.fdatasync;
+    sl_io.fdatasync = gated_fdatasync;
     if (sl_store_open(&e.store, &so, NULL, &err) != 0 ||
         sl_registry_open(&e.reg, e.dir, &err) != 0 ||
         sl_engine_start(&e.eng, e.store, e.reg, NULL, &err) != 0) {
@@ -414,6 +514,7 @@ int main(void)
     check_resume(&e);
     check_position_of(&e);
     check_finish_and_fatal(&e);
+    check_back_pressure(&e);
     sl_engine_stop(e.eng);
     sl_registry_close(e.reg);
     sl_store_close(e.store);
