@@ -64,6 +64,13 @@ int sl_meta_open(struct sl_meta **out, const char *dir, struct sl_err *err)
              " last_error TEXT, response_excerpt TEXT, at_ms INTEGER NOT NULL);"
              "CREATE TABLE IF NOT EXISTS source_positions (connector_id TEXT PRIMARY KEY,"
              " position BLOB NOT NULL, next_seq INTEGER NOT NULL);"
+             "CREATE TABLE IF NOT EXISTS connector_state (connector_id TEXT NOT NULL,"
+             " key TEXT NOT NULL, value INTEGER NOT NULL, PRIMARY KEY (connector_id, key));"
+             /* before, a connector's own state was pseudo-cursors named @<kind>.<key> */
+             "INSERT OR IGNORE INTO connector_state SELECT connector_id, substr(strand, 2), "
+             "next_seq"
+             " FROM cursors WHERE strand LIKE '@%';"
+             "DELETE FROM cursors WHERE strand LIKE '@%';"
              "CREATE TABLE IF NOT EXISTS batch_plans (connector_id TEXT NOT NULL,"
              " strand TEXT NOT NULL, end_seq INTEGER NOT NULL,"
              " PRIMARY KEY (connector_id, strand));"
@@ -284,6 +291,21 @@ int sl_meta_set_plan(struct sl_meta *m, const char *id, const char *strand, uint
                       id, strand, end, err);
 }
 
+int sl_meta_get_state(struct sl_meta *m, const char *id, const char *key, uint64_t *value)
+{
+    return get_u64(m, "SELECT value FROM connector_state WHERE connector_id=?1 AND key=?2", id, key,
+                   value);
+}
+
+int sl_meta_set_state(struct sl_meta *m, const char *id, const char *key, uint64_t value,
+                      struct sl_err *err)
+{
+    return put_cursor(m,
+                      "INSERT INTO connector_state (connector_id, key, value) VALUES (?1,?2,?3)"
+                      " ON CONFLICT(connector_id, key) DO UPDATE SET value=?3",
+                      id, key, value, err);
+}
+
 int sl_meta_get_source_position(struct sl_meta *m, const char *id, void *pos, size_t cap,
                                 size_t *len, uint64_t *next_seq)
 {
@@ -339,6 +361,9 @@ int sl_meta_drop_connector_state(struct sl_meta *m, const char *id, struct sl_er
     int rc = exec_id(m, "DELETE FROM cursors WHERE connector_id=?1 AND ?2=?3", id, 0, 0, err);
     if (rc == 0)
         rc = exec_id(m, "DELETE FROM batch_plans WHERE connector_id=?1 AND ?2=?3", id, 0, 0, err);
+    if (rc == 0)
+        rc = exec_id(m, "DELETE FROM connector_state WHERE connector_id=?1 AND ?2=?3", id, 0, 0,
+                     err);
     if (rc == 0)
         rc = exec_id(m, "DELETE FROM source_positions WHERE connector_id=?1 AND ?2=?3", id, 0, 0,
                      err);

@@ -38,6 +38,12 @@ int sl_meta_set_cursor(struct sl_meta *m, const char *id, const char *strand, ui
 /* Stores seq only if no cursor exists yet. */
 int sl_meta_init_cursor(struct sl_meta *m, const char *id, const char *strand, uint64_t seq,
                         struct sl_err *err);
+/* A connector's own small state (postgres_cdc: "pg.snapshot", "pg.created_slot:<name>"), by key.
+ * SL_E_NOTFOUND if the key was never set. Dropped with the connector. */
+int sl_meta_get_state(struct sl_meta *m, const char *id, const char *key, uint64_t *value);
+int sl_meta_set_state(struct sl_meta *m, const char *id, const char *key, uint64_t value,
+                      struct sl_err *err);
+
 /* A sink's planned batch (SL_SINK_STABLE_BATCHES): the end of the batch being sent from strand,
  * stored before its first attempt, so that after a crash the same records are sent together. */
 int sl_meta_get_plan(struct sl_meta *m, const char *id, const char *strand, uint64_t *end);

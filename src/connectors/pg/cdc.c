@@ -29,13 +29,15 @@
 #include <string.h>
 #include <time.h>
 
-#define CHUNK_BYTES (8u << 20)     /* a transaction is emitted in groups of at most this */
-#define SNAP_FETCH 5000            /* rows per FETCH (and per group) during the snapshot */
-#define SNAP_KEY "@pg.snapshot"    /* meta cursor: 1 = snapshot pending, 2 = done */
-#define SLOT_BUSY_RETRY_MS 5000    /* "slot is active" is retried this long, then failed */
-#define CREATED_KEY "@pg.created_" /* meta cursor "@pg.created_slot:<name>" = 1: Sluice made it */
-#define CLEANUP_WAIT_MS 10000      /* a delete waits this long for the worker and the walsender */
-#define STATUS_EVERY_NS 10000000u  /* a new flush LSN is sent at most every 10 ms */
+#define CHUNK_BYTES (8u << 20)  /* a transaction is emitted in groups of at most this */
+#define SNAP_FETCH 5000         /* rows per FETCH (and per group) during the snapshot */
+#define SNAP_KEY "pg.snapshot"  /* connector state: 1 = snapshot pending, 2 = done */
+#define SLOT_BUSY_RETRY_MS 5000 /* "slot is active" is retried this long, then failed */
+#define CREATED_KEY                                                                                \
+    "pg.created_"                 /* connector state "pg.created_slot:<name>" = 1: Sluice made it  \
+                                   */
+#define CLEANUP_WAIT_MS 10000     /* a delete waits this long for the worker and the walsender */
+#define STATUS_EVERY_NS 10000000u /* a new flush LSN is sent at most every 10 ms */
 #define POS_LEN 29
 
 /* What a step of a session came to. */
@@ -191,12 +193,12 @@ static int pos_get(const void *bytes, size_t len, struct pos *ps)
     return 0;
 }
 
-/* ---- meta cursors of the connector's own (in-tree: ctx->meta is set) ---- */
+/* ---- the connector's own state in meta (in-tree: ctx->meta is set) ---- */
 
 static uint64_t meta_get(struct cdc *c, const char *key)
 {
     uint64_t v = 0;
-    if (!c->meta || sl_meta_get_cursor(c->meta, c->id, key, &v) != 0)
+    if (!c->meta || sl_meta_get_state(c->meta, c->id, key, &v) != 0)
         return 0;
     return v;
 }
@@ -204,7 +206,7 @@ static uint64_t meta_get(struct cdc *c, const char *key)
 static int meta_set(struct cdc *c, const char *key, uint64_t v)
 {
     struct sl_err err = {0};
-    if (c->meta && sl_meta_set_cursor(c->meta, c->id, key, v, &err) == 0)
+    if (c->meta && sl_meta_set_state(c->meta, c->id, key, v, &err) == 0)
         return 0;
     seterr(c, "cannot store %s in meta.db: %s", key, c->meta ? err.msg : "no metadata store");
     return -1;
@@ -1331,7 +1333,7 @@ static int created(struct sl_meta *meta, const char *id, const char *what, const
     char key[256];
     uint64_t v = 0;
     snprintf(key, sizeof(key), CREATED_KEY "%s:%s", what, name);
-    return sl_meta_get_cursor(meta, id, key, &v) == 0 && v == 1;
+    return sl_meta_get_state(meta, id, key, &v) == 0 && v == 1;
 }
 
 /* Another postgres_cdc connector still stored in meta that names the same slot or publication:
