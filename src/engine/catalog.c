@@ -131,6 +131,12 @@ int sl_kind_runs(const struct sl_connector *k)
     return !k->unavailable && (k->sink || k->source || (b && b->served));
 }
 
+int sl_kind_served(const struct sl_connector *k)
+{
+    const struct builtin *b = builtin_of(k);
+    return b && b->served;
+}
+
 int sl_kind_builtin(const struct sl_connector *k)
 {
     return builtin_of(k) != NULL;

@@ -20,6 +20,9 @@ const struct sl_connector *const *sl_kinds_all(void);
  * when it is malformed. Not thread-safe: call before the server starts serving. */
 int sl_kinds_add(const struct sl_connector *c, struct sl_err *err);
 
+/* 1 for a kind whose records arrive through the HTTP API rather than a worker (the REST
+ * bridge's push route), 0 otherwise. */
+int sl_kind_served(const struct sl_connector *k);
 /* 1 for a kind built into this binary, 0 for a plugin's. */
 int sl_kind_builtin(const struct sl_connector *k);
 

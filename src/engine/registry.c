@@ -623,7 +623,7 @@ int sl_registry_push_target(struct sl_registry *r, const char *id, struct sl_pus
     int rc = 0;
     pthread_mutex_lock(&r->mu);
     struct conn *c = find(r, id, NULL);
-    if (!c || strcmp(c->kind->name, "rest_bridge") != 0) {
+    if (!c || !sl_kind_served(c->kind)) {
         rc = sl_err_set(err, SL_E_NOTFOUND, "connector_not_found",
                         "id: no rest_bridge connector %.64s", id);
         goto out;
