@@ -134,8 +134,17 @@ enum sl_result sl_httpc_outcome(CURLcode cc, long status, const struct sl_httpc_
 
 int sl_event_json(struct sl_buf *b, const struct sl_rec *r)
 {
-    sl_buf_printf(b, "{\"event\":\"%s\",\"agent_id\":",
-                  (r->flags & SL_REC_TOMBSTONE) ? "tombstone" : "write");
+    sl_buf_putc(b, '{');
+    if (sl_event_json_members(b, r) < 0)
+        return -1;
+    sl_buf_putc(b, '}');
+    return b->failed ? -1 : 0;
+}
+
+int sl_event_json_members(struct sl_buf *b, const struct sl_rec *r)
+{
+    sl_buf_printf(
+        b, "\"event\":\"%s\",\"agent_id\":", (r->flags & SL_REC_TOMBSTONE) ? "tombstone" : "write");
     sl_buf_json_str(b, r->source, r->source_len);
     sl_buf_puts(b, ",\"record_hash\":\"");
     sl_buf_hex(b, r->hash, SL_REC_HASH_LEN);
@@ -144,7 +153,7 @@ int sl_event_json(struct sl_buf *b, const struct sl_rec *r)
     struct sl_jerr je;
     if (sl_mp_to_json(r->payload, r->payload_len, &used, b, 200, &je) < 0)
         return -1;
-    sl_buf_printf(b, ",\"timestamp_ms\":%llu}", (unsigned long long)r->timestamp_ms);
+    sl_buf_printf(b, ",\"timestamp_ms\":%llu", (unsigned long long)r->timestamp_ms);
     return b->failed ? -1 : 0;
 }
 

@@ -49,5 +49,7 @@ enum sl_result sl_httpc_outcome(CURLcode cc, long status, const struct sl_httpc_
 /* The event body of the SapixDB seed, {"event","agent_id","record_hash","payload","timestamp_ms"},
  * of one record. 0, or -1 if its payload is not valid MessagePack. */
 int sl_event_json(struct sl_buf *b, const struct sl_rec *r);
+/* The same members without the braces, for bodies that add their own (stdout's strand, seq). */
+int sl_event_json_members(struct sl_buf *b, const struct sl_rec *r);
 
 #endif

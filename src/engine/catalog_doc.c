@@ -56,14 +56,6 @@ void sl_catalog_print(FILE *f)
     }
 }
 
-static const char *type_name(enum sl_ftype t)
-{
-    static const char *const names[] = {"string",      "integer",          "number", "boolean",
-                                        "enum",        "array of strings", "object", "url",
-                                        "strand name", "object of strings"};
-    return names[t];
-}
-
 /* A table cell: pipes escaped, nothing else changed. */
 static void cell(FILE *f, const char *s)
 {
@@ -77,7 +69,7 @@ static void cell(FILE *f, const char *s)
 static void rows(FILE *f, const struct sl_field *fields, const char *prefix)
 {
     for (const struct sl_field *x = fields; x && x->name; x++) {
-        fprintf(f, "| `%s%s` | %s | %s | ", prefix, x->name, type_name(x->type),
+        fprintf(f, "| `%s%s` | %s | %s | ", prefix, x->name, sl_field_type_name(x->type),
                 x->required ? "yes" : "");
         if (x->def) {
             fputc('`', f);

@@ -54,7 +54,7 @@ const struct sl_field sl_sink_common_fields[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-static const char *type_name(enum sl_ftype t)
+const char *sl_field_type_name(enum sl_ftype t)
 {
     static const char *const names[] = {"string",      "integer",          "number", "boolean",
                                         "enum",        "array of strings", "object", "url",
@@ -136,7 +136,7 @@ static json_t *validate(struct tables ts, const json_t *in, const char *path, st
         case SL_F_URL:
         case SL_F_STRAND:
             if (!json_is_string(v)) {
-                sl_config_error(err, p, "must be a %s", type_name(f->type));
+                sl_config_error(err, p, "must be a %s", sl_field_type_name(f->type));
                 break;
             }
             if (f->type == SL_F_URL && strncmp(json_string_value(v), "http://", 7) != 0 &&
@@ -336,9 +336,9 @@ void sl_kind_keep_secrets(const struct sl_connector *k, json_t *cfg, const json_
 static void describe_fields(json_t *arr, const struct sl_field *fields, int common)
 {
     for (const struct sl_field *f = fields; f && f->name; f++) {
-        json_t *o =
-            json_pack("{s:s, s:s, s:b, s:b, s:s}", "name", f->name, "type", type_name(f->type),
-                      "required", f->required, "secret", f->secret != 0, "description", f->help);
+        json_t *o = json_pack("{s:s, s:s, s:b, s:b, s:s}", "name", f->name, "type",
+                              sl_field_type_name(f->type), "required", f->required, "secret",
+                              f->secret != 0, "description", f->help);
         json_object_set_new(o, "default",
                             f->def ? json_loads(f->def, JSON_DECODE_ANY, NULL) : json_null());
         if (f->type == SL_F_INT) {

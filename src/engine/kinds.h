@@ -51,6 +51,9 @@ void sl_kind_keep_secrets(const struct sl_connector *k, json_t *cfg, const json_
  * fields (common ones marked "common": true). */
 json_t *sl_kind_describe(const struct sl_connector *k);
 
+/* "string", "integer", ... as the catalog and error messages name a field's type. */
+const char *sl_field_type_name(enum sl_ftype t);
+
 /* Fails with "<path>: <message>" (code invalid_config), the path naming the field as the client
  * spelled it (config.retry.max_retries). For connectors' normalize and check hooks too. */
 int sl_config_error(struct sl_err *err, const char *path, const char *fmt, ...)

@@ -580,6 +580,15 @@ static void follow(struct sink *k, struct followed *f, struct sl_strand *st, int
     f->n++;
 }
 
+/* Records behind the heads of the followed strands. */
+static uint64_t lag_of(const struct followed *f)
+{
+    uint64_t lag = 0;
+    for (size_t i = 0; i < f->n; i++)
+        lag += sl_strand_count(f->s[i]) - f->cur[i];
+    return lag;
+}
+
 /* Follows the strands created since the last look ("*" only). */
 static void follow_new(struct sink *k, struct followed *f, int earliest)
 {
@@ -617,11 +626,8 @@ static int health(struct sink *k, struct followed *f)
             sl_warn("connector %s: health check: %s", w->def.id, err.msg);
         sl_registry_set_source_status(w->reg, w->def.id, "unhealthy",
                                       err.msg[0] ? err.msg : "the health check failed");
-        uint64_t lag = 0; /* records wait meanwhile: show how many */
         follow_new(k, f, 0);
-        for (size_t i = 0; i < f->n; i++)
-            lag += sl_strand_count(f->s[i]) - f->cur[i];
-        sl_registry_set_lag(w->reg, w->def.id, lag);
+        sl_registry_set_lag(w->reg, w->def.id, lag_of(f)); /* records wait meanwhile */
         if (sl_worker_clock_nap(
                 w, sl_backoff_ms((uint64_t)k->initial_ms, (uint64_t)k->max_ms, attempt) + 1))
             return 1;
@@ -652,10 +658,7 @@ void *sl_sink_worker_main(void *arg)
         follow(&k, f, st, earliest);
     }
     follow_new(&k, f, earliest);
-    uint64_t lag0 = 0; /* known from here on: records behind the head, before the first send */
-    for (size_t i = 0; i < f->n; i++)
-        lag0 += sl_strand_count(f->s[i]) - f->cur[i];
-    sl_registry_set_lag(w->reg, w->def.id, lag0);
+    sl_registry_set_lag(w->reg, w->def.id, lag_of(f)); /* known from here on */
     if (health(&k, f))
         goto out;
     sl_registry_set_source_status(w->reg, w->def.id, NULL, NULL); /* running */
@@ -701,10 +704,7 @@ void *sl_sink_worker_main(void *arg)
         }
         if (sl_registry_take_replay(w->reg, w->def.id))
             replay_dead_letters(&k, s, ns);
-        uint64_t lag = 0;
-        for (size_t i = 0; i < ns; i++)
-            lag += sl_strand_count(s[i]) - cur[i];
-        sl_registry_set_lag(w->reg, w->def.id, lag);
+        sl_registry_set_lag(w->reg, w->def.id, lag_of(f));
         /* woken by the next commit (of its one strand, or of any strand: the bell); a timeout
          * to see a stop, a due linger or a replay request */
         if (!sent) {

@@ -3,6 +3,7 @@
  * seq; format text: "strand seq timestamp_ms agent_id payload"), or indented JSON with pretty.
  * For debugging and for measuring the framework's own cost per record (to /dev/null). */
 #include "connectors/stdout/stdout.h"
+#include "connectors/httpc.h"
 #include "core/err.h"
 #include "formats/json_mp.h"
 
@@ -42,15 +43,10 @@ static int one(struct sl_buf *b, const char *strand, const struct sl_rec *r, int
     size_t start = b->len;
     sl_buf_puts(b, "{\"strand\":");
     sl_buf_json_str(b, strand, strlen(strand));
-    sl_buf_printf(b, ",\"seq\":%llu,\"event\":\"%s\",\"agent_id\":", (unsigned long long)r->seq,
-                  (r->flags & SL_REC_TOMBSTONE) ? "tombstone" : "write");
-    sl_buf_json_str(b, r->source, r->source_len);
-    sl_buf_puts(b, ",\"record_hash\":\"");
-    sl_buf_hex(b, r->hash, SL_REC_HASH_LEN);
-    sl_buf_puts(b, "\",\"payload\":");
-    if (payload(b, r) < 0)
+    sl_buf_printf(b, ",\"seq\":%llu,", (unsigned long long)r->seq);
+    if (sl_event_json_members(b, r) < 0) /* the webhook's event, after strand and seq */
         return -1;
-    sl_buf_printf(b, ",\"timestamp_ms\":%llu}", (unsigned long long)r->timestamp_ms);
+    sl_buf_putc(b, '}');
     if (pretty && !b->failed) {
         json_t *o = json_loadb((const char *)b->data + start, b->len - start, 0, NULL);
         char *s = o ? json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;

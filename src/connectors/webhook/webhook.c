@@ -24,7 +24,6 @@
 #include "core/util.h"
 #include "engine/kinds.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,21 +68,6 @@ static const struct sl_field f_webhook[] = {
 
 /* ---- config: Rivven's spellings and header checks ---- */
 
-/* "config.<path>: ..." */
-#define bad(err, path, ...) config_bad(err, path, __VA_ARGS__)
-static int config_bad(struct sl_err *err, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int config_bad(struct sl_err *err, const char *path, const char *fmt, ...)
-{
-    char msg[200], full[160];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof(full), "config.%s", path);
-    return sl_config_error(err, full, "%s", msg);
-}
-
 static int in_list(const char *const *list, const char *name)
 {
     for (; *list; list++)
@@ -92,11 +76,12 @@ static int in_list(const char *const *list, const char *name)
     return 0;
 }
 
-/* "headers.<name>" with control characters shown as \r, \n, \xNN (the name is the client's). */
+/* "config.headers.<name>" with control characters shown as \r, \n, \xNN (the name is the client's).
+ */
 static void header_path(char *out, size_t n, const char *name)
 {
-    size_t k = (size_t)snprintf(out, n, "headers.");
-    for (const unsigned char *p = (const unsigned char *)name; *p && k + 5 < n && k < 90; p++) {
+    size_t k = (size_t)snprintf(out, n, "config.headers.");
+    for (const unsigned char *p = (const unsigned char *)name; *p && k + 5 < n && k < 97; p++) {
         if (*p == '\r' || *p == '\n')
             k += (size_t)snprintf(out + k, n - k, "\\%c", *p == '\r' ? 'r' : 'n');
         else if (*p < 0x20 || *p == 0x7f)
@@ -119,19 +104,21 @@ static int check_name(const char *name, struct sl_err *err)
     header_path(path, sizeof(path), name);
     size_t len = strlen(name);
     if (strpbrk(name, "\r\n"))
-        return bad(err, path, "a header name must not hold CR or LF (header injection)");
+        return sl_config_error(err, path,
+                               "a header name must not hold CR or LF (header injection)");
     if (len == 0 || len > MAX_NAME)
-        return bad(err, path, "a header name has 1 to %d characters", MAX_NAME);
+        return sl_config_error(err, path, "a header name has 1 to %d characters", MAX_NAME);
     for (size_t i = 0; i < len; i++)
         if (!is_tchar((unsigned char)name[i]))
-            return bad(err, path,
-                       "a header name is a token: letters, digits and !#$%%&'*+-.^_`|~ only");
+            return sl_config_error(
+                err, path, "a header name is a token: letters, digits and !#$%%&'*+-.^_`|~ only");
     if (strcasecmp(name, "Idempotency-Key") == 0)
-        return bad(err, path,
-                   "set by Sluice on every request (the first record's hash); it cannot be "
-                   "replaced");
+        return sl_config_error(
+            err, path,
+            "set by Sluice on every request (the first record's hash); it cannot be "
+            "replaced");
     if (in_list(g_reserved, name))
-        return bad(err, path, "set from the body; it cannot be given");
+        return sl_config_error(err, path, "set from the body; it cannot be given");
     return 0;
 }
 
@@ -142,14 +129,15 @@ static int check_value(const char *name, const json_t *v, struct sl_err *err)
     const char *s = json_string_value(v);
     size_t len = json_string_length(v);
     if (strlen(s) != len)
-        return bad(err, path, "a header value must not hold NUL");
+        return sl_config_error(err, path, "a header value must not hold NUL");
     if (len > MAX_VALUE)
-        return bad(err, path, "a header value has at most %d bytes", MAX_VALUE);
+        return sl_config_error(err, path, "a header value has at most %d bytes", MAX_VALUE);
     if (strpbrk(s, "\r\n"))
-        return bad(err, path, "a header value must not hold CR or LF (header injection)");
+        return sl_config_error(err, path,
+                               "a header value must not hold CR or LF (header injection)");
     for (size_t i = 0; i < len; i++)
         if (((unsigned char)s[i] < 0x20 && s[i] != '\t') || s[i] == 0x7f)
-            return bad(err, path, "a header value must not hold control characters");
+            return sl_config_error(err, path, "a header value must not hold control characters");
     return 0;
 }
 
@@ -183,8 +171,8 @@ static int parse_stored(const json_t *hs, json_t **stored, struct sl_err *err)
     }
     if (!ok) {
         json_decref(o);
-        return bad(err, "header_secrets",
-                   "kept by Sluice from headers: leave it out or send back \"***\"");
+        return sl_config_error(err, "config.header_secrets",
+                               "kept by Sluice from headers: leave it out or send back \"***\"");
     }
     *stored = o;
     return 0;
@@ -198,10 +186,12 @@ static int norm_timeout(json_t *out, struct sl_err *err)
     if (!json_is_null(secs)) {
         json_t *ms = json_object_get(out, "timeout_ms");
         if (ms && !json_is_null(ms))
-            return bad(err, "timeout_secs", "give timeout_secs (Rivven) or timeout_ms, not both");
+            return sl_config_error(err, "config.timeout_secs",
+                                   "give timeout_secs (Rivven) or timeout_ms, not both");
         json_int_t v = json_is_integer(secs) ? json_integer_value(secs) : 0;
         if (v < 1 || v > 600)
-            return bad(err, "timeout_secs", "must be an integer between 1 and 600");
+            return sl_config_error(err, "config.timeout_secs",
+                                   "must be an integer between 1 and 600");
         json_object_set_new(out, "timeout_ms", json_integer(v * 1000));
     }
     json_object_del(out, "timeout_secs");
@@ -217,12 +207,14 @@ static int norm_retry(json_t *out, struct sl_err *err)
     if (!json_is_null(a)) {
         json_t *mr = json_object_get(r, "max_retries");
         if (mr && !json_is_null(mr))
-            return bad(err, "retry.max_attempts",
-                       "give retry.max_attempts (Rivven: attempts in all) or retry.max_retries "
-                       "(retries after the first), not both");
+            return sl_config_error(
+                err, "config.retry.max_attempts",
+                "give retry.max_attempts (Rivven: attempts in all) or retry.max_retries "
+                "(retries after the first), not both");
         json_int_t v = json_is_integer(a) ? json_integer_value(a) : 0;
         if (v < 1 || v > 1000000000)
-            return bad(err, "retry.max_attempts", "must be an integer between 1 and 1000000000");
+            return sl_config_error(err, "config.retry.max_attempts",
+                                   "must be an integer between 1 and 1000000000");
         json_object_set_new(r, "max_retries", json_integer(v - 1));
     }
     json_object_del(r, "max_attempts");
@@ -241,7 +233,7 @@ static int norm_headers(json_t *out, struct sl_err *err)
     if (!json_is_object(h))
         goto done;
     if (json_object_size(h) > MAX_HEADERS) {
-        bad(err, "headers", "at most %d headers", MAX_HEADERS);
+        sl_config_error(err, "config.headers", "at most %d headers", MAX_HEADERS);
         goto fail;
     }
     json_t *secret = json_object_get(out, "secret");
@@ -259,19 +251,21 @@ static int norm_headers(json_t *out, struct sl_err *err)
             if (other == name || strcmp(other, name) == 0)
                 break; /* only the ones before */
             if (strcasecmp(other, name) == 0) {
-                bad(err, path, "given twice (header names are case-insensitive)");
+                sl_config_error(err, path, "given twice (header names are case-insensitive)");
                 goto fail;
             }
         }
         if (!json_is_string(v))
             continue;
         if (has_secret && strcasecmp(name, "Authorization") == 0) {
-            bad(err, path, "conflicts with config.secret (both set Authorization): give one");
+            sl_config_error(err, path,
+                            "conflicts with config.secret (both set Authorization): give one");
             goto fail;
         }
         if (in_list(g_secret_names, name) && strcmp(json_string_value(v), MASK) == 0) {
             if (!(v = stored_value(stored, name)) && stored) {
-                bad(err, path, "\"***\" keeps a stored value, and none is stored: send the value");
+                sl_config_error(err, path,
+                                "\"***\" keeps a stored value, and none is stored: send the value");
                 goto fail;
             }
             if (!v) { /* nothing stored given: keep() may fill header_secrets in */
@@ -344,11 +338,12 @@ static int wh_check_config(json_t *cfg, struct sl_err *err)
             strcmp(json_string_value(v), MASK) == 0) {
             char path[128];
             header_path(path, sizeof(path), name);
-            return bad(err, path,
-                       "\"***\" keeps a stored value, and none is stored: send the value");
+            return sl_config_error(
+                err, path, "\"***\" keeps a stored value, and none is stored: send the value");
         }
     }
-    return bad(err, "header_secrets", "kept by Sluice from headers: leave it out");
+    return sl_config_error(err, "config.header_secrets",
+                           "kept by Sluice from headers: leave it out");
 }
 
 /* ---- request headers ---- */
@@ -400,7 +395,7 @@ static int build_lines(const json_t *cfg, char ***lines_out, size_t *n_out, stru
             if (!sv) {
                 char path[128];
                 header_path(path, sizeof(path), name);
-                rc = bad(err, path, "no stored value for \"***\"");
+                rc = sl_config_error(err, path, "no stored value for \"***\"");
                 goto fail;
             }
             s = json_string_value(sv);
