@@ -2,8 +2,10 @@
  * datagen events (pattern orders, seed 42), encodes each as MessagePack, renders the stdout
  * sink's JSON lines for them in batches of 1000 and writes them to stdout (/dev/null in the
  * bench). No strand, no fsync, no threads, no cursor: what is left of Sluice's time per record
- * beyond this is the framework's (and the strand's) cost. Prints "floor_ns=... records=..." on
- * stderr. Built from the project's objects (make build/bench/framework_floor). */
+ * beyond this is the framework's (and the strand's) cost. With a second argument "gen" it only
+ * generates and encodes (the floor of a run into a sink that does nothing). Prints
+ * "floor_ns=... records=..." on stderr. Built from the project's objects
+ * (make build/bench/framework_floor). */
 #include "connectors/datagen/datagen.h"
 #include "connectors/stdout/stdout.h"
 #include "formats/json_mp.h"
@@ -26,6 +28,7 @@ static uint64_t now_ns(void)
 int main(int argc, char **argv)
 {
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 500000;
+    int render = !(argc > 2 && strcmp(argv[2], "gen") == 0);
     struct sl_buf json, mp, out;
     sl_buf_init(&json, 0);
     sl_buf_init(&mp, 0);
@@ -55,6 +58,8 @@ int main(int argc, char **argv)
                                       .payload_len =
                                           (uint32_t)((j + 1 < k ? offs[j + 1] : mp.len) - offs[j]),
                                       .hash = hash};
+        if (!render)
+            continue;
         struct sl_batch b = {.strand = "default", .recs = recs, .n = k};
         sl_buf_reset(&out);
         if (sl_stdout_format(&b, 0, 0, &out) < 0)
