@@ -287,6 +287,17 @@ with t.section("one stalled target does not slow another", srv):
     ok = fast.wait_for(lambda r: set(h) <= set(fast.by_idempotency_key(True)), 5)
     t.ok(ok and time.monotonic() - t0 < 2.0, "the fast webhook got all 5 in %.2fs while the other stalls" % (time.monotonic() - t0))
 
+with t.section("rate_limit paces what a sink sends", srv):
+    rr = Receiver().start()
+    rid = hook(rr, strands=["paced"], rate_limit={"events_per_second": 20, "burst_capacity": 1})
+    t0 = time.monotonic()  # before the first record exists: a lower bound cannot be flaky
+    hr = write(20, strand="paced")  # the bucket (1) lets one record through every 50 ms
+    ok = rr.wait_for(lambda q: set(hr) <= set(keys(rr)), 20)
+    took = time.monotonic() - t0
+    t.ok(ok and took >= 0.9, "20 records at 20 per second take at least 0.95 s: %.2f s" % took)
+    srv.req("DELETE", "/v1/connectors/" + rid)
+    rr.stop()
+
 with t.section("several requests in flight (max_in_flight)", srv):
     rp = Receiver().start()
     rp.set_mode("slow", ms=20)  # each request takes 20 ms: one at a time that is 50 records/s

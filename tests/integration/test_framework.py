@@ -108,6 +108,17 @@ with t.section("bad configs", srv):
              "datagen %s -> 400 naming %s" % (json.dumps(cfg), field), r)
     r = srv.req("POST", C, {"name": "bad-out", "kind": "stdout", "config": {"format": "xml"}})
     t.ok(r.status == 400 and "config.format" in r.json.get("error", ""), "stdout format xml -> 400", r)
+    for cfg, field in (({"rate_limit": {"events_per_second": 0}}, "config.rate_limit.events_per_second"),
+                       ({"rate_limit": {"burst_capacity": 5}}, "config.rate_limit.events_per_second"),
+                       ({"rate_limit": {"events_per_second": 5, "burst_capacity": 0}},
+                        "config.rate_limit.burst_capacity"),
+                       ({"rate_limit": 10}, "config.rate_limit"),
+                       ({"url": "http://127.0.0.1:1/x", "max_in_flight": 65}, "config.max_in_flight"),
+                       ({"url": "http://127.0.0.1:1/x", "max_in_flight": 0}, "config.max_in_flight")):
+        kind = "webhook" if "url" in cfg else "stdout"
+        r = srv.req("POST", C, {"name": "bad-" + field + str(len(cfg)), "kind": kind, "config": cfg})
+        t.ok(r.status == 400 and field + ":" in r.json.get("error", "") and r.json.get("code") == "invalid_config",
+             "%s %s -> 400 naming %s" % (kind, json.dumps(cfg), field), r)
     t.eq(len(srv.req("GET", C).json["connectors"]), n, "nothing was stored")
 
 with t.section("stdout: one line per record, the records themselves", srv):
