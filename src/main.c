@@ -67,6 +67,7 @@ static int cmd_serve(int argc, char **argv)
     }
     struct sl_bbk_opts bo = {
         .data_dir = cfg.data,
+        .registry = api.registry,
         .supabase_url = cfg.boboyka_supabase_url,
         .supabase_key = cfg.boboyka_supabase_key,
         .timeout_ms = cfg.boboyka_mirror_timeout_ms,

@@ -1,11 +1,11 @@
 #include "boboyka/service.h"
 
-#include "connectors/httpc.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "engine/meta.h"
 
-#include <curl/curl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
@@ -17,12 +17,8 @@
 enum { ST_DISABLED = 0, ST_OK = 1, ST_PENDING = 2, ST_FAILED = 3 };
 static const char *const g_state[] = {"disabled", "ok", "pending", "failed"};
 
-#define MAX_BATCH 500 /* events in one bulk insert */
-/* mirror requests in flight: few, so that events gather into bulk inserts */
-#define MAX_INFLIGHT 4
-#define SCAN_BATCH 200    /* retries taken from the queue at a time */
-#define LEASE_MS 600000   /* a retry taken is not taken again for this long (reset on open) */
-#define RESP_EXCERPT 4096 /* bytes of a Supabase answer kept for the error text */
+#define MIRROR_NAME "boboyka-supabase" /* the connector that mirrors */
+#define RECENT 256                     /* delivery notes remembered (see resolve) */
 
 struct job {
     struct job *next;
@@ -30,46 +26,42 @@ struct job {
     struct sl_append a;
     struct sl_append_rec rec;
     uint8_t hashes[1][SL_HASH_LEN];
-    struct sl_bbk_event ev; /* the payload (foreground jobs) */
-    struct sl_buf mirror;   /* the mirror body: the data as JSON, made only when dual-write is on */
-    int background;         /* a retry from the queue: nobody waits for it */
-    int answered;           /* answered by the committer already (dual-write off) */
-    int nobatch;            /* sent alone */
-    int type, attempts;     /* attempts made before this one */
-    uint64_t seq, ts, deadline_ns, shape;
+    struct sl_bbk_event ev;
+    int answered; /* answered by the committer already (dual-write off) */
+    int type, attempts, state;
+    uint64_t seq, ts, deadline_ns;
     int strand_status;
-    int ok, aborted;
     char error[240];
     sl_bbk_done_fn done;
     void *arg;
 };
 
-struct batch {
-    struct batch *next;
-    CURL *c;
-    struct job *jobs;
-    size_t n;
-    struct sl_buf body;
-    struct sl_httpc_resp resp;
-    struct curl_slist *hdrs;
-    char url[1200];
+/* A delivery note of the mirror connector (copied off the sink worker's thread). */
+struct note {
+    struct note *next;
+    enum sl_delivery what;
+    uint64_t seq, n;
+    int attempts;
+    char error[240];
 };
 
 struct sl_bbk {
     struct sl_bbk_opts o;
-    char *url, *key, *dedup;
+    char *url, *dedup;
     int dual;
+    char conn_id[16]; /* the mirror connector's id ("" without dual-write) */
     struct sl_store *store;
     struct sl_strand *strand;
-    sqlite3 *db;             /* service thread (and open) */
-    sqlite3_stmt *ins, *upd; /* prepared once (db) */
-    sqlite3 *rd;             /* readers, under rd_mu */
+    sqlite3 *db;                /* service thread (and open) */
+    sqlite3_stmt *ins, *upd[4]; /* prepared once (db): see g_upd */
+    sqlite3 *rd;                /* readers, under rd_mu */
     pthread_mutex_t rd_mu;
     pthread_t th;
     int started;
-    CURLM *multi;
     pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;  /* the service thread waits on it */
     struct job *in_head, **in_tail;
+    struct note *notes_head, **notes_tail;
     int stopping;
     long outstanding; /* ingests accepted and not yet indexed */
     /* Without dual-write an ingest is answered by the committer as soon as it is durable, and
@@ -79,13 +71,26 @@ struct sl_bbk {
     pthread_cond_t indexed_cv;
     uint64_t counts[SL_BBK_NTYPES], pending, failed, sent_ok, sent_err;
     /* service thread only */
-    struct job *queue, **queue_tail, *finished;
-    struct batch *inflight;
-    int ninflight;
-    uint64_t next_scan_ns;
+    struct job *waiting; /* mirrored events not yet answered, by seq */
+    struct job *finished;
+    uint64_t upto; /* every event below has been delivered or dead-lettered */
+    struct note recent[RECENT];
+    unsigned nrecent; /* notes seen (the last RECENT are in recent[], by nrecent % RECENT) */
+    int blocked;      /* the last note was a failed attempt: nothing after it is sent */
+    char block_error[240];
 };
 
 /* ---- index (SQLite) ---- */
+
+/* What a delivery note does to the rows of [?2, ?3) that were answered already (attempts ?1,
+ * error ?4); the row of an event answered later gets the note's state when it is written. */
+enum { UPD_OK_PENDING, UPD_OK_FAILED, UPD_DEAD, UPD_ATTEMPT };
+static const char *const g_upd[] = {
+    "UPDATE events SET state=1, attempts=?1, error=NULL WHERE seq>=?2 AND seq<?3 AND state=2",
+    "UPDATE events SET state=1, attempts=?1, error=NULL WHERE seq>=?2 AND seq<?3 AND state=3",
+    "UPDATE events SET state=3, attempts=?1, error=?4 WHERE seq>=?2 AND seq<?3 AND state=2",
+    "UPDATE events SET attempts=?1, error=?4 WHERE seq>=?2 AND seq<?3 AND state=2",
+};
 
 static int db_exec(sqlite3 *db, const char *sql, struct sl_err *err)
 {
@@ -119,18 +124,18 @@ static int db_open(struct sl_bbk *b, struct sl_err *err)
                      " state INTEGER NOT NULL, attempts INTEGER NOT NULL, error TEXT,"
                      " next_ms INTEGER NOT NULL);"
                      "CREATE INDEX IF NOT EXISTS events_type ON events(type, seq);"
-                     "CREATE INDEX IF NOT EXISTS events_retry ON events(next_ms) WHERE state = 2;"
-                     "UPDATE events SET next_ms = 0 WHERE state = 2;",
+                     "CREATE INDEX IF NOT EXISTS events_retry ON events(next_ms) WHERE state = 2;",
                      err);
-    if (rc == 0 &&
-        (sqlite3_prepare_v2(b->db,
-                            "INSERT OR REPLACE INTO events (seq, hash, type, ts, state, attempts,"
-                            " error, next_ms) VALUES (?,?,?,?,?,?,?,?)",
-                            -1, &b->ins, NULL) != SQLITE_OK ||
-         sqlite3_prepare_v2(b->db,
-                            "UPDATE events SET state=?, attempts=?, error=?, next_ms=? WHERE seq=?",
-                            -1, &b->upd, NULL) != SQLITE_OK))
-        rc = sl_err_set(err, SL_E_IO, "metadata_error", "boboyka index: %s", sqlite3_errmsg(b->db));
+    if (rc == 0 && sqlite3_prepare_v2(b->db,
+                                      "INSERT OR REPLACE INTO events (seq, hash, type, ts, state,"
+                                      " attempts, error, next_ms) VALUES (?,?,?,?,?,?,?,?)",
+                                      -1, &b->ins, NULL) != SQLITE_OK)
+        rc = SL_E_IO;
+    for (int i = 0; rc == 0 && i < 4; i++)
+        if (sqlite3_prepare_v2(b->db, g_upd[i], -1, &b->upd[i], NULL) != SQLITE_OK)
+            rc = SL_E_IO;
+    if (rc == SL_E_IO)
+        sl_err_set(err, SL_E_IO, "metadata_error", "boboyka index: %s", sqlite3_errmsg(b->db));
     return rc;
 }
 
@@ -193,8 +198,9 @@ static int catch_up(struct sl_bbk *b, struct sl_err *err)
         int t = sl_bbk_payload_type(r.payload, r.payload_len);
         if (t < 0)
             continue; /* written to the strand by other means: not a Boboyka event */
-        if (db_insert(b, seq, r.hash, t, r.timestamp_ms, b->dual ? ST_PENDING : ST_DISABLED, 0,
-                      b->dual ? "not mirrored before a restart" : NULL, 0) < 0) {
+        int state = !b->dual ? ST_DISABLED : seq < b->upto ? ST_OK : ST_PENDING;
+        if (db_insert(b, seq, r.hash, t, r.timestamp_ms, state, state == ST_OK,
+                      state == ST_PENDING ? "not mirrored before a restart" : NULL, 0) < 0) {
             db_exec(b->db, "ROLLBACK", NULL);
             sqlite3_finalize(has);
             return sl_err_set(err, SL_E_IO, "metadata_error", "boboyka index: %s",
@@ -235,94 +241,7 @@ static void load_counts(struct sl_bbk *b)
 static void job_free(struct job *j)
 {
     sl_bbk_event_release(&j->ev);
-    sl_buf_release(&j->mirror);
     free(j);
-}
-
-static void answer(struct job *j, int dual);
-
-/* Writes the outcome of every finished job to the index in one transaction, then answers the
- * waiting requests. */
-static void flush_finished(struct sl_bbk *b)
-{
-    struct job *list = b->finished;
-    b->finished = NULL;
-    if (!list)
-        return;
-    uint64_t now = sl_now_ms();
-    int64_t dcount[SL_BBK_NTYPES] = {0}, dpending = 0, dfailed = 0;
-    db_exec(b->db, "BEGIN", NULL);
-    for (struct job *j = list; j; j = j->next) {
-        if (j->strand_status)
-            continue;
-        int state = ST_DISABLED, attempts = j->attempts;
-        uint64_t next = 0;
-        if (b->dual || j->background) {
-            if (!j->aborted)
-                attempts++;
-            if (j->ok)
-                state = ST_OK;
-            else if (!j->aborted && (uint64_t)attempts > b->o.max_retries)
-                state = ST_FAILED;
-            else {
-                state = ST_PENDING;
-                next = j->aborted
-                           ? 0
-                           : now + sl_backoff_ms(b->o.retry_base_ms, b->o.retry_max_ms, attempts);
-            }
-        }
-        if (j->background) {
-            sqlite3_stmt *st = b->upd;
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
-            sqlite3_bind_int(st, 1, state);
-            sqlite3_bind_int(st, 2, attempts);
-            if (!j->ok)
-                sqlite3_bind_text(st, 3, j->error, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 4, (sqlite3_int64)next);
-            sqlite3_bind_int64(st, 5, (sqlite3_int64)j->seq);
-            if (sqlite3_step(st) != SQLITE_DONE)
-                sl_error("boboyka index: %s", sqlite3_errmsg(b->db));
-            dpending -= 1;
-        } else {
-            if (db_insert(b, j->seq, j->hashes[0], j->type, j->ts, state, attempts,
-                          state == ST_OK || state == ST_DISABLED ? NULL : j->error, next) < 0)
-                sl_error("boboyka index: %s", sqlite3_errmsg(b->db));
-            dcount[j->type]++;
-        }
-        if (state == ST_PENDING)
-            dpending++;
-        else if (state == ST_FAILED)
-            dfailed++;
-        if (state == ST_FAILED)
-            sl_warn("boboyka: event %" PRIu64 " not mirrored after %d attempts: %s", j->seq,
-                    attempts, j->error);
-    }
-    if (db_exec(b->db, "COMMIT", NULL) < 0)
-        sl_error("boboyka index: commit: %s", sqlite3_errmsg(b->db));
-    long done = 0, early = 0;
-    for (struct job *j = list; j; j = j->next)
-        early += j->answered;
-    pthread_mutex_lock(&b->mu);
-    for (int t = 0; t < SL_BBK_NTYPES; t++)
-        b->counts[t] += (uint64_t)dcount[t];
-    b->pending = (uint64_t)((int64_t)b->pending + dpending);
-    b->failed = (uint64_t)((int64_t)b->failed + dfailed);
-    if (early) {
-        b->early_indexed += (uint64_t)early;
-        pthread_cond_broadcast(&b->indexed_cv);
-    }
-    pthread_mutex_unlock(&b->mu);
-    for (struct job *j = list, *next; j; j = next) {
-        next = j->next;
-        done += !j->background;
-        if (!j->background && !j->answered)
-            answer(j, b->dual);
-        job_free(j);
-    }
-    pthread_mutex_lock(&b->mu);
-    b->outstanding -= done;
-    pthread_mutex_unlock(&b->mu);
 }
 
 static void answer(struct job *j, int dual)
@@ -333,8 +252,8 @@ static void answer(struct job *j, int dual)
         .seq = j->seq,
         .ingested_at_ms = j->ts,
         .dw_enabled = dual,
-        .dw_ok = j->ok,
-        .dw_error = dual && !j->ok ? j->error : NULL,
+        .dw_ok = j->state == ST_OK,
+        .dw_error = dual && j->state != ST_OK ? j->error : NULL,
     };
     memcpy(r.hash, j->hashes[0], SL_HASH_LEN);
     j->done(&r, j->arg);
@@ -355,305 +274,167 @@ static void wait_indexed(struct sl_bbk *b)
     pthread_mutex_unlock(&b->mu);
 }
 
-static void finish(struct sl_bbk *b, struct job *j)
+/* Ends job j with a mirror state: it is indexed and answered by the next flush. */
+static void finish(struct sl_bbk *b, struct job *j, int state, int attempts, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void finish(struct sl_bbk *b, struct job *j, int state, int attempts, const char *fmt, ...)
 {
+    j->state = state;
+    j->attempts = attempts;
+    j->error[0] = 0;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(j->error, sizeof(j->error), fmt, ap);
+        va_end(ap);
+    }
     j->next = b->finished;
     b->finished = j;
 }
 
-static void fail_job(struct sl_bbk *b, struct job *j, int aborted, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void fail_job(struct sl_bbk *b, struct job *j, int aborted, const char *fmt, ...)
+/* Writes the notes' effect on rows already indexed and the finished jobs' rows in one
+ * transaction, then answers the waiting requests. */
+static void flush(struct sl_bbk *b, struct note *notes)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(j->error, sizeof(j->error), fmt, ap);
-    va_end(ap);
-    j->ok = 0;
-    j->aborted = aborted;
-    finish(b, j);
-}
-
-static void enqueue(struct sl_bbk *b, struct job *j)
-{
-    j->next = NULL;
-    *b->queue_tail = j;
-    b->queue_tail = &j->next;
-}
-
-/* ---- mirror requests ---- */
-
-static void batch_free(struct batch *bt)
-{
-    if (bt->c)
-        curl_easy_cleanup(bt->c);
-    curl_slist_free_all(bt->hdrs);
-    sl_buf_release(&bt->body);
-    sl_httpc_resp_release(&bt->resp);
-    free(bt);
-}
-
-/* Appends job j's mirror body, with the dedup column first when configured. */
-static void body_append(struct sl_bbk *b, struct sl_buf *out, const struct job *j)
-{
-    const struct sl_buf *m = &j->mirror;
-    if (!b->dedup[0]) {
-        sl_buf_append(out, m->data, m->len);
+    struct job *list = b->finished;
+    b->finished = NULL;
+    if (!list && !notes)
         return;
-    }
-    sl_buf_putc(out, '{');
-    sl_buf_json_str(out, b->dedup, strlen(b->dedup));
-    sl_buf_puts(out, ":\"");
-    sl_buf_hex(out, j->hashes[0], SL_HASH_LEN);
-    sl_buf_putc(out, '"');
-    if (m->len > 2)
-        sl_buf_putc(out, ',');
-    sl_buf_append(out, m->data + 1, m->len - 1);
-}
-
-/* Takes the queue's first job and every later one of the same table and shape (up to
- * MAX_BATCH) and starts one request for them. */
-static void launch_one(struct sl_bbk *b)
-{
-    struct job *first = b->queue;
-    uint64_t now = sl_mono_ns();
-    struct batch *bt = calloc(1, sizeof(*bt));
-    if (!bt)
-        return;
-    sl_buf_init(&bt->body, 0);
-    sl_httpc_resp_init(&bt->resp, RESP_EXCERPT);
-    struct job **tail = &bt->jobs;
-    uint64_t deadline = first->deadline_ns;
-    for (struct job **p = &b->queue; *p && bt->n < MAX_BATCH;) {
-        struct job *j = *p;
-        int take = j == first || (!first->nobatch && !j->nobatch && j->type == first->type &&
-                                  j->shape == first->shape);
-        if (!take) {
-            p = &j->next;
-            continue;
-        }
-        *p = j->next;
-        j->next = NULL;
-        *tail = j;
-        tail = &j->next;
-        bt->n++;
-        if (j->deadline_ns < deadline)
-            deadline = j->deadline_ns;
-    }
-    b->queue_tail = &b->queue;
-    while (*b->queue_tail)
-        b->queue_tail = &(*b->queue_tail)->next;
-    if (deadline <= now + 1000000) {
-        for (struct job *j = bt->jobs, *next; j; j = next) {
-            next = j->next;
-            fail_job(b, j, 0, "timed out after %" PRIu64 " ms waiting to be sent", b->o.timeout_ms);
-        }
-        bt->jobs = NULL;
-        batch_free(bt);
-        return;
-    }
-    if (bt->n > 1)
-        sl_buf_putc(&bt->body, '[');
-    for (struct job *j = bt->jobs; j; j = j->next) {
-        if (j != bt->jobs)
-            sl_buf_putc(&bt->body, ',');
-        body_append(b, &bt->body, j);
-    }
-    if (bt->n > 1)
-        sl_buf_putc(&bt->body, ']');
-    snprintf(bt->url, sizeof(bt->url), "%s/rest/v1/%s%s%s", b->url, sl_bbk_table(first->type),
-             b->dedup[0] ? "?on_conflict=" : "", b->dedup);
-    char h[1200];
-    snprintf(h, sizeof(h), "apikey: %s", b->key);
-    bt->hdrs = curl_slist_append(bt->hdrs, h);
-    snprintf(h, sizeof(h), "Authorization: Bearer %s", b->key);
-    bt->hdrs = curl_slist_append(bt->hdrs, h);
-    bt->hdrs = curl_slist_append(bt->hdrs, "Content-Type: application/json");
-    bt->hdrs = curl_slist_append(bt->hdrs, b->dedup[0] ? "Prefer: return=minimal,"
-                                                         "resolution=ignore-duplicates"
-                                                       : "Prefer: return=minimal");
-    bt->hdrs = curl_slist_append(bt->hdrs, "Expect:");
-    bt->c = curl_easy_init();
-    if (!bt->c || bt->body.failed) {
-        for (struct job *j = bt->jobs, *next; j; j = next) {
-            next = j->next;
-            fail_job(b, j, 0, "out of memory");
-        }
-        bt->jobs = NULL;
-        batch_free(bt);
-        return;
-    }
-    long timeout = (long)((deadline - now) / 1000000);
-    sl_httpc_prepare(bt->c, "POST", bt->url, bt->hdrs, bt->body.data, bt->body.len, timeout,
-                     &bt->resp);
-    curl_easy_setopt(bt->c, CURLOPT_PRIVATE, bt);
-    curl_multi_add_handle(b->multi, bt->c);
-    bt->next = b->inflight;
-    b->inflight = bt;
-    b->ninflight++;
-}
-
-/* The error text of a failed answer: PostgREST's "message" if there is one. */
-static void answer_error(const struct batch *bt, long status, char *out, size_t n)
-{
-    const char *body = (const char *)bt->resp.body.data;
-    size_t len = bt->resp.body.len;
-    const char *m = len ? memmem(body, len, "\"message\":\"", 11) : NULL;
-    if (m) {
-        m += 11;
-        size_t k = 0;
-        while (m + k < body + len && m[k] != '"' && k < 160)
-            k += m[k] == '\\' && m + k + 1 < body + len ? 2 : 1;
-        snprintf(out, n, "Supabase answered %ld: %.*s", status, (int)k, m);
-    } else {
-        size_t k = len < 160 ? len : 160;
-        snprintf(out, n, "Supabase answered %ld%s%.*s", status, k ? ": " : "", (int)k,
-                 len ? body : "");
-    }
-}
-
-static void complete(struct sl_bbk *b, struct batch *bt, CURLcode rc)
-{
-    long status = 0;
-    curl_easy_getinfo(bt->c, CURLINFO_RESPONSE_CODE, &status);
-    int ok = rc == CURLE_OK && status >= 200 && status < 300;
-    char why[240] = "";
-    if (rc == CURLE_OPERATION_TIMEDOUT) {
-        double t = 0;
-        curl_easy_getinfo(bt->c, CURLINFO_TOTAL_TIME, &t);
-        snprintf(why, sizeof(why), "Supabase did not answer within %.0f ms (timeout)", t * 1000);
-    } else if (rc != CURLE_OK) {
-        snprintf(why, sizeof(why), "Supabase unreachable: %s", curl_easy_strerror(rc));
-    } else if (!ok) {
-        answer_error(bt, status, why, sizeof(why));
-    }
-    /* A bulk insert refused as a whole (one bad row, differing shapes): send each alone, so
-     * that only the events at fault fail. */
-    int split = !ok && rc == CURLE_OK && bt->n > 1 && status >= 400 && status < 500 &&
-                status != 408 && status != 429;
-    pthread_mutex_lock(&b->mu);
-    if (ok)
-        b->sent_ok++;
-    else
-        b->sent_err++;
-    pthread_mutex_unlock(&b->mu);
-    for (struct job *j = bt->jobs, *next; j; j = next) {
-        next = j->next;
-        if (split) {
-            j->nobatch = 1;
-            enqueue(b, j);
-        } else if (ok) {
-            j->ok = 1;
-            finish(b, j);
-        } else {
-            fail_job(b, j, 0, "%s", why);
-        }
-    }
-    bt->jobs = NULL;
-}
-
-static void drain_multi(struct sl_bbk *b)
-{
-    int running, left;
-    curl_multi_perform(b->multi, &running);
-    CURLMsg *msg;
-    while ((msg = curl_multi_info_read(b->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct batch *bt;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&bt);
-        CURLcode rc = msg->data.result;
-        curl_multi_remove_handle(b->multi, bt->c);
-        for (struct batch **p = &b->inflight; *p; p = &(*p)->next)
-            if (*p == bt) {
-                *p = bt->next;
-                break;
-            }
-        b->ninflight--;
-        complete(b, bt, rc);
-        batch_free(bt);
-    }
-}
-
-static void abort_all(struct sl_bbk *b)
-{
-    for (struct batch *bt = b->inflight, *next; bt; bt = next) {
-        next = bt->next;
-        curl_multi_remove_handle(b->multi, bt->c);
-        for (struct job *j = bt->jobs, *jn; j; j = jn) {
-            jn = j->next;
-            fail_job(b, j, 1, "server shutting down before Supabase answered");
-        }
-        bt->jobs = NULL;
-        batch_free(bt);
-    }
-    b->inflight = NULL;
-    b->ninflight = 0;
-    for (struct job *j = b->queue, *next; j; j = next) {
-        next = j->next;
-        fail_job(b, j, 1, "server shutting down before the mirror write");
-    }
-    b->queue = NULL;
-    b->queue_tail = &b->queue;
-}
-
-/* Takes due retries from the durable queue. */
-static void scan_retries(struct sl_bbk *b)
-{
-    uint64_t now_ns = sl_mono_ns();
-    if (!b->dual || now_ns < b->next_scan_ns || b->queue)
-        return;
-    b->next_scan_ns = now_ns + 100000000; /* 100 ms */
-    pthread_mutex_lock(&b->mu);
-    uint64_t pending = b->pending;
-    pthread_mutex_unlock(&b->mu);
-    if (!pending)
-        return;
-    uint64_t now = sl_now_ms();
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(b->db,
-                           "SELECT seq, type, attempts FROM events WHERE state = 2 AND"
-                           " next_ms <= ? ORDER BY next_ms LIMIT ?",
-                           -1, &st, NULL) != SQLITE_OK)
-        return;
-    sqlite3_bind_int64(st, 1, (sqlite3_int64)now);
-    sqlite3_bind_int(st, 2, SCAN_BATCH);
-    struct job *got = NULL;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        struct job *j = calloc(1, sizeof(*j));
-        if (!j)
-            break;
-        j->b = b;
-        j->background = j->nobatch = 1;
-        j->seq = (uint64_t)sqlite3_column_int64(st, 0);
-        j->type = sqlite3_column_int(st, 1);
-        j->attempts = sqlite3_column_int(st, 2);
-        sl_buf_init(&j->ev.payload, 0);
-        sl_buf_init(&j->mirror, 0);
-        j->next = got;
-        got = j;
-    }
-    sqlite3_finalize(st);
-    if (!got)
-        return;
+    int64_t dcount[SL_BBK_NTYPES] = {0}, dpending = 0, dfailed = 0;
     db_exec(b->db, "BEGIN", NULL);
-    for (struct job *j = got, *next; j; j = next) {
-        next = j->next;
-        char sql[96];
-        snprintf(sql, sizeof(sql), "UPDATE events SET next_ms = %" PRIu64 " WHERE seq = %" PRIu64,
-                 now + LEASE_MS, j->seq);
-        db_exec(b->db, sql, NULL);
-        struct sl_record r;
-        if (sl_strand_read(b->strand, j->seq, &r) < 0 ||
-            sl_bbk_payload_data_json(r.payload, r.payload_len, &j->mirror) < 0) {
-            fail_job(b, j, 0, "the strand record %" PRIu64 " cannot be read", j->seq);
-            continue;
+    for (struct note *n = notes; n; n = n->next) {
+        int first = n->what == SL_DELIVERED       ? UPD_OK_PENDING
+                    : n->what == SL_DEAD_LETTERED ? UPD_DEAD
+                                                  : UPD_ATTEMPT;
+        int last = n->what == SL_DELIVERED ? UPD_OK_FAILED : first;
+        for (int u = first; u <= last; u++) {
+            sqlite3_stmt *st = b->upd[u];
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            sqlite3_bind_int(st, 1, n->attempts);
+            sqlite3_bind_int64(st, 2, (sqlite3_int64)n->seq);
+            sqlite3_bind_int64(st, 3, (sqlite3_int64)(n->seq + n->n));
+            if (u >= UPD_DEAD)
+                sqlite3_bind_text(st, 4, n->error, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) != SQLITE_DONE) {
+                sl_error("boboyka index: %s", sqlite3_errmsg(b->db));
+                continue;
+            }
+            int64_t ch = sqlite3_changes(b->db);
+            if (u == UPD_OK_PENDING)
+                dpending -= ch;
+            else if (u == UPD_OK_FAILED)
+                dfailed -= ch;
+            else if (u == UPD_DEAD) {
+                dpending -= ch;
+                dfailed += ch;
+            }
         }
-        memcpy(j->hashes[0], r.hash, SL_HASH_LEN);
-        j->deadline_ns = sl_mono_ns() + b->o.timeout_ms * 1000000;
-        enqueue(b, j);
     }
-    db_exec(b->db, "COMMIT", NULL);
+    for (struct job *j = list; j; j = j->next) {
+        if (j->strand_status)
+            continue;
+        if (db_insert(b, j->seq, j->hashes[0], j->type, j->ts, j->state, j->attempts,
+                      j->state == ST_OK || j->state == ST_DISABLED ? NULL : j->error, 0) < 0)
+            sl_error("boboyka index: %s", sqlite3_errmsg(b->db));
+        dcount[j->type]++;
+        dpending += j->state == ST_PENDING;
+        dfailed += j->state == ST_FAILED;
+    }
+    if (db_exec(b->db, "COMMIT", NULL) < 0)
+        sl_error("boboyka index: commit: %s", sqlite3_errmsg(b->db));
+    long done = 0, early = 0;
+    for (struct job *j = list; j; j = j->next)
+        early += j->answered;
+    pthread_mutex_lock(&b->mu);
+    for (int t = 0; t < SL_BBK_NTYPES; t++)
+        b->counts[t] += (uint64_t)dcount[t];
+    b->pending = (uint64_t)((int64_t)b->pending + dpending);
+    b->failed = (uint64_t)((int64_t)b->failed + dfailed);
+    if (early) {
+        b->early_indexed += (uint64_t)early;
+        pthread_cond_broadcast(&b->indexed_cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    for (struct job *j = list, *next; j; j = next) {
+        next = j->next;
+        done++;
+        if (!j->answered)
+            answer(j, b->dual);
+        job_free(j);
+    }
+    pthread_mutex_lock(&b->mu);
+    b->outstanding -= done;
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* What the delivery notes say of job j, if they say anything yet: finished then. The newest
+ * note that covers its seq wins; below the connector's cursor without a note remembered, it was
+ * delivered; not yet sent while the connector retries an earlier batch, it is answered at once
+ * (the ingest does not wait for an outage to end). Returns 1 if finished. */
+static int resolve(struct sl_bbk *b, struct job *j)
+{
+    unsigned n = b->nrecent < RECENT ? b->nrecent : RECENT;
+    for (unsigned k = 1; k <= n; k++) {
+        const struct note *nt = &b->recent[(b->nrecent - k) % RECENT];
+        if (j->seq < nt->seq || j->seq >= nt->seq + nt->n)
+            continue;
+        if (nt->what == SL_DELIVERED)
+            finish(b, j, ST_OK, nt->attempts, NULL);
+        else
+            finish(b, j, nt->what == SL_DEAD_LETTERED ? ST_FAILED : ST_PENDING, nt->attempts, "%s",
+                   nt->error);
+        return 1;
+    }
+    if (j->seq < b->upto) {
+        finish(b, j, ST_OK, 1, NULL);
+        return 1;
+    }
+    if (b->blocked) {
+        finish(b, j, ST_PENDING, 0, "not sent yet, Supabase is failing: %s", b->block_error);
+        return 1;
+    }
+    return 0;
+}
+
+/* Takes one note: remembered, and every waiting job it settles is finished. */
+static void take_note(struct sl_bbk *b, const struct note *nt)
+{
+    b->recent[b->nrecent++ % RECENT] = *nt;
+    if (nt->what == SL_ATTEMPT_FAILED) {
+        b->blocked = 1;
+        snprintf(b->block_error, sizeof(b->block_error), "%s", nt->error);
+        pthread_mutex_lock(&b->mu);
+        b->sent_err++;
+        pthread_mutex_unlock(&b->mu);
+    } else {
+        b->blocked = 0;
+        if (nt->seq <= b->upto && nt->seq + nt->n > b->upto)
+            b->upto = nt->seq + nt->n;
+        pthread_mutex_lock(&b->mu);
+        if (nt->what == SL_DELIVERED)
+            b->sent_ok++;
+        else
+            b->sent_err++;
+        pthread_mutex_unlock(&b->mu);
+    }
+    for (struct job **p = &b->waiting; *p;) {
+        struct job *j = *p, *next = j->next; /* finish() reuses j->next */
+        if (resolve(b, j))
+            *p = next;
+        else
+            p = &j->next;
+    }
+}
+
+/* Waiting jobs by seq (they come in commit order: almost always at the end). */
+static void wait_for_mirror(struct sl_bbk *b, struct job *j)
+{
+    struct job **p = &b->waiting;
+    while (*p && (*p)->seq < j->seq)
+        p = &(*p)->next;
+    j->next = *p;
+    *p = j;
 }
 
 static void *service_main(void *arg)
@@ -664,34 +445,81 @@ static void *service_main(void *arg)
         struct job *in = b->in_head;
         b->in_head = NULL;
         b->in_tail = &b->in_head;
+        struct note *notes = b->notes_head;
+        b->notes_head = NULL;
+        b->notes_tail = &b->notes_head;
         int stopping = b->stopping;
         long outstanding = b->outstanding;
         pthread_mutex_unlock(&b->mu);
+        for (struct note *n = notes; n; n = n->next)
+            take_note(b, n);
+        uint64_t now = sl_mono_ns(), next_deadline = UINT64_MAX;
         for (struct job *j = in, *next; j; j = next) {
             next = j->next;
             if (j->strand_status || !b->dual)
-                finish(b, j);
-            else if (sl_bbk_payload_data_json(j->ev.payload.data, j->ev.payload.len, &j->mirror) <
-                     0)
-                fail_job(b, j, 0, "out of memory making the mirror body");
-            else
-                enqueue(b, j);
+                finish(b, j, ST_DISABLED, 0, NULL);
+            else if (!resolve(b, j))
+                wait_for_mirror(b, j);
         }
-        if (stopping)
-            abort_all(b);
-        else
-            scan_retries(b);
-        while (b->queue && b->ninflight < MAX_INFLIGHT)
-            launch_one(b);
-        drain_multi(b);
-        flush_finished(b);
-        if (stopping && outstanding == 0 && !b->inflight && !b->finished && !in)
+        for (struct job **p = &b->waiting; *p;) {
+            struct job *j = *p;
+            if (stopping || j->deadline_ns <= now) {
+                *p = j->next;
+                if (stopping)
+                    finish(b, j, ST_PENDING, 0, "server shutting down before Supabase answered");
+                else
+                    finish(b, j, ST_PENDING, 0,
+                           "not mirrored within %" PRIu64 " ms (timeout); retried in the "
+                           "background",
+                           b->o.timeout_ms);
+            } else {
+                if (j->deadline_ns < next_deadline)
+                    next_deadline = j->deadline_ns;
+                p = &j->next;
+            }
+        }
+        flush(b, notes);
+        while (notes) {
+            struct note *n = notes->next;
+            free(notes);
+            notes = n;
+        }
+        if (stopping && outstanding == 0 && !in && !b->waiting)
             break;
-        int timeout = stopping ? 5 : 100;
-        if (!b->in_head)
-            curl_multi_poll(b->multi, NULL, 0, timeout, NULL);
+        pthread_mutex_lock(&b->mu);
+        if (!b->in_head && !b->notes_head && !(b->stopping && !stopping)) {
+            uint64_t wait_ns = stopping ? 5000000u : 100000000u;
+            if (next_deadline != UINT64_MAX && next_deadline - now < wait_ns)
+                wait_ns = next_deadline > now ? next_deadline - now : 0;
+            struct timespec dl;
+            clock_gettime(CLOCK_REALTIME, &dl);
+            uint64_t t = (uint64_t)dl.tv_nsec + wait_ns;
+            dl.tv_sec += (time_t)(t / 1000000000u);
+            dl.tv_nsec = (long)(t % 1000000000u);
+            pthread_cond_timedwait(&b->cv, &b->mu, &dl);
+        }
+        pthread_mutex_unlock(&b->mu);
     }
     return NULL;
+}
+
+/* The mirror connector's sink worker reports a delivery outcome (its thread). */
+static void on_delivery(void *arg, const struct sl_delivery_note *d)
+{
+    struct sl_bbk *b = arg;
+    struct note *n = calloc(1, sizeof(*n));
+    if (!n)
+        return; /* the waiting ingest is answered at its deadline; the row stays pending */
+    n->what = d->what;
+    n->seq = d->seq;
+    n->n = d->n;
+    n->attempts = d->attempts;
+    snprintf(n->error, sizeof(n->error), "%s", d->error);
+    pthread_mutex_lock(&b->mu);
+    *b->notes_tail = n;
+    b->notes_tail = &n->next;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* The strand's committer calls this when the event is durable (or failed). */
@@ -704,6 +532,7 @@ static void on_committed(struct sl_append *a)
     j->ts = a->timestamp_ms;
     j->deadline_ns = sl_mono_ns() + b->o.timeout_ms * 1000000;
     if (!b->dual && j->strand_status == 0) {
+        j->state = ST_DISABLED;
         answer(j, 0); /* durable is all it waits for; indexed by the service thread next */
         j->answered = 1;
     }
@@ -711,8 +540,8 @@ static void on_committed(struct sl_append *a)
     b->early_answered += (uint64_t)j->answered;
     *b->in_tail = j;
     b->in_tail = &j->next;
+    pthread_cond_signal(&b->cv);
     pthread_mutex_unlock(&b->mu);
-    curl_multi_wakeup(b->multi);
 }
 
 int sl_bbk_ingest(struct sl_bbk *b, struct sl_bbk_event *ev, sl_bbk_done_fn done, void *arg,
@@ -725,9 +554,7 @@ int sl_bbk_ingest(struct sl_bbk *b, struct sl_bbk_event *ev, sl_bbk_done_fn done
     }
     j->b = b;
     j->ev = *ev;
-    sl_buf_init(&j->mirror, 0);
     j->type = ev->type;
-    j->shape = ev->shape;
     j->done = done;
     j->arg = arg;
     j->rec.payload = j->ev.payload.data;
@@ -758,6 +585,105 @@ int sl_bbk_ingest(struct sl_bbk *b, struct sl_bbk_event *ev, sl_bbk_done_fn done
     return 0;
 }
 
+/* ---- the mirror connector ---- */
+
+/* The config of the supabase connector that mirrors, from the server's Boboyka options. */
+static json_t *mirror_config(const struct sl_bbk *b)
+{
+    const struct sl_bbk_opts *o = &b->o;
+    uint64_t reset_s = (o->retry_max_ms + 999) / 1000;
+    json_t *cfg = json_pack(
+        "{s:s, s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:I}, s:{s:I}}", "url", b->url, "key",
+        o->supabase_key, "mapping", "boboyka", "timeout_ms", (json_int_t)o->timeout_ms,
+        "batch_size", (json_int_t)500, "max_in_flight", (json_int_t)4, "retry",
+        "initial_backoff_ms", (json_int_t)o->retry_base_ms, "max_backoff_ms",
+        (json_int_t)o->retry_max_ms, "max_retries", (json_int_t)o->max_retries, "circuit_breaker",
+        "reset_timeout_secs", (json_int_t)(reset_s < 86400 ? reset_s : 86400));
+    if (cfg && b->dedup[0])
+        json_object_set_new(cfg, "dedup_column", json_string(b->dedup));
+    return cfg;
+}
+
+/* Where a new mirror connector starts: at the oldest event an earlier version left pending in
+ * its own retry queue (so that none is lost in the upgrade), else at the strand's head. Events
+ * that earlier version gave up on become the connector's dead letters (replayable). */
+static uint64_t adopt_old_queue(struct sl_bbk *b, struct sl_meta *meta, const char *id)
+{
+    uint64_t start = sl_strand_count(b->strand);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(b->db, "SELECT MIN(seq) FROM events WHERE state = 2", -1, &st, NULL) ==
+            SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        start = (uint64_t)sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(
+            b->db, "SELECT seq, hash, attempts, error FROM events WHERE state = 3 ORDER BY seq", -1,
+            &st, NULL) != SQLITE_OK)
+        return start;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        char hash[SL_HASH_LEN * 2 + 1] = "";
+        if (sqlite3_column_bytes(st, 1) == SL_HASH_LEN)
+            sl_hex_encode(hash, sqlite3_column_blob(st, 1), SL_HASH_LEN);
+        const char *e = (const char *)sqlite3_column_text(st, 3);
+        struct sl_meta_dead_letter d = {
+            .connector_id = id,
+            .strand = "boboyka",
+            .record_hash = hash,
+            .last_error = e ? e : "",
+            .response_excerpt = "",
+            .seq = (uint64_t)sqlite3_column_int64(st, 0),
+            .at_ms = sl_now_ms(),
+            .attempts = sqlite3_column_int(st, 2),
+        };
+        sl_meta_add_dead_letter(meta, &d, NULL);
+    }
+    sqlite3_finalize(st);
+    return start;
+}
+
+/* With dual-write on: the supabase connector "boboyka-supabase" that follows the strand
+ * "boboyka", created (or brought in line with the options) and managed by this service: it
+ * reports every delivery here. With dual-write off, one left by an earlier run is removed. */
+static int setup_mirror(struct sl_bbk *b, struct sl_err *err)
+{
+    struct sl_registry *reg = b->o.registry;
+    char id[16];
+    int exists = sl_registry_find_name(reg, MIRROR_NAME, id) == 0;
+    if (!b->dual) {
+        if (exists && sl_registry_delete(reg, id, err) < 0)
+            return SL_E_IO;
+        if (exists)
+            sl_info("boboyka: dual-write is off: connector %s (%s) removed", MIRROR_NAME, id);
+        return 0;
+    }
+    json_t *cfg = mirror_config(b), *got;
+    if (!cfg)
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    struct sl_meta *meta = sl_registry_meta(reg);
+    json_t *body = exists ? json_pack("{s:o, s:b}", "config", cfg, "enabled", 1)
+                          : json_pack("{s:s, s:s, s:[s], s:o}", "name", MIRROR_NAME, "kind",
+                                      "supabase", "strands", "boboyka", "config", cfg);
+    got = !body    ? NULL
+          : exists ? sl_registry_patch(reg, id, body, err)
+                   : sl_registry_create(reg, body, err);
+    json_decref(body);
+    if (!exists) {
+        if (got) {
+            snprintf(id, sizeof(id), "%s", json_string_value(json_object_get(got, "id")));
+            sl_meta_set_cursor(meta, id, "boboyka", adopt_old_queue(b, meta, id), NULL);
+        }
+    }
+    if (!got)
+        return err->code ? SL_E_INVAL
+                         : sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    json_decref(got);
+    snprintf(b->conn_id, sizeof(b->conn_id), "%s", id);
+    if (sl_meta_get_cursor(meta, id, "boboyka", &b->upto) != 0)
+        b->upto = sl_strand_count(b->strand);
+    return sl_registry_manage(reg, id, "boboyka (BOBOYKA_SUPABASE_URL, BOBOYKA_SUPABASE_KEY)",
+                              on_delivery, b, err);
+}
+
 /* ---- open / close ---- */
 
 static char *trimmed_url(const char *u)
@@ -779,37 +705,33 @@ int sl_bbk_open(struct sl_bbk **out, struct sl_store *store, const struct sl_bbk
     b->store = store;
     b->dual = o->supabase_url && *o->supabase_url && o->supabase_key && *o->supabase_key;
     b->url = trimmed_url(b->dual ? o->supabase_url : "");
-    b->key = strdup(b->dual ? o->supabase_key : "");
     b->dedup = strdup(o->dedup_column ? o->dedup_column : "");
     b->in_tail = &b->in_head;
-    b->queue_tail = &b->queue;
+    b->notes_tail = &b->notes_head;
     pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
     pthread_mutex_init(&b->rd_mu, NULL);
     pthread_cond_init(&b->indexed_cv, NULL);
     int rc;
-    if (!b->url || !b->key || !b->dedup) {
+    if (!b->url || !b->dedup) {
         rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
         goto fail;
     }
     if ((rc = sl_store_strand(store, "boboyka", 7, 1, &b->strand, err)) < 0 ||
-        (rc = db_open(b, err)) < 0 || (rc = catch_up(b, err)) < 0)
+        (rc = db_open(b, err)) < 0 || (rc = setup_mirror(b, err)) < 0 ||
+        (rc = catch_up(b, err)) < 0)
         goto fail;
     load_counts(b);
-    b->multi = curl_multi_init();
-    if (!b->multi) {
-        rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "curl_multi_init failed");
-        goto fail;
-    }
-    curl_multi_setopt(b->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)MAX_INFLIGHT);
     if (pthread_create(&b->th, NULL, service_main, b) != 0) {
         rc = sl_err_sys(err, SL_E_IO, "start the boboyka service");
         goto fail;
     }
     b->started = 1;
     if (b->dual)
-        sl_info("boboyka: dual-write to %s (timeout %" PRIu64 " ms, %" PRIu64 " retries)%s%s",
-                b->url, o->timeout_ms, o->max_retries, b->dedup[0] ? ", dedup column " : "",
-                b->dedup);
+        sl_info("boboyka: dual-write to %s through connector %s (%s; timeout %" PRIu64
+                " ms, %" PRIu64 " retries)%s%s",
+                b->url, MIRROR_NAME, b->conn_id, o->timeout_ms, o->max_retries,
+                b->dedup[0] ? ", dedup column " : "", b->dedup);
     *out = b;
     return 0;
 fail:
@@ -824,21 +746,24 @@ void sl_bbk_close(struct sl_bbk *b)
     if (b->started) {
         pthread_mutex_lock(&b->mu);
         b->stopping = 1;
+        pthread_cond_signal(&b->cv);
         pthread_mutex_unlock(&b->mu);
-        curl_multi_wakeup(b->multi);
         pthread_join(b->th, NULL);
     }
-    if (b->multi)
-        curl_multi_cleanup(b->multi);
+    for (struct note *n = b->notes_head, *next; n; n = next) {
+        next = n->next;
+        free(n);
+    }
     sqlite3_finalize(b->ins);
-    sqlite3_finalize(b->upd);
+    for (int i = 0; i < 4; i++)
+        sqlite3_finalize(b->upd[i]);
     sqlite3_close(b->db);
     sqlite3_close(b->rd);
     pthread_mutex_destroy(&b->mu);
+    pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->rd_mu);
     pthread_cond_destroy(&b->indexed_cv);
     free(b->url);
-    free(b->key);
     free(b->dedup);
     free(b);
 }
@@ -873,8 +798,12 @@ void sl_bbk_status_json(struct sl_bbk *b, struct sl_buf *out)
     }
     sl_buf_printf(out,
                   "},\"total_events\":%" PRIu64 ",\"mirror_pending\":%" PRIu64
-                  ",\"mirror_failed\":%" PRIu64 "}",
+                  ",\"mirror_failed\":%" PRIu64 ",\"mirror_connector\":",
                   total, pending, failed);
+    if (b->dual)
+        sl_buf_printf(out, "\"%s\"}", b->conn_id);
+    else
+        sl_buf_puts(out, "null}");
 }
 
 int sl_bbk_events_json(struct sl_bbk *b, int type, uint64_t before, uint32_t limit,
@@ -958,16 +887,17 @@ void sl_bbk_metrics(struct sl_bbk *b, struct sl_buf *out)
     for (int t = 0; t < SL_BBK_NTYPES; t++)
         sl_buf_printf(out, "sluice_boboyka_events_total{record_type=\"%s\"} %" PRIu64 "\n",
                       sl_bbk_type_name(t), c[t]);
-    sl_buf_printf(out,
-                  "# HELP sluice_boboyka_mirror_pending Events waiting for a Supabase retry.\n"
-                  "# TYPE sluice_boboyka_mirror_pending gauge\n"
-                  "sluice_boboyka_mirror_pending %" PRIu64 "\n"
-                  "# HELP sluice_boboyka_mirror_failed Events whose mirror gave up.\n"
-                  "# TYPE sluice_boboyka_mirror_failed gauge\n"
-                  "sluice_boboyka_mirror_failed %" PRIu64 "\n"
-                  "# HELP sluice_boboyka_mirror_requests_total Supabase requests by result.\n"
-                  "# TYPE sluice_boboyka_mirror_requests_total counter\n"
-                  "sluice_boboyka_mirror_requests_total{result=\"ok\"} %" PRIu64 "\n"
-                  "sluice_boboyka_mirror_requests_total{result=\"error\"} %" PRIu64 "\n",
-                  pending, failed, ok, bad);
+    sl_buf_printf(
+        out,
+        "# HELP sluice_boboyka_mirror_pending Events waiting for a Supabase retry.\n"
+        "# TYPE sluice_boboyka_mirror_pending gauge\n"
+        "sluice_boboyka_mirror_pending %" PRIu64 "\n"
+        "# HELP sluice_boboyka_mirror_failed Events whose mirror gave up.\n"
+        "# TYPE sluice_boboyka_mirror_failed gauge\n"
+        "sluice_boboyka_mirror_failed %" PRIu64 "\n"
+        "# HELP sluice_boboyka_mirror_requests_total Mirror attempts (bulk inserts) by result.\n"
+        "# TYPE sluice_boboyka_mirror_requests_total counter\n"
+        "sluice_boboyka_mirror_requests_total{result=\"ok\"} %" PRIu64 "\n"
+        "sluice_boboyka_mirror_requests_total{result=\"error\"} %" PRIu64 "\n",
+        pending, failed, ok, bad);
 }

@@ -20,6 +20,7 @@
 #include "boboyka/schema.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "engine/registry.h"
 #include "strand/record.h"
 #include "strand/store.h"
 
@@ -29,7 +30,8 @@ struct sl_bbk;
 
 struct sl_bbk_opts {
     const char *data_dir;
-    const char *supabase_url; /* both set: dual-write on */
+    struct sl_registry *registry; /* where the mirror connector lives */
+    const char *supabase_url;     /* both set: dual-write on */
     const char *supabase_key;
     uint64_t timeout_ms;      /* one mirror request */
     uint64_t max_retries;     /* background retries after the first attempt */

@@ -41,6 +41,9 @@ struct conn {
     char *soft_error;    /* inbound worker's last transient error (state stays running) */
     unsigned restarts;   /* automatic restarts in a row (reset once records flow again) */
     uint64_t gauges[SL_GAUGES_MAX]; /* a source's, in the order of its kind's gauge table */
+    const char *managed_by;         /* sl_registry_manage (static), or NULL */
+    sl_delivery_fn watch;
+    void *watch_arg;
 };
 
 struct sl_registry {
@@ -111,6 +114,8 @@ static json_t *conn_json(const struct conn *c)
                   c->last_event_ms ? json_integer((json_int_t)c->last_event_ms) : json_null(),
                   "event_count", (json_int_t)c->event_count, "state", state_of(c), "last_error",
                   error_of(c) ? json_string(error_of(c)) : json_null(), "strands", strands);
+    if (c->managed_by)
+        json_object_set_new(o, "managed_by", json_string(c->managed_by));
     if (c->kind->direction == SL_OUTBOUND)
         json_object_set_new(
             o, "stats",
@@ -179,6 +184,14 @@ static struct conn *find_name(struct sl_registry *r, const char *name, const str
         if (r->v[i] != self && strcmp(r->v[i]->name, name) == 0)
             return r->v[i];
     return NULL;
+}
+
+static int managed(const struct conn *c, struct sl_err *err)
+{
+    return sl_err_set(err, SL_E_CONFLICT, "connector_managed",
+                      "connector %s is managed by %s: change it there (only enabled can be "
+                      "changed here)",
+                      c->id, c->managed_by);
 }
 
 static int name_taken(const struct conn *other, struct sl_err *err)
@@ -520,6 +533,10 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
         not_found(id, err);
         goto done;
     }
+    if (c->managed_by && (json_object_size(body) != 1 || !json_object_get(body, "enabled"))) {
+        managed(c, err);
+        goto done;
+    }
     const json_t *v = json_object_get(body, "kind");
     if (v && !(json_is_string(v) && sl_kind_find(json_string_value(v)) == c->kind)) {
         sl_err_set(err, SL_E_INVAL, "kind_immutable",
@@ -586,7 +603,9 @@ int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err
     pthread_mutex_lock(&r->mu);
     size_t pos;
     struct conn *c = find(r, id, &pos);
-    int rc = c ? sl_meta_delete_connector(r->meta, id, err) : SL_E_NOTFOUND;
+    int rc = !c              ? SL_E_NOTFOUND
+             : c->managed_by ? managed(c, err)
+                             : sl_meta_delete_connector(r->meta, id, err);
     if (rc == SL_E_NOTFOUND)
         not_found(id, err);
     void (*deleted)(const char *, const json_t *, struct sl_meta *) =
@@ -702,6 +721,8 @@ size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out)
         v[n].strands = json_deep_copy(c->strands);
         v[n].gen = c->gen;
         v[n].inbound = c->kind->direction == SL_INBOUND;
+        v[n].watch = c->watch;
+        v[n].watch_arg = c->watch_arg;
         n++;
     }
     pthread_mutex_unlock(&r->mu);
@@ -716,6 +737,33 @@ void sl_registry_outbound_free(struct sl_outbound_def *defs, size_t n)
         json_decref(defs[i].strands);
     }
     free(defs);
+}
+
+int sl_registry_manage(struct sl_registry *r, const char *id, const char *by, sl_delivery_fn fn,
+                       void *arg, struct sl_err *err)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    if (c) {
+        c->managed_by = by;
+        c->watch = fn;
+        c->watch_arg = arg;
+        c->gen = ++r->gen; /* a running worker is started again with the watcher */
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!c)
+        not_found(id, err);
+    return c ? 0 : SL_E_NOTFOUND;
+}
+
+int sl_registry_find_name(struct sl_registry *r, const char *name, char *id)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find_name(r, name, NULL);
+    if (c)
+        memcpy(id, c->id, sizeof(c->id));
+    pthread_mutex_unlock(&r->mu);
+    return c ? 0 : SL_E_NOTFOUND;
 }
 
 struct sl_meta *sl_registry_meta(struct sl_registry *r)

@@ -23,14 +23,44 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
 int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err);
 json_t *sl_registry_kinds(void);
 
+/* What a sink worker reports after each attempt to deliver records of a connector that another
+ * part of the server watches (the Boboyka mirror answers its ingests from these). In the order
+ * they happen, on the worker's thread: keep the callback short. */
+enum sl_delivery {
+    SL_DELIVERED,      /* the target accepted [seq, seq + n) */
+    SL_DEAD_LETTERED,  /* [seq, seq + n) went to the dead letters (error says why) */
+    SL_ATTEMPT_FAILED, /* a transient failure: [seq, seq + n) is retried after a backoff, and
+                        * nothing after it is sent before; n == 0: nothing could be sent (the
+                        * health check failed) */
+};
+struct sl_delivery_note {
+    enum sl_delivery what;
+    const char *strand; /* NULL with n == 0 */
+    uint64_t seq, n;
+    int attempts;      /* attempts at this batch so far */
+    const char *error; /* "" when delivered */
+};
+typedef void (*sl_delivery_fn)(void *arg, const struct sl_delivery_note *note);
+
+/* Marks connector id as owned by another part of the server: `by` (static) is shown as
+ * managed_by, a PATCH of anything but `enabled` and a DELETE are refused (409
+ * connector_managed), and its sink worker reports every delivery outcome to fn(arg). 0, or
+ * SL_E_NOTFOUND. */
+int sl_registry_manage(struct sl_registry *r, const char *id, const char *by, sl_delivery_fn fn,
+                       void *arg, struct sl_err *err);
+/* The id of the connector called name, copied into id (16 bytes): 0, or SL_E_NOTFOUND. */
+int sl_registry_find_name(struct sl_registry *r, const char *name, char *id);
+
 /* An enabled outbound connector with a worker, as the delivery engine sees it. */
 struct sl_outbound_def {
     char id[16];
-    const char *kind; /* static string */
-    json_t *config;   /* a copy: json_decref */
-    json_t *strands;  /* a copy: json_decref */
-    uint64_t gen;     /* changes whenever the connector is patched */
-    int inbound;      /* an inbound source with its own thread (postgres_cdc) */
+    const char *kind;     /* static string */
+    json_t *config;       /* a copy: json_decref */
+    json_t *strands;      /* a copy: json_decref */
+    uint64_t gen;         /* changes whenever the connector is patched */
+    int inbound;          /* an inbound source with its own thread (postgres_cdc) */
+    sl_delivery_fn watch; /* sl_registry_manage's, or NULL */
+    void *watch_arg;
 };
 /* Fills *out (malloc'ed) with every enabled connector that has a worker thread (outbound ones,
  * and inbound sources such as postgres_cdc); returns n. */

@@ -144,6 +144,23 @@ static int read_batch(struct sink *k, struct sl_strand *s, uint64_t from, uint64
     return 0;
 }
 
+/* Tells the connector's watcher (sl_registry_manage), if any, what became of records
+ * [seq, seq + n) of s. */
+static void note(struct sink *k, enum sl_delivery what, struct sl_strand *s, uint64_t seq,
+                 uint64_t n, int attempts, const char *error)
+{
+    struct worker *w = k->w;
+    if (!w->def.watch || (n == 0 && what != SL_ATTEMPT_FAILED))
+        return;
+    struct sl_delivery_note d = {.what = what,
+                                 .strand = s ? sl_strand_name(s) : NULL,
+                                 .seq = seq,
+                                 .n = n,
+                                 .attempts = attempts,
+                                 .error = error ? error : ""};
+    w->def.watch(w->def.watch_arg, &d);
+}
+
 static void dead_letter_one(struct sink *k, struct sl_strand *s, uint64_t seq, int attempts,
                             const struct sl_outcome *o)
 {
@@ -174,16 +191,22 @@ static uint64_t dead_letter(struct sink *k, struct sl_strand *s, uint64_t first,
 {
     uint64_t count = 0, first_dl = first;
     if (o->reject && o->n_reject) {
+        uint64_t next = 0; /* the records between two refused ones were accepted */
         for (size_t i = 0; i < o->n_reject; i++)
-            if (o->reject[i] < n) {
+            if (o->reject[i] < n && o->reject[i] >= next) {
                 if (!count)
                     first_dl = first + o->reject[i];
                 dead_letter_one(k, s, first + o->reject[i], attempts, o);
+                note(k, SL_DELIVERED, s, first + next, o->reject[i] - next, attempts, NULL);
+                note(k, SL_DEAD_LETTERED, s, first + o->reject[i], 1, attempts, o->error);
+                next = o->reject[i] + 1;
                 count++;
             }
+        note(k, SL_DELIVERED, s, first + next, n - next, attempts, NULL);
     } else {
         for (uint64_t seq = first; seq < first + n; seq++)
             dead_letter_one(k, s, seq, attempts, o);
+        note(k, SL_DEAD_LETTERED, s, first, n, attempts, o->error);
         count = n;
     }
     sl_warn("connector %s: %llu record(s) of %s from seq %llu dead-lettered after %d attempt(s): "
@@ -264,6 +287,7 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
             sl_registry_note_files(w->reg, id, o.files, o.bytes);
         int listed = r == SL_R_REJECT && o.reject && o.n_reject;
         if (r != SL_R_OK && !listed && o.accepted) { /* a prefix is stored for good */
+            note(k, SL_DELIVERED, s, from + acc, o.accepted, attempts, NULL);
             acc += o.accepted;
             note_events(w, o.accepted);
             sl_registry_note_delivery(w->reg, id, o.accepted, 0, 0, 0);
@@ -277,6 +301,7 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
             if (k->breaker == BR_HALF_OPEN && ++k->half_open_successes >= k->close_after)
                 set_breaker(k, BR_CLOSED);
             sl_registry_note_delivery(w->reg, id, m, 0, attempts > 1 ? m : 0, 0);
+            note(k, SL_DELIVERED, s, from + acc, m, attempts, NULL);
             acc = n;
             break;
         }
@@ -288,6 +313,9 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
             break;
         }
         sl_registry_note_delivery(w->reg, id, 0, n - acc, 0, 0);
+        if (r != SL_R_REJECT)
+            note(k, SL_ATTEMPT_FAILED, s, from + acc, n - acc, attempts,
+                 o.error[0] ? o.error : "the sink failed");
         if (k->final || (sl_worker_stopped(w) && r != SL_R_REJECT)) {
             rc = 1; /* aborted, or the one attempt of the shutdown flush: the rest stays */
             break;
@@ -399,6 +427,7 @@ static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t
         qn--;
         enum sl_result r = land(k, &f, &o);
         if (r == SL_R_OK && f.from == acc) {
+            note(k, SL_DELIVERED, s, f.from, f.n, 1, NULL);
             note_events(w, f.n);
             sl_registry_note_delivery(w->reg, w->def.id, f.n, 0, 0, 0);
             k->consecutive_failures = 0;
@@ -626,6 +655,8 @@ static int health(struct sink *k, struct followed *f)
             sl_warn("connector %s: health check: %s", w->def.id, err.msg);
         sl_registry_set_source_status(w->reg, w->def.id, "unhealthy",
                                       err.msg[0] ? err.msg : "the health check failed");
+        note(k, SL_ATTEMPT_FAILED, NULL, 0, 0, attempt,
+             err.msg[0] ? err.msg : "the health check failed");
         follow_new(k, f, 0);
         sl_registry_set_lag(w->reg, w->def.id, lag_of(f)); /* records wait meanwhile */
         if (sl_worker_clock_nap(

@@ -1012,6 +1012,65 @@ static void check_rate_limit(struct env *e)
     drop(e, id);
 }
 
+/* ---- 14. delivery notes to a watcher (what the Boboyka mirror answers its ingests from) ---- */
+
+static struct {
+    char log[512];
+    int errors_named; /* every failure note carried the sink's error */
+} g_notes;
+
+static void watch(void *arg, const struct sl_delivery_note *d)
+{
+    static const char code[] = {'D', 'X', 'F'};
+    pthread_mutex_lock(&g.mu);
+    size_t len = strlen(g_notes.log);
+    snprintf(g_notes.log + len, sizeof(g_notes.log) - len, "%s%c%llu+%llu@%d", len ? "," : "",
+             code[d->what], (unsigned long long)d->seq, (unsigned long long)d->n, d->attempts);
+    if (d->what != SL_DELIVERED && !strstr(d->error, "fake: "))
+        g_notes.errors_named = 0;
+    pthread_mutex_unlock(&g.mu);
+    (void)arg;
+}
+
+static void check_delivery_notes(struct env *e)
+{
+    const int L = 14;
+    /* seqs 0-2 in one batch: seq 0 accepted and then a 503; the retry of 1-2 refuses 1 */
+    struct step st[] = {{SL_R_RETRY, -1, 1, {0}, 0, 503, 0}, {SL_R_REJECT, -1, 0, {0}, 1, 400, 0}};
+    script(L, st, 2);
+    g_notes.errors_named = 1;
+    char *id = create_as(e, L, "c13-notes", "\"batch_max\":3", 0);
+    struct sl_err err = {0};
+    T_CHECK(sl_registry_manage(e->reg, id, "the test", watch, NULL, &err) == 0,
+            "14. notes: the connector is managed and watched");
+    append(e, "c13-notes", 3);
+    enable(e, id);
+    T_CHECK(wait_for(L, SENDS, 2) && settle(e, L, "c13-notes") == 3, "14. notes: batches sent");
+    pthread_mutex_lock(&g.mu);
+    char log[512];
+    snprintf(log, sizeof(log), "%s", g_notes.log);
+    pthread_mutex_unlock(&g.mu);
+    /* D delivered, F failed attempt (retried), X dead-lettered: seq+n@attempts; the held
+     * sentinel (seq 3) is a failed attempt too once the worker is stopped, so it is cut */
+    T_EQ_STR(log, "D0+1@1,F1+2@1,X1+1@2,D2+1@2",
+             "14. notes: each outcome, in order, with attempts");
+    T_CHECK(g_notes.errors_named, "14. notes: failures carry the sink's error");
+    json_t *c = conn(e, id);
+    T_EQ_STR(str_of(c, "managed_by"), "the test",
+             "14. managed: managed_by in the connector's JSON");
+    json_decref(c);
+    json_t *b = J("{\"config\":{\"lane\":1}}");
+    json_t *p = sl_registry_patch(e->reg, id, b, &err);
+    T_CHECK(!p && strcmp(err.ecode, "connector_managed") == 0,
+            "14. managed: a PATCH of its config is refused (%s)", err.ecode);
+    json_decref(b);
+    json_decref(p);
+    T_CHECK(sl_registry_delete(e->reg, id, &err) < 0 && strcmp(err.ecode, "connector_managed") == 0,
+            "14. managed: a DELETE is refused");
+    T_CHECK(quiesce(e, id, L), "14. managed: PATCH enabled false is allowed");
+    free(id);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     return remove(path);
@@ -1051,6 +1110,7 @@ int main(void)
     check_ordering(&e);
     check_pipelining(&e);
     check_rate_limit(&e);
+    check_delivery_notes(&e);
 
     sl_engine_stop(e.eng);
     pthread_mutex_lock(&g.mu);

@@ -295,18 +295,50 @@ with t.section("a slow Supabase cannot hold an ingest past the timeout", dw):
     t.ok(wait(lambda: row_count(hs) >= 1, 5), "the late insert landed")
     t.eq(row_count(hs), 1, "exactly one row despite the ambiguous timeout (dedup column)")
 
-with t.section("mirror errors that do not heal end as failed after max_retries", dw):
+with t.section("the mirror is a supabase connector the framework drives; refused rows are dead letters", dw):
     dw.stop()
     dw.start(FAST + ["--boboyka-mirror-max-retries", "2"])
+    mid = status(dw)["mirror_connector"]
+    c = dw.req("GET", "/v1/connectors/" + mid).json
+    t.ok(c["name"] == "boboyka-supabase" and c["kind"] == "supabase" and c["strands"] == ["boboyka"]
+         and c["managed_by"].startswith("boboyka") and c["config"]["key"] == "***"
+         and c["config"]["mapping"] == "boboyka" and c["config"]["retry"]["max_retries"] == 2,
+         "status names the mirror connector: kind supabase on the strand boboyka, managed, key hidden", c)
+    r = dw.req("PATCH", "/v1/connectors/" + mid, {"config": {"url": "http://127.0.0.1:1"}})
+    t.ok(r.status == 409 and r.json["code"] == "connector_managed", "changing its config through the API: 409", r)
+    r = dw.req("DELETE", "/v1/connectors/" + mid)
+    t.ok(r.status == 409 and r.json["code"] == "connector_managed", "deleting it: 409", r)
+    # a row PostgREST refuses for good: dead-lettered at once (not retried), replayable once fixed
     r = ingest(dw, "agent_health", {"agent_id": "a", "status": "healthy", "no_such_column": 1})
     d = r.json["dual_write"]
     t.ok(d["ok"] is False and "no_such_column" in (d["error"] or "") and "400" in d["error"],
          "PostgREST's 400 and its message reach the answer", d)
+    bad = r.json["record_hash"]
+    e = events(dw, "?limit=1")["events"][0]
+    t.ok(e["dual_write_state"] == "failed" and e["dual_write_attempts"] == 1,
+         "a refused row is failed after one attempt (a 400 does not heal by retrying)", e)
+    t.eq(status(dw)["mirror_failed"], 1, "status counts mirror_failed")
+    dl = dw.req("GET", "/v1/connectors/%s/dead-letters" % mid).json["dead_letters"]
+    t.ok(len(dl) == 1 and dl[0]["record_hash"] == bad and dl[0]["last_status"] == 400
+         and "no_such_column" in dl[0]["last_error"], "it is the mirror connector's dead letter", dl)
+    sb.sql("ALTER TABLE agent_health ADD COLUMN no_such_column int")
+    sb.control(reload_schema=True)  # as NOTIFY pgrst, 'reload schema' does
+    t.eq(dw.req("POST", "/v1/connectors/%s/dead-letters/replay" % mid).status, 202, "replay is accepted")
+    t.ok(wait(lambda: events(dw, "?limit=1")["events"][0]["dual_write_state"] == "ok", 10),
+         "after the column exists, a replay mirrors it: ok", events(dw, "?limit=1")["events"][0])
+    t.eq((row_count(bad), status(dw)["mirror_failed"]), (1, 0), "one row in PostgreSQL, nothing failed")
+    # a transient error that does not heal: failed after max_retries, then replayable too
+    sb.control(mode="fail", status=503)
+    r = ingest(dw, "agent_health", {"agent_id": "b", "status": "healthy"})
+    t.ok(r.json["dual_write"]["ok"] is False and "503" in r.json["dual_write"]["error"], "a 503: ok false", r)
     t.ok(wait(lambda: events(dw, "?limit=1")["events"][0]["dual_write_state"] == "failed", 10),
          "after max_retries the event is marked failed", events(dw, "?limit=1")["events"][0])
     e = events(dw, "?limit=1")["events"][0]
     t.eq(e["dual_write_attempts"], 3, "1 attempt + 2 retries")
     t.eq(status(dw)["mirror_failed"], 1, "status counts mirror_failed")
+    sb.control(mode="ok")
+    dw.req("POST", "/v1/connectors/%s/dead-letters/replay" % mid)
+    t.ok(wait(lambda: status(dw)["mirror_failed"] == 0, 10), "replayed once Supabase is back", status(dw))
     # a unique constraint of the table (not the dedup column): PostgREST's 409 reaches the answer
     sb.sql("CREATE UNIQUE INDEX build_queue_queue_id ON build_queue (queue_id)")
     first = ingest(dw, "build_queue_item", {"queue_id": "q-unique", "status": "waiting"}).json["dual_write"]
@@ -358,6 +390,34 @@ with t.section("many connections: mirror calls do not serialize", dw):
     took = time.monotonic() - t0
     t.ok(all(r["dual_write"]["ok"] for r in res), "%d events from 50 connections all mirrored (%.2f s)" % (n, took))
     t.eq(rows("agent_health", "agent_id LIKE 'c-%'"), n, "all rows are in PostgreSQL")
+with t.section("a supabase connector of one's own: the records of a strand become rows", dw):
+    sb.sql("CREATE TABLE orders (id int PRIMARY KEY, item text NOT NULL, rh text UNIQUE)")
+    for cfg, field in [({"url": sb.url, "key": sb.key}, "config.table"),
+                       ({"url": sb.url, "key": "", "table": "orders"}, "config.key"),
+                       ({"url": sb.url, "key": sb.key, "table": "orders; drop"}, "config.table")]:
+        r = dw.req("POST", "/v1/connectors", {"name": "sb-bad", "kind": "supabase", "strands": ["orders"],
+                                              "config": cfg})
+        t.ok(r.status == 400 and r.json["error"].startswith(field), "refused naming %s" % field, r)
+    r = dw.req("POST", "/v1/connectors", {"name": "sb-orders", "kind": "supabase", "strands": ["orders"],
+                                          "config": {"url": sb.url, "key": sb.key, "table": "orders",
+                                                     "dedup_column": "rh"}})
+    t.eq(r.status, 201, "a supabase connector on the strand orders is created")
+    cid = r.json["id"]
+    t.eq(r.json["config"]["key"], "***", "its key is not shown")
+    for i in range(5):
+        dw.req("POST", "/v1/records", {"strand": "orders", "payload": {"id": i, "item": "item-%d" % i}})
+    dw.req("POST", "/v1/records", {"strand": "orders", "payload": {"id": 99}})  # item is NOT NULL
+    t.ok(wait(lambda: rows("orders") == 5, 10), "the five good records are rows in PostgreSQL")
+    t.eq(sb.sql("SELECT string_agg(item, ',' ORDER BY id) FROM orders"), "item-0,item-1,item-2,item-3,item-4",
+         "with their values")
+    dl = []
+    t.ok(wait(lambda: dl.extend(dw.req("GET", "/v1/connectors/%s/dead-letters" % cid).json["dead_letters"]) or dl, 10),
+         "the row PostgreSQL refuses is a dead letter")
+    t.ok(dl and dl[0]["last_status"] == 400 and "item" in dl[0]["last_error"], "with PostgREST's status and message", dl)
+    c = dw.req("GET", "/v1/connectors/" + cid).json
+    t.ok(c["state"] == "running" and c["stats"]["delivered"] == 5 and c["stats"]["dead_lettered"] == 1,
+         "stats: 5 delivered, 1 dead-lettered", c)
+    dw.req("DELETE", "/v1/connectors/" + cid)
 dw.stop()
 sb.stop()
 t.done()

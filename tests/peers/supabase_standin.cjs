@@ -20,6 +20,8 @@
 //     fail: every insert answers <status> with a JSON error and inserts nothing
 //     hang: every insert waits hang_ms, then is carried out and answered as usual (a slow
 //           Supabase that commits after the client gave up: the ambiguous case)
+//   POST /_control {"reload_schema": true}: forgets the cached table columns (PostgREST keeps a
+//     schema cache too, reloaded by NOTIFY pgrst, 'reload schema')
 //   GET /_control -> {"mode","requests","inserted_rows","rejected"}
 //
 // Usage: NODE_PATH=<node_modules> node supabase_standin.cjs --key KEY [--port 0]
@@ -150,7 +152,12 @@ const server = http.createServer((req, res) => {
     const body = Buffer.concat(chunks).toString('utf8');
     const url = new URL(req.url, 'http://x');
     if (url.pathname === '/_control') {
-      if (req.method === 'POST') Object.assign(control, JSON.parse(body || '{}'));
+      if (req.method === 'POST') {
+        const c = JSON.parse(body || '{}');
+        if (c.reload_schema) columns.clear();
+        delete c.reload_schema;
+        Object.assign(control, c);
+      }
       return send(res, 200, Object.assign({ mode: control.mode }, stats));
     }
     const m = /^\/rest\/v1\/([A-Za-z_][A-Za-z0-9_]*)$/.exec(url.pathname);

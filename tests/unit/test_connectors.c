@@ -96,6 +96,50 @@ static void test_sink_bytes(void)
     free(s);
 }
 
+static void test_supabase(void)
+{
+    /* mapping payload: one bulk insert per set of keys; a record that is no object cannot be */
+    char *s = format("supabase",
+                     "{\"url\":\"https://p.supabase.co/\",\"key\":\"k\",\"table\":\"orders\"}", 2);
+    T_EQ_STR(s, "POST /rest/v1/orders\n{\"a\":1}\nPOST /rest/v1/orders\n{\"b\":\"x\\\"y\"}\n",
+             "supabase: a row per record, one request per set of columns");
+    free(s);
+    s = format("supabase",
+               "{\"url\":\"https://p.supabase.co\",\"key\":\"k\",\"table\":\"orders\","
+               "\"dedup_column\":\"rh\"}",
+               1);
+    T_EQ_STR(s,
+             "POST /rest/v1/orders?on_conflict=rh\n{\"a\":1,\"rh\":"
+             "\"1010101010101010101010101010101010101010101010101010101010101010\"}\n",
+             "supabase dedup_column: the record hash in that column, on_conflict in the URL");
+    free(s);
+    s = format("supabase", "{\"url\":\"https://p.supabase.co\",\"key\":\"k\",\"table\":\"t\"}", 3);
+    T_CHECK(!s, "supabase: a payload that is not an object cannot be a row");
+    free(s);
+    const struct sl_connector *k = sl_kind_find("supabase");
+    struct {
+        const char *config, *field;
+    } bad[] = {
+        {"{\"url\":\"https://p\",\"key\":\"k\"}", "config.table"},
+        {"{\"url\":\"https://p\",\"key\":\"\",\"table\":\"t\"}", "config.key"},
+        {"{\"url\":\"https://p\",\"key\":\"k\",\"table\":\"t;drop\"}", "config.table"},
+        {"{\"url\":\"https://p\",\"key\":\"k\",\"table\":\"t\",\"dedup_column\":\"a b\"}",
+         "config.dedup_column"},
+        {"{\"key\":\"k\",\"table\":\"t\"}", "config.url"},
+        {"{\"url\":\"https://p\",\"key\":\"k\",\"mapping\":\"rows\"}", "config.mapping"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct sl_err err = {0};
+        json_t *in = json_loads(bad[i].config, 0, NULL);
+        json_t *out = sl_kind_validate(k, in, &err);
+        size_t n = strlen(bad[i].field);
+        T_CHECK(!out && strncmp(err.msg, bad[i].field, n) == 0 && err.msg[n] == ':',
+                "supabase: %s is refused naming %s (%s)", bad[i].config, bad[i].field, err.msg);
+        json_decref(in);
+        json_decref(out);
+    }
+}
+
 static char *event(int pattern, int cdc, uint64_t seed, uint64_t i, uint32_t *flags)
 {
     struct sl_buf b;
@@ -452,6 +496,7 @@ int main(void)
     test_datagen();
     test_catalog();
     test_webhook_rivven();
+    test_supabase();
     for (int i = 0; i < 3; i++)
         sl_buf_release(&mp[i]);
     return T_DONE();
