@@ -23,7 +23,7 @@
 
 /* Raised whenever a struct below changes layout or meaning; a plugin built for another value is
  * refused at load with a message naming both. */
-#define SL_CONNECTOR_ABI 2
+#define SL_CONNECTOR_ABI 3
 
 struct sl_err;  /* filled through sl_host.fail(); its layout is the host's */
 struct sl_meta; /* the host's metadata store: opaque */
@@ -169,6 +169,10 @@ struct sl_sink_ops {
     /* Optional: the exact bytes send() would put on the wire for b (malloc'ed), with no I/O. */
     int (*format)(void *self, const struct sl_batch *b, uint8_t **bytes, size_t *len);
     void (*close)(void *self);
+    /* Optional (pipelining sinks): waits at most timeout_ms for the oldest batch in flight to be
+     * answered; 1 if it is (flush() will not block), 0 if not yet. With it, the framework sends
+     * records written meanwhile instead of blocking in flush() with free slots. */
+    int (*ready)(void *self, int timeout_ms);
 };
 
 /* ---- sources ---- */

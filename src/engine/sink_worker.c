@@ -394,16 +394,23 @@ static enum sl_result land(struct sink *k, const struct flight *f, struct sl_out
 static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t head,
                     uint64_t *done)
 {
+    /* Records written while batches are in flight are sent too (head is read again), as long as
+     * a slot is free; with ready() the worker does not block on the oldest batch meanwhile. */
     struct worker *w = k->w;
     struct flight q[MAX_INFLIGHT];
     size_t qh = 0, qn = 0,
            cap = k->info.max_inflight < MAX_INFLIGHT ? k->info.max_inflight : MAX_INFLIGHT;
     uint64_t next = from, acc = from;
-    uint64_t until = sl_mono_ns() + 5000000u; /* then return: the cursor is persisted */
+    /* then return (other strands, replays and the lag are looked at between runs); meanwhile
+     * the cursor is persisted every 5 ms, as the worker's loop does */
+    uint64_t until = sl_mono_ns() + 100000000u, persisted = sl_mono_ns();
     struct sl_outcome o;
     int rc = 0;
     *done = 0;
     while (acc < head || qn) {
+        uint64_t now_head = sl_strand_count(s);
+        if (now_head > head && sl_mono_ns() < until)
+            head = now_head;
         while (qn < cap && next < head && !sl_worker_stopped(w) && sl_mono_ns() < until) {
             uint64_t n = head - next < k->info.batch_max ? head - next : k->info.batch_max;
             if (throttle(k, n))
@@ -422,6 +429,9 @@ static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t
         }
         if (!qn)
             break;
+        if (k->ops->ready && q[qh].queued && qn < cap && !sl_worker_stopped(w) &&
+            sl_mono_ns() < until && !k->ops->ready(k->self, 1))
+            continue; /* not answered yet: look for new records, then ask again */
         struct flight f = q[qh];
         qh = (qh + 1) % MAX_INFLIGHT;
         qn--;
@@ -432,6 +442,12 @@ static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t
             sl_registry_note_delivery(w->reg, w->def.id, f.n, 0, 0, 0);
             k->consecutive_failures = 0;
             acc += f.n;
+            if (sl_mono_ns() - persisted >= 5000000u) {
+                struct sl_err err = {0};
+                if (sl_meta_set_cursor(w->meta, w->def.id, sl_strand_name(s), acc, &err) < 0)
+                    sl_warn("connector %s: %s", w->def.id, err.msg);
+                persisted = sl_mono_ns();
+            }
             continue;
         }
         while (qn) { /* collect the rest: they are sent again after the failed one */

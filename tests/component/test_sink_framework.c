@@ -71,6 +71,7 @@ struct lane {
     int inflight;                   /* config.inflight > 1: send() queues, flush() answers */
     struct step pending[MAX_STEPS]; /* queued batches' results, oldest first */
     size_t n_pending, max_pending, flushes;
+    int gate_closed; /* ready() answers "not yet" until the test opens it */
 };
 
 static struct {
@@ -212,6 +213,26 @@ static enum sl_result fake_flush(void *self, struct sl_outcome *out)
     return st.r;
 }
 
+/* The oldest batch in flight is answered unless the lane's gate is closed. */
+static int fake_ready(void *self, int timeout_ms)
+{
+    struct lane *l = self;
+    pthread_mutex_lock(&g.mu);
+    if (l->gate_closed) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_nsec += (long)timeout_ms * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g.cv, &g.mu, &dl);
+    }
+    int ready = !l->gate_closed;
+    pthread_mutex_unlock(&g.mu);
+    return ready;
+}
+
 static void fake_close(void *self)
 {
     struct lane *l = self;
@@ -221,8 +242,11 @@ static void fake_close(void *self)
     pthread_mutex_unlock(&g.mu);
 }
 
-static const struct sl_sink_ops fake_ops = {
-    .open = fake_open, .send = fake_send, .flush = fake_flush, .close = fake_close};
+static const struct sl_sink_ops fake_ops = {.open = fake_open,
+                                            .send = fake_send,
+                                            .flush = fake_flush,
+                                            .close = fake_close,
+                                            .ready = fake_ready};
 
 static const struct sl_field fake_fields[] = {
     {"lane", SL_F_INT, 0, "0", 0, "Which script and log of the test this connector uses.", 0,
@@ -322,14 +346,15 @@ static size_t accepted_total(const struct lane *l)
     return t;
 }
 
-enum { SENDS, CLOSES, OPENS, ACCEPTED };
+enum { SENDS, CLOSES, OPENS, ACCEPTED, FLUSHES };
 
 static size_t counter(const struct lane *l, int what)
 {
-    return what == SENDS    ? l->n_sends
-           : what == CLOSES ? (size_t)l->closes
-           : what == OPENS  ? (size_t)l->opens
-                            : accepted_total(l);
+    return what == SENDS     ? l->n_sends
+           : what == CLOSES  ? (size_t)l->closes
+           : what == OPENS   ? (size_t)l->opens
+           : what == FLUSHES ? l->flushes
+                             : accepted_total(l);
 }
 
 static size_t lane_count(int lane, int what)
@@ -1071,6 +1096,37 @@ static void check_delivery_notes(struct env *e)
     free(id);
 }
 
+/* ---- 15. records written while a batch is in flight are sent before it is answered ---- */
+
+static void check_ready(struct env *e)
+{
+    const int L = 15;
+    script(L, NULL, 0);
+    pthread_mutex_lock(&g.mu);
+    g.lanes[L].gate_closed = 1;
+    pthread_mutex_unlock(&g.mu);
+    char *id = create_as(e, L, "c15-ready", "\"batch_max\":10,\"inflight\":4", 0);
+    append(e, "c15-ready", 1);
+    enable(e, id);
+    T_CHECK(wait_for(L, SENDS, 1), "15. ready: the first record is sent");
+    append(e, "c15-ready", 2);
+    T_CHECK(wait_for(L, SENDS, 2),
+            "15. ready: records written later are sent while it is in flight");
+    struct lane l;
+    snapshot(L, &l);
+    T_CHECK(l.flushes == 0 && l.sends[1].first == 1 && l.sends[1].n == 2,
+            "15. ready: as one batch of the two, before the first was answered (flushes %zu)",
+            l.flushes);
+    pthread_mutex_lock(&g.mu);
+    g.lanes[L].gate_closed = 0;
+    pthread_cond_broadcast(&g.cv);
+    pthread_mutex_unlock(&g.mu);
+    T_CHECK(wait_for(L, FLUSHES, 2) && quiesce(e, id, L),
+            "15. ready: both answered, then disabled");
+    T_EQ_INT(cursor(e, id, "c15-ready"), 3, "15. ready: the cursor passes all three");
+    drop(e, id);
+}
+
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     return remove(path);
@@ -1111,6 +1167,7 @@ int main(void)
     check_pipelining(&e);
     check_rate_limit(&e);
     check_delivery_notes(&e);
+    check_ready(&e);
 
     sl_engine_stop(e.eng);
     pthread_mutex_lock(&g.mu);

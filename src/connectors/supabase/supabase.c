@@ -402,30 +402,36 @@ oom:
     return SL_R_RETRY;
 }
 
+/* Moves the transfers on and marks the requests that ended; returns how many of f's have not. */
+static int collect(struct supabase *s, const struct flight *f)
+{
+    int running, left, pending = 0;
+    curl_multi_perform(s->multi, &running);
+    CURLMsg *m;
+    while ((m = curl_multi_info_read(s->multi, &left))) {
+        if (m->msg != CURLMSG_DONE)
+            continue;
+        for (unsigned i = 0; i < MAX_FLIGHT; i++)
+            for (size_t j = 0; s->flights[i].order && j < s->flights[i].nreqs; j++) {
+                struct req *q = &s->flights[i].reqs[j];
+                if (q->started && !q->done && q->easy == m->easy_handle) {
+                    q->done = 1;
+                    q->cc = m->data.result;
+                    curl_multi_remove_handle(s->multi, q->easy);
+                }
+            }
+    }
+    for (size_t j = 0; j < f->nreqs; j++)
+        pending += f->reqs[j].started && !f->reqs[j].done;
+    return pending;
+}
+
 /* Runs the multi handle until every started request of f has ended (or the connector is being
  * stopped: they end as aborted). */
 static void wait_flight(struct supabase *s, struct flight *f)
 {
     for (;;) {
-        int running, left, pending = 0;
-        curl_multi_perform(s->multi, &running);
-        CURLMsg *m;
-        while ((m = curl_multi_info_read(s->multi, &left))) {
-            if (m->msg != CURLMSG_DONE)
-                continue;
-            for (unsigned i = 0; i < MAX_FLIGHT; i++)
-                for (size_t j = 0; s->flights[i].order && j < s->flights[i].nreqs; j++) {
-                    struct req *q = &s->flights[i].reqs[j];
-                    if (q->started && !q->done && q->easy == m->easy_handle) {
-                        q->done = 1;
-                        q->cc = m->data.result;
-                        curl_multi_remove_handle(s->multi, q->easy);
-                    }
-                }
-        }
-        for (size_t j = 0; j < f->nreqs; j++)
-            pending += f->reqs[j].started && !f->reqs[j].done;
-        if (!pending)
+        if (!collect(s, f))
             return;
         if (s->ctx->cancelled && s->ctx->cancelled(s->ctx->arg)) {
             for (size_t j = 0; j < f->nreqs; j++) {
@@ -562,6 +568,16 @@ static struct flight *oldest(struct supabase *s)
     return o;
 }
 
+static int sb_ready(void *self, int timeout_ms)
+{
+    struct supabase *s = self;
+    struct flight *f = oldest(s);
+    if (!f || !collect(s, f))
+        return 1;
+    curl_multi_poll(s->multi, NULL, 0, timeout_ms, NULL);
+    return !collect(s, f);
+}
+
 static enum sl_result sb_flush(void *self, struct sl_outcome *out)
 {
     struct supabase *s = self;
@@ -648,7 +664,8 @@ static const struct sl_sink_ops sb_ops = {.open = sb_open,
                                           .flush = sb_flush,
                                           .check = sb_check,
                                           .format = sb_format,
-                                          .close = sb_close};
+                                          .close = sb_close,
+                                          .ready = sb_ready};
 
 const struct sl_connector sl_conn_supabase = {
     .abi = SL_CONNECTOR_ABI,

@@ -640,13 +640,33 @@ static void collect(struct webhook *w)
             }
 }
 
-static enum sl_result wh_flush(void *self, struct sl_outcome *out)
+static struct slot *oldest(struct webhook *w)
 {
-    struct webhook *w = self;
     struct slot *o = NULL;
     for (unsigned i = 0; i < w->nslots; i++)
         if (w->slots[i].order && (!o || w->slots[i].order < o->order))
             o = &w->slots[i];
+    return o;
+}
+
+static int wh_ready(void *self, int timeout_ms)
+{
+    struct webhook *w = self;
+    struct slot *o = w->multi ? oldest(w) : NULL;
+    int running;
+    for (int round = 0; o && !o->done && round < 2; round++) {
+        if (round)
+            curl_multi_poll(w->multi, NULL, 0, timeout_ms, NULL);
+        curl_multi_perform(w->multi, &running);
+        collect(w);
+    }
+    return !o || o->done;
+}
+
+static enum sl_result wh_flush(void *self, struct sl_outcome *out)
+{
+    struct webhook *w = self;
+    struct slot *o = oldest(w);
     if (!o) {
         snprintf(out->error, sizeof(out->error), "no request in flight");
         return SL_R_RETRY;
@@ -721,7 +741,8 @@ static const struct sl_sink_ops wh_ops = {.open = wh_open,
                                           .flush = wh_flush,
                                           .check = wh_check,
                                           .format = wh_format,
-                                          .close = wh_close};
+                                          .close = wh_close,
+                                          .ready = wh_ready};
 
 static const char *const wh_aliases[] = {"http-webhook", NULL};
 
