@@ -90,11 +90,8 @@ int sl_bbk_type_find(const char *name, size_t len)
 
 static int check_field(const struct field *f, const json_t *v, struct sl_err *err)
 {
-    if (json_is_null(v)) {
-        if (f->nullable)
-            return 0;
-        return bad(err, "data.%s: must not be null (omit the field instead)", f->name);
-    }
+    if (json_is_null(v)) /* only nullable fields get here */
+        return 0;
     switch (f->type) {
     case T_STR:
         return json_is_string(v) ? 0 : bad(err, "data.%s: must be a string", f->name);
@@ -211,6 +208,10 @@ int sl_bbk_parse(const char *body, size_t len, uint64_t now_ms, struct sl_bbk_ev
     }
     for (const struct field *f = g_types[t].fields; f->name; f++) {
         const json_t *fv = json_object_get(data, f->name);
+        if (fv && json_is_null(fv) && !f->nullable) { /* an SDK's None default: absent */
+            json_object_del(data, f->name);
+            continue;
+        }
         if (fv && check_field(f, fv, err) < 0)
             goto out;
     }
