@@ -95,4 +95,13 @@ uint64_t sl_registry_set_restarting(struct sl_registry *r, const char *id, const
 void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms);
 void sl_registry_note_events(struct sl_registry *r, const char *id, uint64_t n, uint64_t ts_ms);
 
+/* POST .../pause and .../resume: a paused connector has no worker and keeps its cursors (as a
+ * disabled one does), shows state "paused", and stays paused across restarts until resumed.
+ * Returns the connector. */
+json_t *sl_registry_set_paused(struct sl_registry *r, const char *id, int paused,
+                               struct sl_err *err);
+/* The id of the connector whose id, or else whose name, is key (StreamHouse addresses
+ * connectors by name). SL_E_NOTFOUND if none. */
+int sl_registry_lookup(struct sl_registry *r, const char *key, char id[16]);
+
 #endif
