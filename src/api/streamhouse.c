@@ -212,8 +212,22 @@ static int resolve(struct sl_api *api, struct sl_http_req *req, const char *key,
 {
     if (sl_registry_lookup(api->registry, key, id) == 0)
         return 0;
-    sl_api_error(req, 404, "connector_not_found",
-                 "connector: no connector named (or with id) %.96s", key);
+    /* echo the key only as valid UTF-8 (the answer is JSON), cut on a character boundary */
+    size_t len = strlen(key);
+    if (len > 96) {
+        len = 96;
+        while (len > 0 && ((unsigned char)key[len] & 0xC0) == 0x80)
+            len--;
+    }
+    json_t *valid = json_stringn(key, len);
+    if (valid)
+        sl_api_error(req, 404, "connector_not_found",
+                     "connector: no connector named (or with id) %.*s%s", (int)len, key,
+                     key[len] ? "..." : "");
+    else
+        sl_api_error(req, 404, "connector_not_found",
+                     "connector: no connector by that name (it is not valid UTF-8)");
+    json_decref(valid);
     return -1;
 }
 

@@ -222,6 +222,9 @@ with t.section("bad input: JSON error naming the field, a fitting 4xx, nothing s
     refused(srv.req("DELETE", A + "/no-such"), 404, "no-such", "DELETE an unknown name", n)
     refused(srv.req("POST", A + "/no-such/pause"), 404, "no-such", "pause an unknown name", n)
     refused(srv.req("POST", "/v1/connectors/no-such/resume"), 404, "no-such", "/v1 resume an unknown id", n)
+    refused(srv.req("GET", A + "/%FF%FE"), 404, "not valid UTF-8", "a name that is not UTF-8 (answer stays JSON)", n)
+    refused(srv.req("GET", A + "/" + st.quote("\u00e9" * 60)), 404, "\u00e9" * 48 + "...",
+            "a long name is cut on a character boundary", n)
     refused(srv.req("GET", A + "/orders-hook/pause"), 405, "GET", "GET on .../pause", n)
     refused(srv.req("PUT", A), 405, "PUT", "PUT on /api/v1/connectors", n)
     refused(srv.req("POST", "/api/v1/metrics"), 405, "POST", "POST on /api/v1/metrics", n)
