@@ -230,10 +230,9 @@ fail:
 static json_t *validate_once(const struct sl_connector *k, const json_t *config,
                              struct sl_err *err);
 
-/* An empty string given for a field is refused when leaving that field out would be refused too
- * ("s3.bucket": "" would otherwise pass and fail at the first upload), naming the key as the
- * client spelled it. An empty value that leaving out would accept (prefix: "") stays. */
-static int check_empty(const struct sl_connector *k, const json_t *config, struct sl_err *err)
+/* The first key of config (top level) whose value is "" while leaving that key out is refused
+ * too; err names it as config spells it. 0 if none. */
+static int empty_required(const struct sl_connector *k, const json_t *config, struct sl_err *err)
 {
     const char *key;
     json_t *v;
@@ -254,6 +253,21 @@ static int check_empty(const struct sl_connector *k, const json_t *config, struc
         return sl_config_error(err, path, "required, must not be empty");
     }
     return 0;
+}
+
+/* An empty string given for a field is refused when leaving that field out would be refused too
+ * ("s3.bucket": "" would otherwise pass and fail at the first upload). The keys as the client
+ * spelled them are checked first, so the error names them ("config.s3.bucket"); then the
+ * normalized config, for empties a nested spelling hid ("local": {"root": ""} is config.root).
+ * An empty value that leaving out would accept (prefix: "") stays. */
+static int check_empty(const struct sl_connector *k, const json_t *config, struct sl_err *err)
+{
+    int rc = empty_required(k, config, err);
+    json_t *norm = rc == 0 && k->normalize ? k->normalize(config, NULL) : NULL;
+    if (norm)
+        rc = empty_required(k, norm, err);
+    json_decref(norm);
+    return rc;
 }
 
 json_t *sl_kind_validate(const struct sl_connector *k, const json_t *config, struct sl_err *err)

@@ -156,6 +156,9 @@ int main(void)
     expect_err("object_storage", "{\"s3.bucket\":\"\"}", "config.s3.bucket: required, must not be");
     expect_err("s3", "{\"endpoint\":\"http://a\",\"bucket\":\"\"}", "config.bucket: required");
     expect_err("kafka", "{\"brokers\":[\"b:9092\"],\"topic\":\"\"}", "config.topic");
+    /* a nested spelling is checked after normalization (found by fuzz_objstore_config) */
+    expect_err("object_storage", "{\"provider\":\"local\",\"local\":{\"root\":\"\"}}",
+               "config.root: required, must not be empty");
     {
         json_t *e_in = J("{\"s3.bucket\":\"b\",\"s3.prefix\":\"\"}");
         struct sl_err e_err = {0};
