@@ -12,6 +12,8 @@ DEBS=(
   # test and benchmark tools
   curl python3 python3-msgpack python3-prometheus-client wrk postgresql-15 postgresql-client-15 postgresql-contrib
   avro-bin python3-avro python3-snappy zstd lz4 gzip
+  # the Python clients (clients/python) and their test (the seeds' health example uses psutil)
+  python3-httpx python3-pydantic python3-psutil
 )
 
 missing=()

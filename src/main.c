@@ -2,6 +2,7 @@
  * modules. */
 #include "api/api.h"
 #include "api/http.h"
+#include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -221,10 +222,14 @@ int main(int argc, char **argv)
         md ? sl_catalog_markdown(stdout) : sl_catalog_print(stdout);
         return 0;
     }
+    if (sl_cli_is_command(cmd)) /* push, tail, status: clients of a running server */
+        return sl_cli_main(cmd, argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("sluice " SL_VERSION "\n");
         return 0;
     }
     sl_config_usage(stderr);
+    fprintf(stderr, "\nclient commands (docs/cli.md):\n");
+    sl_cli_usage(stderr);
     return 2;
 }

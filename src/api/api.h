@@ -8,6 +8,7 @@
 #include "engine/registry.h"
 #include "strand/store.h"
 
+#include <jansson.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -27,6 +28,9 @@ enum sl_route {
     SL_R_BOBOYKA_INGEST,
     SL_R_BOBOYKA_STATUS,
     SL_R_BOBOYKA_EVENTS,
+    SL_R_API_CONNECTORS,
+    SL_R_API_CONNECTOR,
+    SL_R_API_METRICS,
     SL_R_UNMATCHED,
     SL_R_COUNT
 };
@@ -94,6 +98,34 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_ingest(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_status(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_events(struct sl_api *api, struct sl_http_req *req);
+
+/* Answers 405 with an Allow header. */
+void sl_api_method_not_allowed(struct sl_http_req *req, const char *allow);
+/* Answers o (stolen) as JSON. */
+void sl_api_answer(struct sl_http_req *req, unsigned status, json_t *o);
+/* The request body as a JSON object (a new reference); answers the error and returns NULL if the
+ * Content-Type or the JSON is wrong. */
+json_t *sl_api_body_json(struct sl_http_req *req);
+/* Stores a new (or patched) outbound connector's start cursors ("start": "head"). */
+void sl_api_pin_start(struct sl_api *api, const json_t *c);
+/* POST /v1/connectors/{id}/pause|resume and /api/v1/connectors/{name}/pause|resume (sh: answer
+ * in StreamHouse's shape). key is an id, or else a name. */
+void sl_v1_connector_pause(struct sl_api *api, struct sl_http_req *req, const char *key, int paused,
+                           int sh);
+
+/* StreamHouse (streamhouse.c): every /api/v1/ path. */
+void sl_sh_route(struct sl_api *api, struct sl_http_req *req, const char *path);
+/* 1 if a create body is StreamHouse's (connectorClass, connectorType or topics, and no kind). */
+int sl_sh_is_body(const json_t *body);
+/* StreamHouse's create body as ours (a new object), or NULL with err naming the field. */
+json_t *sl_sh_to_body(const json_t *body, struct sl_err *err);
+/* Renames the fields a registry error names to StreamHouse's (strands -> topics, kind ->
+ * connectorClass). */
+void sl_sh_fix_error(struct sl_err *err);
+/* Keeps how a StreamHouse client spelled connector id (connectorClass, config with secrets
+ * masked) for later answers; sl_sh_forget_config drops the config (a /v1 PATCH replaced it). */
+void sl_sh_remember(struct sl_api *api, const char *id, const json_t *sh_body);
+void sl_sh_forget_config(struct sl_api *api, const char *id);
 
 /* Appends a record as the JSON object the API returns. raw adds payload_msgpack_b64. */
 int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_record *r, int raw);

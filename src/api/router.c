@@ -109,7 +109,7 @@ int sl_api_query_flag(struct sl_http_req *req, const char *name, int *out)
     return -1;
 }
 
-static void method_not_allowed(struct sl_http_req *req, const char *allow)
+void sl_api_method_not_allowed(struct sl_http_req *req, const char *allow)
 {
     sl_http_add_header(req, "Allow", allow);
     sl_api_error(req, 405, "method_not_allowed", "method %s is not allowed on %s (allowed: %s)",
@@ -164,68 +164,68 @@ static void route(struct sl_api *api, struct sl_http_req *req)
     int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
     const char *seg;
     size_t seglen;
-    /* StreamHouse clients manage connectors under /api/v1/connectors: the same routes */
-    if (strncmp(p, "/api/v1/connectors", 18) == 0 && (p[18] == 0 || p[18] == '/'))
-        p += 4;
+    /* StreamHouse's API: connectors by name, its shapes, its metrics (streamhouse.c) */
+    if (strncmp(p, "/api/v1/", 8) == 0)
+        return sl_sh_route(api, req, p);
     if (strcmp(p, "/v1/records") == 0) {
         sl_http_set_route(req, SL_R_RECORDS_POST);
         if (!post)
-            return method_not_allowed(req, "POST");
+            return sl_api_method_not_allowed(req, "POST");
         return sl_v1_records_post(api, req, 0);
     }
     if (strcmp(p, "/v1/records/batch") == 0) {
         sl_http_set_route(req, SL_R_BATCH_POST);
         if (!post)
-            return method_not_allowed(req, "POST");
+            return sl_api_method_not_allowed(req, "POST");
         return sl_v1_records_post(api, req, 1);
     }
     if (match_param(p, "/v1/records/", "", &seg, &seglen)) {
         sl_http_set_route(req, SL_R_RECORD_GET);
         if (!get)
-            return method_not_allowed(req, "GET");
+            return sl_api_method_not_allowed(req, "GET");
         return sl_v1_record_get(api, req, seg);
     }
     if (strcmp(p, "/v1/strands") == 0) {
         sl_http_set_route(req, SL_R_STRANDS_GET);
         if (!get)
-            return method_not_allowed(req, "GET");
+            return sl_api_method_not_allowed(req, "GET");
         return sl_v1_strands_get(api, req);
     }
     if (match_param(p, "/v1/strands/", "/records", &seg, &seglen)) {
         sl_http_set_route(req, SL_R_STRAND_RECORDS_GET);
         if (!get)
-            return method_not_allowed(req, "GET");
+            return sl_api_method_not_allowed(req, "GET");
         return sl_v1_strand_records_get(api, req, seg, seglen);
     }
     if (strcmp(p, "/v1/health") == 0) {
         sl_http_set_route(req, SL_R_HEALTH);
         if (!get)
-            return method_not_allowed(req, "GET");
+            return sl_api_method_not_allowed(req, "GET");
         return sl_v1_health(api, req);
     }
     if (strcmp(p, "/metrics") == 0) {
         sl_http_set_route(req, SL_R_METRICS);
         if (!get)
-            return method_not_allowed(req, "GET");
+            return sl_api_method_not_allowed(req, "GET");
         return sl_v1_metrics(api, req);
     }
     if (strcmp(p, "/v1/connectors") == 0) {
         sl_http_set_route(req, SL_R_CONNECTORS);
         if (!get && !post)
-            return method_not_allowed(req, "GET, POST");
+            return sl_api_method_not_allowed(req, "GET, POST");
         return sl_v1_connectors(api, req);
     }
     if (strcmp(p, "/v1/connector-kinds") == 0) {
         sl_http_set_route(req, SL_R_CONNECTOR_KINDS);
         if (!get)
-            return method_not_allowed(req, "GET");
+            return sl_api_method_not_allowed(req, "GET");
         return sl_v1_connector_kinds(api, req);
     }
     if (strncmp(p, "/v1/connectors/inbound/rest/", 28) == 0 &&
         match_param(p, "/v1/connectors/inbound/rest/", "/push", &seg, &seglen)) {
         sl_http_set_route(req, SL_R_REST_PUSH);
         if (!post)
-            return method_not_allowed(req, "POST");
+            return sl_api_method_not_allowed(req, "POST");
         return sl_v1_rest_push(api, req, seg, seglen);
     }
     if (match_param(p, "/v1/connectors/", "/restart", &seg, &seglen)) {
@@ -233,8 +233,17 @@ static void route(struct sl_api *api, struct sl_http_req *req)
         snprintf(id, sizeof(id), "%.*s", (int)(seglen < 63 ? seglen : 63), seg);
         sl_http_set_route(req, SL_R_CONNECTOR);
         if (!post)
-            return method_not_allowed(req, "POST");
+            return sl_api_method_not_allowed(req, "POST");
         return sl_v1_connector_restart(api, req, id);
+    }
+    if (match_param(p, "/v1/connectors/", "/pause", &seg, &seglen) ||
+        match_param(p, "/v1/connectors/", "/resume", &seg, &seglen)) {
+        char id[256];
+        snprintf(id, sizeof(id), "%.*s", (int)(seglen < 255 ? seglen : 255), seg);
+        sl_http_set_route(req, SL_R_CONNECTOR);
+        if (!post)
+            return sl_api_method_not_allowed(req, "POST");
+        return sl_v1_connector_pause(api, req, id, strstr(p, "/pause") != NULL, 0);
     }
     if (match_param(p, "/v1/connectors/", "/dead-letters/replay", &seg, &seglen) ||
         match_param(p, "/v1/connectors/", "/dead-letters", &seg, &seglen)) {
@@ -243,31 +252,31 @@ static void route(struct sl_api *api, struct sl_http_req *req)
         snprintf(id, sizeof(id), "%.*s", (int)(seglen < 63 ? seglen : 63), seg);
         sl_http_set_route(req, SL_R_DEAD_LETTERS);
         if (replay ? !post : (!get && strcmp(m, "DELETE") != 0))
-            return method_not_allowed(req, replay ? "POST" : "GET, DELETE");
+            return sl_api_method_not_allowed(req, replay ? "POST" : "GET, DELETE");
         return sl_v1_dead_letters(api, req, id, replay);
     }
     if (match_param(p, "/v1/connectors/", "", &seg, &seglen)) {
         sl_http_set_route(req, SL_R_CONNECTOR);
         if (!get && strcmp(m, "PATCH") != 0 && strcmp(m, "DELETE") != 0)
-            return method_not_allowed(req, "GET, PATCH, DELETE");
+            return sl_api_method_not_allowed(req, "GET, PATCH, DELETE");
         return sl_v1_connector(api, req, seg);
     }
     if (strcmp(p, "/v1/boboyka/ingest") == 0) {
         sl_http_set_route(req, SL_R_BOBOYKA_INGEST);
         if (!post)
-            return method_not_allowed(req, "POST");
+            return sl_api_method_not_allowed(req, "POST");
         return sl_v1_boboyka_ingest(api, req);
     }
     if (strcmp(p, "/v1/boboyka/status") == 0) {
         sl_http_set_route(req, SL_R_BOBOYKA_STATUS);
         if (!get)
-            return method_not_allowed(req, "GET");
+            return sl_api_method_not_allowed(req, "GET");
         return sl_v1_boboyka_status(api, req);
     }
     if (strcmp(p, "/v1/boboyka/events") == 0) {
         sl_http_set_route(req, SL_R_BOBOYKA_EVENTS);
         if (!get)
-            return method_not_allowed(req, "GET");
+            return sl_api_method_not_allowed(req, "GET");
         return sl_v1_boboyka_events(api, req);
     }
     sl_http_set_route(req, SL_R_UNMATCHED);

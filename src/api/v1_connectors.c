@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void answer(struct sl_http_req *req, unsigned status, json_t *o)
+void sl_api_answer(struct sl_http_req *req, unsigned status, json_t *o)
 {
     struct sl_buf b;
     sl_buf_init(&b, 0);
@@ -27,7 +27,7 @@ static void answer(struct sl_http_req *req, unsigned status, json_t *o)
 }
 
 /* Parses the request body as a JSON object; answers the error and returns NULL if it is not. */
-static json_t *body_json(struct sl_http_req *req)
+json_t *sl_api_body_json(struct sl_http_req *req)
 {
     if (sl_api_require_json(req, 0, NULL) < 0)
         return NULL;
@@ -45,7 +45,7 @@ static json_t *body_json(struct sl_http_req *req)
 
 /* "start": "head" is the head when the connector is created: its cursors are stored before
  * the 201 (and before its worker starts), so a record written right after is delivered. */
-static void pin_start(struct sl_api *api, const json_t *c)
+void sl_api_pin_start(struct sl_api *api, const json_t *c)
 {
     const json_t *cfg = json_object_get(c, "config");
     const char *start = json_string_value(json_object_get(cfg, "start"));
@@ -78,73 +78,34 @@ static void pin_start(struct sl_api *api, const json_t *c)
     }
 }
 
-/* StreamHouse's create body, {"name", "connectorType": "sink"|"source", "connectorClass",
- * "topics", "config"}, is ours with connectorClass as the kind and topics as the strands. Returns
- * the body to create (a new reference), or NULL with err. Other fields pass through, so that the
- * registry rejects unknown ones by name. */
-static json_t *from_streamhouse(json_t *body, struct sl_err *err)
-{
-    const json_t *cls = json_object_get(body, "connectorClass");
-    if (!json_is_object(body) || !cls)
-        return json_incref(body);
-    if (!json_is_string(cls) || json_object_get(body, "kind")) {
-        sl_err_set(err, SL_E_INVAL, "invalid_connector",
-                   "connectorClass: a string, and not together with kind");
-        return NULL;
-    }
-    const struct sl_connector *k = sl_kind_find(json_string_value(cls));
-    const json_t *type = json_object_get(body, "connectorType");
-    const char *want = k && k->direction == SL_INBOUND ? "source" : "sink";
-    if (type && (!json_is_string(type) || (strcmp(json_string_value(type), "sink") != 0 &&
-                                           strcmp(json_string_value(type), "source") != 0))) {
-        sl_err_set(err, SL_E_INVAL, "invalid_connector", "connectorType: one of sink, source");
-        return NULL;
-    }
-    if (type && k && strcmp(json_string_value(type), want) != 0) {
-        sl_err_set(err, SL_E_INVAL, "invalid_connector", "connectorType: %s is a %s",
-                   json_string_value(cls), want);
-        return NULL;
-    }
-    const json_t *topics = json_object_get(body, "topics");
-    if (topics && json_object_get(body, "strands")) {
-        sl_err_set(err, SL_E_INVAL, "invalid_connector", "topics: not together with strands");
-        return NULL;
-    }
-    json_t *out = json_deep_copy(body);
-    json_object_del(out, "connectorClass");
-    json_object_del(out, "connectorType");
-    json_object_set(out, "kind", (json_t *)cls);
-    if (topics) {
-        json_object_set(out, "strands", (json_t *)topics);
-        json_object_del(out, "topics");
-    }
-    return out;
-}
-
 void sl_v1_connectors(struct sl_api *api, struct sl_http_req *req)
 {
     if (strcmp(sl_http_method(req), "POST") != 0)
-        return answer(req, 200, sl_registry_list(api->registry));
-    json_t *in = body_json(req);
+        return sl_api_answer(req, 200, sl_registry_list(api->registry));
+    json_t *in = sl_api_body_json(req);
     if (!in)
         return;
     struct sl_err err = {0};
-    json_t *body = from_streamhouse(in, &err);
-    json_decref(in);
-    if (!body)
-        return sl_api_error_from(req, &err);
-    json_t *c = sl_registry_create(api->registry, body, &err);
+    int sh = sl_sh_is_body(in); /* StreamHouse's body is welcome here too */
+    json_t *body = sh ? sl_sh_to_body(in, &err) : json_incref(in);
+    json_t *c = body ? sl_registry_create(api->registry, body, &err) : NULL;
     json_decref(body);
-    if (!c)
+    if (c && sh)
+        sl_sh_remember(api, json_string_value(json_object_get(c, "id")), in);
+    json_decref(in);
+    if (!c) {
+        if (sh)
+            sl_sh_fix_error(&err);
         return sl_api_error_from(req, &err);
-    pin_start(api, c);
+    }
+    sl_api_pin_start(api, c);
     sl_registry_changed(api->registry); /* the engine starts its worker now */
-    answer(req, 201, c);
+    sl_api_answer(req, 201, c);
 }
 
 void sl_v1_connector_kinds(struct sl_api *api, struct sl_http_req *req)
 {
-    answer(req, 200, sl_registry_kinds());
+    sl_api_answer(req, 200, sl_registry_kinds());
 }
 
 void sl_v1_connector(struct sl_api *api, struct sl_http_req *req, const char *id)
@@ -155,16 +116,18 @@ void sl_v1_connector(struct sl_api *api, struct sl_http_req *req, const char *id
     if (strcmp(m, "DELETE") == 0) {
         if (sl_registry_delete(api->registry, id, &err) < 0)
             return sl_api_error_from(req, &err);
-        return answer(req, 200, json_pack("{s:b, s:s}", "deleted", 1, "id", id));
+        return sl_api_answer(req, 200, json_pack("{s:b, s:s}", "deleted", 1, "id", id));
     }
     if (strcmp(m, "PATCH") == 0) {
-        json_t *body = body_json(req);
+        json_t *body = sl_api_body_json(req);
         if (!body)
             return;
         c = sl_registry_patch(api->registry, id, body, &err);
+        if (c && json_object_get(body, "config"))
+            sl_sh_forget_config(api, id); /* answers show the config as /v1 spelled it now */
         json_decref(body);
         if (c) {
-            pin_start(api, c); /* strands it now follows start where "start" says */
+            sl_api_pin_start(api, c); /* strands it now follows start where "start" says */
             sl_registry_changed(api->registry);
         }
     } else {
@@ -172,7 +135,7 @@ void sl_v1_connector(struct sl_api *api, struct sl_http_req *req, const char *id
     }
     if (!c)
         return sl_api_error_from(req, &err);
-    answer(req, 200, c);
+    sl_api_answer(req, 200, c);
 }
 
 /* ---- REST bridge ---- */
@@ -360,22 +323,23 @@ void sl_v1_dead_letters(struct sl_api *api, struct sl_http_req *req, const char 
             return sl_api_error(req, 409, "not_outbound", "connector %s does not deliver", id);
         if (sl_registry_request_replay(api->registry, id, &err) != 0)
             return sl_api_error_from(req, &err);
-        return answer(req, 202, json_pack("{s:I, s:s}", "replaying", (json_int_t)n, "id", id));
+        return sl_api_answer(req, 202,
+                             json_pack("{s:I, s:s}", "replaying", (json_int_t)n, "id", id));
     }
     if (strcmp(meth, "DELETE") == 0) {
         long n = sl_meta_delete_dead_letters(m, id);
         if (n < 0)
             return sl_api_error(req, 500, "metadata_error", "dead letters could not be deleted");
-        return answer(req, 200, json_pack("{s:I, s:s}", "deleted", (json_int_t)n, "id", id));
+        return sl_api_answer(req, 200, json_pack("{s:I, s:s}", "deleted", (json_int_t)n, "id", id));
     }
     uint64_t limit = 1000;
     int has;
     if (sl_api_query_u64(req, "limit", 1, 100000, &limit, &has) < 0)
         return;
     json_t *dl = sl_meta_dead_letters(m, id, (int)limit);
-    answer(req, 200,
-           json_pack("{s:s, s:I, s:o}", "id", id, "count", (json_int_t)json_array_size(dl),
-                     "dead_letters", dl));
+    sl_api_answer(req, 200,
+                  json_pack("{s:s, s:I, s:o}", "id", id, "count", (json_int_t)json_array_size(dl),
+                            "dead_letters", dl));
 }
 
 /* POST /v1/connectors/{id}/restart: clears a failed state and restarts the worker. */
@@ -385,5 +349,5 @@ void sl_v1_connector_restart(struct sl_api *api, struct sl_http_req *req, const 
     json_t *c = sl_registry_restart(api->registry, id, &err);
     if (!c)
         return sl_api_error_from(req, &err);
-    answer(req, 200, c);
+    sl_api_answer(req, 200, c);
 }

@@ -22,6 +22,9 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/v1/boboyka/ingest",
     "/v1/boboyka/status",
     "/v1/boboyka/events",
+    "/api/v1/connectors",
+    "/api/v1/connectors/{name}",
+    "/api/v1/metrics",
     "unmatched",
 };
 /* the last slot counts every other status (code="other") */

@@ -648,7 +648,7 @@ static int setup_mirror(struct sl_bbk *b, struct sl_err *err)
 {
     struct sl_registry *reg = b->o.registry;
     char id[16];
-    int exists = sl_registry_find_name(reg, MIRROR_NAME, id) == 0;
+    int exists = sl_registry_lookup(reg, MIRROR_NAME, id) == 0;
     if (!b->dual) {
         if (exists && sl_registry_delete(reg, id, err) < 0)
             return SL_E_IO;

@@ -227,7 +227,60 @@ fail:
     return NULL;
 }
 
+static json_t *validate_once(const struct sl_connector *k, const json_t *config,
+                             struct sl_err *err);
+
+/* The first key of config (top level) whose value is "" while leaving that key out is refused
+ * too; err names it as config spells it. 0 if none. */
+static int empty_required(const struct sl_connector *k, const json_t *config, struct sl_err *err)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)config, key, v)
+    {
+        if (!json_is_string(v) || json_string_length(v) != 0)
+            continue;
+        json_t *without = json_copy((json_t *)config);
+        json_object_del(without, key);
+        json_t *out = validate_once(k, without, NULL);
+        json_decref(without);
+        if (out) {
+            json_decref(out);
+            continue;
+        }
+        char path[256];
+        snprintf(path, sizeof(path), "config.%.200s", key);
+        return sl_config_error(err, path, "required, must not be empty");
+    }
+    return 0;
+}
+
+/* An empty string given for a field is refused when leaving that field out would be refused too
+ * ("s3.bucket": "" would otherwise pass and fail at the first upload). The keys as the client
+ * spelled them are checked first, so the error names them ("config.s3.bucket"); then the
+ * normalized config, for empties a nested spelling hid ("local": {"root": ""} is config.root).
+ * An empty value that leaving out would accept (prefix: "") stays. */
+static int check_empty(const struct sl_connector *k, const json_t *config, struct sl_err *err)
+{
+    int rc = empty_required(k, config, err);
+    json_t *norm = rc == 0 && k->normalize ? k->normalize(config, NULL) : NULL;
+    if (norm)
+        rc = empty_required(k, norm, err);
+    json_decref(norm);
+    return rc;
+}
+
 json_t *sl_kind_validate(const struct sl_connector *k, const json_t *config, struct sl_err *err)
+{
+    json_t *out = validate_once(k, config, err);
+    if (out && json_is_object(config) && check_empty(k, config, err) != 0) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
+static json_t *validate_once(const struct sl_connector *k, const json_t *config, struct sl_err *err)
 {
     if (k->unavailable) {
         sl_err_set(err, SL_E_INVAL, "kind_unavailable", "kind: %s is not available: %s", k->name,
@@ -298,6 +351,35 @@ static json_t *redact(struct tables ts, const json_t *in)
 json_t *sl_kind_redact(const struct sl_connector *k, const json_t *config)
 {
     return redact(tables_of(k), config);
+}
+
+json_t *sl_kind_redact_spelled(const struct sl_connector *k, const json_t *config)
+{
+    json_t *out = sl_kind_redact(k, config); /* keys the table knows as they are */
+    const char *key;
+    json_t *v;
+    json_object_foreach(out, key, v)
+    {
+        if (!json_is_string(v))
+            continue;
+        const char *last = strrchr(key, '.') ? strrchr(key, '.') + 1 : key;
+        int secret = strstr(key, "password") || strstr(key, "secret") || strstr(key, "token");
+        int has_password = 0;
+        FOREACH_FIELD(tables_of(k), f)
+        {
+            if (strcmp(f->name, last) != 0)
+                continue;
+            secret |= f->secret == SL_SECRET;
+            has_password |= f->secret == SL_HAS_PASSWORD;
+        }
+        /* a dotted URL key (StreamHouse's connection.url) may carry user:password@ */
+        has_password |= strstr(last, "url") != NULL || strstr(last, "connection") != NULL;
+        if (secret)
+            json_object_set_new(out, key, json_string("***"));
+        else if (has_password)
+            json_object_set_new(out, key, mask_password(json_string_value(v)));
+    }
+    return out;
 }
 
 static void keep(struct tables ts, json_t *cfg, const json_t *old)

@@ -45,6 +45,10 @@ json_t *sl_kind_validate(const struct sl_connector *k, const json_t *config, str
 /* Returns a copy of config with every secret replaced by "***" and passwords inside
  * connection strings masked. */
 json_t *sl_kind_redact(const struct sl_connector *k, const json_t *config);
+/* The same for a config as a client spelled it, before normalization (StreamHouse's dotted keys,
+ * "s3.secret_access_key", "connection.url"): a key is secret if its last dotted part names a
+ * secret field or it names a password, secret or token; URLs have their password masked. */
+json_t *sl_kind_redact_spelled(const struct sl_connector *k, const json_t *config);
 /* In a new config, replaces secrets given as "***" by the stored value from old (in place). */
 void sl_kind_keep_secrets(const struct sl_connector *k, json_t *cfg, const json_t *old);
 /* The catalog entry of a kind: name, aliases, direction, category, description, availability,

@@ -71,6 +71,8 @@ int sl_meta_open(struct sl_meta **out, const char *dir, struct sl_err *err)
              "next_seq"
              " FROM cursors WHERE strand LIKE '@%';"
              "DELETE FROM cursors WHERE strand LIKE '@%';"
+             "CREATE TABLE IF NOT EXISTS connector_text (connector_id TEXT NOT NULL,"
+             " key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (connector_id, key));"
              "CREATE TABLE IF NOT EXISTS batch_plans (connector_id TEXT NOT NULL,"
              " strand TEXT NOT NULL, end_seq INTEGER NOT NULL,"
              " PRIMARY KEY (connector_id, strand));"
@@ -306,6 +308,51 @@ int sl_meta_set_state(struct sl_meta *m, const char *id, const char *key, uint64
                       id, key, value, err);
 }
 
+char *sl_meta_get_text(struct sl_meta *m, const char *id, const char *key)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    char *out = NULL;
+    if (sqlite3_prepare_v2(m->db,
+                           "SELECT value FROM connector_text WHERE connector_id=?1 AND key=?2", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            out = strdup((const char *)sqlite3_column_text(st, 0));
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return out;
+}
+
+int sl_meta_set_text(struct sl_meta *m, const char *id, const char *key, const char *value,
+                     struct sl_err *err)
+{
+    pthread_mutex_lock(&m->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    const char *sql = value ? "INSERT INTO connector_text (connector_id, key, value)"
+                              " VALUES (?1,?2,?3) ON CONFLICT(connector_id, key) DO UPDATE SET"
+                              " value=?3"
+                            : "DELETE FROM connector_text WHERE connector_id=?1 AND key=?2";
+    if (sqlite3_prepare_v2(m->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc =
+            sl_err_set(err, SL_E_IO, "metadata_error", "connector text: %s", sqlite3_errmsg(m->db));
+    } else {
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+        if (value)
+            sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            rc = sl_err_set(err, SL_E_IO, "metadata_error", "connector text: %s",
+                            sqlite3_errmsg(m->db));
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
 int sl_meta_get_source_position(struct sl_meta *m, const char *id, void *pos, size_t cap,
                                 size_t *len, uint64_t *next_seq)
 {
@@ -364,6 +411,9 @@ int sl_meta_drop_connector_state(struct sl_meta *m, const char *id, struct sl_er
     if (rc == 0)
         rc = exec_id(m, "DELETE FROM connector_state WHERE connector_id=?1 AND ?2=?3", id, 0, 0,
                      err);
+    if (rc == 0)
+        rc =
+            exec_id(m, "DELETE FROM connector_text WHERE connector_id=?1 AND ?2=?3", id, 0, 0, err);
     if (rc == 0)
         rc = exec_id(m, "DELETE FROM source_positions WHERE connector_id=?1 AND ?2=?3", id, 0, 0,
                      err);

@@ -56,6 +56,12 @@ int sl_meta_get_source_position(struct sl_meta *m, const char *id, void *pos, si
                                 size_t *len, uint64_t *next_seq);
 int sl_meta_set_source_position(struct sl_meta *m, const char *id, const void *pos, size_t len,
                                 uint64_t next_seq, struct sl_err *err);
+/* A connector's small text by key (the API keeps how a StreamHouse client spelled it: class
+ * and config). sl_meta_get_text returns a malloc'ed string or NULL; value NULL deletes. Dropped
+ * with the connector. */
+char *sl_meta_get_text(struct sl_meta *m, const char *id, const char *key);
+int sl_meta_set_text(struct sl_meta *m, const char *id, const char *key, const char *value,
+                     struct sl_err *err);
 int sl_meta_drop_connector_state(struct sl_meta *m, const char *id, struct sl_err *err);
 
 struct sl_meta_dead_letter {

@@ -44,7 +44,11 @@ struct conn {
     const char *managed_by;         /* sl_registry_manage (static), or NULL */
     sl_delivery_fn watch;
     void *watch_arg;
+    int paused; /* POST .../pause: no worker, cursors kept (persisted as PAUSED_KEY) */
 };
+
+/* The connector_state key that remembers a pause across restarts. */
+#define PAUSED_KEY "sluice.paused"
 
 struct sl_registry {
     struct sl_meta *meta;
@@ -76,6 +80,8 @@ static const char *state_of(const struct conn *c)
 {
     if (!c->enabled)
         return "disabled";
+    if (c->paused)
+        return "paused";
     if (c->gave_up)
         return "failed";
     if (c->status)
@@ -306,6 +312,10 @@ int sl_registry_open(struct sl_registry **out, const char *dir, struct sl_err *e
     int rc = sl_meta_open(&r->meta, dir, err);
     if (rc == 0)
         rc = sl_meta_load_connectors(r->meta, load_one, r, err);
+    for (size_t i = 0; rc == 0 && i < r->n; i++) {
+        uint64_t v = 0;
+        r->v[i]->paused = sl_meta_get_state(r->meta, r->v[i]->id, PAUSED_KEY, &v) == 0 && v;
+    }
     if (rc == 0 && pthread_create(&r->flusher, NULL, flusher_main, r) != 0)
         rc = sl_err_sys(err, SL_E_IO, "start the counter flusher");
     if (rc) {
@@ -647,6 +657,12 @@ int sl_registry_push_target(struct sl_registry *r, const char *id, struct sl_pus
                         "id: no rest_bridge connector %.64s", id);
         goto out;
     }
+    if (c->paused) {
+        rc = sl_err_set(err, SL_E_CONFLICT, "connector_paused",
+                        "connector %s is paused (POST /v1/connectors/%s/resume to accept pushes)",
+                        c->id, c->id);
+        goto out;
+    }
     if (!c->enabled) {
         rc = sl_err_set(err, SL_E_CONFLICT, "connector_disabled",
                         "connector %s is disabled (PATCH {\"enabled\": true} to accept pushes)",
@@ -712,7 +728,7 @@ size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out)
     size_t n = 0;
     for (size_t i = 0; v && i < r->n; i++) {
         struct conn *c = r->v[i];
-        if (!c->enabled || c->gave_up || !sl_kind_runs(c->kind) ||
+        if (!c->enabled || c->paused || c->gave_up || !sl_kind_runs(c->kind) ||
             (c->kind->direction != SL_OUTBOUND && !inbound_worker(c->kind)))
             continue;
         snprintf(v[n].id, sizeof(v[n].id), "%s", c->id);
@@ -753,16 +769,6 @@ int sl_registry_manage(struct sl_registry *r, const char *id, const char *by, sl
     pthread_mutex_unlock(&r->mu);
     if (!c)
         not_found(id, err);
-    return c ? 0 : SL_E_NOTFOUND;
-}
-
-int sl_registry_find_name(struct sl_registry *r, const char *name, char *id)
-{
-    pthread_mutex_lock(&r->mu);
-    struct conn *c = find_name(r, name, NULL);
-    if (c)
-        memcpy(id, c->id, sizeof(c->id));
-    pthread_mutex_unlock(&r->mu);
     return c ? 0 : SL_E_NOTFOUND;
 }
 
@@ -1020,4 +1026,35 @@ uint64_t sl_registry_set_restarting(struct sl_registry *r, const char *id, const
     }
     pthread_mutex_unlock(&r->mu);
     return delay;
+}
+
+json_t *sl_registry_set_paused(struct sl_registry *r, const char *id, int paused,
+                               struct sl_err *err)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    json_t *out = NULL;
+    if (c && sl_meta_set_state(r->meta, c->id, PAUSED_KEY, paused ? 1 : 0, err) == 0) {
+        c->paused = paused;
+        c->gen = ++r->gen; /* resume starts a fresh worker from the kept cursors */
+        out = conn_json(c);
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (!c)
+        return not_found(id, err);
+    if (out)
+        sl_registry_changed(r); /* stops (or starts) its worker now */
+    return out;
+}
+
+int sl_registry_lookup(struct sl_registry *r, const char *key, char id[16])
+{
+    pthread_mutex_lock(&r->mu);
+    const struct conn *c = find(r, key, NULL);
+    if (!c)
+        c = find_name(r, key, NULL);
+    if (c)
+        snprintf(id, 16, "%s", c->id);
+    pthread_mutex_unlock(&r->mu);
+    return c ? 0 : SL_E_NOTFOUND;
 }

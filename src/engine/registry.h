@@ -48,8 +48,6 @@ typedef void (*sl_delivery_fn)(void *arg, const struct sl_delivery_note *note);
  * SL_E_NOTFOUND. */
 int sl_registry_manage(struct sl_registry *r, const char *id, const char *by, sl_delivery_fn fn,
                        void *arg, struct sl_err *err);
-/* The id of the connector called name, copied into id (16 bytes): 0, or SL_E_NOTFOUND. */
-int sl_registry_find_name(struct sl_registry *r, const char *name, char *id);
 
 /* An enabled outbound connector with a worker, as the delivery engine sees it. */
 struct sl_outbound_def {
@@ -124,5 +122,14 @@ uint64_t sl_registry_set_restarting(struct sl_registry *r, const char *id, const
 /* Counts a record a connector handled (event_count, last_event_ms). */
 void sl_registry_note_event(struct sl_registry *r, const char *id, uint64_t ts_ms);
 void sl_registry_note_events(struct sl_registry *r, const char *id, uint64_t n, uint64_t ts_ms);
+
+/* POST .../pause and .../resume: a paused connector has no worker and keeps its cursors (as a
+ * disabled one does), shows state "paused", and stays paused across restarts until resumed.
+ * Returns the connector. */
+json_t *sl_registry_set_paused(struct sl_registry *r, const char *id, int paused,
+                               struct sl_err *err);
+/* The id of the connector whose id, or else whose name, is key (StreamHouse addresses
+ * connectors by name). SL_E_NOTFOUND if none. */
+int sl_registry_lookup(struct sl_registry *r, const char *key, char id[16]);
 
 #endif

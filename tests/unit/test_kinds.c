@@ -152,6 +152,34 @@ int main(void)
     conninfo_checks();
     expect_err("s3", "{\"endpoint\":\"http://a\",\"bucket\":\"b\",\"secret_access_key\":\"k\"}",
                "config.access_key_id");
+    /* an empty string counts where leaving the field out would be refused, as spelled */
+    expect_err("object_storage", "{\"s3.bucket\":\"\"}", "config.s3.bucket: required, must not be");
+    expect_err("s3", "{\"endpoint\":\"http://a\",\"bucket\":\"\"}", "config.bucket: required");
+    expect_err("kafka", "{\"brokers\":[\"b:9092\"],\"topic\":\"\"}", "config.topic");
+    /* a nested spelling is checked after normalization (found by fuzz_objstore_config) */
+    expect_err("object_storage", "{\"provider\":\"local\",\"local\":{\"root\":\"\"}}",
+               "config.root: required, must not be empty");
+    {
+        json_t *e_in = J("{\"s3.bucket\":\"b\",\"s3.prefix\":\"\"}");
+        struct sl_err e_err = {0};
+        json_t *out = sl_kind_validate(sl_kind_find("object_storage"), e_in, &e_err);
+        T_CHECK(out != NULL, "an empty string a field may be (s3.prefix) is kept (%s)", e_err.msg);
+        json_decref(out);
+        json_decref(e_in);
+    }
+    {
+        json_t *s_in = J("{\"s3.secret_access_key\":\"k\",\"connection.url\":"
+                         "\"postgres://u:pw@h/db\",\"db.password\":\"x\",\"s3.bucket\":\"b\"}");
+        json_t *r = sl_kind_redact_spelled(sl_kind_find("object_storage"), s_in);
+        T_CHECK(strcmp(json_string_value(json_object_get(r, "s3.secret_access_key")), "***") == 0 &&
+                    strcmp(json_string_value(json_object_get(r, "connection.url")),
+                           "postgres://u:***@h/db") == 0 &&
+                    strcmp(json_string_value(json_object_get(r, "db.password")), "***") == 0 &&
+                    strcmp(json_string_value(json_object_get(r, "s3.bucket")), "b") == 0,
+                "secrets in a config as a client spelled it are masked, the rest kept");
+        json_decref(r);
+        json_decref(s_in);
+    }
 
     json_t *d = sl_kind_describe(sl_kind_find("s3"));
     T_CHECK(json_array_size(json_object_get(d, "fields")) >= 8 &&
