@@ -10,6 +10,7 @@
 #include "engine/catalog_doc.h"
 #include "engine/engine.h"
 #include "engine/plugins.h"
+#include "pipeline/pipeline.h"
 
 #include "strand/store.h"
 #include "strand/verify.h"
@@ -22,6 +23,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* Applies the pipelines of path (a file or directory), their problems on stderr. Nonzero if
+ * any file was refused. */
+static int apply_pipelines(const char *path, struct sl_api *api)
+{
+    struct sl_buf msgs;
+    sl_buf_init(&msgs, 0);
+    int bad = sl_pipelines_run(path, api->registry, api->store, &msgs);
+    if (msgs.len)
+        fprintf(stderr, "%.*s", (int)msgs.len, (const char *)msgs.data);
+    sl_buf_release(&msgs);
+    return bad;
+}
 
 static int cmd_serve(int argc, char **argv)
 {
@@ -45,6 +59,7 @@ static int cmd_serve(int argc, char **argv)
     sigemptyset(&stop_sigs);
     sigaddset(&stop_sigs, SIGINT);
     sigaddset(&stop_sigs, SIGTERM);
+    sigaddset(&stop_sigs, SIGHUP); /* reloads the pipelines */
     pthread_sigmask(SIG_BLOCK, &stop_sigs, NULL);
     /* Before the registry opens (it skips connectors of unknown kinds); after the mask, which a
      * thread started by a plugin inherits too. */
@@ -116,10 +131,35 @@ static int cmd_serve(int argc, char **argv)
         sl_registry_close(api.registry);
         return 1;
     }
+    if (cfg.pipelines[0]) {
+        if (apply_pipelines(cfg.pipelines, &api)) {
+            sl_error("pipelines in %s refused: nothing was started", cfg.pipelines);
+            sl_engine_stop(engine);
+            sl_http_stop(srv);
+            sl_bbk_close(api.boboyka);
+            sl_store_close(api.store);
+            sl_registry_close(api.registry);
+            return 1;
+        }
+    }
     sl_info("listening on %s:%u", host, sl_http_port(srv));
     int sig = 0;
-    while (sigwait(&stop_sigs, &sig) != 0)
-        ;
+    while (sigwait(&stop_sigs, &sig) != 0 || sig == SIGHUP) {
+        if (sig != SIGHUP)
+            continue;
+        sig = 0;
+        if (!cfg.pipelines[0]) {
+            sl_info("SIGHUP: no --pipelines to reload");
+            continue;
+        }
+        /* the difference is applied: unchanged connectors keep running; an invalid file
+         * changes nothing */
+        if (apply_pipelines(cfg.pipelines, &api))
+            sl_error("SIGHUP: pipelines in %s refused; the running ones are unchanged",
+                     cfg.pipelines);
+        else
+            sl_info("SIGHUP: pipelines in %s reloaded", cfg.pipelines);
+    }
     sl_info("shutting down (%s)", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     /* Stop accepting, refuse further requests on open connections, let the committers finish
      * and answer every pending write, then stop. */
@@ -192,9 +232,58 @@ static int cmd_verify(int argc, char **argv)
     return bad;
 }
 
+/* sluice validate FILE...: every problem of each, as FILE:LINE:COL: path: message. */
+static int cmd_validate(int argc, char **argv)
+{
+    if (argc < 1) {
+        fprintf(stderr, "usage: sluice validate PIPELINE.yaml...\n");
+        return 2;
+    }
+    int bad = 0;
+    for (int i = 0; i < argc; i++) {
+        struct sl_buf msgs;
+        sl_buf_init(&msgs, 0);
+        struct sl_pipeline *p = NULL;
+        int n = sl_pipeline_load(argv[i], &p, &msgs);
+        if (msgs.len)
+            fprintf(stderr, "%.*s", (int)msgs.len, (const char *)msgs.data);
+        if (n)
+            fprintf(stderr, "%s: %d problem%s\n", argv[i], n, n == 1 ? "" : "s");
+        else
+            printf("%s: valid\n", argv[i]);
+        bad += n != 0;
+        sl_pipeline_free(p);
+        sl_buf_release(&msgs);
+    }
+    return bad ? 1 : 0;
+}
+
+/* sluice run FILE [serve options]: serve with --pipelines FILE. */
+static int cmd_run(int argc, char **argv)
+{
+    if (argc < 1 || argv[0][0] == '-') {
+        fprintf(stderr, "usage: sluice run PIPELINE.yaml [--data DIR] [serve options]\n");
+        return 2;
+    }
+    char **args = calloc((size_t)argc + 2, sizeof(*args));
+    if (!args)
+        return 1;
+    args[0] = "--pipelines";
+    args[1] = argv[0];
+    for (int i = 1; i < argc; i++)
+        args[i + 1] = argv[i];
+    int rc = cmd_serve(argc + 1, args);
+    free(args);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
+    if (strcmp(cmd, "validate") == 0)
+        return cmd_validate(argc - 2, argv + 2);
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "verify") == 0)

@@ -43,39 +43,9 @@ json_t *sl_api_body_json(struct sl_http_req *req)
     return o;
 }
 
-/* "start": "head" is the head when the connector is created: its cursors are stored before
- * the 201 (and before its worker starts), so a record written right after is delivered. */
 void sl_api_pin_start(struct sl_api *api, const json_t *c)
 {
-    const json_t *cfg = json_object_get(c, "config");
-    const char *start = json_string_value(json_object_get(cfg, "start"));
-    if (strcmp(json_string_value(json_object_get(c, "direction")), "outbound") != 0 || !start)
-        return;
-    const char *id = json_string_value(json_object_get(c, "id"));
-    const json_t *strands = json_object_get(c, "strands");
-    struct sl_meta *meta = sl_registry_meta(api->registry);
-    int head = strcmp(start, "head") == 0;
-    if (json_array_size(strands) == 1 &&
-        strcmp(json_string_value(json_array_get(strands, 0)), "*") == 0) {
-        /* every strand that exists now; one created later is followed from its first record */
-        struct sl_strand *all[1024];
-        size_t n = sl_store_list(api->store, all, 1024);
-        for (size_t i = 0; i < n && i < 1024; i++)
-            sl_meta_init_cursor(meta, id, sl_strand_name(all[i]),
-                                head ? sl_strand_count(all[i]) : 0, NULL);
-        return;
-    }
-    size_t i;
-    json_t *v;
-    json_array_foreach(strands, i, v)
-    {
-        struct sl_strand *s;
-        uint64_t at = 0;
-        if (head && sl_store_strand(api->store, json_string_value(v), json_string_length(v), 1, &s,
-                                    NULL) == 0)
-            at = sl_strand_count(s);
-        sl_meta_init_cursor(meta, id, json_string_value(v), at, NULL);
-    }
+    sl_registry_pin_start(api->registry, api->store, c);
 }
 
 void sl_v1_connectors(struct sl_api *api, struct sl_http_req *req)

@@ -46,6 +46,12 @@ static const struct opt g_opts[] = {
     {"batch_max_records", OT_UINT, F(batch_max_records), 0, "100000", 1, 10000000,
      "Most records accepted in one POST /v1/records/batch."},
     {"log_level", OT_LOGLEVEL, F(log_level), 0, "info", 0, 0, "debug, info, warn or error."},
+    {"pipelines", OT_STR, F(pipelines), sizeof(((struct sl_config *)0)->pipelines), "", 0, 0,
+     "A pipeline file (Rivven's YAML: sources, sinks, settings) or a directory of `*.yaml` / "
+     "`*.yml` files, applied at start after validating every file (docs/pipelines.md): their "
+     "connectors are created, changed or removed to match, and are managed by their file. An "
+     "invalid file stops `serve` with exit status 1 and every problem as FILE:LINE:COL. Empty: "
+     "none."},
     {"plugins", OT_STR, F(plugins), sizeof(((struct sl_config *)0)->plugins), "", 0, 0,
      "Directory of connector plugins: every `*.so` in it is loaded at start, in name order, and "
      "its connector kinds join the catalog (examples/README.md). A plugin that cannot be loaded "
@@ -310,6 +316,8 @@ void sl_config_usage(FILE *f)
 {
     fprintf(f, "usage:\n"
                "  sluice serve [--data DIR] [--listen HOST:PORT] [--config FILE] [options]\n"
+               "  sluice run PIPELINE.yaml [--data DIR] [serve options]\n"
+               "  sluice validate PIPELINE.yaml...\n"
                "  sluice verify --data DIR [--strand NAME]\n"
                "  sluice connectors [--markdown] [--plugins DIR]\n"
                "  sluice config-doc\n"

@@ -29,7 +29,8 @@ struct sl_config {
     uint64_t boboyka_retry_base_ms;
     uint64_t boboyka_retry_max_ms;
     char boboyka_dedup_column[64];
-    char plugins[4096]; /* connector plugin directory, "" = none */
+    char plugins[4096];   /* connector plugin directory, "" = none */
+    char pipelines[4096]; /* pipeline file or directory, "" = none */
 };
 
 /* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and

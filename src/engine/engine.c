@@ -103,8 +103,10 @@ static void reap(struct sl_engine *e, int wait)
     }
 }
 
-static void reconcile(struct sl_engine *e)
+/* Returns 1 if a worker waits for its predecessor to finish (look again soon). */
+static int reconcile(struct sl_engine *e)
 {
+    int waiting = 0;
     struct sl_outbound_def *defs;
     size_t n = sl_registry_outbound(e->reg, &defs);
     for (struct worker **p = &e->live; *p;) {
@@ -129,6 +131,15 @@ static void reconcile(struct sl_engine *e)
             w = w->next;
         if (w)
             continue;
+        /* one worker per connector at a time: a reconfigured one starts once the one it
+         * replaces has returned (a source drains its appends, a sink persists its cursor) */
+        for (w = e->retired; w && !(strcmp(w->def.id, defs[i].id) == 0 &&
+                                    !__atomic_load_n(&w->finished, __ATOMIC_ACQUIRE));)
+            w = w->next;
+        if (w) {
+            waiting = 1;
+            continue;
+        }
         w = calloc(1, sizeof(*w));
         if (!w)
             break;
@@ -155,24 +166,28 @@ static void reconcile(struct sl_engine *e)
     }
     sl_registry_outbound_free(defs, n);
     reap(e, 0);
+    return waiting;
 }
 
 static void *engine_main(void *arg)
 {
     struct sl_engine *e = arg;
+    int again = 0;
     pthread_mutex_lock(&e->mu);
     while (!e->stopping) {
         if (!e->poked) {
             struct timespec dl;
             clock_gettime(CLOCK_REALTIME, &dl);
-            dl.tv_sec += 1;
+            uint64_t ns = (uint64_t)dl.tv_nsec + (again ? 10000000u : 1000000000u);
+            dl.tv_sec += (time_t)(ns / 1000000000u);
+            dl.tv_nsec = (long)(ns % 1000000000u);
             pthread_cond_timedwait(&e->cv, &e->mu, &dl);
         }
         e->poked = 0;
         if (e->stopping)
             break;
         pthread_mutex_unlock(&e->mu);
-        reconcile(e);
+        again = reconcile(e);
         pthread_mutex_lock(&e->mu);
     }
     pthread_mutex_unlock(&e->mu);

@@ -65,6 +65,11 @@ struct sl_outbound_def {
 size_t sl_registry_outbound(struct sl_registry *r, struct sl_outbound_def **out);
 void sl_registry_outbound_free(struct sl_outbound_def *defs, size_t n);
 struct sl_meta *sl_registry_meta(struct sl_registry *r);
+/* "start": "head" is the head when the connector c (its JSON, as create answers it) is created:
+ * its cursors are stored before its worker starts, so a record written right after is
+ * delivered; "earliest" stores 0. Call before sl_registry_changed. */
+struct sl_store;
+void sl_registry_pin_start(struct sl_registry *r, struct sl_store *store, const json_t *c);
 /* Called after any change, so the delivery engine reconciles its workers at once (delete calls
  * it itself; after a create or a patch the caller pins start cursors, then calls
  * sl_registry_changed). */
