@@ -31,6 +31,7 @@ enum sl_route {
     SL_R_API_CONNECTORS,
     SL_R_API_CONNECTOR,
     SL_R_API_METRICS,
+    SL_R_PIPELINES_RELOAD,
     SL_R_UNMATCHED,
     SL_R_COUNT
 };
@@ -98,6 +99,8 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_ingest(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_status(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_events(struct sl_api *api, struct sl_http_req *req);
+/* POST /v1/pipelines/reload: applies the --pipelines files again (as SIGHUP does). */
+void sl_v1_pipelines_reload(struct sl_api *api, struct sl_http_req *req);
 
 /* Answers 405 with an Allow header. */
 void sl_api_method_not_allowed(struct sl_http_req *req, const char *allow);

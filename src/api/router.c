@@ -261,6 +261,12 @@ static void route(struct sl_api *api, struct sl_http_req *req)
             return sl_api_method_not_allowed(req, "GET, PATCH, DELETE");
         return sl_v1_connector(api, req, seg);
     }
+    if (strcmp(p, "/v1/pipelines/reload") == 0) {
+        sl_http_set_route(req, SL_R_PIPELINES_RELOAD);
+        if (!post)
+            return sl_api_method_not_allowed(req, "POST");
+        return sl_v1_pipelines_reload(api, req);
+    }
     if (strcmp(p, "/v1/boboyka/ingest") == 0) {
         sl_http_set_route(req, SL_R_BOBOYKA_INGEST);
         if (!post)

@@ -25,6 +25,7 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/api/v1/connectors",
     "/api/v1/connectors/{name}",
     "/api/v1/metrics",
+    "/v1/pipelines/reload",
     "unmatched",
 };
 /* the last slot counts every other status (code="other") */

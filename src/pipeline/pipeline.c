@@ -566,8 +566,22 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+static int run_locked(const char *path, struct sl_registry *reg, struct sl_store *store,
+                      struct sl_buf *msgs);
+
 int sl_pipelines_run(const char *path, struct sl_registry *reg, struct sl_store *store,
                      struct sl_buf *msgs)
+{
+    /* SIGHUP and POST /v1/pipelines/reload may come together: one apply at a time */
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&mu);
+    int bad = run_locked(path, reg, store, msgs);
+    pthread_mutex_unlock(&mu);
+    return bad;
+}
+
+static int run_locked(const char *path, struct sl_registry *reg, struct sl_store *store,
+                      struct sl_buf *msgs)
 {
     char *files[256];
     size_t n = 0;

@@ -220,10 +220,14 @@ with t.section("sluice run: the file's connectors run, managed by the file, exac
          "an invalid edit is refused")
     t.eq({c["name"] for c in srv.req("GET", "/v1/connectors").json["connectors"]}, {"gen", "files", "hook"},
          "and the running connectors stay")
-    # a sink removed from the file is removed
+    r = srv.req("POST", "/v1/pipelines/reload")
+    t.ok(r.status == 400 and r.json["code"] == "invalid_pipeline" and "connector 'nope'" in r.json["error"]
+         and r.json["problems"], "POST /v1/pipelines/reload of the broken file: 400 with its problems", r)
+    # a sink removed from the file is removed (through the route this time)
     write("good.yaml", GOOD % {"root": out_dir})
-    os.kill(srv.proc.pid, signal.SIGHUP)
-    t.ok(wait(lambda: {c["name"] for c in srv.req("GET", "/v1/connectors").json["connectors"]} == {"gen", "files"}, 10),
+    r = srv.req("POST", "/v1/pipelines/reload")
+    t.ok(r.status == 200 and r.json["reloaded"] is True, "POST /v1/pipelines/reload: 200", r)
+    t.eq({c["name"] for c in srv.req("GET", "/v1/connectors").json["connectors"]}, {"gen", "files"},
          "a sink no longer in the file is removed")
     srv.stop()
 
@@ -236,6 +240,8 @@ with t.section("an invalid file starts nothing", None):
          "sluice run of a bad file: exit 1, the problems, nothing started", (p.returncode, p.stderr[-400:]))
     srv2 = st.Server(data=data).start()
     t.eq(srv2.req("GET", "/v1/connectors").json["connectors"], [], "no connector was created")
+    r = srv2.req("POST", "/v1/pipelines/reload")
+    t.ok(r.status == 409 and r.json["code"] == "no_pipelines", "reload without --pipelines: 409", r)
     srv2.stop()
 
 t.done()
