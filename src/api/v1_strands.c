@@ -1,11 +1,39 @@
-/* GET /v1/strands and GET /v1/strands/{name}/records. */
+/* GET /v1/strands and GET /v1/strands/{name}/records (?where=EXPR filters, scanning at most
+ * max_scan records per request). */
 #include "api/api.h"
+#include "expr/expr.h"
+#include "formats/json_mp.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_LIMIT 10000
 #define DEFAULT_LIMIT 100
+#define DEFAULT_MAX_SCAN 100000
+#define MAX_MAX_SCAN 100000000
+
+/* Whether record r of strand matches e (its payload decoded as JSON; one that cannot be is
+ * evaluated with value null). */
+static int matches(const struct sl_expr *e, const char *strand, const struct sl_record *r,
+                   struct sl_buf *scratch)
+{
+    sl_buf_reset(scratch);
+    size_t used;
+    struct sl_jerr je;
+    json_t *v = NULL;
+    if (sl_mp_to_json(r->payload, r->payload_len, &used, scratch, 128, &je) == 0)
+        v = json_loadb((const char *)scratch->data, scratch->len, JSON_DECODE_ANY, NULL);
+    struct sl_expr_rec er = {.value = v,
+                             .source = r->source,
+                             .source_len = r->source_len,
+                             .strand = strand,
+                             .seq = r->seq,
+                             .timestamp_ms = r->timestamp_ms,
+                             .flags = r->flags};
+    int m = sl_expr_match(e, &er);
+    json_decref(v);
+    return m;
+}
 
 void sl_v1_strands_get(struct sl_api *api, struct sl_http_req *req)
 {
@@ -46,12 +74,22 @@ void sl_v1_strands_get(struct sl_api *api, struct sl_http_req *req)
 void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const char *name,
                               size_t name_len)
 {
-    uint64_t from = 0, limit = DEFAULT_LIMIT, as_of = 0;
-    int has_from, has_limit, has_as_of;
+    uint64_t from = 0, limit = DEFAULT_LIMIT, as_of = 0, max_scan = DEFAULT_MAX_SCAN;
+    int has_from, has_limit, has_as_of, has_scan;
     if (sl_api_query_u64(req, "from_seq", 0, UINT64_MAX, &from, &has_from) < 0 ||
         sl_api_query_u64(req, "limit", 1, MAX_LIMIT, &limit, &has_limit) < 0 ||
-        sl_api_query_u64(req, "as_of_ms", 0, UINT64_MAX, &as_of, &has_as_of) < 0)
+        sl_api_query_u64(req, "as_of_ms", 0, UINT64_MAX, &as_of, &has_as_of) < 0 ||
+        sl_api_query_u64(req, "max_scan", 1, MAX_MAX_SCAN, &max_scan, &has_scan) < 0)
         return;
+    const char *where = sl_http_query(req, "where");
+    struct sl_expr *expr = NULL;
+    if (where) {
+        char msg[300];
+        if (!(expr = sl_expr_compile(where, strlen(where), msg, sizeof(msg))))
+            return sl_api_error(req, 400, "invalid_query", "where: %s", msg);
+    } else if (has_scan) {
+        return sl_api_error(req, 400, "invalid_query", "max_scan: only with where");
+    }
     int raw;
     if (sl_api_query_flag(req, "raw", &raw) < 0)
         return;
@@ -61,12 +99,15 @@ void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const
                             "starting record)");
     struct sl_err err = {0};
     struct sl_strand *s;
-    if (sl_store_strand(api->store, name, name_len, 0, &s, &err) < 0)
+    if (sl_store_strand(api->store, name, name_len, 0, &s, &err) < 0) {
+        sl_expr_free(expr);
         return sl_api_error_from(req, &err);
+    }
     uint64_t head = sl_strand_count(s);
     if (has_as_of) {
         /* start at the record that was current at as_of_ms: the last one at or before it */
         if (sl_strand_find_time(s, as_of, &from) < 0) {
+            sl_expr_free(expr);
             struct sl_buf b;
             sl_buf_init(&b, 0);
             sl_buf_puts(&b, "{\"records\":[],\"next_seq\":0}");
@@ -76,16 +117,32 @@ void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const
     struct sl_buf b;
     sl_buf_init(&b, 0);
     sl_buf_puts(&b, "{\"records\":[");
-    uint64_t seq = from;
-    for (; seq < head && seq - from < limit; seq++) {
+    uint64_t seq = from, found = 0;
+    struct sl_buf scratch;
+    sl_buf_init(&scratch, 0);
+    /* with where: at most max_scan records are read; next_seq is past what was scanned, so a
+     * client pages through a large strand with a rare match */
+    for (; seq < head && found < limit && (!expr || seq - from < max_scan); seq++) {
         struct sl_record r;
-        if (sl_strand_read(s, seq, &r) < 0 || (seq > from && sl_buf_putc(&b, ',') < 0) ||
+        int bad = sl_strand_read(s, seq, &r) < 0;
+        if (!bad && expr && !matches(expr, sl_strand_name(s), &r, &scratch))
+            continue;
+        if (bad || (found && sl_buf_putc(&b, ',') < 0) ||
             sl_api_record_json(&b, sl_strand_name(s), &r, raw) < 0) {
             sl_buf_release(&b);
+            sl_buf_release(&scratch);
+            sl_expr_free(expr);
             return sl_api_error(req, 500, "corrupt_record", "strand %s: record %llu cannot be read",
                                 sl_strand_name(s), (unsigned long long)seq);
         }
+        found++;
     }
-    sl_buf_printf(&b, "],\"next_seq\":%llu}", (unsigned long long)seq);
+    sl_buf_printf(&b, "],\"next_seq\":%llu", (unsigned long long)seq);
+    if (expr)
+        sl_buf_printf(&b, ",\"scanned\":%llu,\"truncated\":%s", (unsigned long long)(seq - from),
+                      seq < head && found < limit ? "true" : "false");
+    sl_buf_putc(&b, '}');
+    sl_buf_release(&scratch);
+    sl_expr_free(expr);
     sl_api_json(req, 200, &b);
 }
