@@ -1,6 +1,7 @@
 /* The config-table engine: one generic validator, redactor and describer over the field tables
  * that every connector declares (include/sluice/connector.h). */
 #include "engine/kinds.h"
+#include "transform/transform.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -270,13 +271,41 @@ static int check_empty(const struct sl_connector *k, const json_t *config, struc
     return rc;
 }
 
+/* config.transforms (docs/pipelines.md#transforms): checked by the transform module, kept as
+ * given; connectors with a worker run them (sinks before sending, sources before writing). */
+static int check_transforms(const struct sl_connector *k, const json_t *tr, struct sl_err *err)
+{
+    if (!k->sink && !k->source)
+        return sl_config_error(err, "config.transforms",
+                               "%s has no worker to run them (sinks and sources with one do)",
+                               k->name);
+    struct sl_err te = {0};
+    struct sl_transforms *t = sl_transforms_compile(tr, &te);
+    if (!t)
+        return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.%s", te.msg);
+    sl_transforms_free(t);
+    return 0;
+}
+
 json_t *sl_kind_validate(const struct sl_connector *k, const json_t *config, struct sl_err *err)
 {
+    const json_t *tr = json_is_object(config) ? json_object_get(config, "transforms") : NULL;
+    json_t *rest = NULL;
+    if (tr) {
+        if (check_transforms(k, tr, err) != 0)
+            return NULL;
+        rest = json_copy((json_t *)config);
+        json_object_del(rest, "transforms");
+        config = rest;
+    }
     json_t *out = validate_once(k, config, err);
     if (out && json_is_object(config) && check_empty(k, config, err) != 0) {
         json_decref(out);
-        return NULL;
+        out = NULL;
     }
+    if (out && tr && json_array_size(tr))
+        json_object_set(out, "transforms", (json_t *)tr);
+    json_decref(rest);
     return out;
 }
 

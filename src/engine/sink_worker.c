@@ -10,12 +10,14 @@
  * max_consecutive_failures and has it restarted after a FATAL result; applies rate_limit;
  * replays dead letters on request; flushes pending records at server shutdown for sinks that ask.
  * docs/connectors.md is the user's contract. */
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "engine/meta.h"
 #include "engine/worker.h"
 #include "strand/store.h"
 #include "strand/strand.h"
+#include "transform/transform.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,12 @@ struct sink {
     struct sl_rec *recs; /* the batch being sent */
     uint8_t (*hashes)[SL_HASH_LEN];
     size_t recs_cap;
+    /* config.transforms: records [prep_from, prep_from + prep_n) are in recs, transformed (their
+     * payloads in tbufs); read_batch() serves them from there */
+    struct sl_transforms *tr;
+    struct sl_buf *tbufs;
+    uint64_t prep_from, prep_n;
+    int prepared;
 };
 
 static long long cfg_int(const json_t *cfg, const char *obj, const char *key)
@@ -113,8 +121,7 @@ int sl_sink_batch_due(uint64_t pending, uint64_t batch_max, uint64_t linger_ms,
     return 0;
 }
 
-/* Reads records [from, from + n) of s into k->recs. 0 or -1. */
-static int read_batch(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t n)
+static int grow_recs(struct sink *k, uint64_t n)
 {
     if (n > k->recs_cap) {
         struct sl_rec *r = realloc(k->recs, n * sizeof(*r));
@@ -123,14 +130,34 @@ static int read_batch(struct sink *k, struct sl_strand *s, uint64_t from, uint64
         uint8_t(*h)[SL_HASH_LEN] = realloc(k->hashes, n * sizeof(*h));
         if (h)
             k->hashes = h;
-        if (!r || !h)
+        struct sl_buf *t = k->tr ? realloc(k->tbufs, n * sizeof(*t)) : NULL;
+        if (t) {
+            for (size_t i = k->recs_cap; i < n; i++)
+                sl_buf_init(&t[i], 0);
+            k->tbufs = t;
+        }
+        if (!r || !h || (k->tr && !t))
             return -1;
         k->recs_cap = n;
     }
+    return 0;
+}
+
+/* Reads records [from, from + n) of s: the records to send, or NULL. With transforms, they
+ * come from the prepared ones (prepare()). */
+static const struct sl_rec *read_batch(struct sink *k, struct sl_strand *s, uint64_t from,
+                                       uint64_t n)
+{
+    if (k->prepared)
+        return from >= k->prep_from && from + n <= k->prep_from + k->prep_n
+                   ? k->recs + (from - k->prep_from)
+                   : NULL;
+    if (grow_recs(k, n) < 0)
+        return NULL;
     for (uint64_t i = 0; i < n; i++) {
         struct sl_record r;
         if (sl_strand_read(s, from + i, &r) != 0)
-            return -1;
+            return NULL;
         k->recs[i] = (struct sl_rec){.seq = r.seq,
                                      .timestamp_ms = r.timestamp_ms,
                                      .flags = r.flags,
@@ -141,7 +168,7 @@ static int read_batch(struct sink *k, struct sl_strand *s, uint64_t from, uint64
                                      .hash = k->hashes[i]};
         memcpy(k->hashes[i], r.hash, SL_HASH_LEN);
     }
-    return 0;
+    return k->recs;
 }
 
 /* Tells the connector's watcher (sl_registry_manage), if any, what became of records
@@ -267,7 +294,8 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
             k->half_open_successes = 0;
             set_breaker(k, BR_HALF_OPEN);
         }
-        if (read_batch(k, s, from + acc, n - acc) < 0) {
+        const struct sl_rec *recs = read_batch(k, s, from + acc, n - acc);
+        if (!recs) {
             memset(&o, 0, sizeof(o));
             snprintf(o.error, sizeof(o.error), "the record cannot be read from the strand");
             dead_letter(k, s, from + acc, n - acc, attempts, &o);
@@ -280,7 +308,7 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
             break;
         }
         uint64_t base = acc; /* the batch sent: records [from + base, from + n) */
-        struct sl_batch b = {.strand = sl_strand_name(s), .recs = k->recs, .n = (size_t)(n - base)};
+        struct sl_batch b = {.strand = sl_strand_name(s), .recs = recs, .n = (size_t)(n - base)};
         attempts++;
         enum sl_result r = call_send(k, &b, &o);
         if (o.files || o.bytes)
@@ -365,6 +393,74 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
     return rc;
 }
 
+/* ---- transforms (config.transforms) ---- */
+
+/* Transforms records [from, from + n) of s into k->recs, stopping before the first record the
+ * chain drops or fails on: returns how many were prepared (a contiguous prefix, so the delivery
+ * arithmetic stays the same). When it is 0, *first says what became of the first record
+ * (SL_TR_DROP, or SL_TR_FAIL with why). */
+static uint64_t prepare(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t n,
+                        enum sl_tr_result *first, char *why, size_t whylen)
+{
+    k->prepared = 0;
+    if (!read_batch(k, s, from, n)) {
+        *first = SL_TR_FAIL;
+        snprintf(why, whylen, "the record cannot be read from the strand");
+        return 0;
+    }
+    uint64_t m = 0;
+    for (; m < n; m++) {
+        struct sl_rec *r = &k->recs[m];
+        struct sl_expr_rec er = {.source = r->source,
+                                 .source_len = r->source_len,
+                                 .strand = sl_strand_name(s),
+                                 .seq = r->seq,
+                                 .timestamp_ms = r->timestamp_ms,
+                                 .flags = r->flags};
+        struct sl_buf *out = &k->tbufs[m];
+        enum sl_tr_result res =
+            sl_transforms_apply_mp(k->tr, r->payload, r->payload_len, &er, out, why, whylen);
+        if (res != SL_TR_KEEP) {
+            if (m == 0)
+                *first = res;
+            break;
+        }
+        r->payload = out->data;
+        r->payload_len = (uint32_t)out->len;
+    }
+    k->prep_from = from;
+    k->prep_n = m;
+    k->prepared = m > 0;
+    return m;
+}
+
+/* deliver(), with the connector's transforms applied first: a dropped record is passed (the
+ * cursor moves over it), one the chain fails on is a dead letter with the reason. */
+static int deliver_tr(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t n,
+                      uint64_t *done)
+{
+    if (!k->tr)
+        return deliver(k, s, from, n, done);
+    enum sl_tr_result first = SL_TR_KEEP;
+    char why[256] = "";
+    uint64_t m = prepare(k, s, from, n, &first, why, sizeof(why));
+    if (m == 0) {
+        *done = 1;
+        if (first == SL_TR_DROP) {
+            note(k, SL_DELIVERED, s, from, 1, 0, NULL);
+            return 0;
+        }
+        struct sl_outcome o = {0};
+        snprintf(o.error, sizeof(o.error), "%s", why);
+        dead_letter(k, s, from, 1, 0, &o);
+        sl_registry_note_delivery(k->w->reg, k->w->def.id, 0, 0, 0, 1);
+        return 0;
+    }
+    int rc = deliver(k, s, from, m, done);
+    k->prepared = 0;
+    return rc;
+}
+
 /* ---- several batches in flight (sinks with max_inflight > 1) ---- */
 
 #define MAX_INFLIGHT 64
@@ -415,7 +511,7 @@ static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t
             uint64_t n = head - next < k->info.batch_max ? head - next : k->info.batch_max;
             if (throttle(k, n))
                 break; /* stopped: what is in flight is collected below */
-            if (read_batch(k, s, next, n) < 0)
+            if (!read_batch(k, s, next, n))
                 break; /* deliver() below dead-letters what cannot be read */
             struct sl_batch b = {.strand = sl_strand_name(s), .recs = k->recs, .n = (size_t)n};
             memset(&o, 0, sizeof(o));
@@ -487,7 +583,7 @@ static void replay_dead_letters(struct sink *k, struct sl_strand **s, size_t ns)
                                        NULL) != 0)
                 continue; /* its strand is gone: nothing to replay */
             uint64_t done;
-            deliver(k, st, refs[i].seq, 1, &done);
+            deliver_tr(k, st, refs[i].seq, 1, &done);
         }
         if (n < 256)
             break;
@@ -580,6 +676,11 @@ static int open_sink(struct sink *k, struct worker *w)
         k->refill_ns = sl_worker_mono_ns(w);
     }
     struct sl_err err = {0};
+    const json_t *tr = json_object_get(cfg, "transforms");
+    if (tr && !(k->tr = sl_transforms_compile(tr, &err))) { /* validated at create: unlikely */
+        sl_worker_restart_later(w, err.msg);
+        return -1;
+    }
     if (k->ops->open(&k->self, &k->ctx, &k->info, &err) < 0) {
         k->self = NULL;
         sl_worker_restart_later(w, err.msg[0] ? err.msg : "the sink could not be opened");
@@ -726,9 +827,10 @@ void *sl_sink_worker_main(void *arg)
             if (cur[i] >= head ||
                 !due(&k, s[i], cur[i], head, &plan[i], &since[i], dirty[i], &n, &wait_ms))
                 continue;
-            int d = k.info.max_inflight > 1 && k.ops->flush && !stable && k.breaker == BR_CLOSED
+            int d = k.info.max_inflight > 1 && k.ops->flush && !stable && k.breaker == BR_CLOSED &&
+                            !k.tr
                         ? pipeline(&k, s[i], cur[i], head, &done)
-                        : deliver(&k, s[i], cur[i], n, &done);
+                        : deliver_tr(&k, s[i], cur[i], n, &done);
             if (done) {
                 cur[i] += done;
                 dirty[i] = 1;
@@ -777,7 +879,7 @@ void *sl_sink_worker_main(void *arg)
                 persist_cursors(w, s + i, cur + i, dirty + i, 1);
                 if (!due(&k, s[i], cur[i], head, &plan[i], &since[i], dirty[i], &n, &wait_ms))
                     break;
-                int d = deliver(&k, s[i], cur[i], n, &done);
+                int d = deliver_tr(&k, s[i], cur[i], n, &done);
                 cur[i] += done;
                 dirty[i] = done > 0;
                 persist_cursors(w, s + i, cur + i, dirty + i, 1);
@@ -793,6 +895,10 @@ out:
         k.ops->close(k.self);
     free(k.recs);
     free(k.hashes);
+    for (size_t i = 0; k.tbufs && i < k.recs_cap; i++)
+        sl_buf_release(&k.tbufs[i]);
+    free(k.tbufs);
+    sl_transforms_free(k.tr);
     __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }

@@ -12,8 +12,10 @@
 #include "core/util.h"
 #include "engine/meta.h"
 #include "engine/worker.h"
+#include "formats/json_mp.h"
 #include "strand/store.h"
 #include "strand/strand.h"
+#include "transform/transform.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,7 +57,9 @@ struct source {
     uint8_t idle_pos[SL_POSITION_MAX];
     size_t idle_len;
     int idle;
-    int give_up; /* poll()'s thread: the source called ctx.give_up during this poll */
+    int give_up;              /* poll()'s thread: the source called ctx.give_up during this poll */
+    struct sl_transforms *tr; /* config.transforms, applied in emit() */
+    struct sl_strand *dlq;    /* <strand>.dlq: records the transforms failed on */
 };
 
 /* Under s->mu, nothing in flight: an idle position emitted after the last group is durable. */
@@ -111,10 +115,9 @@ static void on_durable(struct sl_append *a)
     group_free(g);
 }
 
-static int emit(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
-                const void *position, size_t position_len)
+static int emit_raw(struct source *s, const struct sl_emit_rec *recs, size_t n,
+                    const void *position, size_t position_len)
 {
-    struct source *s = em->impl;
     if (position_len > SL_POSITION_MAX)
         return SL_E_INVAL;
     if (n == 0) { /* only a position: durable after what is in flight */
@@ -185,6 +188,88 @@ static int emit(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
         return err.code ? err.code : SL_E_UNAVAIL;
     }
     return 0;
+}
+
+/* A record the transforms failed on goes, with the reason, to the strand <strand>.dlq, durable
+ * before the group it came with: nothing the source hands over is lost. */
+static int dead_letter_source(struct source *s, const struct sl_emit_rec *r, const char *why)
+{
+    struct sl_err err = {0};
+    if (!s->dlq) {
+        char name[80];
+        snprintf(name, sizeof(name), "%s.dlq", sl_strand_name(s->strand));
+        if (sl_store_strand(s->w->store, name, strlen(name), 1, &s->dlq, &err) < 0)
+            return err.code ? err.code : SL_E_UNAVAIL;
+    }
+    struct sl_buf body, mp;
+    sl_buf_init(&body, 0);
+    sl_buf_init(&mp, 0);
+    sl_buf_puts(&body, "{\"error\":");
+    sl_buf_json_str(&body, why, strlen(why));
+    sl_buf_puts(&body, ",\"connector\":");
+    sl_buf_json_str(&body, s->w->def.id, strlen(s->w->def.id));
+    sl_buf_puts(&body, ",\"record\":");
+    size_t used;
+    struct sl_jerr je;
+    if (sl_mp_to_json(r->payload, r->payload_len, &used, &body, 128, &je) < 0)
+        sl_buf_puts(&body, "null");
+    sl_buf_putc(&body, '}');
+    int rc = sl_json_to_mp((const char *)body.data, body.len, &mp, 130, &je);
+    if (rc == 0) {
+        struct sl_append_rec ar = {.payload = mp.data,
+                                   .payload_len = (uint32_t)mp.len,
+                                   .source = s->w->def.id,
+                                   .source_len = (uint16_t)strlen(s->w->def.id)};
+        uint8_t hash[1][SL_HASH_LEN];
+        struct sl_append a = {.recs = &ar, .n = 1, .hashes = hash};
+        rc = sl_strand_append_wait(s->dlq, &a, &err);
+    }
+    sl_buf_release(&body);
+    sl_buf_release(&mp);
+    return rc;
+}
+
+/* The emitter: the connector's transforms first (a record dropped is not written; one they fail
+ * on goes to <strand>.dlq), then the group is appended with its position. */
+static int emit(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
+                const void *position, size_t position_len)
+{
+    struct source *s = em->impl;
+    if (!s->tr || n == 0)
+        return emit_raw(s, recs, n, position, position_len);
+    struct sl_emit_rec *kept = calloc(n, sizeof(*kept));
+    struct sl_buf *bufs = calloc(n, sizeof(*bufs));
+    size_t m = 0;
+    int rc = kept && bufs ? 0 : SL_E_NOMEM;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct sl_expr_rec er = {.source = s->w->def.id,
+                                 .source_len = strlen(s->w->def.id),
+                                 .strand = sl_strand_name(s->strand),
+                                 .timestamp_ms = sl_now_ms(),
+                                 .flags = recs[i].flags};
+        char why[256] = "";
+        sl_buf_init(&bufs[m], 0);
+        enum sl_tr_result res = sl_transforms_apply_mp(s->tr, recs[i].payload, recs[i].payload_len,
+                                                       &er, &bufs[m], why, sizeof(why));
+        if (res == SL_TR_KEEP) {
+            kept[m] = (struct sl_emit_rec){.payload = bufs[m].data,
+                                           .payload_len = (uint32_t)bufs[m].len,
+                                           .flags = recs[i].flags};
+            m++;
+        } else {
+            sl_buf_release(&bufs[m]);
+            if (res == SL_TR_FAIL && (rc = dead_letter_source(s, &recs[i], why)) == 0)
+                sl_warn("connector %s: a record went to %s.dlq: %s", s->w->def.id,
+                        sl_strand_name(s->strand), why);
+        }
+    }
+    if (rc == 0)
+        rc = emit_raw(s, kept, m, position, position_len);
+    for (size_t i = 0; bufs && i < m; i++)
+        sl_buf_release(&bufs[i]);
+    free(kept);
+    free(bufs);
+    return rc;
 }
 
 /* Waits until every submitted group is durable (or failed). */
@@ -292,6 +377,11 @@ void *sl_source_worker_main(void *arg)
                                strand ? err.msg : "config.strand: required by the framework");
         goto out;
     }
+    const json_t *tr = json_object_get(w->def.config, "transforms");
+    if (tr && !(s.tr = sl_transforms_compile(tr, &err))) { /* validated at create: unlikely */
+        sl_registry_set_failed(w->reg, w->def.id, err.msg);
+        goto out;
+    }
     resume_position(&s);
     s.ctx = (struct sl_source_ctx){.id = w->def.id,
                                    .config = w->def.config,
@@ -367,6 +457,7 @@ void *sl_source_worker_main(void *arg)
     if (s.ops->stop)
         s.ops->stop(s.self);
 out:
+    sl_transforms_free(s.tr);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);
     __atomic_store_n(&w->finished, 1, __ATOMIC_RELEASE);

@@ -140,8 +140,11 @@ static void check_config(struct ctx *c, const char *path, const struct sl_connec
     const char *colon = strstr(err.msg, ": ");
     char full[512];
     const char *msg = err.msg;
-    if (colon && strncmp(err.msg, "config", 6) == 0 &&
-        !memchr(err.msg, ' ', (size_t)(colon - err.msg))) {
+    if (colon && strncmp(err.msg, "config.transforms", 17) == 0) { /* at the entry's level */
+        snprintf(full, sizeof(full), "%s.%.*s", path, (int)(colon - err.msg - 7), err.msg + 7);
+        msg = colon + 2;
+    } else if (colon && strncmp(err.msg, "config", 6) == 0 &&
+               !memchr(err.msg, ' ', (size_t)(colon - err.msg))) {
         snprintf(full, sizeof(full), "%s.%.*s", path, (int)(colon - err.msg), err.msg);
         msg = colon + 2;
     } else {
@@ -209,11 +212,6 @@ static void one(struct ctx *c, struct sl_pipeline *p, const char *side, const ch
             inbound ? "sink" : "source", inbound ? "sinks" : "sources");
         return;
     }
-    const json_t *tr = json_object_get(def, "transforms");
-    if (tr && !(json_is_array(tr) && json_array_size(tr) == 0)) {
-        snprintf(sub, sizeof(sub), "%s.transforms", path);
-        say(c, 0, sub, "transforms are not available in this build yet");
-    }
     if (json_object_get(def, "topic_config")) {
         snprintf(sub, sizeof(sub), "%s.topic_config", path);
         say(c, 1, sub, "ignored (a strand is created on its first write and has no partitions)");
@@ -226,6 +224,13 @@ static void one(struct ctx *c, struct sl_pipeline *p, const char *side, const ch
     }
     json_t *cfg = cfg_in ? json_deep_copy(cfg_in) : json_object();
     json_t *strands = NULL;
+    const json_t *tr = json_object_get(def, "transforms");
+    if (tr && json_object_get(cfg, "transforms")) {
+        snprintf(sub, sizeof(sub), "%s.transforms", path);
+        say(c, 0, sub, "give them once: transforms, or config.transforms");
+    } else if (tr) { /* the framework runs them: config.transforms */
+        json_object_set(cfg, "transforms", (json_t *)tr);
+    }
     if (inbound) {
         const json_t *topic = json_object_get(def, "topic");
         snprintf(sub, sizeof(sub), "%s.topic", path);

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.parse
 
 import sluicetest as st
 
@@ -123,7 +124,8 @@ sinks:
         ("top.yaml", "version: \"1.0\"\nsourcs: {}\n", "2:1: sourcs: unknown field"),
         ("two.yaml", "a: 1\n---\nb: 2\n", "2:1: one YAML document per file"),
         ("transform.yaml", "sources:\n  g:\n    connector: datagen\n    config: {pattern: orders}\n"
-                           "    transforms:\n      - type: Filter\n", "5:5: sources.g.transforms: transforms are not available"),
+                           "    transforms:\n      - type: Filter\n",
+         "6:9: sources.g.transforms[0].config.condition: required, an expression"),
         ("secret.yaml", "secrets:\n  provider: vault\n", "1:1: secrets: secret providers are not available"),
     ]
     for name, text, expect in cases:
@@ -230,6 +232,136 @@ with t.section("sluice run: the file's connectors run, managed by the file, exac
     t.eq({c["name"] for c in srv.req("GET", "/v1/connectors").json["connectors"]}, {"gen", "files"},
          "a sink no longer in the file is removed")
     srv.stop()
+
+TRANSFORMS = """version: "1.0"
+sources:
+  gen2:
+    connector: datagen
+    topic: shop
+    config: {pattern: orders, events_per_second: 5000, max_events: 400, seed: 11}
+    transforms:
+      - type: Filter
+        config: {condition: "value.status != 'pending'"}
+      - type: InsertField
+        config: {static: {origin: rivven}}
+  broken:
+    connector: datagen
+    topic: broken
+    config: {pattern: users, events_per_second: 5000, max_events: 50, seed: 1}
+    transforms:
+      - type: Cast
+        config: {spec: {email: int64}}
+  cdc:
+    connector: datagen
+    topic: changes
+    config: {pattern: users, cdc_mode: true, events_per_second: 5000, max_events: 60, seed: 2}
+sinks:
+  lake:
+    connector: object-storage
+    topics: [shop]
+    transforms:
+      - type: Filter
+        config:
+          condition: "value.quantity >= 2 && value.status in ['shipped', 'delivered']"
+      - type: MaskField
+        config: {fields: [customer_id], mask_char: "#"}
+      - type: ReplaceField
+        config: {rename: {total: amount}, exclude: [stream]}
+      - type: Cast
+        config: {spec: {quantity: string}}
+    config:
+      provider: local
+      local: {root: %(root)s/lake}
+      format: jsonl
+      batch_size: 25
+      flush_interval_secs: 1
+  unwrapped:
+    connector: object-storage
+    topics: [changes]
+    transforms:
+      - type: ExtractNewRecordState
+        config: {delete.handling.mode: rewrite, add.fields: [op, table]}
+    config:
+      provider: local
+      local: {root: %(root)s/unwrapped}
+      format: jsonl
+      batch_size: 10
+      flush_interval_secs: 1
+"""
+
+
+def jsonl(root):
+    out = []
+    for d, _, fs in os.walk(root):
+        for f in sorted(fs):
+            if f.startswith("."):
+                continue  # a file being written
+            with open(os.path.join(d, f)) as fh:
+                out += [json.loads(l) for l in fh if l.strip()]
+    return out
+
+
+with t.section("transforms: source side, sink side, CDC unwrap, failures to dead letters", None):
+    tr_root = os.path.join(work, "tr")
+    tfile = write("transforms.yaml", TRANSFORMS % {"root": tr_root})
+    rc, out, err = validate(tfile)
+    t.ok(rc == 0, "the file with transforms validates", err)
+    srv3 = st.Server(args=["--pipelines", tfile]).start()
+
+    def records(strand, where=None):
+        r = srv3.req("GET", "/v1/strands/%s/records?limit=10000%s" % (strand, "&where=" + urllib.parse.quote(where) if where else ""))
+        return r.json["records"] if r.status == 200 else []
+    t.ok(wait(lambda: all(c["state"] == "completed" for c in srv3.req("GET", "/v1/connectors").json["connectors"]
+                          if c["kind"] == "datagen"), 20), "the three sources finish")
+    shop = records("shop")
+    t.ok(shop and all(x["payload"]["status"] != "pending" and x["payload"]["origin"] == "rivven" for x in shop),
+         "source side: pending orders never reach the strand, the others carry origin (%d of 400)" % len(shop))
+    ids = [x["payload"]["event_id"] for x in shop]
+    t.ok(len(ids) == len(set(ids)) and len(ids) < 400, "each kept event once (%d, %d distinct)" % (len(ids), len(set(ids))))
+    want = records("shop", "value.quantity >= 2 && value.status in ['shipped', 'delivered']")
+    t.ok(wait(lambda: len(jsonl(os.path.join(tr_root, "lake"))) == len(want) and len(want) > 0, 15),
+         "sink side: the files hold exactly the records the same condition selects with where= (%d)" % len(want))
+    lake = jsonl(os.path.join(tr_root, "lake"))
+    t.ok(all(r["customer_id"] == "#" * len(str(r["customer_id"])) and "amount" in r and "total" not in r
+             and "stream" not in r and isinstance(r["quantity"], str) for r in lake),
+         "masked, renamed, excluded and cast", lake[:1])
+    t.eq(sorted(r["event_id"] for r in lake), sorted(x["payload"]["event_id"] for x in want),
+         "the same events, each once")
+    # every record of `broken` fails its Cast: all of them are in broken.dlq with the reason
+    dlq = records("broken.dlq")
+    t.ok(len(dlq) == 50 and records("broken") == [] and
+         all("Cast: email:" in x["payload"]["error"] and x["payload"]["record"]["email"] for x in dlq),
+         "a record a source's transform fails on goes to <strand>.dlq with the reason and the record (50 of 50)",
+         dlq[:1])
+    ch = records("changes")
+    unwrapped = []
+    t.ok(wait(lambda: len(unwrapped.__init__(jsonl(os.path.join(tr_root, "unwrapped"))) or unwrapped) == len(ch), 15),
+         "the CDC envelopes are delivered unwrapped, one row each (%d)" % len(ch))
+    dels = [r for r in unwrapped if r.get("__deleted") == "true"]
+    t.ok(dels and all(r["__op"] == "d" for r in dels) and
+         all(r["__deleted"] == "false" and r["__op"] in ("c", "u") for r in unwrapped if r not in dels) and
+         all("after" not in r and "before" not in r for r in unwrapped),
+         "ExtractNewRecordState: after images, deletes rewritten with __deleted, add.fields", unwrapped[:2])
+    # a sink whose transform fails on some records: those are dead letters, the rest delivered
+    r = srv3.req("POST", "/v1/connectors", {"name": "caster", "kind": "stdout", "strands": ["shop"], "config": {
+        "start": "earliest", "format": "text",
+        "transforms": [{"type": "Cast", "config": {"spec": {"status": "boolean"}}}]}})
+    t.eq(r.status, 201, "a connector with transforms through the API")
+    cid = r.json["id"]
+    t.ok(wait(lambda: srv3.req("GET", "/v1/connectors/" + cid).json["stats"]["dead_lettered"] == len(shop), 15),
+         "a sink-side failure on each record: each a dead letter", srv3.req("GET", "/v1/connectors/" + cid).json["stats"])
+    dl = srv3.req("GET", "/v1/connectors/%s/dead-letters?limit=1" % cid).json["dead_letters"]
+    t.ok(dl and "transforms[0] Cast: status:" in dl[0]["last_error"], "with the reason", dl)
+    for body, field in [({"transforms": [{"type": "Nope"}]}, "config.transforms[0].type"),
+                        ({"transforms": [{"type": "Filter", "config": {"condition": "value.x =="}}]},
+                         "config.transforms[0].config.condition: column 11")]:
+        body.update({"format": "text"})
+        r = srv3.req("POST", "/v1/connectors", {"name": "bad-tr", "kind": "stdout", "config": body})
+        t.ok(r.status == 400 and r.json["error"].startswith(field), "bad transforms: 400 naming %s" % field, r)
+    r = srv3.req("POST", "/v1/connectors", {"name": "bad-tr", "kind": "rest_bridge",
+                                            "config": {"transforms": [{"type": "Filter", "config": {"condition": "true"}}]}})
+    t.ok(r.status == 400 and "config.transforms" in r.json["error"], "a kind without a worker refuses transforms", r)
+    srv3.stop()
 
 with t.section("an invalid file starts nothing", None):
     data = os.path.join(work, "d2")
