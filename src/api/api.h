@@ -86,6 +86,9 @@ int sl_api_query_u64(struct sl_http_req *req, const char *name, uint64_t min, ui
 void sl_v1_records_post(struct sl_api *api, struct sl_http_req *req, int batch);
 void sl_v1_record_get(struct sl_api *api, struct sl_http_req *req, const char *hash);
 void sl_v1_strands_get(struct sl_api *api, struct sl_http_req *req);
+/* GET /v1/strands/{name}/latest?key=PATH[&as_of_ms=T][&where=EXPR]: the latest record per key. */
+void sl_v1_strand_latest_get(struct sl_api *api, struct sl_http_req *req, const char *name,
+                             size_t name_len);
 void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const char *name,
                               size_t name_len);
 void sl_v1_health(struct sl_api *api, struct sl_http_req *req);

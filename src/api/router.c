@@ -191,6 +191,12 @@ static void route(struct sl_api *api, struct sl_http_req *req)
             return sl_api_method_not_allowed(req, "GET");
         return sl_v1_strands_get(api, req);
     }
+    if (match_param(p, "/v1/strands/", "/latest", &seg, &seglen)) {
+        sl_http_set_route(req, SL_R_STRAND_RECORDS_GET);
+        if (!get)
+            return sl_api_method_not_allowed(req, "GET");
+        return sl_v1_strand_latest_get(api, req, seg, seglen);
+    }
     if (match_param(p, "/v1/strands/", "/records", &seg, &seglen)) {
         sl_http_set_route(req, SL_R_STRAND_RECORDS_GET);
         if (!get)

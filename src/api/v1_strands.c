@@ -12,10 +12,10 @@
 #define DEFAULT_MAX_SCAN 100000
 #define MAX_MAX_SCAN 100000000
 
-/* Whether record r of strand matches e (its payload decoded as JSON; one that cannot be is
- * evaluated with value null). */
-static int matches(const struct sl_expr *e, const char *strand, const struct sl_record *r,
-                   struct sl_buf *scratch)
+/* Record r of strand as an expression's record (its payload decoded as JSON; one that cannot
+ * be has value null). Release er->value with json_decref. */
+static void expr_rec(struct sl_expr_rec *er, const char *strand, const struct sl_record *r,
+                     struct sl_buf *scratch)
 {
     sl_buf_reset(scratch);
     size_t used;
@@ -23,15 +23,23 @@ static int matches(const struct sl_expr *e, const char *strand, const struct sl_
     json_t *v = NULL;
     if (sl_mp_to_json(r->payload, r->payload_len, &used, scratch, 128, &je) == 0)
         v = json_loadb((const char *)scratch->data, scratch->len, JSON_DECODE_ANY, NULL);
-    struct sl_expr_rec er = {.value = v,
-                             .source = r->source,
-                             .source_len = r->source_len,
-                             .strand = strand,
-                             .seq = r->seq,
-                             .timestamp_ms = r->timestamp_ms,
-                             .flags = r->flags};
+    *er = (struct sl_expr_rec){.value = v,
+                               .source = r->source,
+                               .source_len = r->source_len,
+                               .strand = strand,
+                               .seq = r->seq,
+                               .timestamp_ms = r->timestamp_ms,
+                               .flags = r->flags};
+}
+
+/* Whether record r of strand matches e. */
+static int matches(const struct sl_expr *e, const char *strand, const struct sl_record *r,
+                   struct sl_buf *scratch)
+{
+    struct sl_expr_rec er;
+    expr_rec(&er, strand, r, scratch);
     int m = sl_expr_match(e, &er);
-    json_decref(v);
+    json_decref((json_t *)er.value);
     return m;
 }
 
@@ -144,5 +152,94 @@ void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const
     sl_buf_putc(&b, '}');
     sl_buf_release(&scratch);
     sl_expr_free(expr);
+    sl_api_json(req, 200, &b);
+}
+
+/* The latest record per key: the strand is read backwards from its head (or from the last
+ * record at or before as_of_ms), so the first record seen of a key is its latest; a tombstone
+ * seen first removes the key. At most max_scan records are read (truncated: true if the scan
+ * stopped before the first record: keys seen only earlier are missing). where= is applied to
+ * each key's latest record. The answer lists them in seq order. */
+void sl_v1_strand_latest_get(struct sl_api *api, struct sl_http_req *req, const char *name,
+                             size_t name_len)
+{
+    uint64_t as_of = 0, limit = 1000, max_scan = DEFAULT_MAX_SCAN;
+    int has_as_of, has_limit, has_scan;
+    if (sl_api_query_u64(req, "as_of_ms", 0, UINT64_MAX, &as_of, &has_as_of) < 0 ||
+        sl_api_query_u64(req, "limit", 1, MAX_LIMIT, &limit, &has_limit) < 0 ||
+        sl_api_query_u64(req, "max_scan", 1, MAX_MAX_SCAN, &max_scan, &has_scan) < 0)
+        return;
+    const char *key = sl_http_query(req, "key"), *where = sl_http_query(req, "where");
+    if (!key || !*key)
+        return sl_api_error(req, 400, "invalid_query",
+                            "key: required, the field path of the key (e.g. key=id or "
+                            "key=customer.id)");
+    char text[600], msg[300];
+    snprintf(text, sizeof(text), "%s%s", strncmp(key, "value", 5) == 0 ? "" : "value.", key);
+    struct sl_expr *kx = sl_expr_compile(text, strlen(text), msg, sizeof(msg)), *wx = NULL;
+    if (!kx)
+        return sl_api_error(req, 400, "invalid_query", "key: not a field path (%s)", msg);
+    if (where && !(wx = sl_expr_compile(where, strlen(where), msg, sizeof(msg)))) {
+        sl_expr_free(kx);
+        return sl_api_error(req, 400, "invalid_query", "where: %s", msg);
+    }
+    struct sl_err err = {0};
+    struct sl_strand *s;
+    uint64_t end = 0;
+    if (sl_store_strand(api->store, name, name_len, 0, &s, &err) < 0) {
+        sl_expr_free(kx);
+        sl_expr_free(wx);
+        return sl_api_error_from(req, &err);
+    }
+    end = sl_strand_count(s);
+    if (has_as_of) {
+        uint64_t at;
+        end = sl_strand_find_time(s, as_of, &at) == 0 ? at + 1 : 0; /* nothing that old: none */
+    }
+    json_t *seen = json_object(), *latest = json_array();
+    struct sl_buf scratch, b;
+    sl_buf_init(&scratch, 0);
+    sl_buf_init(&b, 0);
+    uint64_t seq = end, scanned = 0;
+    while (seq > 0 && scanned < max_scan) {
+        struct sl_record r;
+        seq--;
+        scanned++;
+        if (sl_strand_read(s, seq, &r) < 0)
+            continue;
+        struct sl_expr_rec er;
+        expr_rec(&er, sl_strand_name(s), &r, &scratch);
+        json_t *k = sl_expr_eval(kx, &er);
+        char *ks = json_is_null(k) ? NULL : json_dumps(k, JSON_ENCODE_ANY | JSON_COMPACT);
+        json_decref(k);
+        if (ks && !json_object_get(seen, ks)) {
+            json_object_set_new(seen, ks, json_true());
+            if (!(r.flags & SL_FLAG_TOMBSTONE) && (!wx || sl_expr_match(wx, &er)))
+                json_array_append_new(latest, json_integer((json_int_t)seq));
+        }
+        free(ks);
+        json_decref((json_t *)er.value);
+    }
+    size_t n = json_array_size(latest), from = n > limit ? n - limit : 0;
+    sl_buf_puts(&b, "{\"records\":[");
+    int bad = 0;
+    for (size_t i = n; i-- > from && !bad;) { /* seq order: latest was filled backwards */
+        struct sl_record r;
+        bad = sl_strand_read(s, (uint64_t)json_integer_value(json_array_get(latest, i)), &r) < 0 ||
+              (i + 1 < n && sl_buf_putc(&b, ',') < 0) ||
+              sl_api_record_json(&b, sl_strand_name(s), &r, 0) < 0;
+    }
+    sl_buf_printf(&b, "],\"keys\":%zu,\"scanned\":%llu,\"truncated\":%s}", n,
+                  (unsigned long long)scanned, seq > 0 ? "true" : "false");
+    json_decref(seen);
+    json_decref(latest);
+    sl_buf_release(&scratch);
+    sl_expr_free(kx);
+    sl_expr_free(wx);
+    if (bad) {
+        sl_buf_release(&b);
+        return sl_api_error(req, 500, "corrupt_record", "strand %s: a record cannot be read",
+                            sl_strand_name(s));
+    }
     sl_api_json(req, 200, &b);
 }

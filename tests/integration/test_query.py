@@ -45,6 +45,39 @@ with t.section("max_scan bounds a request; next_seq pages through a rare match",
     t.ok(r.json["records"][0]["payload"]["n"] == 11 and r.json["next_seq"] == 12 and r.json["truncated"] is False,
          "limit stops the scan after the match: next_seq right after it", r.json)
 
+with t.section("latest per key as of a time, tombstones removing keys", srv):
+    import time as _t
+    def put(payload, flags=0):
+        r = srv.req("POST", "/v1/records", {"strand": "q-acct", "payload": payload, **({"flags": flags} if flags else {})})
+        assert r.status == 201, r
+        return r.json
+    put({"id": "a", "bal": 1, "region": "eu"})
+    put({"id": "b", "bal": 5, "region": "us"})
+    put({"id": "a", "bal": 2, "region": "eu"})
+    _t.sleep(0.02)
+    mid = int(_t.time() * 1000)
+    _t.sleep(0.02)
+    put({"id": "b", "bal": 6, "region": "us"})
+    put({"id": "a"}, flags=2)  # a tombstone: a is gone
+    put({"id": "c", "bal": 9, "region": "eu"})
+    put({"bal": 100})          # no key: not keyed
+    r = srv.req("GET", "/v1/strands/q-acct/latest?key=id")
+    t.eq([(x["payload"]["id"], x["payload"]["bal"]) for x in r.json["records"]], [("b", 6), ("c", 9)],
+         "now: b's latest, c; a deleted by its tombstone; in seq order")
+    t.ok(r.json["keys"] == 2 and r.json["truncated"] is False, "keys 2, not truncated", r.json)
+    r = srv.req("GET", "/v1/strands/q-acct/latest?key=id&as_of_ms=%d" % mid)
+    t.eq([(x["payload"]["id"], x["payload"]["bal"]) for x in r.json["records"]], [("b", 5), ("a", 2)],
+         "as of a time before the tombstone: a and b as they were then")
+    r = srv.req("GET", "/v1/strands/q-acct/latest?key=value.id&where=" + q("value.region == 'eu'"))
+    t.eq([x["payload"]["id"] for x in r.json["records"]], ["c"], "where filters the latest records")
+    r = srv.req("GET", "/v1/strands/q-acct/latest?key=id&max_scan=2")
+    t.ok(r.json["truncated"] is True and r.json["scanned"] == 2, "max_scan bounds the backward scan", r.json)
+    for qs, field in [("", "key: required"), ("key=" + q("a b"), "key: not a field path"),
+                      ("key=id&where=" + q("value.x ="), "where: column 9")]:
+        r = srv.req("GET", "/v1/strands/q-acct/latest?" + qs)
+        t.ok(r.status == 400 and r.json["error"].startswith(field), "%s -> 400 %s" % (qs or "no key", field), r)
+    t.eq(srv.req("GET", "/v1/strands/nope/latest?key=id").status, 404, "an unknown strand: 404")
+
 with t.section("bad input is answered naming the parameter", srv):
     for qs, field in [("where=" + q("value.a >"), "where: column 10"),
                       ("where=" + q("(value.a"), "where: column 9"),
