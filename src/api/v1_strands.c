@@ -12,18 +12,14 @@
 #define DEFAULT_MAX_SCAN 100000
 #define MAX_MAX_SCAN 100000000
 
-/* Record r of strand as an expression's record (its payload decoded as JSON; one that cannot
- * be has value null). Release er->value with json_decref. */
+/* Record r of strand as an expression's record: its payload is read lazily (only the fields
+ * the expression names are decoded). */
 static void expr_rec(struct sl_expr_rec *er, const char *strand, const struct sl_record *r,
                      struct sl_buf *scratch)
 {
-    sl_buf_reset(scratch);
-    size_t used;
-    struct sl_jerr je;
-    json_t *v = NULL;
-    if (sl_mp_to_json(r->payload, r->payload_len, &used, scratch, 128, &je) == 0)
-        v = json_loadb((const char *)scratch->data, scratch->len, JSON_DECODE_ANY, NULL);
-    *er = (struct sl_expr_rec){.value = v,
+    (void)scratch;
+    *er = (struct sl_expr_rec){.mp = r->payload,
+                               .mp_len = r->payload_len,
                                .source = r->source,
                                .source_len = r->source_len,
                                .strand = strand,

@@ -1,5 +1,8 @@
 #include "expr/expr.h"
 
+#include "formats/json_mp.h"
+#include "formats/mp_jansson.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -604,10 +607,51 @@ void sl_expr_free(struct sl_expr *e)
 
 static json_t *eval(const struct node *n, const struct sl_expr_rec *r);
 
-static const json_t *walk(const struct node *n, const struct sl_expr_rec *r)
+/* The value at path n in a MessagePack payload (a new reference), or NULL if absent. */
+static json_t *walk_mp(const struct node *n, const uint8_t *p, const uint8_t *end)
+{
+    for (size_t i = 0; i < n->nsegs; i++) {
+        const struct seg *s = &n->segs[i];
+        uint32_t cnt, j;
+        if (s->key) {
+            if (sl_mp_read_map(&p, end, &cnt) < 0)
+                return NULL;
+            size_t kl = strlen(s->key);
+            for (j = 0; j < cnt; j++) {
+                const char *k;
+                uint32_t l;
+                if (sl_mp_read_str(&p, end, &k, &l) < 0)
+                    return NULL;
+                if (l == kl && memcmp(k, s->key, kl) == 0)
+                    break;
+                long skip = sl_mp_skip(p, (size_t)(end - p), 128);
+                if (skip < 0)
+                    return NULL;
+                p += skip;
+            }
+        } else {
+            if (sl_mp_read_array(&p, end, &cnt) < 0 || s->i < 0 || (uint64_t)s->i >= cnt)
+                return NULL;
+            for (j = 0; j < (uint32_t)s->i; j++) {
+                long skip = sl_mp_skip(p, (size_t)(end - p), 128);
+                if (skip < 0)
+                    return NULL;
+                p += skip;
+            }
+        }
+        if (j == cnt)
+            return NULL;
+    }
+    return sl_mp_to_jansson(&p, end, 128);
+}
+
+/* The value at path n of the record (a new reference), or NULL if absent. */
+static json_t *walk(const struct node *n, const struct sl_expr_rec *r)
 {
     if (n->op) /* key.x */
         return NULL;
+    if (!r->value && r->mp)
+        return walk_mp(n, r->mp, r->mp + r->mp_len);
     const json_t *v = r->value;
     for (size_t i = 0; v && i < n->nsegs; i++) {
         const struct seg *s = &n->segs[i];
@@ -616,7 +660,7 @@ static const json_t *walk(const struct node *n, const struct sl_expr_rec *r)
         else
             v = json_is_array(v) && s->i >= 0 ? json_array_get(v, (size_t)s->i) : NULL;
     }
-    return v;
+    return v ? json_incref((json_t *)v) : NULL; /* shared, never changed */
 }
 
 static int truthy(const json_t *v)
@@ -695,8 +739,8 @@ static json_t *eval(const struct node *n, const struct sl_expr_rec *r)
     case N_LIT:
         return json_incref(n->lit);
     case N_PATH: {
-        const json_t *v = walk(n, r); /* shared, never changed */
-        return v ? json_incref((json_t *)v) : json_null();
+        json_t *v = walk(n, r);
+        return v ? v : json_null();
     }
     case N_META:
         switch (n->op) {
@@ -783,8 +827,11 @@ static json_t *eval(const struct node *n, const struct sl_expr_rec *r)
         return arr;
     }
     case N_CALL: {
-        if (n->op == F_EXISTS)
-            return json_boolean(walk(n->kids[0], r) != NULL);
+        if (n->op == F_EXISTS) {
+            json_t *v = walk(n->kids[0], r);
+            json_decref(v);
+            return json_boolean(v != NULL);
+        }
         json_t *a = eval(n->kids[0], r), *b = n->nkids > 1 ? eval(n->kids[1], r) : NULL;
         json_t *o = str_fn(n->op, a, b);
         json_decref(a);

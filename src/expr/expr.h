@@ -22,6 +22,10 @@ struct sl_expr;
 /* The record an expression is evaluated on. value may be NULL (no payload). */
 struct sl_expr_rec {
     const json_t *value;
+    /* or, when value is NULL: the payload as MessagePack, of which only the fields an
+     * expression names are decoded (a query scanning many records decodes little) */
+    const uint8_t *mp;
+    size_t mp_len;
     const char *source; /* may be NULL */
     size_t source_len;
     const char *strand; /* may be NULL */

@@ -2,7 +2,7 @@
 
 #include "core/buf.h"
 #include "core/util.h"
-#include "formats/json_mp.h"
+#include "formats/mp_jansson.h"
 
 #include <errno.h>
 #include <math.h>
@@ -575,25 +575,18 @@ enum sl_tr_result sl_transforms_apply_mp(const struct sl_transforms *t, const ui
                                          size_t len, const struct sl_expr_rec *r,
                                          struct sl_buf *out, char *why, size_t whylen)
 {
-    size_t used;
-    struct sl_jerr je;
     sl_buf_reset(out);
-    json_t *v = NULL;
-    if (sl_mp_to_json(mp, len, &used, out, 128, &je) == 0)
-        v = json_loadb((const char *)out->data, out->len, JSON_DECODE_ANY, NULL);
-    sl_buf_reset(out);
+    const uint8_t *p = mp;
+    json_t *v = sl_mp_to_jansson(&p, mp + len, 128);
     if (!v) {
         snprintf(why, whylen, "the payload cannot be decoded for the transforms");
         return SL_TR_FAIL;
     }
     enum sl_tr_result res = sl_transforms_apply(t, &v, r, why, whylen);
-    char *js = res == SL_TR_KEEP ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    json_decref(v);
-    if (res == SL_TR_KEEP &&
-        (!js || sl_json_to_mp(js, strlen(js), out, 128, &je) < 0 || out->failed)) {
+    if (res == SL_TR_KEEP && (sl_jansson_to_mp(v, out, 128) < 0 || out->failed)) {
         res = SL_TR_FAIL;
         snprintf(why, whylen, "the transformed record cannot be encoded");
     }
-    free(js);
+    json_decref(v);
     return res;
 }

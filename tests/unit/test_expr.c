@@ -1,16 +1,21 @@
 /* The expression language: what each form evaluates to on a record (golden cases), exact
  * 64-bit integers, nulls and missing fields, short-circuit, and errors naming the column. */
 #include "expr/expr.h"
+#include "formats/mp_jansson.h"
 #include "t.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 static json_t *g_value;
+static struct sl_buf g_mp; /* g_value as MessagePack: the lazy form, used when g_lazy */
+static int g_lazy;
 static const struct sl_expr_rec *rec(void)
 {
     static struct sl_expr_rec r;
-    r = (struct sl_expr_rec){.value = g_value,
+    r = (struct sl_expr_rec){.value = g_lazy ? NULL : g_value,
+                             .mp = g_lazy ? g_mp.data : NULL,
+                             .mp_len = g_lazy ? g_mp.len : 0,
                              .source = "agent-7",
                              .source_len = 7,
                              .strand = "orders",
@@ -24,8 +29,8 @@ static void is(const char *text, int want)
 {
     char err[200];
     struct sl_expr *e = sl_expr_compile(text, strlen(text), err, sizeof(err));
-    T_CHECK(e && sl_expr_match(e, rec()) == want, "%s -> %s %s", text, want ? "true" : "false",
-            e ? "" : err);
+    T_CHECK(e && sl_expr_match(e, rec()) == want, "%s%s -> %s %s", g_lazy ? "(MessagePack) " : "",
+            text, want ? "true" : "false", e ? "" : err);
     sl_expr_free(e);
 }
 
@@ -50,13 +55,8 @@ static void bad(const char *text, const char *want)
     sl_expr_free(e);
 }
 
-int main(void)
+static void cases(void)
 {
-    g_value = json_loads("{\"amount\": 150, \"status\": \"paid\", \"big\": 9007199254740993,"
-                         " \"price\": 19.5, \"tags\": [\"a\", \"vip\"], \"customer\": {\"address\":"
-                         " {\"zip\": \"75001\"}, \"email\": null}, \"name\": \"Ada Lovelace\","
-                         " \"ok\": true, \"odd key\": 1}",
-                         0, NULL);
     is("value.amount > 100 && value.status in [\"paid\", \"shipped\"]", 1);
     is("value.amount > 100 && value.status in ['refunded']", 0);
     is("value.customer.address.zip == \"75001\"", 1);
@@ -82,6 +82,20 @@ int main(void)
     is("!(value.amount < 100) && !!value.ok", 1);
     is("key == null && key.id == null", 1); /* records carry no key */
     is("value.status != 'paid' || value.amount >= 150", 1);
+}
+
+int main(void)
+{
+    g_value = json_loads("{\"amount\": 150, \"status\": \"paid\", \"big\": 9007199254740993,"
+                         " \"price\": 19.5, \"tags\": [\"a\", \"vip\"], \"customer\": {\"address\":"
+                         " {\"zip\": \"75001\"}, \"email\": null}, \"name\": \"Ada Lovelace\","
+                         " \"ok\": true, \"odd key\": 1}",
+                         0, NULL);
+    sl_buf_init(&g_mp, 0);
+    sl_jansson_to_mp(g_value, &g_mp, 64);
+    for (g_lazy = 0; g_lazy < 2; g_lazy++)
+        cases();
+    g_lazy = 0;
     value_is("lower('ABC')", "\"abc\"");
     value_is("[1, 'x', null]", "[1,\"x\",null]");
     value_is("value.customer.address", "{\"zip\":\"75001\"}");
@@ -99,5 +113,6 @@ int main(void)
     bad("value.", "column 7: expected a field name after '.'");
     bad("", "column 1: expected a value");
     json_decref(g_value);
+    sl_buf_release(&g_mp);
     return T_DONE();
 }
