@@ -283,7 +283,12 @@ static int check_transforms(const struct sl_connector *k, const json_t *tr, stru
     struct sl_transforms *t = sl_transforms_compile(tr, &te);
     if (!t)
         return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.%s", te.msg);
+    int routes = sl_transforms_route(t);
     sl_transforms_free(t);
+    if (routes && k->sink)
+        return sl_config_error(err, "config.transforms",
+                               "ContentRouter routes a source's records to strands; a sink "
+                               "reads strands and cannot use it");
     return 0;
 }
 

@@ -59,7 +59,6 @@ struct source {
     int idle;
     int give_up;              /* poll()'s thread: the source called ctx.give_up during this poll */
     struct sl_transforms *tr; /* config.transforms, applied in emit() */
-    struct sl_strand *dlq;    /* <strand>.dlq: records the transforms failed on */
 };
 
 /* Under s->mu, nothing in flight: an idle position emitted after the last group is durable. */
@@ -190,17 +189,29 @@ static int emit_raw(struct source *s, const struct sl_emit_rec *recs, size_t n,
     return 0;
 }
 
+/* Appends one record to the strand called name, durably, before the group it came with is
+ * submitted (so the group's position is never acknowledged before it). 0 or a negative code. */
+static int append_to(struct source *s, const char *name, const uint8_t *payload, size_t len,
+                     uint32_t flags)
+{
+    struct sl_err err = {0};
+    struct sl_strand *st;
+    if (sl_store_strand(s->w->store, name, strlen(name), 1, &st, &err) < 0)
+        return err.code ? err.code : SL_E_UNAVAIL;
+    struct sl_append_rec ar = {.payload = payload,
+                               .payload_len = (uint32_t)len,
+                               .source = s->w->def.id,
+                               .source_len = (uint16_t)strlen(s->w->def.id),
+                               .flags = flags};
+    uint8_t hash[1][SL_HASH_LEN];
+    struct sl_append a = {.recs = &ar, .n = 1, .hashes = hash};
+    return sl_strand_append_wait(st, &a, &err);
+}
+
 /* A record the transforms failed on goes, with the reason, to the strand <strand>.dlq, durable
  * before the group it came with: nothing the source hands over is lost. */
 static int dead_letter_source(struct source *s, const struct sl_emit_rec *r, const char *why)
 {
-    struct sl_err err = {0};
-    if (!s->dlq) {
-        char name[80];
-        snprintf(name, sizeof(name), "%s.dlq", sl_strand_name(s->strand));
-        if (sl_store_strand(s->w->store, name, strlen(name), 1, &s->dlq, &err) < 0)
-            return err.code ? err.code : SL_E_UNAVAIL;
-    }
     struct sl_buf body, mp;
     sl_buf_init(&body, 0);
     sl_buf_init(&mp, 0);
@@ -215,15 +226,10 @@ static int dead_letter_source(struct source *s, const struct sl_emit_rec *r, con
         sl_buf_puts(&body, "null");
     sl_buf_putc(&body, '}');
     int rc = sl_json_to_mp((const char *)body.data, body.len, &mp, 130, &je);
-    if (rc == 0) {
-        struct sl_append_rec ar = {.payload = mp.data,
-                                   .payload_len = (uint32_t)mp.len,
-                                   .source = s->w->def.id,
-                                   .source_len = (uint16_t)strlen(s->w->def.id)};
-        uint8_t hash[1][SL_HASH_LEN];
-        struct sl_append a = {.recs = &ar, .n = 1, .hashes = hash};
-        rc = sl_strand_append_wait(s->dlq, &a, &err);
-    }
+    char name[80];
+    snprintf(name, sizeof(name), "%s.dlq", sl_strand_name(s->strand));
+    if (rc == 0)
+        rc = append_to(s, name, mp.data, mp.len, 0);
     sl_buf_release(&body);
     sl_buf_release(&mp);
     return rc;
@@ -249,8 +255,15 @@ static int emit(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
                                  .flags = recs[i].flags};
         char why[256] = "";
         sl_buf_init(&bufs[m], 0);
-        enum sl_tr_result res = sl_transforms_apply_mp(s->tr, recs[i].payload, recs[i].payload_len,
-                                                       &er, &bufs[m], why, sizeof(why));
+        char route[65];
+        enum sl_tr_result res = sl_transforms_apply_routed(
+            s->tr, recs[i].payload, recs[i].payload_len, &er, &bufs[m], route, why, sizeof(why));
+        if (res == SL_TR_KEEP && route[0] && strcmp(route, sl_strand_name(s->strand)) != 0) {
+            /* ContentRouter: to its strand, durable before the group's position */
+            rc = append_to(s, route, bufs[m].data, bufs[m].len, recs[i].flags);
+            sl_buf_release(&bufs[m]);
+            continue;
+        }
         if (res == SL_TR_KEEP) {
             kept[m] = (struct sl_emit_rec){.payload = bufs[m].data,
                                            .payload_len = (uint32_t)bufs[m].len,

@@ -3,6 +3,7 @@
 #include "core/buf.h"
 #include "core/util.h"
 #include "formats/mp_jansson.h"
+#include "strand/record.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-enum tk { T_FILTER, T_MASK, T_REPLACE, T_INSERT, T_UNWRAP, T_TSCONV, T_CAST };
+enum tk { T_FILTER, T_MASK, T_REPLACE, T_INSERT, T_UNWRAP, T_TSCONV, T_CAST, T_ROUTE };
 
 static const char *const g_names[] = {"Filter",
                                       "MaskField",
@@ -21,6 +22,7 @@ static const char *const g_names[] = {"Filter",
                                       "ExtractNewRecordState",
                                       "TimestampConverter",
                                       "Cast",
+                                      "ContentRouter",
                                       NULL};
 
 /* The keys each type's config may have. */
@@ -32,6 +34,7 @@ static const char *const g_keys[][6] = {
     {"delete.handling.mode", "add.fields", "drop.tombstones", NULL},
     {"field", "target.type", NULL},
     {"spec", NULL},
+    {"field", "routes", "default", NULL},
 };
 
 enum { DEL_DROP, DEL_NONE, DEL_REWRITE };
@@ -49,7 +52,11 @@ struct tr {
 struct sl_transforms {
     struct tr *v;
     size_t n;
+    int routes; /* has a ContentRouter */
 };
+
+/* The route chosen while applying (sl_transforms_apply_routed), per thread. */
+static __thread char *g_route;
 
 /* ---- paths ---- */
 
@@ -185,6 +192,25 @@ static int compile_one(struct tr *t, size_t i, const json_t *cfg, struct sl_err 
         t->to_string = !strcmp(tt, "string");
         return 0;
     }
+    case T_ROUTE: {
+        if (!json_is_string(json_object_get(cfg, "field")))
+            return cfg_err(err, i, "field", "required, a field path");
+        const json_t *r = json_object_get(cfg, "routes");
+        if (!json_is_object(r) || !json_object_size(r))
+            return cfg_err(err, i, "routes", "required, a mapping of value to strand");
+        json_object_foreach((json_t *)r, key, val)
+        {
+            if (!json_is_string(val) ||
+                !sl_strand_name_valid(json_string_value(val), json_string_length(val)))
+                return cfg_err(err, i, "routes",
+                               "%s: must be a strand name ([a-z0-9][a-z0-9._-]{0,63})", key);
+        }
+        const json_t *d = json_object_get(cfg, "default");
+        if (d && !(json_is_string(d) &&
+                   sl_strand_name_valid(json_string_value(d), json_string_length(d))))
+            return cfg_err(err, i, "default", "must be a strand name");
+        return 0;
+    }
     case T_CAST: {
         const json_t *s = json_object_get(cfg, "spec");
         if (!json_is_object(s) || !json_object_size(s))
@@ -258,7 +284,8 @@ struct sl_transforms *sl_transforms_compile(const json_t *list, struct sl_err *e
             sl_err_set(
                 err, SL_E_INVAL, "invalid_config",
                 "transforms[%zu].type: unknown transform '%.64s' (known: Filter, MaskField, "
-                "ReplaceField, InsertField, ExtractNewRecordState, TimestampConverter, Cast)",
+                "ReplaceField, InsertField, ExtractNewRecordState, TimestampConverter, Cast, "
+                "ContentRouter)",
                 i, type);
             goto fail;
         }
@@ -267,6 +294,7 @@ struct sl_transforms *sl_transforms_compile(const json_t *list, struct sl_err *e
             goto fail;
         }
         tr->k = (enum tk)k;
+        t->routes |= k == T_ROUTE;
         tr->cfg = cfg ? json_incref((json_t *)cfg) : json_object();
         t->n++;
         if (compile_one(tr, i, tr->cfg, err) < 0)
@@ -542,6 +570,19 @@ static enum sl_tr_result one(const struct tr *t, json_t **v, const struct sl_exp
         json_object_set_new(p, last, nv);
         return SL_TR_KEEP;
     }
+    case T_ROUTE: {
+        const char *path = json_string_value(json_object_get(cfg, "field"));
+        json_t *p = parent_of(*v, path, 0, &last), *x = p ? json_object_get(p, last) : NULL;
+        char *text = x && !json_is_string(x) ? json_dumps(x, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        const char *key = json_is_string(x) ? json_string_value(x) : text;
+        const json_t *to = key ? json_object_get(json_object_get(cfg, "routes"), key) : NULL;
+        if (!to)
+            to = json_object_get(cfg, "default");
+        if (to && g_route)
+            snprintf(g_route, 65, "%s", json_string_value(to));
+        free(text);
+        return SL_TR_KEEP;
+    }
     case T_CAST: {
         const char *key;
         json_t *ty;
@@ -569,6 +610,23 @@ enum sl_tr_result sl_transforms_apply(const struct sl_transforms *t, json_t **va
             return res;
     }
     return SL_TR_KEEP;
+}
+
+int sl_transforms_route(const struct sl_transforms *t)
+{
+    return t && t->routes;
+}
+
+enum sl_tr_result sl_transforms_apply_routed(const struct sl_transforms *t, const uint8_t *mp,
+                                             size_t len, const struct sl_expr_rec *r,
+                                             struct sl_buf *out, char *route, char *why,
+                                             size_t whylen)
+{
+    route[0] = 0;
+    g_route = route;
+    enum sl_tr_result res = sl_transforms_apply_mp(t, mp, len, r, out, why, whylen);
+    g_route = NULL;
+    return res;
 }
 
 enum sl_tr_result sl_transforms_apply_mp(const struct sl_transforms *t, const uint8_t *mp,

@@ -11,6 +11,8 @@
  *                          table, schema, db, lsn, ts_ms, source.*] as __<name>
  *   TimestampConverter     field, target.type unix|string (ISO 8601 UTC, ms) from ms or ISO
  *   Cast                   spec {field: int64|float64|string|boolean}
+ *   ContentRouter          field, routes {value: strand}, default: the strand the record goes
+ *                          to (sources only; the value of field, as a string, picks the route)
  *
  * Field paths are dotted (customer.address.zip). A chain is checked once (sl_transforms_compile,
  * errors naming transforms[i].config.<key>); applying it to one record gives the new payload,
@@ -37,6 +39,8 @@ enum sl_tr_result { SL_TR_KEEP, SL_TR_DROP, SL_TR_FAIL };
  * why ("transforms[2] Cast: amount: \"abc\" is not an int64"). */
 enum sl_tr_result sl_transforms_apply(const struct sl_transforms *t, json_t **value,
                                       const struct sl_expr_rec *r, char *why, size_t whylen);
+/* Nonzero if the chain has a ContentRouter (only sources may have one). */
+int sl_transforms_route(const struct sl_transforms *t);
 
 /* The same on a MessagePack payload: on KEEP, out (reset first) holds the new payload. A
  * payload that cannot be decoded, or a result that cannot be encoded, is a FAIL. */
@@ -44,5 +48,10 @@ struct sl_buf;
 enum sl_tr_result sl_transforms_apply_mp(const struct sl_transforms *t, const uint8_t *mp,
                                          size_t len, const struct sl_expr_rec *r,
                                          struct sl_buf *out, char *why, size_t whylen);
+/* The same, and *route gets the strand a ContentRouter chose ("" if none; 65 bytes). */
+enum sl_tr_result sl_transforms_apply_routed(const struct sl_transforms *t, const uint8_t *mp,
+                                             size_t len, const struct sl_expr_rec *r,
+                                             struct sl_buf *out, char *route, char *why,
+                                             size_t whylen);
 
 #endif

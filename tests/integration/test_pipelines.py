@@ -251,6 +251,13 @@ sources:
     transforms:
       - type: Cast
         config: {spec: {email: int64}}
+  router:
+    connector: datagen
+    topic: routed
+    config: {pattern: orders, events_per_second: 5000, max_events: 200, seed: 4}
+    transforms:
+      - type: ContentRouter
+        config: {field: status, routes: {paid: r-paid, shipped: r-shipped}, default: r-other}
   cdc:
     connector: datagen
     topic: changes
@@ -333,6 +340,16 @@ with t.section("transforms: source side, sink side, CDC unwrap, failures to dead
          all("Cast: email:" in x["payload"]["error"] and x["payload"]["record"]["email"] for x in dlq),
          "a record a source's transform fails on goes to <strand>.dlq with the reason and the record (50 of 50)",
          dlq[:1])
+    paid, shipped, other = records("r-paid"), records("r-shipped"), records("r-other")
+    t.ok(len(paid) + len(shipped) + len(other) == 200 and records("routed") == [] and
+         all(x["payload"]["status"] == "paid" for x in paid) and
+         all(x["payload"]["status"] == "shipped" for x in shipped) and
+         all(x["payload"]["status"] in ("pending", "delivered") for x in other) and paid and shipped,
+         "ContentRouter: each record in the strand of its status, the rest in the default (%d/%d/%d)"
+         % (len(paid), len(shipped), len(other)))
+    r = srv3.req("POST", "/v1/connectors", {"name": "bad-route", "kind": "stdout", "config": {"transforms": [
+        {"type": "ContentRouter", "config": {"field": "x", "routes": {"a": "b"}}}]}})
+    t.ok(r.status == 400 and "ContentRouter routes a source" in r.json["error"], "a sink cannot route", r)
     ch = records("changes")
     unwrapped = []
     t.ok(wait(lambda: len(unwrapped.__init__(jsonl(os.path.join(tr_root, "unwrapped"))) or unwrapped) == len(ch), 15),

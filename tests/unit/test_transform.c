@@ -1,5 +1,6 @@
 /* Each transform on a record (golden cases), chains in order, the CDC unwrap's delete modes,
  * per-record failures naming the transform, and config errors naming transforms[i].config.<key>. */
+#include "formats/mp_jansson.h"
 #include "t.h"
 #include "transform/transform.h"
 
@@ -122,9 +123,41 @@ int main(void)
        ENV("u", "{\"id\":1,\"v\":1}", "{\"id\":1,\"v\":2}"), "{\"id\":1,\"version\":2}",
        "a chain runs in order");
 
+    {
+        struct sl_err err = {0};
+        json_t *c =
+            json_loads("[{\"type\":\"ContentRouter\",\"config\":{\"field\":\"r\",\"routes\":"
+                       "{\"eu\":\"eu-events\",\"1\":\"ones\"},\"default\":\"other\"}}]",
+                       0, NULL);
+        struct sl_transforms *t = sl_transforms_compile(c, &err);
+        json_decref(c);
+        const char *in[] = {"{\"r\":\"eu\"}", "{\"r\":1}", "{\"r\":\"us\"}", "{}"};
+        const char *want[] = {"eu-events", "ones", "other", "other"};
+        for (int i = 0; t && i < 4; i++) {
+            json_t *v = json_loads(in[i], 0, NULL);
+            struct sl_buf mp, out;
+            sl_buf_init(&mp, 0);
+            sl_buf_init(&out, 0);
+            sl_jansson_to_mp(v, &mp, 8);
+            char route[65], why[200];
+            enum sl_tr_result r = sl_transforms_apply_routed(t, mp.data, mp.len, &g_rec, &out,
+                                                             route, why, sizeof(why));
+            T_CHECK(r == SL_TR_KEEP && strcmp(route, want[i]) == 0,
+                    "ContentRouter: %s goes to %s (%s)", in[i], want[i], route);
+            json_decref(v);
+            sl_buf_release(&mp);
+            sl_buf_release(&out);
+        }
+        T_CHECK(t && sl_transforms_route(t), "a chain with a ContentRouter says so");
+        sl_transforms_free(t);
+    }
+    is("[{\"type\":\"ContentRouter\",\"config\":{\"field\":\"r\",\"routes\":{\"a\":\"Bad "
+       "Name\"}}}]",
+       "{}", "transforms[0].config.routes: a: must be a strand name ([a-z0-9][a-z0-9._-]{0,63})",
+       "a route to a bad strand name is refused");
     is("[{\"type\":\"Filterr\"}]", "{}",
        "transforms[0].type: unknown transform 'Filterr' (known: Filter, MaskField, ReplaceField, "
-       "InsertField, ExtractNewRecordState, TimestampConverter, Cast)",
+       "InsertField, ExtractNewRecordState, TimestampConverter, Cast, ContentRouter)",
        "an unknown type is refused, listing the known ones");
     is("[{\"type\":\"Filter\",\"config\":{\"condition\":\"value.a >\"}}]", "{}",
        "transforms[0].config.condition: column 10: expected a value, a field or '(' (the "
