@@ -33,6 +33,8 @@ void sl_pg_cdc_cleanup(const json_t *config, const char *id, struct sl_meta *met
  * pairs (at least one). Else SL_E_INVAL with "config.connection_string: ..." in err, libpq's
  * reason included with any password in it replaced by "***". conninfo.c; any thread. */
 int sl_pg_conninfo_check(const char *s, struct sl_err *err);
+/* The same, naming field ("config.connection.url"). */
+int sl_pg_conninfo_check_field(const char *s, const char *field, struct sl_err *err);
 
 /* The default strand of a config without "strand": "cdc.<database>" (the database of the
  * connection string or of the Rivven "database" field, made a valid strand name). */

@@ -117,8 +117,16 @@ static void scrub(const char *msg, const struct secrets *x, int whole, char *out
 
 int sl_pg_conninfo_check(const char *s, struct sl_err *err)
 {
-    static const char what[] = "config.connection_string: must be a PostgreSQL connection "
-                               "string (a postgres:// or postgresql:// URI, or key=value pairs)";
+    return sl_pg_conninfo_check_field(s, "config.connection_string", err);
+}
+
+int sl_pg_conninfo_check_field(const char *s, const char *field, struct sl_err *err)
+{
+    char what[200];
+    snprintf(what, sizeof(what),
+             "%s: must be a PostgreSQL connection string (a postgres:// or postgresql:// URI, "
+             "or key=value pairs)",
+             field);
     char *perr = NULL;
     PQconninfoOption *opts = PQconninfoParse(s, &perr);
     if (!opts) {

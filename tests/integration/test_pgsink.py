@@ -1,0 +1,98 @@
+"""The PostgreSQL sink (StreamHouse's postgres-sink) against a real PostgreSQL 15: rows from JSON
+records typed by column (jsonb, arrays, timestamptz from epoch ms, bytea from base64, numeric
+exact), upsert by pk.fields, a row PostgreSQL refuses isolated into the dead letters with its
+SQLSTATE while the others land, CDC records replayed (PostgreSQL -> Sluice -> PostgreSQL: insert,
+update, delete), StreamHouse's string-valued config, bad configs refused naming the field, a
+missing table keeping the connector unhealthy."""
+import sluicetest as st
+import pgpeer
+from pgpeer import PG
+
+t = st.Checks()
+st.require_binary(t)
+pg = PG()
+srv = st.Server().start()
+wait = st.wait_until
+pg.psql("CREATE TABLE orders (order_id int PRIMARY KEY, item text NOT NULL, qty int, meta jsonb,"
+        " tags text[], at timestamptz, blob bytea, price numeric)")
+
+
+def put(strand, payload, flags=0):
+    body = {"strand": strand, "payload": payload}
+    if flags:
+        body["flags"] = flags
+    r = srv.req("POST", "/v1/records", body)
+    assert r.status == 201, r
+
+
+def conn(cid):
+    return srv.req("GET", "/v1/connectors/" + cid).json
+
+
+with t.section("StreamHouse's postgres-sink: rows typed by column, upsert, a bad row isolated", srv):
+    r = srv.req("POST", "/api/v1/connectors", {
+        "name": "orders-to-postgres", "connectorType": "sink", "connectorClass": "postgres-sink",
+        "topics": ["orders"], "config": {"connection.url": pg.url(password="s3cret"), "table.name": "orders",
+                                         "insert.mode": "upsert", "pk.fields": "order_id",
+                                         "batch.size": "500"}})
+    t.eq(r.status, 201, "created with StreamHouse's body (every value a string)")
+    cid = srv.req("GET", "/v1/connectors").json["connectors"][0]["id"]
+    t.ok(wait(lambda: conn(cid)["state"] == "running", 10), "running", conn(cid))
+    put("orders", {"order_id": 1, "item": "tea", "qty": 2, "meta": {"gift": True}, "tags": ["a", "b c"],
+                   "at": 1700000000123, "blob": "aGVsbG8=", "price": "12345678901234567.25", "extra": 1})
+    put("orders", {"order_id": 2, "item": "cake", "qty": 1})
+    put("orders", {"order_id": 3, "qty": 9})  # item is NOT NULL: PostgreSQL refuses this row
+    put("orders", {"order_id": 1, "item": "green tea", "qty": 3})  # an upsert of order 1
+    t.ok(wait(lambda: conn(cid)["stats"]["delivered"] + conn(cid)["stats"]["dead_lettered"] >= 4, 15),
+         "all four handled", conn(cid)["stats"])
+    rows = pg.psql("SELECT order_id, item, qty, meta::text, tags::text, at AT TIME ZONE 'UTC',"
+                   " convert_from(blob, 'UTF8'), price FROM orders ORDER BY order_id")
+    t.eq(rows, [["1", "green tea", "3", '{"gift": true}', '{a,"b c"}', "2023-11-14 22:13:20.123", "hello",
+                 "12345678901234567.25"],
+                ["2", "cake", "1", "", "", "", "", ""]],
+         "typed rows; the upsert changed order 1's columns it named and kept the others")
+    dl = srv.req("GET", "/v1/connectors/%s/dead-letters" % cid).json["dead_letters"]
+    t.ok(len(dl) == 1 and dl[0]["seq"] == 2 and "23502" in dl[0]["last_error"] and "item" in dl[0]["last_error"],
+         "the refused row is the one dead letter, with SQLSTATE 23502 and the column", dl)
+    t.eq(conn(cid)["stats"]["delivered"], 3, "the other three delivered")
+    r = srv.req("GET", "/api/v1/connectors/orders-to-postgres")
+    t.ok(r.status == 200 and r.json["connectorClass"] == "postgres-sink" and "***" in r.json["config"]["connection.url"]
+         and "s3cret" not in r.body.decode(),
+         "StreamHouse's answer echoes the class and masks the password", r.json)
+
+with t.section("PostgreSQL -> postgres_cdc -> strand -> postgres_sink -> PostgreSQL", srv):
+    pg.psql("CREATE TABLE src (id int PRIMARY KEY, name text, n int); CREATE TABLE dst (id int PRIMARY KEY, name text, n int)")
+    r = srv.req("POST", "/v1/connectors", {"name": "cdc", "kind": "postgres_cdc", "config": {
+        "connection_string": pg.url(), "slot": "s_repl", "publication": "p_repl", "table_filter": "public.src",
+        "strand": "repl", "heartbeat_interval_ms": 200}})
+    t.ok(r.status == 201, "a CDC source on src", r)
+    r = srv.req("POST", "/v1/connectors", {"name": "to-dst", "kind": "postgres_sink", "strands": ["repl"],
+                                           "config": {"start": "earliest", "connection.url": pg.url(),
+                                                      "table.name": "public.dst", "pk.fields": "id"}})
+    t.eq(r.status, 201, "a sink into dst")
+    pg.psql("INSERT INTO src VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3)")
+    pg.psql("UPDATE src SET name = 'bb', n = 20 WHERE id = 2")
+    pg.psql("DELETE FROM src WHERE id = 3")
+    want = pg.psql("SELECT * FROM src ORDER BY id")
+    t.ok(wait(lambda: pg.psql("SELECT * FROM dst ORDER BY id") == want, 20),
+         "dst mirrors src: inserts, the update, the delete", pg.psql("SELECT * FROM dst ORDER BY id"))
+
+with t.section("bad configs are refused naming the field; a missing table keeps it unhealthy", srv):
+    base = {"connection.url": pg.url(), "table.name": "orders", "pk.fields": "order_id"}
+    for change, field in [({"pk.fields": ""}, "config.pk.fields"),
+                          ({"connection.url": "mysql://x"}, "config.connection.url"),
+                          ({"table.name": "orders; drop"}, "config.table.name"),
+                          ({"insert.mode": "merge"}, "config.insert.mode"),
+                          ({"batch.size": "many"}, "config.batch.size"),
+                          ({"pk.fields": "a b-c"}, "config.pk.fields")]:
+        cfg = dict(base, **change)
+        r = srv.req("POST", "/v1/connectors", {"name": "bad", "kind": "postgres_sink", "config": cfg})
+        t.ok(r.status == 400 and r.json["error"].startswith(field), "%s -> 400 naming %s" % (change, field), r)
+    r = srv.req("POST", "/v1/connectors", {"name": "nowhere", "kind": "postgres_sink", "strands": ["orders"],
+                                           "config": dict(base, **{"table.name": "no_such_table"})})
+    nid = r.json["id"]
+    t.ok(wait(lambda: conn(nid)["state"] == "unhealthy", 10) and "no_such_table" in (conn(nid)["last_error"] or ""),
+         "a missing table: unhealthy, last_error names it", conn(nid))
+srv.stop()
+pgpeer.stop_all()
+t.done()
