@@ -67,7 +67,7 @@ json_t *sl_mp_to_jansson(const uint8_t **p, const uint8_t *end, int max_depth)
             const char *k;
             uint32_t kl;
             json_t *v = NULL;
-            if (sl_mp_read_str(&q, end, &k, &kl) < 0 ||
+            if (sl_mp_read_str(&q, end, &k, &kl) < 0 || memchr(k, 0, kl) || /* keys are C strings */
                 !(v = sl_mp_to_jansson(&q, end, max_depth - 1)) ||
                 json_object_setn_new(out, k, kl, v) < 0) {
                 json_decref(out);
