@@ -628,13 +628,13 @@ static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_ou
     struct pgsink *p = self;
     char why[512] = "", state[8] = "";
     if (connect_db(p, why, sizeof(why)) < 0) {
-        snprintf(out->error, sizeof(out->error), "%s", why);
+        snprintf(out->error, sizeof(out->error), "%.250s", why);
         return SL_R_NOT_CONNECTED;
     }
     if (!p->ncols) {
         int rc = load_cols(p, why, sizeof(why));
         if (rc < 0 || (rc == 1 && !p->autocreate)) {
-            snprintf(out->error, sizeof(out->error), "%s",
+            snprintf(out->error, sizeof(out->error), "%.250s",
                      rc < 0 ? why : "the table does not exist (create it, or set auto.create)");
             return SL_R_RETRY;
         }
@@ -643,13 +643,13 @@ static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_ou
     if (txn(p, b->recs, b->n, &bad, why, sizeof(why), state) == 0)
         return SL_R_OK;
     if (PQstatus(p->conn) != CONNECTION_OK) {
-        snprintf(out->error, sizeof(out->error), "%s", why);
+        snprintf(out->error, sizeof(out->error), "%.250s", why);
         return SL_R_NOT_CONNECTED;
     }
     if (!strcmp(state, "42703") || !strcmp(state, "42P01")) /* the table changed: read it again */
         load_cols(p, why + strlen(why), 0);
     if (!data_error(state) || bad == b->n) {
-        snprintf(out->error, sizeof(out->error), "%s", why);
+        snprintf(out->error, sizeof(out->error), "%.250s", why);
         return SL_R_RETRY;
     }
     /* isolate: each record in its own transaction; the failing ones are refused */
@@ -670,11 +670,11 @@ static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_ou
         if (PQstatus(p->conn) != CONNECTION_OK || !data_error(st) || bad != 0) {
             /* committed for good: those before i, but a refused one must be sent again */
             out->accepted = nrej ? p->reject[0] : i;
-            snprintf(out->error, sizeof(out->error), "%s", w);
+            snprintf(out->error, sizeof(out->error), "%.250s", w);
             return SL_R_RETRY;
         }
         if (!nrej)
-            snprintf(out->error, sizeof(out->error), "%s", w);
+            snprintf(out->error, sizeof(out->error), "%.250s", w);
         p->reject[nrej++] = i;
     }
     if (!nrej)
