@@ -77,6 +77,19 @@ void sl_record_hash(const char *strand, size_t strand_len, const struct sl_recor
     EVP_DigestFinal_ex(c, out, &n);
 }
 
+void sl_node_hash(const uint8_t left[SL_HASH_LEN], const uint8_t right[SL_HASH_LEN],
+                  uint8_t out[SL_HASH_LEN])
+{
+    static const uint8_t one = 0x01;
+    EVP_MD_CTX *c = ctx_get();
+    unsigned int n = 0;
+    EVP_DigestInit_ex2(c, g_sha256, NULL);
+    EVP_DigestUpdate(c, &one, 1);
+    EVP_DigestUpdate(c, left, SL_HASH_LEN);
+    EVP_DigestUpdate(c, right, SL_HASH_LEN);
+    EVP_DigestFinal_ex(c, out, &n);
+}
+
 void sl_frame_encode(const struct sl_record *r, uint8_t *out)
 {
     uint32_t len = (uint32_t)sl_frame_len(r->source_len, r->payload_len);

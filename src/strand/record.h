@@ -38,6 +38,10 @@ static inline uint64_t sl_frame_len(size_t source_len, size_t payload_len)
 void sl_record_hash(const char *strand, size_t strand_len, const struct sl_record *r,
                     uint8_t out[SL_HASH_LEN]);
 
+/* The Merkle tree's interior node (RFC 6962): SHA-256(0x01 || left || right). */
+void sl_node_hash(const uint8_t left[SL_HASH_LEN], const uint8_t right[SL_HASH_LEN],
+                  uint8_t out[SL_HASH_LEN]);
+
 /* Writes r's frame (including r->prev_hash and r->hash) to out, which has sl_frame_len() bytes. */
 void sl_frame_encode(const struct sl_record *r, uint8_t *out);
 
