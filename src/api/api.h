@@ -6,6 +6,7 @@
 #include "boboyka/service.h"
 #include "core/config.h"
 #include "engine/registry.h"
+#include "strand/note.h"
 #include "strand/store.h"
 
 #include <pthread.h>
@@ -27,6 +28,7 @@ enum sl_route {
     SL_R_BOBOYKA_INGEST,
     SL_R_BOBOYKA_STATUS,
     SL_R_BOBOYKA_EVENTS,
+    SL_R_PROOFS,
     SL_R_UNMATCHED,
     SL_R_COUNT
 };
@@ -50,6 +52,8 @@ struct sl_api {
     const struct sl_config *cfg;
     struct sl_store_recovery recovery;
     struct sl_route_metrics routes[SL_R_COUNT];
+    struct sl_note_key ckpt_key; /* signs checkpoints (v1_proofs.c) */
+    int have_key;
 };
 
 void sl_api_init(struct sl_api *api, struct sl_store *store, const struct sl_config *cfg);
@@ -94,6 +98,15 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_ingest(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_status(struct sl_api *api, struct sl_http_req *req);
 void sl_v1_boboyka_events(struct sl_api *api, struct sl_http_req *req);
+
+/* checkpoint, proof/inclusion, proof/consistency and tile/... under /v1/strands/; rest is
+ * "{name}/..." */
+void sl_v1_strand_proofs(struct sl_api *api, struct sl_http_req *req, const char *rest);
+void sl_v1_checkpoint_key(struct sl_api *api, struct sl_http_req *req);
+/* Appends ,"proof":{...},"checkpoint":"..." (or "proof":null and why) for GET /v1/records. */
+int sl_api_record_proof(struct sl_api *api, struct sl_strand *s, uint64_t seq, struct sl_buf *b);
+/* The checkpoint origin of a strand (checkpoint_origin, default <hostname>/sluice/<strand>). */
+void sl_api_origin(const struct sl_config *cfg, const char *strand, char *out, size_t n);
 
 /* Appends a record as the JSON object the API returns. raw adds payload_msgpack_b64. */
 int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_record *r, int raw);

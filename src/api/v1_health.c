@@ -22,6 +22,7 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/v1/boboyka/ingest",
     "/v1/boboyka/status",
     "/v1/boboyka/events",
+    "/v1/strands/{name}/{checkpoint,proof,tile}",
     "unmatched",
 };
 /* the last slot counts every other status (code="other") */
