@@ -12,6 +12,8 @@ DEBS=(
   # test and benchmark tools
   curl python3 python3-msgpack python3-prometheus-client wrk postgresql-15 postgresql-client-15 postgresql-contrib
   avro-bin python3-avro python3-snappy zstd lz4 gzip
+  # independent checks of Merkle proofs and signed checkpoints (tests/integration/test_proofs.py)
+  golang-go golang-golang-x-mod-dev python3-cryptography
 )
 
 missing=()
