@@ -320,6 +320,10 @@ int sl_checkpoint_parse(const char *body, size_t len, char *origin, size_t origi
     if (ll[0] == 0 || ll[0] >= origin_cap || ll[1] == 0 || ll[1] >= sizeof(num))
         return sl_err_set(err, SL_E_INVAL, "malformed_checkpoint",
                           "checkpoint: bad origin or tree size line");
+    for (size_t i = 0; i < ll[0]; i++)
+        if ((unsigned char)line[0][i] < 0x20 || line[0][i] == 0x7f)
+            return sl_err_set(err, SL_E_INVAL, "malformed_checkpoint",
+                              "checkpoint: the origin line holds a control character");
     memcpy(num, line[1], ll[1]);
     num[ll[1]] = 0;
     if (sl_parse_u64(num, size) < 0 || (ll[1] > 1 && num[0] == '0'))

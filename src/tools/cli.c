@@ -246,7 +246,7 @@ int sl_old_checkpoint_load(const char *path, const char *vkey, const char *data,
         return sl_err_set(err, SL_E_INVAL, "invalid_checkpoint",
                           "checkpoint: origin %s does not end with a strand name (use --strand)",
                           ck->origin);
-    snprintf(ck->strand, sizeof(ck->strand), "%s", last);
+    memcpy(ck->strand, last, strlen(last) + 1); /* a valid name: at most 64 bytes */
     return 0;
 }
 
