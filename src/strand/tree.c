@@ -13,8 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_TILE_LEVELS 8 /* tile level 8 holds tree level 64: more than 2^64 leaves */
-#define STATE_MAGIC "SLTREE01"
+/* Stored tree levels: every STEP-th (level 0 is the leaves, in the segments). Tiles need the
+ * multiples of 8; the ones in between halve the hashing of a proof (a node is at most 3 levels
+ * above a stored one: 7 hashes) for 1/15 of a hash per record of extra writes. */
+#define STEP 4
+#define NSTORED 16 /* stored levels 4, 8, ..., 60: index level / STEP */
+#define STATE_MAGIC "SLTREE02"
 #define REPLAY_CHUNK 4096
 
 struct sl_tree {
@@ -22,10 +26,12 @@ struct sl_tree {
     int durable;
     sl_tree_leaves_fn leaves;
     void *lctx;
-    int fds[MAX_TILE_LEVELS]; /* tiles-<k>, k >= 1; -1 until first needed */
-    struct sl_mt_acc acc;     /* syncer-private */
-    uint64_t size;            /* published, atomic */
-    int failed;               /* atomic */
+    int fds[NSTORED];            /* nodes-<level>; -1 until first needed */
+    struct sl_buf pend[NSTORED]; /* syncer-private: nodes completed since the last publish */
+    uint64_t pend_first[NSTORED];
+    struct sl_mt_acc acc; /* syncer-private */
+    uint64_t size;        /* published, atomic */
+    int failed;           /* atomic */
 
     pthread_mutex_t nmu; /* the cached checkpoint */
     char *note;
@@ -33,23 +39,23 @@ struct sl_tree {
     uint64_t note_size, note_at;
 };
 
-static int tiles_fd(struct sl_tree *t, unsigned k, int create)
+static int nodes_fd(struct sl_tree *t, unsigned k, int create)
 {
     if (t->fds[k] >= 0 || !create)
         return t->fds[k];
     char path[4300];
-    snprintf(path, sizeof(path), "%s/tiles-%u", t->dir, k);
+    snprintf(path, sizeof(path), "%s/nodes-%u", t->dir, k * STEP);
     t->fds[k] = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     return t->fds[k];
 }
 
-/* Stored hashes of tree level 8k, nodes [first, first + n). */
+/* Stored hashes of tree level STEP * k, nodes [first, first + n). */
 static int read_stored(struct sl_tree *t, unsigned k, uint64_t first, uint64_t n,
                        uint8_t out[][SL_HASH_LEN])
 {
     if (k == 0)
         return t->leaves(t->lctx, first, n, out);
-    int fd = k < MAX_TILE_LEVELS ? tiles_fd(t, k, 0) : -1;
+    int fd = k < NSTORED ? nodes_fd(t, k, 0) : -1;
     if (fd < 0 || sl_pread_all(fd, out, n * SL_HASH_LEN, first * SL_HASH_LEN) < 0)
         return SL_E_IO;
     return 0;
@@ -58,10 +64,10 @@ static int read_stored(struct sl_tree *t, unsigned k, uint64_t first, uint64_t n
 static int node(void *ctx, unsigned level, uint64_t index, uint8_t out[SL_HASH_LEN])
 {
     struct sl_tree *t = ctx;
-    unsigned d = level % SL_TILE_HEIGHT; /* levels above the stored one, inside its tile */
+    unsigned d = level % STEP; /* levels above the nearest stored one */
     uint64_t cnt = (uint64_t)1 << d;
-    uint8_t buf[1u << (SL_TILE_HEIGHT - 1)][SL_HASH_LEN];
-    int rc = read_stored(t, level / SL_TILE_HEIGHT, index << d, cnt, buf);
+    uint8_t buf[1u << (STEP - 1)][SL_HASH_LEN];
+    int rc = read_stored(t, level / STEP, index << d, cnt, buf);
     if (rc)
         return rc;
     for (; cnt > 1; cnt /= 2)
@@ -77,17 +83,37 @@ struct sl_mt_src sl_tree_src(struct sl_tree *t)
     return s;
 }
 
+static void set_failed(struct sl_tree *t, unsigned k)
+{
+    if (!__atomic_exchange_n(&t->failed, 1, __ATOMIC_RELAXED))
+        sl_error("tree %s: cannot write nodes-%u: %s; proofs are refused until restart", t->dir,
+                 k * STEP, strerror(errno));
+}
+
+/* Nodes of a stored level complete in index order: they are gathered and written with one
+ * pwrite per level at publish. */
 static void on_node(void *ctx, unsigned level, uint64_t index, const uint8_t h[SL_HASH_LEN])
 {
     struct sl_tree *t = ctx;
-    if (level % SL_TILE_HEIGHT)
+    unsigned k = level / STEP;
+    if (level % STEP || k >= NSTORED)
         return;
-    unsigned k = level / SL_TILE_HEIGHT;
-    int fd = k < MAX_TILE_LEVELS ? tiles_fd(t, k, 1) : -1;
-    if (fd < 0 || sl_pwrite_all(fd, h, SL_HASH_LEN, index * SL_HASH_LEN) < 0) {
-        if (!__atomic_exchange_n(&t->failed, 1, __ATOMIC_RELAXED))
-            sl_error("tree %s: cannot write tile level %u: %s; proofs are refused until restart",
-                     t->dir, k, strerror(errno));
+    if (t->pend[k].len == 0)
+        t->pend_first[k] = index;
+    if (sl_buf_append(&t->pend[k], h, SL_HASH_LEN) < 0)
+        set_failed(t, k);
+}
+
+static void flush_nodes(struct sl_tree *t)
+{
+    for (unsigned k = 1; k < NSTORED; k++) {
+        if (t->pend[k].len == 0)
+            continue;
+        int fd = nodes_fd(t, k, 1);
+        if (fd < 0 ||
+            sl_pwrite_all(fd, t->pend[k].data, t->pend[k].len, t->pend_first[k] * SL_HASH_LEN) < 0)
+            set_failed(t, k);
+        sl_buf_reset(&t->pend[k]);
     }
 }
 
@@ -98,6 +124,7 @@ void sl_tree_add(struct sl_tree *t, const uint8_t leaf[SL_HASH_LEN])
 
 void sl_tree_publish(struct sl_tree *t)
 {
+    flush_nodes(t); /* readers may use every node below the size they see */
     __atomic_store_n(&t->size, t->acc.size, __ATOMIC_RELEASE);
 }
 
@@ -131,10 +158,11 @@ int sl_tree_save(struct sl_tree *t, struct sl_err *err)
 {
     if (!sl_tree_ok(t))
         return sl_err_set(err, SL_E_IO, "io_error", "tree %s: tiles were not written", t->dir);
+    flush_nodes(t);
     uint64_t size = t->acc.size;
-    for (unsigned k = 1; k < MAX_TILE_LEVELS; k++)
+    for (unsigned k = 1; k < NSTORED; k++)
         if (t->fds[k] >= 0 && t->durable && sl_io.fdatasync(t->fds[k]) < 0)
-            return sl_err_sys(err, SL_E_IO, "sync %s/tiles-%u", t->dir, k);
+            return sl_err_sys(err, SL_E_IO, "sync %s/nodes-%u", t->dir, k * STEP);
     char path[4300], tmp[4400];
     snprintf(path, sizeof(path), "%s/state", t->dir);
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -165,8 +193,10 @@ int sl_tree_open(const char *dir, uint64_t count, sl_tree_leaves_fn leaves, void
     t->leaves = leaves;
     t->lctx = ctx;
     pthread_mutex_init(&t->nmu, NULL);
-    for (unsigned k = 0; k < MAX_TILE_LEVELS; k++)
+    for (unsigned k = 0; k < NSTORED; k++) {
         t->fds[k] = -1;
+        sl_buf_init(&t->pend[k], 0);
+    }
     int rc;
     if (sl_mkdir_p(t->dir) < 0) {
         rc = sl_err_sys(err, SL_E_IO, "create %s", t->dir);
@@ -177,21 +207,21 @@ int sl_tree_open(const char *dir, uint64_t count, sl_tree_leaves_fn leaves, void
     uint64_t saved = read_state(t);
     if (saved > count)
         saved = 0; /* the strand is shorter than the tree was: rebuild it all */
-    for (unsigned k = 1; k < MAX_TILE_LEVELS; k++) {
-        uint64_t need = k * SL_TILE_HEIGHT < 64 ? saved >> (k * SL_TILE_HEIGHT) : 0;
-        int fd = tiles_fd(t, k, need > 0);
+    for (unsigned k = 1; k < NSTORED; k++) {
+        uint64_t need = saved >> (k * STEP);
+        int fd = nodes_fd(t, k, need > 0);
         off_t len = fd >= 0 ? lseek(fd, 0, SEEK_END) : 0;
         if (len < 0 || (uint64_t)len < need * SL_HASH_LEN) {
-            sl_warn("tree %s: tiles-%u is shorter than the saved size; rebuilding the tree", t->dir,
-                    k);
+            sl_warn("tree %s: nodes-%u is shorter than the saved size; rebuilding the tree", t->dir,
+                    k * STEP);
             saved = 0;
             break;
         }
     }
-    for (unsigned k = 1; k < MAX_TILE_LEVELS; k++) {
-        uint64_t keep = k * SL_TILE_HEIGHT < 64 ? saved >> (k * SL_TILE_HEIGHT) : 0;
+    for (unsigned k = 1; k < NSTORED; k++) {
+        uint64_t keep = saved >> (k * STEP);
         if (t->fds[k] >= 0 && ftruncate(t->fds[k], (off_t)(keep * SL_HASH_LEN)) < 0) {
-            rc = sl_err_sys(err, SL_E_IO, "truncate %s/tiles-%u", t->dir, k);
+            rc = sl_err_sys(err, SL_E_IO, "truncate %s/nodes-%u", t->dir, k * STEP);
             goto fail;
         }
     }
@@ -215,6 +245,7 @@ int sl_tree_open(const char *dir, uint64_t count, sl_tree_leaves_fn leaves, void
         }
         for (uint64_t i = 0; i < n; i++)
             sl_tree_add(t, buf[i]);
+        flush_nodes(t);
         lo += n;
     }
     free(buf);
@@ -236,9 +267,11 @@ void sl_tree_close(struct sl_tree *t)
 {
     if (!t)
         return;
-    for (unsigned k = 0; k < MAX_TILE_LEVELS; k++)
+    for (unsigned k = 0; k < NSTORED; k++) {
         if (t->fds[k] >= 0)
             close(t->fds[k]);
+        sl_buf_release(&t->pend[k]);
+    }
     pthread_mutex_destroy(&t->nmu);
     free(t->note);
     free(t);
@@ -246,16 +279,17 @@ void sl_tree_close(struct sl_tree *t)
 
 int sl_tree_tile(struct sl_tree *t, unsigned level, uint64_t index, unsigned w, struct sl_buf *out)
 {
-    if (w == 0 || w > SL_TILE_WIDTH || level >= MAX_TILE_LEVELS ||
+    if (w == 0 || w > SL_TILE_WIDTH || level * SL_TILE_HEIGHT >= NSTORED * STEP ||
         index > (UINT64_MAX >> SL_TILE_HEIGHT))
         return SL_E_INVAL;
     uint64_t first = index * SL_TILE_WIDTH;
-    uint64_t avail = level * SL_TILE_HEIGHT < 64 ? sl_tree_size(t) >> (level * SL_TILE_HEIGHT) : 0;
+    uint64_t avail = sl_tree_size(t) >> (level * SL_TILE_HEIGHT);
     if (first >= avail || avail - first < w)
         return SL_E_NOTFOUND;
     if (sl_buf_reserve(out, (size_t)w * SL_HASH_LEN) < 0)
         return SL_E_NOMEM;
-    int rc = read_stored(t, level, first, w, (uint8_t(*)[SL_HASH_LEN])(out->data + out->len));
+    int rc = read_stored(t, level * SL_TILE_HEIGHT / STEP, first, w,
+                         (uint8_t(*)[SL_HASH_LEN])(out->data + out->len));
     if (rc == 0)
         out->len += (size_t)w * SL_HASH_LEN;
     return rc;

@@ -2,9 +2,10 @@
  *
  * Tiles have height 8. A level-0 tile holds 256 leaf hashes: those are the record hashes in the
  * segments, so they are not stored again. A level-k tile (k >= 1) holds 256 hashes of tree level
- * 8k; STRAND/tree/tiles-<k> is the concatenation of all level-k tiles (node i of tree level 8k
- * at byte 32 * i), so tile N is one contiguous 8 KiB read. Any other node is recomputed from the
- * stored level below it (at most 127 hashes), so a proof costs O(log n) reads.
+ * 8k; STRAND/tree/nodes-<8k> is the concatenation of all level-k tiles (node i of tree level 8k
+ * at byte 32 * i), so tile N is one contiguous 8 KiB read. The levels halfway between (4, 12,
+ * 20, ...) are stored the same way (nodes-<8k+4>), so any other node is recomputed from at most
+ * 8 stored hashes (7 SHA-256): a proof costs O(log n) small reads.
  *
  * Threads: the strand's syncer adds leaves after their records are durable and published;
  * readers (any thread) see the tree up to sl_tree_size(). STRAND/tree/state names the size up to

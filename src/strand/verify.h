@@ -21,7 +21,7 @@ struct sl_verify_result {
     uint8_t root_at[SL_HASH_LEN]; /* root of the tree of want_size records */
     char tree_problem[256];       /* a stored tile that disagrees with the records, or "" */
     struct sl_mt_acc acc;         /* private */
-    int tile_fds[8];              /* private */
+    int tile_fds[16];             /* private: tree/nodes-<4k> */
 };
 
 /* Verifies the strand stored in dir (named name). Returns 0 if it could be read at all. */
