@@ -791,9 +791,9 @@ struct sl_tree *sl_strand_tree(struct sl_strand *s)
 int sl_strand_sync(struct sl_strand *s)
 {
     pthread_rwlock_rdlock(&s->lock);
-    int rc = syncfs(active(s)->fd);
+    int fd = active(s)->fd; /* open until sl_strand_close */
     pthread_rwlock_unlock(&s->lock);
-    return rc < 0 ? SL_E_IO : 0;
+    return syncfs(fd) < 0 ? SL_E_IO : 0; /* every segment, sealed ones included */
 }
 
 uint64_t sl_strand_count(struct sl_strand *s)

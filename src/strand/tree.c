@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* Stored tree levels: every STEP-th (level 0 is the leaves, in the segments). Tiles need the
@@ -20,6 +21,16 @@
 #define NSTORED 16 /* stored levels 4, 8, ..., 60: index level / STEP */
 #define STATE_MAGIC "SLTREE02"
 #define REPLAY_CHUNK 4096
+#define MAP_MIN (1u << 20)
+
+/* A read-only shared mapping of a nodes file. Readers use the newest one that covers what they
+ * read; a larger one replaces it when the file has grown past it, and old ones stay mapped until
+ * close (their pages are the same page cache, and readers may still hold them). */
+struct nmap {
+    struct nmap *next;
+    const uint8_t *p;
+    uint64_t len;
+};
 
 struct sl_tree {
     char dir[4200];
@@ -29,9 +40,12 @@ struct sl_tree {
     int fds[NSTORED];            /* nodes-<level>; -1 until first needed */
     struct sl_buf pend[NSTORED]; /* syncer-private: nodes completed since the last publish */
     uint64_t pend_first[NSTORED];
-    struct sl_mt_acc acc; /* syncer-private */
-    uint64_t size;        /* published, atomic */
-    int failed;           /* atomic */
+    struct sl_mt_acc acc;      /* syncer-private */
+    uint64_t size;             /* published, atomic */
+    int failed;                /* atomic */
+    struct nmap *cur[NSTORED]; /* atomic pointers; all maps on `maps`, under mmu */
+    struct nmap *maps;
+    pthread_mutex_t mmu;
 
     pthread_mutex_t nmu; /* the cached checkpoint */
     char *note;
@@ -49,12 +63,46 @@ static int nodes_fd(struct sl_tree *t, unsigned k, int create)
     return t->fds[k];
 }
 
-/* Stored hashes of tree level STEP * k, nodes [first, first + n). */
+/* A mapping of nodes-<STEP k> covering need bytes (which the file has), or NULL. */
+static const struct nmap *map_for(struct sl_tree *t, unsigned k, uint64_t need)
+{
+    struct nmap *m = __atomic_load_n(&t->cur[k], __ATOMIC_ACQUIRE);
+    if (m && m->len >= need)
+        return m;
+    pthread_mutex_lock(&t->mmu);
+    m = t->cur[k];
+    if (!m || m->len < need) {
+        uint64_t len = need * 2 < MAP_MIN ? MAP_MIN : need * 2;
+        int fd = t->fds[k];
+        void *p = fd >= 0 ? mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
+        struct nmap *n = p != MAP_FAILED ? malloc(sizeof(*n)) : NULL;
+        if (n) {
+            n->p = p;
+            n->len = len;
+            n->next = t->maps;
+            t->maps = n;
+            __atomic_store_n(&t->cur[k], n, __ATOMIC_RELEASE);
+        } else if (p != MAP_FAILED) {
+            munmap(p, len);
+        }
+        m = n;
+    }
+    pthread_mutex_unlock(&t->mmu);
+    return m;
+}
+
+/* Stored hashes of tree level STEP * k, nodes [first, first + n). Only nodes the tree has
+ * published (or, while opening, verified to be in the file) are read. */
 static int read_stored(struct sl_tree *t, unsigned k, uint64_t first, uint64_t n,
                        uint8_t out[][SL_HASH_LEN])
 {
     if (k == 0)
         return t->leaves(t->lctx, first, n, out);
+    const struct nmap *m = k < NSTORED ? map_for(t, k, (first + n) * SL_HASH_LEN) : NULL;
+    if (m) { /* a syscall per node costs more than the hashing on a VM */
+        memcpy(out, m->p + first * SL_HASH_LEN, n * SL_HASH_LEN);
+        return 0;
+    }
     int fd = k < NSTORED ? nodes_fd(t, k, 0) : -1;
     if (fd < 0 || sl_pread_all(fd, out, n * SL_HASH_LEN, first * SL_HASH_LEN) < 0)
         return SL_E_IO;
@@ -193,6 +241,7 @@ int sl_tree_open(const char *dir, uint64_t count, sl_tree_leaves_fn leaves, void
     t->leaves = leaves;
     t->lctx = ctx;
     pthread_mutex_init(&t->nmu, NULL);
+    pthread_mutex_init(&t->mmu, NULL);
     for (unsigned k = 0; k < NSTORED; k++) {
         t->fds[k] = -1;
         sl_buf_init(&t->pend[k], 0);
@@ -272,6 +321,12 @@ void sl_tree_close(struct sl_tree *t)
             close(t->fds[k]);
         sl_buf_release(&t->pend[k]);
     }
+    for (struct nmap *m = t->maps, *next; m; m = next) {
+        next = m->next;
+        munmap((void *)m->p, m->len);
+        free(m);
+    }
+    pthread_mutex_destroy(&t->mmu);
     pthread_mutex_destroy(&t->nmu);
     free(t->note);
     free(t);

@@ -4,6 +4,8 @@
     fails naming the seq and "hash", the consistency check against an older checkpoint fails,
     and a proof bundle for that record fails `sluice verify-proof` naming the record;
   - a record cut out of the middle of a segment: `sluice verify` fails naming the seq ("link");
+  - a hash in the stored tree files changed: `sluice verify` names the node, and a proof that uses
+    it fails against the old checkpoint;
   - the strand truncated and regrown with other records: `sluice verify --checkpoint OLD` says
     the history was rewritten, the server's consistency proof from the old size does not verify
     against the old signed root (checked in Python from RFC 9162), and the old record is gone.
@@ -87,6 +89,26 @@ segs = segments(srv.data, "tm")
 t.ok(len(segs) >= 3, "the strand spans %d segments" % len(segs))
 rc, out = verify(srv.data, "--checkpoint", old_path, "--key", vkey)
 t.ok(rc == 0 and "consistent with checkpoint %d" % N in out, "the intact strand verifies against the checkpoint", out)
+
+with t.section("a stored tree node changed"):
+    d = copy(srv.data)
+    with open(os.path.join(d, "strands", "tm", "tree", "nodes-4"), "r+b") as f:
+        f.seek(32 * 3)
+        b = f.read(1)
+        f.seek(32 * 3)
+        f.write(bytes([b[0] ^ 0x40]))
+    rc, out = verify(d)
+    t.ok(rc == 1 and "FAIL tm tree: nodes-4 holds a hash for records 48..63" in out,
+         "sluice verify compares the stored tree with the records and names the bad node", out)
+    s1 = st.Server(data=d, args=["--segment-bytes", str(SEG), "--checkpoint-interval-ms", "0"])
+    s1.start()
+    r = s1.req("GET", "/v1/strands/tm/proof/inclusion?seq=32&tree_size=%d" % old_size)
+    t.ok(r.status == 200 and not merklepy.verify_inclusion(bytes.fromhex(hashes[32]), 32, old_size, merklepy.hashes(r.json), old_root),
+         "a server serving the damaged tree gives a proof of seq 32 that fails against the old checkpoint", r)
+    r = s1.req("GET", "/v1/strands/tm/proof/inclusion?seq=900&tree_size=%d" % old_size)
+    t.ok(r.status == 200 and merklepy.verify_inclusion(bytes.fromhex(hashes[900]), 900, old_size, merklepy.hashes(r.json), old_root),
+         "(proofs that do not use the damaged node still verify)", r)
+    s1.stop()
 
 with t.section("a payload byte changed, CRC fixed up"):
     d = copy(srv.data)

@@ -96,6 +96,17 @@ static void test_vectors(void)
     }
 }
 
+/* The tree of the two records of the strand-format test vector (docs/strand-format.md). */
+static void test_doc_vector(void)
+{
+    uint8_t a[SL_HASH_LEN], b[SL_HASH_LEN], r[SL_HASH_LEN];
+    sl_hex_decode("86f44115070293497e016fea0de364e0348e3a4d9c1706485c83cde988f85b52", 64, a, 32);
+    sl_hex_decode("6786785e7e497bd15e63ff7f17b2f7a4b77cf4e980809cc20c43322375bbb532", 64, b, 32);
+    sl_node_hash(a, b, r);
+    T_EQ_STR(t_hex(r, 32), "3697b664e456e0d02108c0c152355f79607328bb7e1aa04139924c4c3adc494c",
+             "root of the two documented records");
+}
+
 static void test_proofs(void)
 {
     g_nleaves = 140;
@@ -244,6 +255,7 @@ int main(void)
     if (!g_leaves)
         return 1;
     test_vectors();
+    test_doc_vector();
     test_proofs();
     test_tree_files();
     free(g_leaves);
