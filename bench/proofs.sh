@@ -46,11 +46,16 @@ start() {
     PORT=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$TMP/log" | cut -d: -f2)
 }
 
-# wrk_rate LUA PATH: 2xx records/s of one run (WRK_RESULT line), after a 2 s warm-up
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; } # the server's user + system CPU
+
+# wrk_rate LUA PATH: "records/s cpu_us_per_record" of one run (WRK_RESULT line, the server's CPU
+# ticks over the run), after a 2 s warm-up
 wrk_rate() {
-    local lua=$1 path=$2 out res req bad dur per
+    local lua=$1 path=$2 out res req bad dur per c0 c1
     wrk -t2 -c"$CONNS" -d2s -s "$lua" "http://127.0.0.1:$PORT$path" >/dev/null 2>&1 || true
+    c0=$(cpu_ticks)
     out=$(wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$lua" "http://127.0.0.1:$PORT$path" 2>&1) || true
+    c1=$(cpu_ticks)
     res=$(grep '^WRK_RESULT ' <<<"$out" || true)
     [ -n "$res" ] || bench_die "wrk gave no result: $out"
     req=$(bench_kv "$res" requests)
@@ -58,13 +63,13 @@ wrk_rate() {
     dur=$(bench_kv "$res" duration_us)
     per=$(bench_kv "$res" records_per_req)
     [ "$bad" = 0 ] || bench_die "non-2xx answers during ingest: $res"
-    echo $(((req - bad) * per * 1000000 / dur))
+    echo "$(((req - bad) * per * 1000000 / dur)) $(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n=$(((req - bad) * per)) 'BEGIN {printf "%.2f", t / hz * 1e6 / n}')"
 }
 
 median() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # ---- 1. ingest, tree on vs off
-declare -A RATE
+declare -A RATE CPU
 [ -z "${SKIP_INGEST:-}" ] || ROUNDS=0
 for r in $(seq "$ROUNDS"); do
     for tree in 1 0; do
@@ -79,8 +84,9 @@ for r in $(seq "$ROUNDS"); do
             bench_stop_pid "$PID" TERM
             PID=
             rm -rf "$d"
-            RATE[$kind-$tree]="${RATE[$kind-$tree]:-} $v"
-            bench_log "round $r tree=$tree $kind: $v records/s"
+            RATE[$kind-$tree]="${RATE[$kind-$tree]:-} ${v% *}"
+            CPU[$kind-$tree]="${CPU[$kind-$tree]:-} ${v#* }"
+            bench_log "round $r tree=$tree $kind: ${v% *} records/s, ${v#* } us of server CPU per record"
         done
     done
 done
@@ -93,6 +99,7 @@ for kind in single batch; do
     off_v=(${RATE[$kind-0]})
     for i in "${!on_v[@]}"; do ratios="$ratios $(awk -v a="${on_v[$i]}" -v b="${off_v[$i]}" 'BEGIN {printf "%.3f", a / b}')"; done
     echo "ingest $kind: tree on $on records/s, off $off records/s (medians of $ROUNDS); ratio on/off per round:$ratios; median $(echo $ratios | median)"
+    echo "ingest $kind: server CPU per record, tree on:${CPU[$kind-1]} us; off:${CPU[$kind-0]} us"
 done
 
 # ---- 2. proofs on a strand of N records
