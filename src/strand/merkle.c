@@ -209,6 +209,41 @@ void sl_mt_acc_push(struct sl_mt_acc *a, const uint8_t leaf[SL_HASH_LEN], sl_mt_
     a->size++;
 }
 
+void sl_mt_acc_push_many(struct sl_mt_acc *a, uint8_t nodes[][SL_HASH_LEN], size_t n,
+                         sl_mt_node_fn fn, void *ctx)
+{
+    /* At level L, nodes[0..m) are complete nodes i0 .. i0+m-1. If i0 is odd its left sibling
+     * (L, i0-1) is the stack's top (every lower entry has been merged already). A last node
+     * without a right sibling becomes the new stack entry of level L. */
+    uint8_t rest[64][SL_HASH_LEN]; /* those new entries, by level */
+    uint64_t has_rest = 0, i0 = a->size;
+    size_t m = n;
+    unsigned level = 0;
+    a->size += n;
+    while (m > 0) {
+        size_t s = 0, w = 0;
+        if (i0 & 1) {
+            sl_node_hash(a->stack[--a->n], nodes[0], nodes[0]);
+            s = w = 1;
+        }
+        size_t pairs = (m - s) / 2;
+        if ((m - s) & 1) {
+            memcpy(rest[level], nodes[m - 1], SL_HASH_LEN);
+            has_rest |= (uint64_t)1 << level;
+        }
+        sl_node_hash_pairs((const uint8_t(*)[SL_HASH_LEN])nodes + s, pairs, nodes + w);
+        m = w + pairs;
+        i0 >>= 1;
+        level++;
+        if (fn)
+            for (size_t i = 0; i < m; i++)
+                fn(ctx, level, i0 + i, nodes[i]);
+    }
+    for (int l = 63; l >= 0; l--) /* above the untouched higher entries, largest first */
+        if (has_rest >> l & 1)
+            memcpy(a->stack[a->n++], rest[l], SL_HASH_LEN);
+}
+
 void sl_mt_acc_root(const struct sl_mt_acc *a, uint8_t out[SL_HASH_LEN])
 {
     if (a->n == 0) {

@@ -57,6 +57,11 @@ typedef void (*sl_mt_node_fn)(void *ctx, unsigned level, uint64_t index,
 
 void sl_mt_acc_push(struct sl_mt_acc *a, const uint8_t leaf[SL_HASH_LEN], sl_mt_node_fn fn,
                     void *ctx);
+/* The same as pushing nodes[0..n) one by one (same callbacks, level by level instead of leaf by
+ * leaf), hashing the independent nodes of each level together (sl_node_hash_pairs). nodes holds
+ * the leaves on entry and is used as scratch. */
+void sl_mt_acc_push_many(struct sl_mt_acc *a, uint8_t nodes[][SL_HASH_LEN], size_t n,
+                         sl_mt_node_fn fn, void *ctx);
 void sl_mt_acc_root(const struct sl_mt_acc *a, uint8_t out[SL_HASH_LEN]);
 /* Starts the accumulator at size n from the complete nodes of src. */
 int sl_mt_acc_init(struct sl_mt_acc *a, const struct sl_mt_src *src, uint64_t n);

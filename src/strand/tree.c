@@ -41,6 +41,7 @@ struct sl_tree {
     struct sl_buf pend[NSTORED]; /* syncer-private: nodes completed since the last publish */
     uint64_t pend_first[NSTORED];
     struct sl_mt_acc acc;      /* syncer-private */
+    struct sl_buf batch;       /* syncer-private: leaves added since the last publish */
     uint64_t size;             /* published, atomic */
     int failed;                /* atomic */
     struct nmap *cur[NSTORED]; /* atomic pointers; all maps on `maps`, under mmu */
@@ -119,8 +120,7 @@ static int node(void *ctx, unsigned level, uint64_t index, uint8_t out[SL_HASH_L
     if (rc)
         return rc;
     for (; cnt > 1; cnt /= 2)
-        for (uint64_t i = 0; i < cnt / 2; i++)
-            sl_node_hash(buf[2 * i], buf[2 * i + 1], buf[i]);
+        sl_node_hash_pairs((const uint8_t(*)[SL_HASH_LEN])buf, cnt / 2, buf);
     memcpy(out, buf[0], SL_HASH_LEN);
     return 0;
 }
@@ -165,13 +165,26 @@ static void flush_nodes(struct sl_tree *t)
     }
 }
 
+/* The leaves added since the last call go into the tree, level by level (the independent nodes
+ * of a level are hashed several at a time). */
+static void absorb(struct sl_tree *t)
+{
+    sl_mt_acc_push_many(&t->acc, (uint8_t(*)[SL_HASH_LEN])t->batch.data, t->batch.len / SL_HASH_LEN,
+                        on_node, t);
+    sl_buf_reset(&t->batch);
+}
+
 void sl_tree_add(struct sl_tree *t, const uint8_t leaf[SL_HASH_LEN])
 {
-    sl_mt_acc_push(&t->acc, leaf, on_node, t);
+    if (sl_buf_append(&t->batch, leaf, SL_HASH_LEN) < 0) { /* out of memory: one by one */
+        absorb(t);
+        sl_mt_acc_push(&t->acc, leaf, on_node, t);
+    }
 }
 
 void sl_tree_publish(struct sl_tree *t)
 {
+    absorb(t);
     flush_nodes(t); /* readers may use every node below the size they see */
     __atomic_store_n(&t->size, t->acc.size, __ATOMIC_RELEASE);
 }
@@ -206,6 +219,7 @@ int sl_tree_save(struct sl_tree *t, struct sl_err *err)
 {
     if (!sl_tree_ok(t))
         return sl_err_set(err, SL_E_IO, "io_error", "tree %s: tiles were not written", t->dir);
+    absorb(t);
     flush_nodes(t);
     uint64_t size = t->acc.size;
     for (unsigned k = 1; k < NSTORED; k++)
@@ -246,6 +260,7 @@ int sl_tree_open(const char *dir, uint64_t count, sl_tree_leaves_fn leaves, void
         t->fds[k] = -1;
         sl_buf_init(&t->pend[k], 0);
     }
+    sl_buf_init(&t->batch, 0);
     int rc;
     if (sl_mkdir_p(t->dir) < 0) {
         rc = sl_err_sys(err, SL_E_IO, "create %s", t->dir);
@@ -292,8 +307,7 @@ int sl_tree_open(const char *dir, uint64_t count, sl_tree_leaves_fn leaves, void
                             (unsigned long long)lo);
             goto fail;
         }
-        for (uint64_t i = 0; i < n; i++)
-            sl_tree_add(t, buf[i]);
+        sl_mt_acc_push_many(&t->acc, buf, n, on_node, t);
         flush_nodes(t);
         lo += n;
     }
@@ -321,6 +335,7 @@ void sl_tree_close(struct sl_tree *t)
             close(t->fds[k]);
         sl_buf_release(&t->pend[k]);
     }
+    sl_buf_release(&t->batch);
     for (struct nmap *m = t->maps, *next; m; m = next) {
         next = m->next;
         munmap((void *)m->p, m->len);
