@@ -32,6 +32,13 @@ static int cmd_serve(int argc, char **argv)
         return 2;
     }
     sl_log_set_level(cfg.log_level);
+    if (cfg.checkpoint_strand[0] &&
+        !sl_strand_name_valid(cfg.checkpoint_strand, strlen(cfg.checkpoint_strand))) {
+        fprintf(stderr,
+                "sluice: checkpoint_strand: '%s' is not a strand name ([a-z0-9][a-z0-9._-]*)\n",
+                cfg.checkpoint_strand);
+        return 2;
+    }
     char host[256];
     unsigned port;
     if (sl_config_split_listen(cfg.listen, host, sizeof(host), &port) < 0) {
@@ -123,6 +130,8 @@ static int cmd_serve(int argc, char **argv)
         sl_registry_close(api.registry);
         return 1;
     }
+    if (cfg.merkle_tree && sl_checkpointer_start(&api) < 0)
+        sl_warn("cannot start the checkpointer: checkpoints are signed on request only");
     sl_info("listening on %s:%u", host, sl_http_port(srv));
     int sig = 0;
     while (sigwait(&stop_sigs, &sig) != 0)
@@ -132,6 +141,7 @@ static int cmd_serve(int argc, char **argv)
      * and answer every pending write, then stop. */
     sl_http_quiesce(srv);
     sl_api_shutdown(&api);
+    sl_checkpointer_stop(&api);      /* it appends to a strand: before the store closes */
     sl_engine_stop(engine);          /* workers read strands: they stop first */
     sl_bbk_close(api.boboyka);       /* answers its ingests in flight */
     sl_store_close(api.store);       /* answers every pending write (and counts pushes) */

@@ -54,6 +54,10 @@ struct sl_api {
     struct sl_route_metrics routes[SL_R_COUNT];
     struct sl_note_key ckpt_key; /* signs checkpoints (v1_proofs.c) */
     int have_key;
+    pthread_t ckpt_thread; /* the checkpointer (sl_checkpointer_start) */
+    int ckpt_running, ckpt_stop;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
 };
 
 void sl_api_init(struct sl_api *api, struct sl_store *store, const struct sl_config *cfg);
@@ -105,6 +109,12 @@ void sl_v1_strand_proofs(struct sl_api *api, struct sl_http_req *req, const char
 void sl_v1_checkpoint_key(struct sl_api *api, struct sl_http_req *req);
 /* Appends ,"proof":{...},"checkpoint":"..." (or "proof":null and why) for GET /v1/records. */
 int sl_api_record_proof(struct sl_api *api, struct sl_strand *s, uint64_t seq, struct sl_buf *b);
+/* Background checkpoints: every checkpoint_interval_ms (at least 100 ms) a checkpoint is signed
+ * for each strand whose tree grew; with checkpoint_strand set it is also appended there as
+ * {"strand", "tree_size", "checkpoint"}, for a connector to deliver elsewhere. One thread; stop
+ * it before closing the store. */
+int sl_checkpointer_start(struct sl_api *api);
+void sl_checkpointer_stop(struct sl_api *api);
 /* The checkpoint origin of a strand (checkpoint_origin, default <hostname>/sluice/<strand>). */
 void sl_api_origin(const struct sl_config *cfg, const char *strand, char *out, size_t n);
 

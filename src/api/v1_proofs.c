@@ -3,10 +3,13 @@
  * the ?proof=1 member of GET /v1/records/{hash}. They run on the HTTP thread; a proof reads
  * O(log n) tiles (strand/tree.h). */
 #include "api/api.h"
+#include "core/log.h"
 #include "core/util.h"
+#include "formats/json_mp.h"
 #include "strand/note.h"
 #include "strand/tree.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,4 +369,137 @@ int sl_api_record_proof(struct sl_api *api, struct sl_strand *s, uint64_t seq, s
     }
     sl_buf_release(&note);
     return rc;
+}
+
+/* ---- background checkpoints ---- */
+
+struct appended {
+    struct sl_strand *s;
+    uint64_t size;
+};
+
+/* Appends {"strand", "tree_size", "checkpoint"} to the checkpoint strand. Checkpointer thread. */
+static void append_checkpoint(struct sl_api *api, struct sl_strand *cs, struct sl_strand *s,
+                              const struct sl_buf *note, uint64_t size)
+{
+    struct sl_buf json, mp;
+    sl_buf_init(&json, 0);
+    sl_buf_init(&mp, 0);
+    sl_buf_printf(&json, "{\"strand\":\"%s\",\"tree_size\":%llu,\"checkpoint\":", sl_strand_name(s),
+                  (unsigned long long)size);
+    sl_buf_json_str(&json, (const char *)note->data, note->len);
+    sl_buf_putc(&json, '}');
+    struct sl_jerr je;
+    struct sl_err err = {0};
+    if (!json.failed &&
+        sl_json_to_mp((const char *)json.data, json.len, &mp, 4, &je) == 0) { /* depth 1 */
+        uint8_t h[1][SL_HASH_LEN];
+        struct sl_append_rec rec = {.payload = mp.data,
+                                    .payload_len = (uint32_t)mp.len,
+                                    .source = "checkpointer",
+                                    .source_len = 12};
+        struct sl_append a = {.recs = &rec, .n = 1, .hashes = h};
+        if (sl_strand_append_wait(cs, &a, &err) < 0)
+            sl_warn("checkpointer: cannot append to %s: %s", sl_strand_name(cs), err.msg);
+    }
+    sl_buf_release(&json);
+    sl_buf_release(&mp);
+}
+
+/* One round: a checkpoint for every strand whose tree grew, appended to checkpoint_strand. */
+static void checkpoint_round(struct sl_api *api, struct sl_strand *cs, struct appended **done,
+                             size_t *ndone)
+{
+    struct sl_strand *list[256];
+    size_t n = sl_store_list(api->store, list, 256);
+    if (n > 256)
+        n = 256; /* the rest get theirs on request */
+    for (size_t i = 0; i < n; i++) {
+        struct sl_strand *s = list[i];
+        struct sl_tree *t = sl_strand_tree(s);
+        if (!t || !sl_tree_ok(t) || s == cs || sl_tree_size(t) == 0)
+            continue;
+        size_t k = 0;
+        while (k < *ndone && (*done)[k].s != s)
+            k++;
+        if (k == *ndone) {
+            struct appended *p = realloc(*done, (*ndone + 1) * sizeof(*p));
+            if (!p)
+                continue;
+            *done = p;
+            p[k].s = s;
+            p[k].size = 0;
+            (*ndone)++;
+        }
+        if ((*done)[k].size == sl_tree_size(t))
+            continue;
+        struct sl_buf note;
+        sl_buf_init(&note, 0);
+        uint64_t size;
+        struct sl_err err = {0};
+        if (latest_checkpoint(api, s, &note, &size, &err) < 0)
+            sl_warn("checkpointer: strand %s: %s", sl_strand_name(s), err.msg);
+        else if (size > (*done)[k].size) {
+            if (cs)
+                append_checkpoint(api, cs, s, &note, size);
+            (*done)[k].size = size;
+        }
+        sl_buf_release(&note);
+    }
+}
+
+static void *checkpointer_main(void *arg)
+{
+    struct sl_api *api = arg;
+    struct sl_strand *cs = NULL;
+    const char *csn = api->cfg->checkpoint_strand;
+    struct sl_err err = {0};
+    if (*csn && sl_store_strand(api->store, csn, strlen(csn), 1, &cs, &err) < 0)
+        sl_error("checkpoint_strand: %s", err.msg);
+    uint64_t period =
+        api->cfg->checkpoint_interval_ms < 100 ? 100 : api->cfg->checkpoint_interval_ms;
+    struct appended *done = NULL;
+    size_t ndone = 0;
+    pthread_mutex_lock(&api->ckpt_mu);
+    while (!api->ckpt_stop) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += (time_t)(period / 1000);
+        dl.tv_nsec += (long)(period % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        if (pthread_cond_timedwait(&api->ckpt_cv, &api->ckpt_mu, &dl) != ETIMEDOUT)
+            continue; /* woken: stopping (checked above) */
+        pthread_mutex_unlock(&api->ckpt_mu);
+        checkpoint_round(api, cs, &done, &ndone);
+        pthread_mutex_lock(&api->ckpt_mu);
+    }
+    pthread_mutex_unlock(&api->ckpt_mu);
+    free(done);
+    return NULL;
+}
+
+int sl_checkpointer_start(struct sl_api *api)
+{
+    pthread_mutex_init(&api->ckpt_mu, NULL);
+    pthread_cond_init(&api->ckpt_cv, NULL);
+    api->ckpt_stop = 0;
+    if (!api->have_key || pthread_create(&api->ckpt_thread, NULL, checkpointer_main, api) != 0)
+        return -1;
+    api->ckpt_running = 1;
+    return 0;
+}
+
+void sl_checkpointer_stop(struct sl_api *api)
+{
+    if (!api->ckpt_running)
+        return;
+    pthread_mutex_lock(&api->ckpt_mu);
+    api->ckpt_stop = 1;
+    pthread_cond_signal(&api->ckpt_cv);
+    pthread_mutex_unlock(&api->ckpt_mu);
+    pthread_join(api->ckpt_thread, NULL);
+    api->ckpt_running = 0;
 }

@@ -87,7 +87,13 @@ static const struct opt g_opts[] = {
      "`/<strand>` if absent). Empty: `<hostname>/sluice/<strand>`."},
     {"checkpoint_interval_ms", OT_UINT, F(checkpoint_interval_ms), 0, "1000", 0, 86400000,
      "A new checkpoint is signed at most this often per strand (a request in between gets the "
-     "latest one); 0: every request for a grown tree signs one."},
+     "latest one); 0: every request for a grown tree signs one. A background thread also signs "
+     "one per grown strand this often (at least every 100 ms)."},
+    {"checkpoint_strand", OT_STR, F(checkpoint_strand),
+     sizeof(((struct sl_config *)0)->checkpoint_strand), "", 0, 0,
+     "A strand that receives every checkpoint the background thread signs, as a record "
+     "{\"strand\", \"tree_size\", \"checkpoint\"}: give it a webhook connector to keep the "
+     "checkpoints on another system (docs/proofs.md). Empty: none."},
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 

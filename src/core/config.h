@@ -34,6 +34,7 @@ struct sl_config {
     char checkpoint_key[4096];       /* "" = DATA/checkpoint.key */
     char checkpoint_origin[256];     /* "" = <hostname>/sluice/<strand> */
     uint64_t checkpoint_interval_ms; /* a new checkpoint at most this often */
+    char checkpoint_strand[65];      /* "" = checkpoints are not appended anywhere */
 };
 
 /* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and

@@ -234,4 +234,39 @@ with t.section("restart", srv):
     r = srv.req("GET", "/v1/strands/big/proof/consistency?from=%d&to=%d" % (cp_size(notes2[0]), BIG))
     t.eq(r.status, 200, "proofs are served after the restart")
 
+# ------------------------------------------------------------------ checkpoints delivered elsewhere
+with t.section("checkpoint_strand + a webhook connector", srv):
+    sys.path.insert(0, os.path.join(st.ROOT, "tests", "peers"))
+    from webhook_receiver import Receiver  # noqa: E402
+
+    rx = Receiver().start()
+    s2 = st.Server(args=["--checkpoint-strand", "ckpts", "--checkpoint-interval-ms", "100"])
+    s2.start()
+    r = s2.req("POST", "/v1/connectors", {"name": "ckpt-hook", "kind": "webhook", "strands": ["ckpts"],
+                                          "config": {"url": rx.url("/hook")}})
+    t.eq(r.status, 201, "a webhook connector on the checkpoint strand")
+    vk2 = s2.req("GET", "/v1/checkpoint-key").body.decode().strip()
+    for i in range(40):
+        assert s2.req("POST", "/v1/records", {"strand": "w", "payload": {"i": i}}).status == 201
+
+    def delivered(size):
+        for q in rx.received():
+            p = ((q.get("json") or {}).get("payload")) or {}
+            if p.get("strand") == "w" and p.get("tree_size") == size:
+                return p
+        return None
+
+    got = st.wait_until(lambda: delivered(40), 10)
+    t.ok(got is not None, "the background checkpointer's checkpoint of strand w at size 40 reaches the webhook",
+         [q.get("json") for q in rx.received()][-3:])
+    if got:
+        origin, size, root = merklepy.open_checkpoint(got["checkpoint"], vk2)
+        r = s2.req("GET", "/v1/strands/w/proof/consistency?from=40&to=40")
+        t.ok(size == 40 and origin.endswith("/sluice/w") and r.status == 200,
+             "the delivered checkpoint verifies with the server's key (%s, size %d)" % (origin, size))
+    own = [q for q in rx.received() if ((q.get("json") or {}).get("payload") or {}).get("strand") == "ckpts"]
+    t.ok(not own, "the checkpoint strand's own checkpoints are not appended to it (no feedback loop)")
+    s2.stop()
+    rx.stop()
+
 t.done()
