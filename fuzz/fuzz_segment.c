@@ -83,7 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (after.count < before.count)
         abort();
     char cmd[200];
-    snprintf(cmd, sizeof(cmd), "rm -f %s/*", g_dir);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s/*", g_dir); /* segments and the tree directory */
     if (system(cmd) != 0)
         abort();
     free(img);

@@ -14,6 +14,8 @@ DEBS=(
   avro-bin python3-avro python3-snappy zstd lz4 gzip
   # the Python clients (clients/python) and their test (the seeds' health example uses psutil)
   python3-httpx python3-pydantic python3-psutil
+  # independent checks of Merkle proofs and signed checkpoints (tests/integration/test_proofs.py)
+  golang-go golang-golang-x-mod-dev python3-cryptography
 )
 
 missing=()

@@ -14,6 +14,7 @@
 
 #include "strand/store.h"
 #include "strand/verify.h"
+#include "tools/cli.h"
 #include <curl/curl.h>
 
 #include <dirent.h>
@@ -46,6 +47,13 @@ static int cmd_serve(int argc, char **argv)
         return 2;
     }
     sl_log_set_level(cfg.log_level);
+    if (cfg.checkpoint_strand[0] &&
+        !sl_strand_name_valid(cfg.checkpoint_strand, strlen(cfg.checkpoint_strand))) {
+        fprintf(stderr,
+                "sluice: checkpoint_strand: '%s' is not a strand name ([a-z0-9][a-z0-9._-]*)\n",
+                cfg.checkpoint_strand);
+        return 2;
+    }
     char host[256];
     unsigned port;
     if (sl_config_split_listen(cfg.listen, host, sizeof(host), &port) < 0) {
@@ -70,12 +78,20 @@ static int cmd_serve(int argc, char **argv)
 
     static struct sl_api api;
     sl_api_init(&api, NULL, &cfg);
-    struct sl_store_opts so = {
-        .dir = cfg.data, .segment_bytes = cfg.segment_bytes, .durable = cfg.durable};
+    struct sl_store_opts so = {.dir = cfg.data,
+                               .segment_bytes = cfg.segment_bytes,
+                               .durable = cfg.durable,
+                               .no_tree = !cfg.merkle_tree};
     if (sl_store_open(&api.store, &so, &api.recovery, &err) < 0) {
         sl_error("cannot open data directory %s: %s", cfg.data, err.msg);
         return 1;
     }
+    if (cfg.merkle_tree && sl_checkpoint_key_open(&cfg, &api.ckpt_key, &err) < 0) {
+        sl_error("%s", err.msg);
+        sl_store_close(api.store);
+        return 1;
+    }
+    api.have_key = cfg.merkle_tree != 0;
     if (sl_registry_open(&api.registry, cfg.data, &err) < 0) {
         sl_error("cannot open the connector registry in %s: %s", cfg.data, err.msg);
         sl_store_close(api.store);
@@ -142,6 +158,8 @@ static int cmd_serve(int argc, char **argv)
             return 1;
         }
     }
+    if (cfg.merkle_tree && sl_checkpointer_start(&api) < 0)
+        sl_warn("cannot start the checkpointer: checkpoints are signed on request only");
     sl_info("listening on %s:%u", host, sl_http_port(srv));
     int sig = 0;
     while (sigwait(&stop_sigs, &sig) != 0 || sig == SIGHUP) {
@@ -165,33 +183,52 @@ static int cmd_serve(int argc, char **argv)
      * and answer every pending write, then stop. */
     sl_http_quiesce(srv);
     sl_api_shutdown(&api);
+    sl_checkpointer_stop(&api);      /* it appends to a strand: before the store closes */
     sl_engine_stop(engine);          /* workers read strands: they stop first */
     sl_bbk_close(api.boboyka);       /* answers its ingests in flight */
     sl_store_close(api.store);       /* answers every pending write (and counts pushes) */
     sl_registry_close(api.registry); /* then the counters are flushed */
     sl_http_stop(srv);
+    sl_note_key_release(&api.ckpt_key);
     sl_info("stopped");
     return 0;
 }
 
 static int cmd_verify(int argc, char **argv)
 {
-    const char *data = NULL, *only = NULL;
+    const char *data = NULL, *only = NULL, *ckpt = NULL, *vkey = NULL;
+    static const char usage[] =
+        "usage: sluice verify --data DIR [--strand NAME] [--checkpoint FILE [--key VKEY]]\n";
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--data") == 0 && i + 1 < argc)
             data = argv[++i];
         else if (strcmp(argv[i], "--strand") == 0 && i + 1 < argc)
             only = argv[++i];
+        else if (strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc)
+            ckpt = argv[++i];
+        else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc)
+            vkey = argv[++i];
         else {
-            fprintf(stderr, "usage: sluice verify --data DIR [--strand NAME]\n");
+            fputs(usage, stderr);
             return 2;
         }
     }
     if (!data)
         data = getenv("SLUICE_DATA");
     if (!data) {
-        fprintf(stderr, "usage: sluice verify --data DIR [--strand NAME]\n");
+        fputs(usage, stderr);
         return 2;
+    }
+    /* --checkpoint: the strand must extend that older signed checkpoint */
+    struct sl_old_checkpoint ck;
+    if (ckpt) {
+        struct sl_err err = {0};
+        if (sl_old_checkpoint_load(ckpt, vkey, data, &ck, &err) < 0) {
+            printf("FAIL %s\n", err.msg);
+            return 1;
+        }
+        if (!only)
+            only = ck.strand;
     }
     char sdir[4200];
     snprintf(sdir, sizeof(sdir), "%s/strands", data);
@@ -213,17 +250,10 @@ static int cmd_verify(int argc, char **argv)
     for (int i = 0; i < n; i++) {
         char dir[4400];
         snprintf(dir, sizeof(dir), "%s/%.64s", sdir, names[i]);
-        struct sl_verify_result r;
-        sl_verify_strand(dir, names[i], &r);
+        static struct sl_verify_result r;
+        sl_verify_strand_at(dir, names[i], ckpt ? ck.size : 0, &r);
         seen++;
-        if (r.ok) {
-            char head[SL_HASH_LEN * 2 + 1];
-            sl_hex_encode(head, r.head, SL_HASH_LEN);
-            printf("ok %s %llu %s\n", names[i], (unsigned long long)r.count, head);
-        } else {
-            printf("FAIL %s seq %llu: %s\n", names[i], (unsigned long long)r.bad_seq, r.reason);
-            bad = 1;
-        }
+        bad |= sl_verify_print(names[i], &r, ckpt ? &ck : NULL);
     }
     if (only && !seen) {
         fprintf(stderr, "sluice verify: no strand named %s in %s\n", only, data);
@@ -288,6 +318,12 @@ int main(int argc, char **argv)
         return cmd_serve(argc - 2, argv + 2);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc - 2, argv + 2);
+    if (strcmp(cmd, "key") == 0)
+        return sl_cmd_key(argc - 2, argv + 2);
+    if (strcmp(cmd, "prove") == 0)
+        return sl_cmd_prove(argc - 2, argv + 2);
+    if (strcmp(cmd, "verify-proof") == 0)
+        return sl_cmd_verify_proof(argc - 2, argv + 2);
     if (strcmp(cmd, "config-doc") == 0) {
         sl_config_write_doc(stdout);
         return 0;

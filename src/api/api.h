@@ -6,6 +6,7 @@
 #include "boboyka/service.h"
 #include "core/config.h"
 #include "engine/registry.h"
+#include "strand/note.h"
 #include "strand/store.h"
 
 #include <jansson.h>
@@ -32,6 +33,7 @@ enum sl_route {
     SL_R_API_CONNECTOR,
     SL_R_API_METRICS,
     SL_R_PIPELINES_RELOAD,
+    SL_R_PROOFS,
     SL_R_UNMATCHED,
     SL_R_COUNT
 };
@@ -55,6 +57,12 @@ struct sl_api {
     const struct sl_config *cfg;
     struct sl_store_recovery recovery;
     struct sl_route_metrics routes[SL_R_COUNT];
+    struct sl_note_key ckpt_key; /* signs checkpoints (v1_proofs.c) */
+    int have_key;
+    pthread_t ckpt_thread; /* the checkpointer (sl_checkpointer_start) */
+    int ckpt_running, ckpt_stop;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
 };
 
 void sl_api_init(struct sl_api *api, struct sl_store *store, const struct sl_config *cfg);
@@ -132,6 +140,21 @@ void sl_sh_fix_error(struct sl_err *err);
  * masked) for later answers; sl_sh_forget_config drops the config (a /v1 PATCH replaced it). */
 void sl_sh_remember(struct sl_api *api, const char *id, const json_t *sh_body);
 void sl_sh_forget_config(struct sl_api *api, const char *id);
+
+/* checkpoint, proof/inclusion, proof/consistency and tile/... under /v1/strands/; rest is
+ * "{name}/..." */
+void sl_v1_strand_proofs(struct sl_api *api, struct sl_http_req *req, const char *rest);
+void sl_v1_checkpoint_key(struct sl_api *api, struct sl_http_req *req);
+/* Appends ,"proof":{...},"checkpoint":"..." (or "proof":null and why) for GET /v1/records. */
+int sl_api_record_proof(struct sl_api *api, struct sl_strand *s, uint64_t seq, struct sl_buf *b);
+/* Background checkpoints: every checkpoint_interval_ms (at least 100 ms) a checkpoint is signed
+ * for each strand whose tree grew; with checkpoint_strand set it is also appended there as
+ * {"strand", "tree_size", "checkpoint"}, for a connector to deliver elsewhere. One thread; stop
+ * it before closing the store. */
+int sl_checkpointer_start(struct sl_api *api);
+void sl_checkpointer_stop(struct sl_api *api);
+/* The checkpoint origin of a strand (checkpoint_origin, default <hostname>/sluice/<strand>). */
+void sl_api_origin(const struct sl_config *cfg, const char *strand, char *out, size_t n);
 
 /* Appends a record as the JSON object the API returns. raw adds payload_msgpack_b64. */
 int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_record *r, int raw);

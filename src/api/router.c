@@ -128,6 +128,16 @@ static int match_param(const char *path, const char *prefix, const char *suffix,
     return memchr(*seg, '/', *seglen) == NULL;
 }
 
+/* "{name}/checkpoint", "{name}/proof/inclusion", "{name}/proof/consistency", "{name}/tile/..." */
+static int is_proof_path(const char *rest)
+{
+    const char *slash = strchr(rest, '/');
+    if (!slash || slash == rest)
+        return 0;
+    return strcmp(slash, "/checkpoint") == 0 || strcmp(slash, "/proof/inclusion") == 0 ||
+           strcmp(slash, "/proof/consistency") == 0 || strncmp(slash, "/tile/", 6) == 0;
+}
+
 void sl_api_init(struct sl_api *api, struct sl_store *store, const struct sl_config *cfg)
 {
     memset(api, 0, sizeof(*api));
@@ -202,6 +212,18 @@ static void route(struct sl_api *api, struct sl_http_req *req)
         if (!get)
             return sl_api_method_not_allowed(req, "GET");
         return sl_v1_strand_records_get(api, req, seg, seglen);
+    }
+    if (strncmp(p, "/v1/strands/", 12) == 0 && is_proof_path(p + 12)) {
+        sl_http_set_route(req, SL_R_PROOFS);
+        if (!get)
+            return sl_api_method_not_allowed(req, "GET");
+        return sl_v1_strand_proofs(api, req, p + 12);
+    }
+    if (strcmp(p, "/v1/checkpoint-key") == 0) {
+        sl_http_set_route(req, SL_R_PROOFS);
+        if (!get)
+            return sl_api_method_not_allowed(req, "GET");
+        return sl_v1_checkpoint_key(api, req);
     }
     if (strcmp(p, "/v1/health") == 0) {
         sl_http_set_route(req, SL_R_HEALTH);

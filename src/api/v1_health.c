@@ -26,6 +26,7 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/api/v1/connectors/{name}",
     "/api/v1/metrics",
     "/v1/pipelines/reload",
+    "/v1/strands/{name}/{checkpoint,proof,tile}",
     "unmatched",
 };
 /* the last slot counts every other status (code="other") */

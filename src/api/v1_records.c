@@ -131,8 +131,8 @@ int sl_api_record_json(struct sl_buf *b, const char *strand, const struct sl_rec
 void sl_v1_record_get(struct sl_api *api, struct sl_http_req *req, const char *hash)
 {
     uint8_t h[SL_HASH_LEN];
-    int raw;
-    if (sl_api_query_flag(req, "raw", &raw) < 0)
+    int raw, proof;
+    if (sl_api_query_flag(req, "raw", &raw) < 0 || sl_api_query_flag(req, "proof", &proof) < 0)
         return;
     if (sl_hex_decode(hash, strlen(hash), h, SL_HASH_LEN) < 0)
         return sl_api_error(req, 400, "invalid_hash",
@@ -147,6 +147,15 @@ void sl_v1_record_get(struct sl_api *api, struct sl_http_req *req, const char *h
     if (sl_api_record_json(&b, sl_strand_name(s), &r, raw) < 0) {
         sl_buf_release(&b);
         return sl_api_error(req, 500, "corrupt_record", "record %.64s cannot be shown", hash);
+    }
+    if (proof) { /* the record's object, with the inclusion proof and its checkpoint added */
+        b.len--;
+        if (sl_api_record_proof(api, s, seq, &b) < 0) {
+            sl_buf_release(&b);
+            return sl_api_error(req, 500, "tree_unreadable", "strand %s: cannot read its tree",
+                                sl_strand_name(s));
+        }
+        sl_buf_putc(&b, '}');
     }
     sl_api_json(req, 200, &b);
 }

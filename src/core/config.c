@@ -79,6 +79,27 @@ static const struct opt g_opts[] = {
      "A unique column of the Supabase tables that gets the record hash; with it, inserts use "
      "on_conflict + resolution=ignore-duplicates so a retry after an ambiguous failure cannot "
      "add a second row. Empty: the body is the event data alone."},
+    {"merkle_tree", OT_UINT, F(merkle_tree), 0, "1", 0, 1,
+     "1: every strand keeps a Merkle tree (RFC 6962) beside its segments, for inclusion and "
+     "consistency proofs and signed checkpoints (docs/proofs.md). 0: no tree, no proofs."},
+    {"checkpoint_key", OT_STR, F(checkpoint_key), sizeof(((struct sl_config *)0)->checkpoint_key),
+     "", 0, 0,
+     "Ed25519 key that signs checkpoints, in the signed-note private key format "
+     "(PRIVATE+KEY+name+id+base64). Generated (mode 0600) if the file does not exist. Empty: "
+     "DATA/checkpoint.key. `sluice key` prints its verifier key."},
+    {"checkpoint_origin", OT_STR, F(checkpoint_origin),
+     sizeof(((struct sl_config *)0)->checkpoint_origin), "", 0, 0,
+     "Origin line of checkpoints; `{strand}` is replaced by the strand's name (appended as "
+     "`/<strand>` if absent). Empty: `<hostname>/sluice/<strand>`."},
+    {"checkpoint_interval_ms", OT_UINT, F(checkpoint_interval_ms), 0, "1000", 0, 86400000,
+     "A new checkpoint is signed at most this often per strand (a request in between gets the "
+     "latest one); 0: every request for a grown tree signs one. A background thread also signs "
+     "one per grown strand this often (at least every 100 ms)."},
+    {"checkpoint_strand", OT_STR, F(checkpoint_strand),
+     sizeof(((struct sl_config *)0)->checkpoint_strand), "", 0, 0,
+     "A strand that receives every checkpoint the background thread signs, as a record "
+     "{\"strand\", \"tree_size\", \"checkpoint\"}: give it a webhook connector to keep the "
+     "checkpoints on another system (docs/proofs.md). Empty: none."},
 };
 #define NOPTS (sizeof(g_opts) / sizeof(g_opts[0]))
 
@@ -318,7 +339,10 @@ void sl_config_usage(FILE *f)
                "  sluice serve [--data DIR] [--listen HOST:PORT] [--config FILE] [options]\n"
                "  sluice run PIPELINE.yaml [--data DIR] [serve options]\n"
                "  sluice validate PIPELINE.yaml...\n"
-               "  sluice verify --data DIR [--strand NAME]\n"
+               "  sluice verify --data DIR [--strand NAME] [--checkpoint FILE [--key VKEY]]\n"
+               "  sluice key [--data DIR] [--checkpoint-key FILE]\n"
+               "  sluice prove --url URL --strand NAME RECORD_HASH\n"
+               "  sluice verify-proof BUNDLE --key VKEY\n"
                "  sluice connectors [--markdown] [--plugins DIR]\n"
                "  sluice config-doc\n"
                "  sluice version\n\noptions:\n");

@@ -29,8 +29,13 @@ struct sl_config {
     uint64_t boboyka_retry_base_ms;
     uint64_t boboyka_retry_max_ms;
     char boboyka_dedup_column[64];
-    char plugins[4096];   /* connector plugin directory, "" = none */
-    char pipelines[4096]; /* pipeline file or directory, "" = none */
+    char plugins[4096];              /* connector plugin directory, "" = none */
+    uint64_t merkle_tree;            /* 1: a Merkle tree per strand, 0: none */
+    char checkpoint_key[4096];       /* "" = DATA/checkpoint.key */
+    char checkpoint_origin[256];     /* "" = <hostname>/sluice/<strand> */
+    uint64_t checkpoint_interval_ms; /* a new checkpoint at most this often */
+    char checkpoint_strand[65];      /* "" = checkpoints are not appended anywhere */
+    char pipelines[4096];            /* pipeline file or directory, "" = none */
 };
 
 /* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and

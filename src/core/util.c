@@ -59,6 +59,45 @@ int sl_hex_decode(const char *s, size_t slen, uint8_t *out, size_t n)
     return 0;
 }
 
+static int b64_value(char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int sl_base64_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *n)
+{
+    if (slen % 4)
+        return -1;
+    size_t o = 0;
+    for (size_t i = 0; i < slen; i += 4) {
+        int pad = 0;
+        uint32_t v = 0;
+        for (int j = 0; j < 4; j++) {
+            int d = b64_value(s[i + j]);
+            if (s[i + j] == '=' && i + 4 == slen && j >= 2 && (j == 3 || s[i + 3] == '=')) {
+                pad++;
+                d = 0;
+            } else if (d < 0 || pad) {
+                return -1;
+            }
+            v = v << 6 | (uint32_t)d;
+        }
+        size_t k = 3 - (size_t)pad;
+        if (o + k > cap)
+            return -1;
+        for (size_t j = 0; j < k; j++)
+            out[o++] = (uint8_t)(v >> (16 - 8 * j));
+    }
+    *n = o;
+    return 0;
+}
+
 int sl_parse_u64(const char *s, uint64_t *out)
 {
     if (!s || !*s)

@@ -19,6 +19,9 @@ void sl_hex_encode(char *out, const uint8_t *p, size_t n);
 int sl_hex_digit(char c);
 /* Parses exactly 2*n lowercase/uppercase hex chars into out; 0 or -1. */
 int sl_hex_decode(const char *s, size_t slen, uint8_t *out, size_t n);
+/* Decodes standard base64 (RFC 4648, padding required, no whitespace) of slen chars into out
+ * (cap bytes); *n = decoded length. 0 or -1 (bad character, bad length, too long). */
+int sl_base64_decode(const char *s, size_t slen, uint8_t *out, size_t cap, size_t *n);
 /* Parses a decimal unsigned integer that must fill s completely; 0 or -1 (empty, sign,
  * junk, overflow). */
 int sl_parse_u64(const char *s, uint64_t *out);

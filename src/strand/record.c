@@ -3,6 +3,8 @@
 #include "core/crc32c.h"
 #include "core/util.h"
 
+#include <cpuid.h>
+#include <immintrin.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -74,6 +76,155 @@ void sl_record_hash(const char *strand, size_t strand_len, const struct sl_recor
     EVP_DigestUpdate(c, r->source, r->source_len);
     EVP_DigestUpdate(c, mid, sizeof(mid));
     EVP_DigestUpdate(c, r->payload, r->payload_len);
+    EVP_DigestFinal_ex(c, out, &n);
+}
+
+/* ---- Merkle interior nodes: SHA-256 of exactly 65 bytes, once per record in the commit path.
+ * With the CPU's SHA extensions (SHA-NI) one compression is a chain of 32 SHA256RNDS2, bound by
+ * their latency; hashing LANES independent nodes interleaved keeps the unit busy (measured here:
+ * ~50 ns per node 8 at a time, against ~150 ns through EVP). Written from the instructions'
+ * definitions (Intel SDM: SHA256RNDS2 does two rounds on the state as ABEF/CDGH, SHA256MSG1/MSG2
+ * extend the message schedule); test_merkle.c compares it with EVP on random inputs. */
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+};
+
+#define SHANI __attribute__((target("sha,sse4.1,ssse3")))
+#define LANES 8
+
+/* One compression of n <= LANES independent 64-byte blocks p[j] into (abef[j], cdgh[j]). */
+static SHANI inline __attribute__((always_inline)) void
+shani_blocks(__m128i *abef, __m128i *cdgh, const uint8_t *const *p, const int n)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i s0[LANES], s1[LANES], m[LANES][4];
+    for (int j = 0; j < n; j++) {
+        s0[j] = abef[j];
+        s1[j] = cdgh[j];
+    }
+    for (int g = 0; g < 16; g++) { /* four rounds per group: W[4g .. 4g+3] in m[.][g % 4] */
+        __m128i kg = _mm_loadu_si128((const __m128i *)&K256[4 * g]);
+        for (int j = 0; j < n; j++) {
+            if (g < 4)
+                m[j][g] =
+                    _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p[j] + 16 * g)), bswap);
+            __m128i cur = m[j][g % 4];
+            __m128i k = _mm_add_epi32(cur, kg);
+            s1[j] = _mm_sha256rnds2_epu32(s1[j], s0[j], k);
+            if (g >= 3 && g < 15) { /* W[4g+4..]: msg1(W[4g-12], W[4g-8]) + W[4g-7..] -> msg2 */
+                int nx = (g + 1) % 4;
+                __m128i w7 = _mm_alignr_epi8(cur, m[j][(g + 3) % 4], 4);
+                m[j][nx] = _mm_sha256msg2_epu32(_mm_add_epi32(m[j][nx], w7), cur);
+            }
+            s0[j] = _mm_sha256rnds2_epu32(s0[j], s1[j], _mm_shuffle_epi32(k, 0x0e));
+            if (g >= 1 && g < 13) /* W[4g-4] + sigma0(W[4g-3..]), for group g + 3 */
+                m[j][(g + 3) % 4] = _mm_sha256msg1_epu32(m[j][(g + 3) % 4], cur);
+        }
+    }
+    for (int j = 0; j < n; j++) {
+        abef[j] = _mm_add_epi32(s0[j], abef[j]);
+        cdgh[j] = _mm_add_epi32(s1[j], cdgh[j]);
+    }
+}
+
+/* out[j] = SHA-256(0x01 || in[2j] || in[2j+1]) for j < n <= LANES. Reads every input before
+ * writing an output, so out may overlap in (in place, out[j] at in[j]). */
+static SHANI inline __attribute__((always_inline)) void
+shani_nodes(const uint8_t in[][SL_HASH_LEN], uint8_t out[][SL_HASH_LEN], const int n)
+{
+    uint8_t b[LANES][128];
+    const uint8_t *p1[LANES] = {0}, *p2[LANES] = {0};
+    __m128i abef[LANES], cdgh[LANES];
+    for (int j = 0; j < n; j++) {
+        b[j][0] = 0x01;
+        memcpy(b[j] + 1, in[2 * j], SL_HASH_LEN);
+        memcpy(b[j] + 33, in[2 * j + 1], SL_HASH_LEN);
+        b[j][65] = 0x80; /* padding, then the length: 65 bytes = 520 bits */
+        memset(b[j] + 66, 0, 128 - 66 - 2);
+        b[j][126] = 520 >> 8;
+        b[j][127] = 520 & 0xff;
+        p1[j] = b[j];
+        p2[j] = b[j] + 64;
+        /* H0 as ABEF and CDGH (dword 0 lowest) */
+        abef[j] = _mm_set_epi32(0x6a09e667, (int)0xbb67ae85, 0x510e527f, (int)0x9b05688c);
+        cdgh[j] = _mm_set_epi32(0x3c6ef372, (int)0xa54ff53a, 0x1f83d9ab, 0x5be0cd19);
+    }
+    shani_blocks(abef, cdgh, p1, n);
+    shani_blocks(abef, cdgh, p2, n);
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    for (int j = 0; j < n; j++) { /* back to a..h, big-endian */
+        __m128i feba = _mm_shuffle_epi32(abef[j], 0x1b), dchg = _mm_shuffle_epi32(cdgh[j], 0xb1);
+        __m128i dcba = _mm_blend_epi16(feba, dchg, 0xf0), hgfe = _mm_alignr_epi8(dchg, feba, 8);
+        _mm_storeu_si128((__m128i *)out[j], _mm_shuffle_epi8(dcba, bswap));
+        _mm_storeu_si128((__m128i *)(out[j] + 16), _mm_shuffle_epi8(hgfe, bswap));
+    }
+}
+
+static SHANI void shani_pairs(const uint8_t in[][SL_HASH_LEN], size_t npairs,
+                              uint8_t out[][SL_HASH_LEN])
+{
+    size_t i = 0;
+    for (; i + LANES <= npairs; i += LANES)
+        shani_nodes(in + 2 * i, out + i, LANES);
+    for (; i < npairs; i++)
+        shani_nodes(in + 2 * i, out + i, 1);
+}
+
+static int g_shani = -1; /* -1 not yet known; SL_NO_SHANI=1 in the environment forces EVP */
+
+static int have_shani(void)
+{
+    int v = __atomic_load_n(&g_shani, __ATOMIC_RELAXED);
+    if (v < 0) {
+        unsigned a, b, c, d;
+        v = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) && /* SHA */
+            __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 19)) &&          /* SSE4.1 */
+            (c & (1u << 9)) && !getenv("SL_NO_SHANI");                     /* SSSE3 */
+        __atomic_store_n(&g_shani, v, __ATOMIC_RELAXED);
+    }
+    return v;
+}
+
+void sl_node_hash_pairs(const uint8_t in[][SL_HASH_LEN], size_t npairs, uint8_t out[][SL_HASH_LEN])
+{
+    if (have_shani())
+        return shani_pairs(in, npairs, out);
+    for (size_t i = 0; i < npairs; i++) {
+        uint8_t h[SL_HASH_LEN];
+        sl_node_hash_evp(in[2 * i], in[2 * i + 1], h);
+        memcpy(out[i], h, SL_HASH_LEN);
+    }
+}
+
+void sl_node_hash(const uint8_t left[SL_HASH_LEN], const uint8_t right[SL_HASH_LEN],
+                  uint8_t out[SL_HASH_LEN])
+{
+    if (!have_shani())
+        return sl_node_hash_evp(left, right, out);
+    uint8_t in[2][SL_HASH_LEN];
+    memcpy(in[0], left, SL_HASH_LEN);
+    memcpy(in[1], right, SL_HASH_LEN);
+    shani_pairs((const uint8_t(*)[SL_HASH_LEN])in, 1, (uint8_t(*)[SL_HASH_LEN])out);
+}
+
+void sl_node_hash_evp(const uint8_t left[SL_HASH_LEN], const uint8_t right[SL_HASH_LEN],
+                      uint8_t out[SL_HASH_LEN])
+{
+    static const uint8_t one = 0x01;
+    EVP_MD_CTX *c = ctx_get();
+    unsigned int n = 0;
+    EVP_DigestInit_ex2(c, g_sha256, NULL);
+    EVP_DigestUpdate(c, &one, 1);
+    EVP_DigestUpdate(c, left, SL_HASH_LEN);
+    EVP_DigestUpdate(c, right, SL_HASH_LEN);
     EVP_DigestFinal_ex(c, out, &n);
 }
 

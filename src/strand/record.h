@@ -38,6 +38,16 @@ static inline uint64_t sl_frame_len(size_t source_len, size_t payload_len)
 void sl_record_hash(const char *strand, size_t strand_len, const struct sl_record *r,
                     uint8_t out[SL_HASH_LEN]);
 
+/* The Merkle tree's interior node (RFC 6962): SHA-256(0x01 || left || right). Uses the CPU's
+ * SHA extensions when it has them; sl_node_hash_evp is OpenSSL's (the reference in tests). */
+void sl_node_hash(const uint8_t left[SL_HASH_LEN], const uint8_t right[SL_HASH_LEN],
+                  uint8_t out[SL_HASH_LEN]);
+void sl_node_hash_evp(const uint8_t left[SL_HASH_LEN], const uint8_t right[SL_HASH_LEN],
+                      uint8_t out[SL_HASH_LEN]);
+/* out[i] = node hash of (in[2i], in[2i+1]) for i < npairs, several at a time (faster than one by
+ * one). out may be in itself (in place: out[i] overwrites in[i]). */
+void sl_node_hash_pairs(const uint8_t in[][SL_HASH_LEN], size_t npairs, uint8_t out[][SL_HASH_LEN]);
+
 /* Writes r's frame (including r->prev_hash and r->hash) to out, which has sl_frame_len() bytes. */
 void sl_frame_encode(const struct sl_record *r, uint8_t *out);
 

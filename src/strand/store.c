@@ -70,7 +70,8 @@ static int open_strand(struct sl_store *st, const char *name, size_t len, struct
     nm[len] = 0;
     snprintf(path, sizeof(path), "%s/%s", st->sdir, nm);
     struct sl_strand_opts so = {.segment_bytes = st->opts.segment_bytes,
-                                .durable = st->opts.durable};
+                                .durable = st->opts.durable,
+                                .no_tree = st->opts.no_tree};
     struct sl_strand_recovery sr;
     struct sl_strand *s;
     int rc = sl_strand_open(path, nm, &so, &s, &sr, err);

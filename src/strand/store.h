@@ -13,6 +13,7 @@ struct sl_store_opts {
     const char *dir;
     uint64_t segment_bytes;
     int durable;
+    int no_tree; /* strands without a Merkle tree */
 };
 
 struct sl_store_recovery {

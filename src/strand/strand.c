@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "strand/segment.h"
+#include "strand/tree.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -88,6 +89,7 @@ struct sl_strand {
     uint8_t w_prev[SL_HASH_LEN];
 
     struct sl_strand_stats stats; /* atomics */
+    struct sl_tree *tree;         /* leaves added by the syncer after publish; NULL if none */
 };
 
 const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1] = {50,   100,   200,   500,    1000,   2000,
@@ -95,6 +97,7 @@ const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1] = {50,   100,   200,   500
 
 static void *committer_main(void *arg);
 static void *syncer_main(void *arg);
+static int tree_leaves(void *ctx, uint64_t lo, uint64_t n, uint8_t out[][SL_HASH_LEN]);
 
 static void *spare_main(void *arg)
 {
@@ -284,6 +287,12 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     memcpy(s->next_prev, s->head, SL_HASH_LEN);
     memcpy(s->w_prev, s->head, SL_HASH_LEN);
     s->wend = a->end;
+    if (!o->no_tree && (rc = sl_tree_open(dir, s->count, tree_leaves, s, o->durable, &s->tree,
+                                          &rec->tree_replayed, err)) != 0)
+        goto fail;
+    if (rec->tree_replayed)
+        sl_info("strand %s: tree rebuilt for the last %llu records", name,
+                (unsigned long long)rec->tree_replayed);
     if (!(s->cur = calloc(1, sizeof(*s->cur)))) {
         rc = sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
         goto fail;
@@ -328,6 +337,12 @@ void sl_strand_close(struct sl_strand *s)
         pthread_join(s->sthread, NULL);
     }
     join_spare(s);
+    if (s->tree && s->thread_started) {
+        struct sl_err err = {0};
+        if (sl_tree_save(s->tree, &err) < 0)
+            sl_warn("strand %s: %s (the tree is rebuilt at the next start)", s->name, err.msg);
+    }
+    sl_tree_close(s->tree);
     for (size_t i = 0; i < s->nsegs; i++)
         sl_seg_close(s->segs[i]);
     free(s->segs);
@@ -506,6 +521,11 @@ static void *syncer_main(void *arg)
             next = b->next;
             if (rc == 0 && (rc = publish(s, b)) != 0)
                 set_failed(s);
+            if (rc == 0 && s->tree) { /* durable and published: into the tree, before the acks */
+                for (size_t i = 0; i < b->n; i++)
+                    sl_tree_add(s->tree, b->pend[i].hash);
+                sl_tree_publish(s->tree);
+            }
             fail_appends(b->done_head, rc);
             free(b->pend);
             free(b);
@@ -578,6 +598,9 @@ static int roll(struct sl_strand *s)
      * that thread runs the spare is not touched at all: it renames over spare.tmp when done. */
     reap_spare(s);
     int use_spare = !s->spare_running;
+    /* the syncer is drained: the tree covers every record of the segment being sealed */
+    if (s->tree && sl_tree_save(s->tree, &err))
+        sl_warn("strand %s: %s (the tree is rebuilt at the next start)", s->name, err.msg);
     if (sl_seg_write_idx(old, &err))
         sl_warn("strand %s: %s (the index is rebuilt at the next start)", s->name, err.msg);
     if (sl_seg_create(s->dir, s->next_seq, s->next_prev, s->opts.segment_bytes, s->opts.durable,
@@ -739,6 +762,38 @@ static struct sl_segment *seg_for(struct sl_strand *s, uint64_t seq)
             hi = mid;
     }
     return s->segs[lo];
+}
+
+static int tree_leaves(void *ctx, uint64_t lo, uint64_t n, uint8_t out[][SL_HASH_LEN])
+{
+    struct sl_strand *s = ctx;
+    int rc = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    if (lo > s->count || s->count - lo < n)
+        rc = SL_E_NOTFOUND;
+    for (uint64_t i = 0; i < n && rc == 0;) {
+        struct sl_segment *g = seg_for(s, lo + i);
+        uint64_t j = lo + i - g->base_seq;
+        for (; j < g->count && i < n; j++, i++)
+            memcpy(out[i], sl_seg_hash_at(g, j), SL_HASH_LEN);
+        if (j == g->count && i < n && g == active(s))
+            rc = SL_E_NOTFOUND;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return rc;
+}
+
+struct sl_tree *sl_strand_tree(struct sl_strand *s)
+{
+    return s->tree;
+}
+
+int sl_strand_sync(struct sl_strand *s)
+{
+    pthread_rwlock_rdlock(&s->lock);
+    int fd = active(s)->fd; /* open until sl_strand_close */
+    pthread_rwlock_unlock(&s->lock);
+    return syncfs(fd) < 0 ? SL_E_IO : 0; /* every segment, sealed ones included */
 }
 
 uint64_t sl_strand_count(struct sl_strand *s)

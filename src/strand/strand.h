@@ -17,6 +17,7 @@ struct sl_strand;
 struct sl_strand_opts {
     uint64_t segment_bytes; /* segment file size; a record frame must fit in one segment */
     int durable;            /* 1: fdatasync before acknowledging (durability: fsync) */
+    int no_tree;            /* 1: no Merkle tree (merkle_tree: 0) */
 };
 
 /* One record to append; the bytes are borrowed until the append's done callback runs. */
@@ -67,6 +68,7 @@ struct sl_strand_recovery {
     uint64_t truncations; /* torn/corrupt tails cut */
     uint64_t cut_bytes;
     uint64_t idx_rebuilt;
+    uint64_t tree_replayed; /* leaves hashed again to rebuild the tree's unsaved tail */
 };
 
 /* Opens (creating if new) the strand stored in dir. */
@@ -99,5 +101,10 @@ uint64_t sl_strand_count(struct sl_strand *s);
 uint64_t sl_strand_bell(void);
 /* Blocks until the bell has rung since `seen` was read, or timeout; returns the bell's value. */
 uint64_t sl_strand_bell_wait(uint64_t seen, int timeout_ms);
+
+/* The strand's Merkle tree (strand/tree.h), NULL when it has none. */
+struct sl_tree *sl_strand_tree(struct sl_strand *s);
+/* Makes everything written so far durable (for durability: none, before a checkpoint). */
+int sl_strand_sync(struct sl_strand *s);
 
 #endif
