@@ -60,6 +60,30 @@ with t.section("StreamHouse's postgres-sink: rows typed by column, upsert, a bad
          and "s3cret" not in r.body.decode(),
          "StreamHouse's answer echoes the class and masks the password", r.json)
 
+with t.section("batches: multi-row upserts, a key repeated within a batch, mixed column sets", srv):
+    pg.psql("CREATE TABLE bulk (k int PRIMARY KEY, v int, note text)")
+    items = [{"strand": "bulk", "payload": {"k": i % 100, "v": i}} for i in range(1000)]
+    items += [{"strand": "bulk", "payload": {"k": 7, "note": "only note"}}]
+    r = srv.req("POST", "/v1/records/batch", items)
+    t.eq(r.status, 201, "1001 records written before the sink exists")
+    r = srv.req("POST", "/v1/connectors", {"name": "bulk", "kind": "postgres_sink", "strands": ["bulk"],
+                                           "config": {"start": "earliest", "connection.url": pg.url(),
+                                                      "table.name": "bulk", "pk.fields": "k", "batch.size": 500}})
+    bid = r.json["id"]
+    t.ok(wait(lambda: conn(bid)["stats"]["delivered"] == 1001, 20), "all delivered", conn(bid)["stats"])
+    t.eq(pg.psql("SELECT count(*), sum(v) FROM bulk")[0], ["100", str(sum(range(900, 1000)))],
+         "100 rows, each with its key's last value (a key repeated in a batch is applied in order)")
+    t.eq(pg.psql("SELECT v, note FROM bulk WHERE k = 7")[0], ["907", "only note"],
+         "a record with other columns updates only those")
+    t.eq(conn(bid)["stats"]["dead_lettered"], 0, "nothing refused")
+    # the table changes under the sink: a new column is picked up (the columns are read again)
+    pg.psql("ALTER TABLE bulk ADD COLUMN extra text")
+    r = srv.req("POST", "/v1/records/batch", [{"strand": "bulk", "payload": {"k": 200 + i, "v": i, "extra": "x%d" % i}}
+                                              for i in range(10)])
+    t.ok(wait(lambda: pg.one("SELECT count(*) FROM bulk WHERE extra IS NOT NULL") == "10", 20),
+         "after ALTER TABLE ADD COLUMN, records with the new field land in it",
+         pg.psql("SELECT count(*) FROM bulk WHERE extra IS NOT NULL"))
+
 with t.section("PostgreSQL -> postgres_cdc -> strand -> postgres_sink -> PostgreSQL", srv):
     pg.psql("CREATE TABLE src (id int PRIMARY KEY, name text, n int); CREATE TABLE dst (id int PRIMARY KEY, name text, n int)")
     r = srv.req("POST", "/v1/connectors", {"name": "cdc", "kind": "postgres_cdc", "config": {

@@ -118,6 +118,7 @@ struct pgsink {
     struct col cols[MAX_COLS];
     size_t ncols;
     char qtable[300]; /* quoted */
+    int staged;       /* the connection has the staging table (COPY path) */
     size_t *reject;
     size_t cap_reject;
 };
@@ -160,6 +161,7 @@ static int connect_db(struct pgsink *p, char *why, size_t n)
         return 0;
     if (p->conn)
         PQfinish(p->conn);
+    p->staged = 0;
     p->conn = PQconnectdb(p->url);
     if (PQstatus(p->conn) != CONNECTION_OK) {
         snprintf(n ? why : NULL, n, "PostgreSQL: %s", PQerrorMessage(p->conn));
@@ -455,18 +457,253 @@ static int create_table(struct pgsink *p, const json_t *row, char *why, size_t n
     return rc;
 }
 
-/* Applies records [0, n) of recs in the current transaction: one statement per record (a row
- * of an upsert or insert, or a delete). Simple and exact; the statements of a batch share one
- * transaction and one round trip each. 0, or -1 with why, *bad (the index at fault, or n when
- * the failure is not a record's) and sqlstate. */
+/* Rows waiting to go out as one multi-row INSERT: the same columns, no primary key twice (an
+ * upsert may not touch one row twice in a statement). */
+struct group {
+    struct sl_buf names, sets, sig, pks, vals; /* vals: the parameters, NUL-ended, back to back */
+    size_t *off;                               /* each parameter's offset in vals, or SIZE_MAX */
+    size_t np, cap, ncols, rows, first;
+};
+
+static void group_reset(struct group *g)
+{
+    sl_buf_reset(&g->names);
+    sl_buf_reset(&g->sets);
+    sl_buf_reset(&g->sig);
+    sl_buf_reset(&g->pks);
+    sl_buf_reset(&g->vals);
+    g->np = g->ncols = g->rows = 0;
+}
+
+static int add_param(struct group *g, const struct sl_buf *text, int null)
+{
+    if (g->np == g->cap) {
+        size_t nc = g->cap ? g->cap * 2 : 256;
+        size_t *o = realloc(g->off, nc * sizeof(*o));
+        if (!o)
+            return -1;
+        g->off = o;
+        g->cap = nc;
+    }
+    g->off[g->np++] = null ? SIZE_MAX : g->vals.len;
+    if (!null)
+        sl_buf_append(&g->vals, text->data, text->len); /* text_of NUL-ended it */
+    return g->vals.failed ? -1 : 0;
+}
+
+/* COPY's text format of one value. */
+static void copy_text(struct sl_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        char c = *s;
+        if (c == '\\' || c == '\t' || c == '\n' || c == '\r') {
+            sl_buf_putc(b, '\\');
+            c = c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : c;
+        }
+        sl_buf_putc(b, c);
+    }
+}
+
+/* The ON CONFLICT clause of an upsert (nothing for insert.mode insert). */
+static void on_conflict(const struct pgsink *p, const struct group *g, struct sl_buf *sql)
+{
+    if (!p->upsert || !p->npk)
+        return;
+    sl_buf_puts(sql, " ON CONFLICT (");
+    for (size_t j = 0; j < p->npk; j++) {
+        sl_buf_puts(sql, j ? ", " : "");
+        quote_ident(sql, p->pk[j], strlen(p->pk[j]));
+    }
+    if (g->sets.len)
+        sl_buf_printf(sql, ") DO UPDATE SET %.*s", (int)g->sets.len, (const char *)g->sets.data);
+    else
+        sl_buf_puts(sql, ") DO NOTHING");
+}
+
+/* Several rows: COPY into a temporary staging table shaped like the target, then one
+ * INSERT ... SELECT (with the upsert's ON CONFLICT) and a TRUNCATE of the stage, all in the
+ * batch's transaction. The group never holds a key twice, so the SELECT needs no DISTINCT.
+ * 0 or -1 (why, state). */
+static int flush_copy(struct pgsink *p, struct group *g, char *why, size_t whylen, char *state)
+{
+    struct sl_buf sql, data;
+    sl_buf_init(&sql, 0);
+    sl_buf_init(&data, 0);
+    int rc = 0;
+    if (!p->staged) {
+        sl_buf_printf(&sql,
+                      "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (LIKE %s INCLUDING DEFAULTS)"
+                      " ON COMMIT DELETE ROWS",
+                      p->qtable);
+        sl_buf_putc(&sql, 0);
+        rc = exec(p, (const char *)sql.data, 0, NULL, why, whylen, state);
+        p->staged = rc == 0;
+        sl_buf_reset(&sql);
+    }
+    if (rc == 0) {
+        sl_buf_printf(&sql, "COPY sluice_stage (%.*s) FROM STDIN", (int)g->names.len,
+                      (const char *)g->names.data);
+        sl_buf_putc(&sql, 0);
+        PGresult *r = PQexec(p->conn, (const char *)sql.data);
+        if (PQresultStatus(r) != PGRES_COPY_IN) {
+            snprintf(why, whylen, "PostgreSQL: %s", PQresultErrorMessage(r));
+            const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(state, 6, "%s", code ? code : "");
+            rc = -1;
+        }
+        PQclear(r);
+    }
+    if (rc == 0) {
+        for (size_t row = 0, k = 0; row < g->rows; row++) {
+            for (size_t c = 0; c < g->ncols; c++, k++) {
+                if (c)
+                    sl_buf_putc(&data, '\t');
+                if (g->off[k] == SIZE_MAX)
+                    sl_buf_puts(&data, "\\N");
+                else
+                    copy_text(&data, (const char *)g->vals.data + g->off[k]);
+            }
+            sl_buf_putc(&data, '\n');
+        }
+        int ok =
+            !data.failed && PQputCopyData(p->conn, (const char *)data.data, (int)data.len) == 1;
+        ok = PQputCopyEnd(p->conn, ok ? NULL : "out of memory") == 1 && ok;
+        PGresult *r;
+        while ((r = PQgetResult(p->conn))) {
+            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+                const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+                snprintf(state, 6, "%s", code ? code : "");
+                snprintf(why, whylen, "PostgreSQL %s: %s", code ? code : "",
+                         PQresultErrorMessage(r));
+                ok = 0;
+            }
+            PQclear(r);
+        }
+        rc = ok ? 0 : -1;
+    }
+    if (rc == 0) {
+        sl_buf_reset(&sql);
+        sl_buf_printf(&sql, "INSERT INTO %s (%.*s) SELECT %.*s FROM sluice_stage", p->qtable,
+                      (int)g->names.len, (const char *)g->names.data, (int)g->names.len,
+                      (const char *)g->names.data);
+        on_conflict(p, g, &sql);
+        sl_buf_puts(&sql, "; TRUNCATE sluice_stage");
+        sl_buf_putc(&sql, 0);
+        PGresult *r = PQexec(p->conn, (const char *)sql.data);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(state, 6, "%s", code ? code : "");
+            snprintf(why, whylen, "PostgreSQL %s: %s", code ? code : "", PQresultErrorMessage(r));
+            rc = -1;
+        }
+        PQclear(r);
+    }
+    for (char *c = why; rc < 0 && *c; c++)
+        if (*c == '\n')
+            *c = ' ';
+    sl_buf_release(&sql);
+    sl_buf_release(&data);
+    group_reset(g);
+    return rc;
+}
+
+/* Sends the group's rows: one INSERT for one row, COPY + INSERT ... SELECT for several. 0 or -1
+ * (why, state). */
+static int flush_group(struct pgsink *p, struct group *g, char *why, size_t whylen, char *state)
+{
+    if (!g->rows)
+        return 0;
+    if (g->rows > 1)
+        return flush_copy(p, g, why, whylen, state);
+    struct sl_buf sql;
+    sl_buf_init(&sql, 0);
+    sl_buf_printf(&sql, "INSERT INTO %s (%.*s) VALUES ", p->qtable, (int)g->names.len,
+                  (const char *)g->names.data);
+    for (size_t r = 0, k = 1; r < g->rows; r++) {
+        sl_buf_puts(&sql, r ? ",(" : "(");
+        for (size_t c = 0; c < g->ncols; c++, k++)
+            sl_buf_printf(&sql, "%s$%zu", c ? "," : "", k);
+        sl_buf_putc(&sql, ')');
+    }
+    on_conflict(p, g, &sql);
+    sl_buf_putc(&sql, 0);
+    const char **params = malloc((g->np ? g->np : 1) * sizeof(*params));
+    int rc = -1;
+    if (params && !sql.failed) {
+        for (size_t i = 0; i < g->np; i++)
+            params[i] = g->off[i] == SIZE_MAX ? NULL : (const char *)g->vals.data + g->off[i];
+        rc = exec(p, (const char *)sql.data, (int)g->np, params, why, whylen, state);
+    } else {
+        snprintf(why, whylen, "out of memory");
+    }
+    free(params);
+    sl_buf_release(&sql);
+    group_reset(g);
+    return rc;
+}
+
+/* A DELETE of row's primary key. 0 or -1. */
+static int delete_row(struct pgsink *p, const json_t *row, struct sl_buf *vals, char *why,
+                      size_t whylen, char *state)
+{
+    if (!p->npk) {
+        snprintf(why, whylen, "a delete needs pk.fields to find its row");
+        return -1;
+    }
+    struct sl_buf sql;
+    sl_buf_init(&sql, 0);
+    sl_buf_printf(&sql, "DELETE FROM %s WHERE ", p->qtable);
+    const char *params[64];
+    int rc = 0;
+    for (size_t k = 0; rc == 0 && k < p->npk; k++) {
+        const struct col *c = col_of(p, p->pk[k]);
+        if (!c) {
+            snprintf(why, whylen, "pk.fields: %s is not a column of %s", p->pk[k], p->table);
+            rc = -1;
+            break;
+        }
+        int t = text_of(json_object_get(row, p->pk[k]), c->type, &vals[k], p->pk[k], why, whylen);
+        if (t == 1)
+            snprintf(why, whylen, "the delete has no value for %s", p->pk[k]);
+        if (t != 0) {
+            rc = -1;
+            break;
+        }
+        sl_buf_puts(&sql, k ? " AND " : "");
+        quote_ident(&sql, p->pk[k], strlen(p->pk[k]));
+        sl_buf_printf(&sql, " = $%zu", k + 1);
+        params[k] = (const char *)vals[k].data;
+    }
+    sl_buf_putc(&sql, 0);
+    if (rc == 0)
+        rc = exec(p, (const char *)sql.data, (int)p->npk, params, why, whylen, state);
+    sl_buf_release(&sql);
+    return rc;
+}
+
+/* Applies records [0, n) of recs in the current transaction: runs of rows with the same columns
+ * go out as multi-row INSERTs (at most 65,535 parameters each), a delete as its own DELETE, in
+ * record order. 0, or -1 with why, *bad (a record of the batch when the failure is the records'
+ * — the first of the statement that failed —, n when it is not) and state. */
 static int apply(struct pgsink *p, const struct sl_rec *recs, size_t n, size_t *bad, char *why,
                  size_t whylen, char *state)
 {
-    struct sl_buf sql, vals[MAX_COLS > 256 ? 256 : MAX_COLS];
-    size_t nv = sizeof(vals) / sizeof(vals[0]);
-    for (size_t i = 0; i < nv; i++)
+    struct sl_buf text, vals[64];
+    sl_buf_init(&text, 0);
+    for (size_t i = 0; i < 64; i++)
         sl_buf_init(&vals[i], 0);
-    sl_buf_init(&sql, 0);
+    struct group g = {0};
+    sl_buf_init(&g.names, 0);
+    sl_buf_init(&g.sets, 0);
+    sl_buf_init(&g.sig, 0);
+    sl_buf_init(&g.pks, 0);
+    sl_buf_init(&g.vals, 0);
+    int reloaded = 0;
+    struct sl_buf sig, pkv, names, sets;
+    sl_buf_init(&sig, 0);
+    sl_buf_init(&pkv, 0);
+    sl_buf_init(&names, 0);
+    sl_buf_init(&sets, 0);
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         json_t *row;
@@ -483,113 +720,122 @@ static int apply(struct pgsink *p, const struct sl_rec *recs, size_t n, size_t *
             rc = -1;
             break;
         }
-        const char *params[256];
-        int np = 0;
-        sl_buf_reset(&sql);
         if (del) {
-            if (!p->npk) {
-                snprintf(why, whylen, "a delete needs pk.fields to find its row");
-                rc = -1;
+            *bad = g.rows ? g.first : i;
+            rc = flush_group(p, &g, why, whylen, state);
+            *bad = i;
+            if (rc == 0)
+                rc = delete_row(p, row, vals, why, whylen, state);
+            json_decref(row);
+            continue;
+        }
+        /* the row's columns (its signature), its primary key, and its values */
+        sl_buf_reset(&sig);
+        sl_buf_reset(&pkv);
+        sl_buf_reset(&names);
+        sl_buf_reset(&sets);
+        size_t ncols = 0, start_np;
+        const char *k;
+        json_t *v;
+        json_object_foreach(row, k, v)
+        {
+            if (!col_of(p, k) && !reloaded) { /* a column added since? once per batch */
+                char w2[200];
+                load_cols(p, w2, sizeof(w2));
+                reloaded = 1;
             }
-            sl_buf_printf(&sql, "DELETE FROM %s WHERE ", p->qtable);
-            for (size_t k = 0; rc == 0 && k < p->npk; k++) {
-                const struct col *c = col_of(p, p->pk[k]);
-                int t = c ? text_of(json_object_get(row, p->pk[k]), c->type, &vals[np], p->pk[k],
-                                    why, whylen)
-                          : -1;
-                if (!c)
-                    snprintf(why, whylen, "pk.fields: %s is not a column of %s", p->pk[k],
+            if (!col_of(p, k)) {
+                if (p->strict) {
+                    snprintf(why, whylen, "%s: no such column in %s (fields.unknown error)", k,
                              p->table);
-                if (t != 0) {
-                    if (t == 1)
-                        snprintf(why, whylen, "the delete has no value for %s", p->pk[k]);
                     rc = -1;
                     break;
                 }
-                sl_buf_puts(&sql, k ? " AND " : "");
-                quote_ident(&sql, p->pk[k], strlen(p->pk[k]));
-                sl_buf_printf(&sql, " = $%d", np + 1);
-                params[np] = (const char *)vals[np].data;
-                np++;
+                continue;
             }
-        } else {
-            struct sl_buf names, marks, sets;
-            sl_buf_init(&names, 0);
-            sl_buf_init(&marks, 0);
-            sl_buf_init(&sets, 0);
-            const char *k;
-            json_t *v;
-            json_object_foreach(row, k, v)
-            {
-                const struct col *c = col_of(p, k);
-                if (!c) {
-                    if (p->strict) {
-                        snprintf(why, whylen, "%s: no such column in %s (fields.unknown error)", k,
-                                 p->table);
-                        rc = -1;
-                        break;
-                    }
-                    continue;
-                }
-                if (np == 256) {
-                    snprintf(why, whylen, "more than 256 columns in one row");
-                    rc = -1;
-                    break;
-                }
-                int t = text_of(v, c->type, &vals[np], k, why, whylen);
-                if (t < 0) {
-                    rc = -1;
-                    break;
-                }
-                sl_buf_puts(&names, np ? ", " : "");
-                quote_ident(&names, k, strlen(k));
-                sl_buf_printf(&marks, "%s$%d", np ? ", " : "", np + 1);
-                int is_pk = 0;
-                for (size_t j = 0; j < p->npk; j++)
-                    is_pk |= !strcmp(p->pk[j], k);
-                if (!is_pk) {
-                    sl_buf_puts(&sets, sets.len ? ", " : "");
-                    quote_ident(&sets, k, strlen(k));
-                    sl_buf_puts(&sets, " = EXCLUDED.");
-                    quote_ident(&sets, k, strlen(k));
-                }
-                params[np] = t == 1 ? NULL : (const char *)vals[np].data;
-                np++;
+            sl_buf_printf(&sig, "%s%c", k, 0x1f);
+            sl_buf_puts(&names, ncols ? ", " : "");
+            quote_ident(&names, k, strlen(k));
+            int is_pk = 0;
+            for (size_t j = 0; j < p->npk; j++)
+                is_pk |= !strcmp(p->pk[j], k);
+            if (is_pk) {
+                char *pt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+                sl_buf_printf(&pkv, "%s%c", pt ? pt : "", 0x1f);
+                free(pt);
+            } else {
+                sl_buf_puts(&sets, sets.len ? ", " : "");
+                quote_ident(&sets, k, strlen(k));
+                sl_buf_puts(&sets, " = EXCLUDED.");
+                quote_ident(&sets, k, strlen(k));
             }
-            if (rc == 0 && !np) {
-                snprintf(why, whylen, "no field of the record is a column of %s", p->table);
+            ncols++;
+        }
+        if (rc == 0 && !ncols) {
+            snprintf(why, whylen, "no field of the record is a column of %s", p->table);
+            rc = -1;
+        }
+        if (rc < 0) {
+            json_decref(row);
+            break;
+        }
+        sl_buf_putc(&pkv, 0x1e);
+        int same = g.rows && g.sig.len == sig.len && !memcmp(g.sig.data, sig.data, sig.len) &&
+                   g.np + ncols <= MAX_PARAMS;
+        if (same && p->upsert && pkv.len > 1 && g.pks.len &&
+            memmem(g.pks.data, g.pks.len, pkv.data, pkv.len)) /* that key is in the group */
+            same = 0;
+        if (!same) {
+            *bad = g.first; /* a multi-row statement: one of its rows (isolation finds which) */
+            if ((rc = flush_group(p, &g, why, whylen, state)) < 0) {
+                json_decref(row);
+                break;
+            }
+            sl_buf_append(&g.sig, sig.data, sig.len);
+            sl_buf_append(&g.names, names.data, names.len);
+            sl_buf_append(&g.sets, sets.data, sets.len);
+            g.ncols = ncols;
+            g.first = i;
+        }
+        *bad = i;
+        start_np = g.np;
+        json_object_foreach(row, k, v)
+        {
+            const struct col *c = col_of(p, k);
+            if (!c)
+                continue;
+            int t = text_of(v, c->type, &text, k, why, whylen);
+            if (t < 0 || add_param(&g, &text, t == 1) < 0) {
+                if (t >= 0)
+                    snprintf(why, whylen, "out of memory");
+                g.np = start_np;
                 rc = -1;
+                break;
             }
-            if (rc == 0) {
-                sl_buf_printf(&sql, "INSERT INTO %s (%.*s) VALUES (%.*s)", p->qtable,
-                              (int)names.len, (const char *)names.data, (int)marks.len,
-                              (const char *)marks.data);
-                if (p->upsert && p->npk) {
-                    sl_buf_puts(&sql, " ON CONFLICT (");
-                    for (size_t j = 0; j < p->npk; j++) {
-                        sl_buf_puts(&sql, j ? ", " : "");
-                        quote_ident(&sql, p->pk[j], strlen(p->pk[j]));
-                    }
-                    if (sets.len)
-                        sl_buf_printf(&sql, ") DO UPDATE SET %.*s", (int)sets.len,
-                                      (const char *)sets.data);
-                    else
-                        sl_buf_puts(&sql, ") DO NOTHING");
-                }
-            }
-            sl_buf_release(&names);
-            sl_buf_release(&marks);
-            sl_buf_release(&sets);
         }
         json_decref(row);
         if (rc == 0) {
-            sl_buf_putc(&sql, 0);
-            rc = exec(p, (const char *)sql.data, np, params, why, whylen, state);
+            sl_buf_append(&g.pks, pkv.data, pkv.len);
+            g.rows++;
         }
     }
-    for (size_t i = 0; i < nv; i++)
+    if (rc == 0) {
+        *bad = g.first;
+        rc = flush_group(p, &g, why, whylen, state);
+    }
+    sl_buf_release(&text);
+    for (size_t i = 0; i < 64; i++)
         sl_buf_release(&vals[i]);
-    sl_buf_release(&sql);
+    sl_buf_release(&g.names);
+    sl_buf_release(&g.sets);
+    sl_buf_release(&g.sig);
+    sl_buf_release(&g.pks);
+    sl_buf_release(&g.vals);
+    free(g.off);
+    sl_buf_release(&sig);
+    sl_buf_release(&pkv);
+    sl_buf_release(&names);
+    sl_buf_release(&sets);
     return rc;
 }
 
@@ -618,6 +864,7 @@ static int txn(struct pgsink *p, const struct sl_rec *recs, size_t n, size_t *ba
     if (rc < 0) {
         char w2[64];
         exec(p, "ROLLBACK", 0, NULL, w2, sizeof(w2), ign);
+        p->staged = 0; /* a stage created in this transaction is gone: IF NOT EXISTS next time */
         return -1;
     }
     return 0;
@@ -646,8 +893,11 @@ static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_ou
         snprintf(out->error, sizeof(out->error), "%.250s", why);
         return SL_R_NOT_CONNECTED;
     }
-    if (!strcmp(state, "42703") || !strcmp(state, "42P01")) /* the table changed: read it again */
+    if (!strcmp(state, "42703") || !strcmp(state, "42P01")) { /* the table changed */
+        char w2[64], st2[8];
         load_cols(p, why + strlen(why), 0);
+        exec(p, "DROP TABLE IF EXISTS sluice_stage", 0, NULL, w2, sizeof(w2), st2);
+    }
     if (!data_error(state) || bad == b->n) {
         snprintf(out->error, sizeof(out->error), "%.250s", why);
         return SL_R_RETRY;
