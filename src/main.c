@@ -1,6 +1,7 @@
 /* sluice: serve | verify | connectors | config-doc | version. Thin: everything lives in the
  * modules. */
 #include "api/api.h"
+#include "api/auth.h"
 #include "api/http.h"
 #include "cli/cli.h"
 #include "core/config.h"
@@ -78,6 +79,27 @@ static int cmd_serve(int argc, char **argv)
 
     static struct sl_api api;
     sl_api_init(&api, NULL, &cfg);
+    if (cfg.auth_tokens[0]) {
+        struct sl_buf msgs;
+        sl_buf_init(&msgs, 0);
+        int bad = sl_auth_load(cfg.auth_tokens, &api.auth, &msgs);
+        if (bad)
+            fprintf(stderr, "%.*ssluice: the tokens file %s was refused\n", (int)msgs.len,
+                    (const char *)msgs.data, cfg.auth_tokens);
+        sl_buf_release(&msgs);
+        if (bad)
+            return 2;
+    }
+    /* Redis's protected mode: reachable from other hosts, and nobody needs a token */
+    int loopback = !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
+    if (!loopback && !api.auth && !cfg.insecure_no_auth) {
+        fprintf(stderr,
+                "sluice: refusing to listen on %s without API tokens: anyone who reaches the port "
+                "could create connectors and read every record. Give --auth-tokens FILE "
+                "(docs/security.md), listen on 127.0.0.1, or pass --insecure-no-auth.\n",
+                host);
+        return 2;
+    }
     struct sl_store_opts so = {.dir = cfg.data,
                                .segment_bytes = cfg.segment_bytes,
                                .durable = cfg.durable,
@@ -190,6 +212,7 @@ static int cmd_serve(int argc, char **argv)
     sl_registry_close(api.registry); /* then the counters are flushed */
     sl_http_stop(srv);
     sl_note_key_release(&api.ckpt_key);
+    sl_auth_free(api.auth);
     sl_info("stopped");
     return 0;
 }

@@ -55,6 +55,7 @@ struct sl_api {
     struct sl_registry *registry;
     struct sl_bbk *boboyka;
     const struct sl_config *cfg;
+    struct sl_auth *auth; /* API tokens (auth_tokens), or NULL: no token needed */
     struct sl_store_recovery recovery;
     struct sl_route_metrics routes[SL_R_COUNT];
     struct sl_note_key ckpt_key; /* signs checkpoints (v1_proofs.c) */

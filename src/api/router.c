@@ -1,5 +1,6 @@
 /* Routing and the one table that maps error codes to HTTP statuses. */
 #include "api/api.h"
+#include "api/auth.h"
 
 #include "core/util.h"
 
@@ -155,6 +156,53 @@ void sl_api_shutdown(struct sl_api *api)
 
 static void route(struct sl_api *api, struct sl_http_req *req);
 
+/* The scope a request needs (docs/security.md): none for /v1/health (and /metrics when
+ * metrics_public), write to put records in (records, batches, REST-bridge pushes, Boboyka
+ * ingest), read for every other GET, admin for everything else (connectors, pipelines, dead
+ * letters, restart). */
+static int scope_needed(const struct sl_api *api, const char *m, const char *p)
+{
+    if (!strcmp(p, "/v1/health"))
+        return SL_SCOPE_NONE;
+    if (!strcmp(p, "/metrics") && api->cfg && api->cfg->metrics_public)
+        return SL_SCOPE_NONE;
+    if (!strcmp(m, "GET") || !strcmp(m, "HEAD"))
+        return SL_SCOPE_READ;
+    if (!strcmp(m, "POST") &&
+        (!strcmp(p, "/v1/records") || !strcmp(p, "/v1/records/batch") ||
+         !strcmp(p, "/v1/boboyka/ingest") || !strncmp(p, "/v1/connectors/inbound/rest/", 28)))
+        return SL_SCOPE_WRITE;
+    return SL_SCOPE_ADMIN;
+}
+
+static const char *const g_scope_names[] = {"none", "read", "write", "admin"};
+
+/* 0 if the request may go on; else it was answered 401 or 403. */
+static int authorize(struct sl_api *api, struct sl_http_req *req)
+{
+    if (!api->auth)
+        return 0;
+    const char *m = sl_http_method(req), *p = sl_http_path(req);
+    int need = scope_needed(api, m, p);
+    if (need == SL_SCOPE_NONE)
+        return 0;
+    const char *name;
+    int have = sl_auth_scope(api->auth, sl_http_header(req, "Authorization"), &name);
+    if (have < 0) {
+        sl_http_add_header(req, "WWW-Authenticate", "Bearer");
+        sl_api_error(req, 401, "unauthorized",
+                     "Authorization: a valid Bearer token is required (%s scope for %s %.100s)",
+                     g_scope_names[need], m, p);
+        return -1;
+    }
+    if (have < need) {
+        sl_api_error(req, 403, "forbidden", "token '%s' has the %s scope; %s %.100s needs %s", name,
+                     g_scope_names[have], m, p, g_scope_names[need]);
+        return -1;
+    }
+    return 0;
+}
+
 void sl_api_handle(struct sl_http_req *req, void *ctx)
 {
     struct sl_api *api = ctx;
@@ -162,7 +210,7 @@ void sl_api_handle(struct sl_http_req *req, void *ctx)
     if (api->stopping) {
         sl_http_add_header(req, "Connection", "close");
         sl_api_error(req, 503, "shutting_down", "the server is shutting down");
-    } else {
+    } else if (authorize(api, req) == 0) {
         route(api, req);
     }
     pthread_rwlock_unlock(&api->gate);

@@ -52,6 +52,17 @@ static const struct opt g_opts[] = {
      "connectors are created, changed or removed to match, and are managed by their file. An "
      "invalid file stops `serve` with exit status 1 and every problem as FILE:LINE:COL. Empty: "
      "none."},
+    {"auth_tokens", OT_STR, F(auth_tokens), sizeof(((struct sl_config *)0)->auth_tokens), "", 0, 0,
+     "A YAML file of API tokens (`tokens:` a list of `name`, `scopes` [read, write, admin], and "
+     "`secret_sha256` (hex) or `secret` (e.g. `${file:/run/secrets/x}`)), docs/security.md. With "
+     "tokens, every route but /v1/health needs `Authorization: Bearer <token>` with the route's "
+     "scope (401 without a valid token, 403 with too small a scope). Empty: no tokens."},
+    {"metrics_public", OT_UINT, F(metrics_public), 0, "0", 0, 1,
+     "1: GET /metrics needs no token even when tokens are configured (a scraper without "
+     "credentials); 0: it needs the read scope like every GET."},
+    {"insecure_no_auth", OT_UINT, F(insecure_no_auth), 0, "0", 0, 1,
+     "1 (or the bare flag --insecure-no-auth): serve on an address that is not loopback without "
+     "any token. Without it `serve` refuses to start there (Redis's protected mode)."},
     {"plugins", OT_STR, F(plugins), sizeof(((struct sl_config *)0)->plugins), "", 0, 0,
      "Directory of connector plugins: every `*.so` in it is loaded at start, in name order, and "
      "its connector kinds join the catalog (examples/README.md). A plugin that cannot be loaded "
@@ -273,7 +284,10 @@ int sl_config_load(struct sl_config *cfg, int argc, char **argv, struct sl_err *
         const struct opt *o = find_opt(name, n);
         if (!o)
             return sl_err_set(err, SL_E_INVAL, "invalid_config", "unknown option '%s'", argv[i]);
-        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        /* a 0/1 option given bare (--insecure-no-auth) means 1 */
+        int flag = o->type == OT_UINT && o->min == 0 && o->max == 1 && !eq &&
+                   (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0);
+        const char *v = flag ? "1" : eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!v)
             return sl_err_set(err, SL_E_INVAL, "invalid_config", "option --%.*s needs a value",
                               (int)n, a);

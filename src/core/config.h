@@ -36,6 +36,9 @@ struct sl_config {
     uint64_t checkpoint_interval_ms; /* a new checkpoint at most this often */
     char checkpoint_strand[65];      /* "" = checkpoints are not appended anywhere */
     char pipelines[4096];            /* pipeline file or directory, "" = none */
+    char auth_tokens[4096];          /* tokens file, "" = none */
+    uint64_t metrics_public;         /* 1: /metrics needs no token */
+    uint64_t insecure_no_auth;       /* 1: a non-loopback listener without tokens is allowed */
 };
 
 /* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and

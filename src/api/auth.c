@@ -1,0 +1,193 @@
+#include "api/auth.h"
+
+#include "pipeline/yamlj.h"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MAX_TOKENS 256
+
+struct tok {
+    char name[64];
+    int scope;
+    unsigned char hash[SHA256_DIGEST_LENGTH];
+};
+
+struct sl_auth {
+    struct tok v[MAX_TOKENS];
+    size_t n;
+};
+
+static int scope_of(const char *s)
+{
+    return !strcmp(s, "read")    ? SL_SCOPE_READ
+           : !strcmp(s, "write") ? SL_SCOPE_WRITE
+           : !strcmp(s, "admin") ? SL_SCOPE_ADMIN
+                                 : -1;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+static void problem(struct sl_buf *msgs, const char *file, const struct sl_ymarks *m,
+                    const char *path, const char *msg, int *n)
+{
+    const struct sl_ymark *k = sl_ymarks_find(m, path);
+    sl_buf_printf(msgs, "%s:%d:%d: %s: %s\n", file, k ? k->line : 1, k ? k->col : 1, path, msg);
+    (*n)++;
+}
+
+int sl_auth_load(const char *path, struct sl_auth **out, struct sl_buf *msgs)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        sl_buf_printf(msgs, "%s: cannot open the tokens file\n", path);
+        return 1;
+    }
+    struct sl_buf text;
+    sl_buf_init(&text, SL_YAML_MAX_BYTES + 1);
+    char chunk[65536];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        sl_buf_append(&text, chunk, got);
+    fclose(f);
+    struct sl_ymarks marks = {0};
+    char why[2100];
+    json_t *doc =
+        text.failed ? NULL
+                    : sl_yaml_to_json((const char *)text.data, text.len, &marks, why, sizeof(why));
+    sl_buf_release(&text);
+    int n = 0;
+    if (!doc) {
+        sl_buf_printf(msgs, "%s:%s\n", path, text.failed ? "1:1: larger than 4 MiB" : why);
+        sl_ymarks_free(&marks);
+        return 1;
+    }
+    struct sl_auth *a = calloc(1, sizeof(*a));
+    const json_t *list = json_object_get(doc, "tokens");
+    if (!a || !json_is_array(list) || json_array_size(list) == 0)
+        problem(msgs, path, &marks, "tokens",
+                "required, a list of {name, scopes, secret_sha256 "
+                "or secret}",
+                &n);
+    size_t i;
+    json_t *t;
+    json_array_foreach(list, i, t)
+    {
+        char p[64];
+        snprintf(p, sizeof(p), "tokens[%zu]", i);
+        if (i >= MAX_TOKENS) {
+            problem(msgs, path, &marks, p, "at most 256 tokens", &n);
+            break;
+        }
+        const char *k;
+        json_t *v;
+        json_object_foreach(t, k, v) if (strcmp(k, "name") && strcmp(k, "scopes") &&
+                                         strcmp(k, "scope") && strcmp(k, "secret") &&
+                                         strcmp(k, "secret_sha256"))
+        {
+            char q[128];
+            snprintf(q, sizeof(q), "%s.%s", p, k);
+            problem(msgs, path, &marks, q, "unknown field (name, scopes, secret_sha256, secret)",
+                    &n);
+        }
+        struct tok *tk = &a->v[a->n];
+        const char *name = json_string_value(json_object_get(t, "name"));
+        char q[128];
+        snprintf(q, sizeof(q), "%s.name", p);
+        if (!name || !*name || strlen(name) >= sizeof(tk->name))
+            problem(msgs, path, &marks, json_object_get(t, "name") ? q : p,
+                    "name: required, 1 to 63 characters", &n);
+        else
+            snprintf(tk->name, sizeof(tk->name), "%s", name);
+        for (size_t j = 0; j < a->n; j++)
+            if (name && !strcmp(a->v[j].name, name))
+                problem(msgs, path, &marks, q, "another token has this name", &n);
+        const json_t *sc = json_object_get(t, "scopes");
+        if (!sc)
+            sc = json_object_get(t, "scope");
+        snprintf(q, sizeof(q), "%s.scopes", p);
+        json_t *one = json_is_string(sc) ? json_pack("[O]", sc) : json_incref((json_t *)sc);
+        if (!json_is_array(one) || !json_array_size(one))
+            problem(msgs, path, &marks, sc ? q : p, "scopes: required, [read], [write] or [admin]",
+                    &n);
+        size_t j;
+        json_t *x;
+        json_array_foreach(one, j, x)
+        {
+            int s = json_is_string(x) ? scope_of(json_string_value(x)) : -1;
+            if (s < 0)
+                problem(msgs, path, &marks, q, "each scope is read, write or admin", &n);
+            else if (s > tk->scope)
+                tk->scope = s;
+        }
+        json_decref(one);
+        const char *hex = json_string_value(json_object_get(t, "secret_sha256"));
+        const char *clear = json_string_value(json_object_get(t, "secret"));
+        if (!!hex == !!clear) {
+            problem(msgs, path, &marks, p, "give secret_sha256 (hex) or secret, one of them", &n);
+        } else if (hex) {
+            snprintf(q, sizeof(q), "%s.secret_sha256", p);
+            int ok = strlen(hex) == 2 * SHA256_DIGEST_LENGTH;
+            for (int b = 0; ok && b < SHA256_DIGEST_LENGTH; b++) {
+                int hi = hexval(hex[2 * b]), lo = hexval(hex[2 * b + 1]);
+                ok = hi >= 0 && lo >= 0;
+                tk->hash[b] = (unsigned char)(hi << 4 | lo);
+            }
+            if (!ok)
+                problem(msgs, path, &marks, q, "64 hex digits (sha256sum of the token)", &n);
+        } else {
+            snprintf(q, sizeof(q), "%s.secret", p);
+            if (strlen(clear) < 16)
+                problem(msgs, path, &marks, q, "at least 16 characters", &n);
+            SHA256((const unsigned char *)clear, strlen(clear), tk->hash);
+        }
+        a->n++;
+    }
+    json_decref(doc);
+    sl_ymarks_free(&marks);
+    if (n) {
+        free(a);
+        return n;
+    }
+    *out = a;
+    return 0;
+}
+
+void sl_auth_free(struct sl_auth *a)
+{
+    if (a)
+        OPENSSL_cleanse(a, sizeof(*a));
+    free(a);
+}
+
+int sl_auth_scope(const struct sl_auth *a, const char *header, const char **name)
+{
+    *name = NULL;
+    if (!header || strncasecmp(header, "Bearer ", 7) != 0)
+        return -1;
+    const char *tok = header + 7;
+    while (*tok == ' ')
+        tok++;
+    if (!*tok)
+        return -1;
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)tok, strlen(tok), h);
+    int scope = -1;
+    for (size_t i = 0; i < a->n; i++) /* every token compared, in constant time */
+        if (CRYPTO_memcmp(h, a->v[i].hash, sizeof(h)) == 0) {
+            scope = a->v[i].scope;
+            *name = a->v[i].name;
+        }
+    return scope;
+}

@@ -1,0 +1,124 @@
+"""API tokens and scopes (docs/security.md): with --auth-tokens every route but /v1/health needs
+`Authorization: Bearer` with the route's scope (read < write < admin): 401 without a valid
+token, 403 with too small a scope, both JSON naming what is needed, and nothing written on a
+refusal. A non-loopback listener without tokens is refused unless --insecure-no-auth. A bad
+tokens file stops serve naming the line. The secrets never appear in the server's log."""
+import hashlib
+import os
+import re
+import subprocess
+
+import sluicetest as st
+
+t = st.Checks()
+st.require_binary(t)
+work = st.tmpdir()
+ADMIN, WRITE, READ = "admin-secret-0123456789", "ingest-secret-0123456789", "viewer-secret-0123456789"
+with open(os.path.join(work, "viewer.secret"), "w") as f:
+    f.write(READ + "\n")
+tokens = os.path.join(work, "tokens.yaml")
+with open(tokens, "w") as f:
+    f.write("""tokens:
+  - name: ops
+    scopes: [admin]
+    secret_sha256: %s
+  - name: ingest
+    scopes: [write]
+    secret: %s
+  - name: viewer
+    scope: read
+    secret: ${file:%s}
+""" % (hashlib.sha256(ADMIN.encode()).hexdigest(), WRITE, os.path.join(work, "viewer.secret")))
+
+srv = st.Server(args=["--auth-tokens", tokens]).start()
+
+
+def call(method, path, body=None, token=None, ctype="application/json"):
+    h = {"Authorization": "Bearer " + token} if token else {}
+    return srv.req(method, path, body, headers=h)
+
+
+def count(strand):
+    r = call("GET", "/v1/strands", token=ADMIN)
+    return sum(s["count"] for s in r.json["strands"] if s["name"] == strand)
+
+
+with t.section("every kind of route x no token, wrong token, each scope", srv):
+    call("POST", "/v1/records", {"strand": "m", "payload": {"seed": 1}}, ADMIN)
+    bridge = call("POST", "/v1/connectors", {"name": "br", "kind": "rest_bridge", "config": {"strand": "m"}}, ADMIN).json["id"]
+    routes = [  # method, path, body, scope needed
+        ("GET", "/v1/strands", None, "read"),
+        ("GET", "/v1/strands/m/records", None, "read"),
+        ("GET", "/v1/connectors", None, "read"),
+        ("GET", "/v1/connector-kinds", None, "read"),
+        ("GET", "/api/v1/connectors", None, "read"),
+        ("GET", "/metrics", None, "read"),
+        ("GET", "/v1/boboyka/status", None, "read"),
+        ("POST", "/v1/records", {"strand": "m", "payload": {"x": 1}}, "write"),
+        ("POST", "/v1/records/batch", [{"strand": "m", "payload": 2}], "write"),
+        ("POST", "/v1/connectors/inbound/rest/%s/push" % bridge, {"x": 1}, "write"),
+        ("POST", "/v1/boboyka/ingest", {"record_type": "audit_log", "data": {"event": "e"}}, "write"),
+        ("POST", "/v1/connectors", {"name": "w", "kind": "stdout"}, "admin"),
+        ("PATCH", "/v1/connectors/" + bridge, {"enabled": True}, "admin"),
+        ("POST", "/v1/connectors/%s/restart" % bridge, None, "admin"),
+        ("POST", "/api/v1/connectors", {"name": "sh", "connectorClass": "webhook", "topics": ["m"],
+                                        "config": {"url": "http://127.0.0.1:9/x"}}, "admin"),
+    ]
+    order = {"read": 1, "write": 2, "admin": 3}
+    tok = {"read": READ, "write": WRITE, "admin": ADMIN}
+    bad = []
+    for method, path, body, need in routes:
+        for who in (None, "wrong-token-xxxxxxxxxxxx", "read", "write", "admin"):
+            before = (count("m"), len(call("GET", "/v1/connectors", token=ADMIN).json["connectors"]))
+            r = call(method, path, body, tok.get(who, who))
+            after = (count("m"), len(call("GET", "/v1/connectors", token=ADMIN).json["connectors"]))
+            if who not in order:
+                ok = r.status == 401 and r.json.get("code") == "unauthorized" and need in r.json["error"] \
+                    and r.headers.get("www-authenticate") == "Bearer" and before == after
+            elif order[who] < order[need]:
+                ok = r.status == 403 and r.json.get("code") == "forbidden" and need in r.json["error"] \
+                    and before == after
+            else:
+                ok = r.status < 400
+            if not ok:
+                bad.append((method, path, who, r.status, r.body[:120]))
+            if ok and r.status < 400 and method == "POST" and path in ("/v1/connectors", "/api/v1/connectors"):
+                cid = r.json.get("id")
+                call("DELETE", "/v1/connectors/" + cid, token=ADMIN)
+    t.eq(bad, [], "401 without a valid token, 403 below the route's scope (nothing written), 2xx at or above it")
+    t.eq(call("GET", "/v1/health").status, 200, "/v1/health needs no token")
+
+with t.section("the secrets are not in the log; protected mode; bad tokens files", srv):
+    srv.stop()
+    log = open(srv.log_path, "rb").read().decode("utf-8", "replace")
+    t.ok(all(s not in log for s in (ADMIN, WRITE, READ)), "no secret in the server's log")
+    p = subprocess.run([st.SLUICE_BIN, "serve", "--data", os.path.join(work, "d2"), "--listen", "0.0.0.0:0"],
+                       capture_output=True, text=True, timeout=20)
+    t.ok(p.returncode == 2 and "without API tokens" in p.stderr and "--insecure-no-auth" in p.stderr,
+         "a non-loopback listener without tokens: refused, saying how to fix it", p.stderr)
+    d4 = os.path.join(work, "d4")
+    logf = open(os.path.join(work, "insecure.log"), "w+")
+    p = subprocess.Popen([st.SLUICE_BIN, "serve", "--data", d4, "--listen", "0.0.0.0:0", "--insecure-no-auth"],
+                         stdout=logf, stderr=logf)
+    port = st.wait_until(lambda: (lambda m: int(m.group(1)) if m else None)(
+        re.search(r"listening on 0\.0\.0\.0:(\d+)", open(logf.name).read())), 10)
+    t.ok(port and st.req(port, "GET", "/v1/strands").status == 200,
+         "with --insecure-no-auth it serves without tokens")
+    p.terminate()
+    p.wait(10)
+    pub = st.Server(args=["--auth-tokens", tokens, "--metrics-public", "1"]).start()
+    t.ok(pub.req("GET", "/metrics").status == 200 and pub.req("GET", "/v1/strands").status == 401,
+         "--metrics-public 1: /metrics needs no token, the rest still does")
+    pub.stop()
+    for text, where in [("tokens:\n  - name: a\n    scopes: [root]\n    secret: 0123456789abcdefgh\n", ":3:5: tokens[0].scopes"),
+                        ("tokens:\n  - name: a\n    scopes: [read]\n    secret_sha256: abc\n", ":4:5: tokens[0].secret_sha256"),
+                        ("tokens:\n  - name: a\n    scopes: [read]\n    secret: short\n", ":4:5: tokens[0].secret"),
+                        ("tokens:\n  - name: a\n    scopes: [read]\n", ":2:5: tokens[0]"),
+                        ("tokens: []\n", ":1:1: tokens")]:
+        bf = os.path.join(work, "bad.yaml")
+        with open(bf, "w") as f:
+            f.write(text)
+        p = subprocess.run([st.SLUICE_BIN, "serve", "--data", os.path.join(work, "d3"), "--listen", "127.0.0.1:0",
+                            "--auth-tokens", bf], capture_output=True, text=True, timeout=20)
+        t.ok(p.returncode == 2 and (bf + where) in p.stderr, "a bad tokens file stops serve: %s" % where, p.stderr)
+t.done()
