@@ -1,6 +1,7 @@
 /* The Connector Hub's management API (/v1/connectors, /v1/connector-kinds) and the REST bridge
  * push (/v1/connectors/inbound/rest/{id}/push). */
 #include "api/api.h"
+#include "api/auth.h"
 #include "api/records_parse.h"
 #include "core/util.h"
 #include "engine/kinds.h"
@@ -9,9 +10,12 @@
 #include "formats/json_mp.h"
 
 #include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void sl_api_answer(struct sl_http_req *req, unsigned status, json_t *o)
 {
@@ -224,6 +228,29 @@ void sl_v1_rest_push(struct sl_api *api, struct sl_http_req *req, const char *id
     int flags_given;
     if (parse_flags(req, &flags, &flags_given) < 0)
         return;
+    /* who may push: a write (or admin) token of --auth-tokens, or the bridge's push_token; before
+     * the bridge's rate limit is charged, and an unknown id is 401 to whoever may not push */
+    const char *hdr = sl_http_header(req, "Authorization"), *name;
+    int scope = api->auth ? sl_auth_scope(api->auth, hdr, &name) : SL_SCOPE_ADMIN;
+    char tok[512];
+    int has = sl_registry_push_token(api->registry, cid, tok, sizeof(tok));
+    int may = scope >= SL_SCOPE_WRITE && (has != 1 || api->auth);
+    if (has == 1 && !may && hdr && !strncasecmp(hdr, "Bearer ", 7)) {
+        unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+        SHA256((const unsigned char *)hdr + 7, strlen(hdr + 7), a);
+        SHA256((const unsigned char *)tok, strlen(tok), b);
+        may = CRYPTO_memcmp(a, b, sizeof(a)) == 0;
+    }
+    OPENSSL_cleanse(tok, sizeof(tok));
+    if (!may && (has == 1 || scope < 0)) {
+        sl_http_add_header(req, "WWW-Authenticate", "Bearer");
+        return sl_api_error(req, 401, "unauthorized",
+                            "Authorization: this bridge takes its push_token or a write token as "
+                            "a Bearer token");
+    }
+    if (!may)
+        return sl_api_error(req, 403, "forbidden",
+                            "token '%s' has the read scope; a push needs write", name);
     struct sl_push_target t = {0};
     struct sl_err err = {0};
     if (sl_registry_push_target(api->registry, cid, &t, &err) < 0) {

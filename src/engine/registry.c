@@ -648,6 +648,20 @@ json_t *sl_registry_kinds(void)
     return json_pack("{s:o}", "kinds", arr);
 }
 
+int sl_registry_push_token(struct sl_registry *r, const char *id, char *tok, size_t cap)
+{
+    pthread_mutex_lock(&r->mu);
+    struct conn *c = find(r, id, NULL);
+    int rc = !c || !sl_kind_served(c->kind) ? SL_E_NOTFOUND : 0;
+    const char *t = c ? json_string_value(json_object_get(c->config, "push_token")) : NULL;
+    if (rc == 0 && t) {
+        snprintf(tok, cap, "%s", t);
+        rc = 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
+
 int sl_registry_push_target(struct sl_registry *r, const char *id, struct sl_push_target *t,
                             struct sl_err *err)
 {

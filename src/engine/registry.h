@@ -83,6 +83,9 @@ struct sl_push_target {
     uint32_t flags;     /* config.flags */
     double retry_after; /* seconds, when rate limited */
 };
+/* The push token of rest_bridge id (config.push_token) copied into tok (cap bytes): 1 if it has
+ * one, 0 if not, SL_E_NOTFOUND if id is no rest_bridge. */
+int sl_registry_push_token(struct sl_registry *r, const char *id, char *tok, size_t cap);
 /* Checks that id is an enabled rest_bridge within its rate limit (taking a token).
  * SL_E_NOTFOUND (unknown or not a rest_bridge), SL_E_CONFLICT (disabled), SL_E_RATE. */
 int sl_registry_push_target(struct sl_registry *r, const char *id, struct sl_push_target *t,

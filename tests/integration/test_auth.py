@@ -88,10 +88,32 @@ with t.section("every kind of route x no token, wrong token, each scope", srv):
     t.eq(bad, [], "401 without a valid token, 403 below the route's scope (nothing written), 2xx at or above it")
     t.eq(call("GET", "/v1/health").status, 200, "/v1/health needs no token")
 
+PUSH = "bridge-push-token-0123456789"
+with t.section("a REST bridge's push token: that bridge, nothing else", srv):
+    r = call("POST", "/v1/connectors", {"name": "pb", "kind": "rest_bridge", "config": {"strand": "pushed",
+                                                                                       "push_token": PUSH}}, ADMIN)
+    pb = r.json["id"]
+    t.eq(r.json["config"]["push_token"], "***", "the push token is shown as ***")
+    t.eq(call("POST", "/v1/connectors/inbound/rest/%s/push" % pb, {"a": 1}, PUSH).status, 201, "it pushes to its bridge")
+    t.eq(call("POST", "/v1/connectors/inbound/rest/%s/push" % pb, {"a": 1}, WRITE).status, 201, "a write token too")
+    for method, path, body in [("POST", "/v1/connectors/inbound/rest/%s/push" % bridge, {"a": 1}),
+                               ("POST", "/v1/records", {"strand": "pushed", "payload": 1}),
+                               ("GET", "/v1/strands", None)]:
+        t.eq(call(method, path, body, PUSH).status, 401, "the push token is nothing elsewhere: %s %s" % (method, path))
+    for tokn in (None, READ, "not-the-push-token-xxxxxx"):
+        before = count("pushed")
+        r = call("POST", "/v1/connectors/inbound/rest/%s/push" % pb, {"a": 1}, tokn)
+        t.ok(r.status in (401, 403) and count("pushed") == before, "a push with %s: refused, nothing written" % (
+            "no token" if tokn is None else "another token"), r)
+    r = call("POST", "/v1/connectors", {"name": "pb2", "kind": "rest_bridge", "config": {"push_token": "short"}}, ADMIN)
+    t.ok(r.status == 400 and r.json["error"].startswith("config.push_token"), "a short push token: 400", r)
+    t.eq(call("POST", "/v1/connectors/inbound/rest/nope/push", {"a": 1}).status, 401,
+         "an unknown bridge: 401 to whoever may not push (its existence is not told)")
+
 with t.section("the secrets are not in the log; protected mode; bad tokens files", srv):
     srv.stop()
     log = open(srv.log_path, "rb").read().decode("utf-8", "replace")
-    t.ok(all(s not in log for s in (ADMIN, WRITE, READ)), "no secret in the server's log")
+    t.ok(all(s not in log for s in (ADMIN, WRITE, READ, PUSH)), "no secret in the server's log")
     p = subprocess.run([st.SLUICE_BIN, "serve", "--data", os.path.join(work, "d2"), "--listen", "0.0.0.0:0"],
                        capture_output=True, text=True, timeout=20)
     t.ok(p.returncode == 2 and "without API tokens" in p.stderr and "--insecure-no-auth" in p.stderr,
@@ -104,6 +126,11 @@ with t.section("the secrets are not in the log; protected mode; bad tokens files
         re.search(r"listening on 0\.0\.0\.0:(\d+)", open(logf.name).read())), 10)
     t.ok(port and st.req(port, "GET", "/v1/strands").status == 200,
          "with --insecure-no-auth it serves without tokens")
+    r = st.req(port, "POST", "/v1/connectors", {"name": "pb", "kind": "rest_bridge", "config": {"push_token": PUSH}})
+    path = "/v1/connectors/inbound/rest/%s/push" % r.json["id"]
+    t.ok(st.req(port, "POST", path, {"a": 1}).status == 401 and
+         st.req(port, "POST", path, {"a": 1}, headers={"Authorization": "Bearer " + PUSH}).status == 201,
+         "without --auth-tokens a bridge with a push token still needs it")
     p.terminate()
     p.wait(10)
     pub = st.Server(args=["--auth-tokens", tokens, "--metrics-public", "1"]).start()
