@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Applies the pipelines of path (a file or directory), their problems on stderr. Nonzero if
@@ -41,6 +42,9 @@ static int apply_pipelines(const char *path, struct sl_api *api)
 
 static int cmd_serve(int argc, char **argv)
 {
+    /* the data directory holds every record, the signing key and connector secrets: what the
+     * server creates is its user's alone (directories 0700, files 0600) */
+    umask(077);
     struct sl_config cfg;
     struct sl_err err = {0};
     if (sl_config_load(&cfg, argc, argv, &err) < 0) {

@@ -114,6 +114,15 @@ with t.section("the secrets are not in the log; protected mode; bad tokens files
     srv.stop()
     log = open(srv.log_path, "rb").read().decode("utf-8", "replace")
     t.ok(all(s not in log for s in (ADMIN, WRITE, READ, PUSH)), "no secret in the server's log")
+    bad_modes = []
+    for d, dirs, files in os.walk(srv.data):
+        for x in dirs:
+            if os.stat(os.path.join(d, x)).st_mode & 0o077:
+                bad_modes.append(os.path.join(d, x))
+        for x in files:
+            if os.stat(os.path.join(d, x)).st_mode & 0o077:
+                bad_modes.append(os.path.join(d, x))
+    t.eq(bad_modes, [], "every directory and file the server made in its data dir is its user's alone")
     p = subprocess.run([st.SLUICE_BIN, "serve", "--data", os.path.join(work, "d2"), "--listen", "0.0.0.0:0"],
                        capture_output=True, text=True, timeout=20)
     t.ok(p.returncode == 2 and "without API tokens" in p.stderr and "--insecure-no-auth" in p.stderr,
