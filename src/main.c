@@ -6,6 +6,7 @@
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "core/netpolicy.h"
 #include "core/util.h"
 #include "core/version.h"
 #include "engine/catalog_doc.h"
@@ -93,6 +94,12 @@ static int cmd_serve(int argc, char **argv)
         sl_buf_release(&msgs);
         if (bad)
             return 2;
+    }
+    char perr[200];
+    if (sl_netpolicy_set((int)cfg.outbound_deny_private, cfg.outbound_allow, cfg.outbound_deny,
+                         perr, sizeof(perr)) < 0) {
+        fprintf(stderr, "sluice: %s\n", perr);
+        return 2;
     }
     /* Redis's protected mode: reachable from other hosts, and nobody needs a token */
     int loopback = !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");

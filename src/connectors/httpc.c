@@ -1,4 +1,9 @@
 #include "connectors/httpc.h"
+#include "core/netpolicy.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include "formats/json_mp.h"
 
@@ -77,6 +82,37 @@ static int on_progress(void *arg, curl_off_t a, curl_off_t b, curl_off_t c, curl
     return k->fn && k->fn(k->arg); /* nonzero aborts the transfer */
 }
 
+/* ---- the outbound policy (core/netpolicy.h), at connect time ---- */
+
+static __thread char g_denied[160]; /* why the last connection of this thread was refused */
+
+const char *sl_httpc_denied(void)
+{
+    return g_denied[0] ? g_denied : NULL;
+}
+
+/* libcurl asks for every socket it connects: the resolved address is checked here. */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *sa)
+{
+    (void)arg;
+    (void)purpose;
+    const unsigned char *a = NULL;
+    if (sa->family == AF_INET)
+        a = (const unsigned char *)&((struct sockaddr_in *)(void *)&sa->addr)->sin_addr;
+    else if (sa->family == AF_INET6)
+        a = (const unsigned char *)&((struct sockaddr_in6 *)(void *)&sa->addr)->sin6_addr;
+    if (a && sl_netpolicy_denied(sa->family, a, g_denied, sizeof(g_denied)))
+        return CURL_SOCKET_BAD;
+    return socket(sa->family, sa->socktype, sa->protocol);
+}
+
+static void guard(CURL *c)
+{
+    g_denied[0] = 0;
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L); /* a redirect is an answer, not followed */
+}
+
 void sl_httpc_prepare(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
                       const void *body, size_t len, long timeout_ms, struct sl_httpc_resp *r)
 {
@@ -93,6 +129,7 @@ void sl_httpc_prepare(CURL *c, const char *method, const char *url, struct curl_
     curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    guard(c);
 }
 
 CURLcode sl_httpc_send(CURL *c, const char *method, const char *url, struct curl_slist *hdrs,
@@ -120,7 +157,8 @@ enum sl_result sl_httpc_outcome(CURLcode cc, long status, const struct sl_httpc_
              r->body.data ? (const char *)r->body.data : "");
     if (cc != CURLE_OK) {
         out->status = 0;
-        snprintf(out->error, sizeof(out->error), "%s", curl_easy_strerror(cc));
+        snprintf(out->error, sizeof(out->error), "%s",
+                 g_denied[0] ? g_denied : curl_easy_strerror(cc));
         return SL_R_NOT_CONNECTED;
     }
     out->status = (int)status;
@@ -162,12 +200,14 @@ int sl_httpc_probe(CURL *c, const char *url, long timeout_ms, char *err, size_t 
     curl_easy_reset(c);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
+    guard(c);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 5000 ? timeout_ms : 5000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     CURLcode cc = curl_easy_perform(c);
     curl_easy_reset(c); /* the next request must not be connect-only */
     if (cc == CURLE_OK)
         return 0;
-    snprintf(err, errlen, "cannot connect to %.300s: %s", url, curl_easy_strerror(cc));
+    snprintf(err, errlen, "cannot connect to %.300s: %s", url,
+             g_denied[0] ? g_denied : curl_easy_strerror(cc));
     return -1;
 }

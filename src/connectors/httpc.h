@@ -46,6 +46,10 @@ int sl_httpc_probe(CURL *c, const char *url, long timeout_ms, char *err, size_t 
 enum sl_result sl_httpc_outcome(CURLcode cc, long status, const struct sl_httpc_resp *r,
                                 struct sl_outcome *out);
 
+/* Why the last connection this thread tried was refused by the outbound policy
+ * (core/netpolicy.h), or NULL. */
+const char *sl_httpc_denied(void);
+
 /* The event body of the SapixDB seed, {"event","agent_id","record_hash","payload","timestamp_ms"},
  * of one record. 0, or -1 if its payload is not valid MessagePack. */
 int sl_event_json(struct sl_buf *b, const struct sl_rec *r);

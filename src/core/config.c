@@ -63,6 +63,17 @@ static const struct opt g_opts[] = {
     {"insecure_no_auth", OT_UINT, F(insecure_no_auth), 0, "0", 0, 1,
      "1 (or the bare flag --insecure-no-auth): serve on an address that is not loopback without "
      "any token. Without it `serve` refuses to start there (Redis's protected mode)."},
+    {"outbound_deny_private", OT_UINT, F(outbound_deny_private), 0, "0", 0, 1,
+     "1: outbound connectors may not connect to private addresses either (10/8, 172.16/12, "
+     "192.168/16, 127/8, 100.64/10, ::1, fc00::/7). Link-local (169.254/16, fe80::/10: cloud "
+     "metadata services) is always denied. Checked on the resolved address at connect time "
+     "(docs/security.md)."},
+    {"outbound_allow", OT_STR, F(outbound_allow), sizeof(((struct sl_config *)0)->outbound_allow),
+     "", 0, 0,
+     "Comma-separated addresses or CIDRs outbound connectors may reach even when a deny rule "
+     "covers them (e.g. 10.1.0.0/16 with outbound_deny_private)."},
+    {"outbound_deny", OT_STR, F(outbound_deny), sizeof(((struct sl_config *)0)->outbound_deny), "",
+     0, 0, "Comma-separated addresses or CIDRs outbound connectors may not reach."},
     {"plugins", OT_STR, F(plugins), sizeof(((struct sl_config *)0)->plugins), "", 0, 0,
      "Directory of connector plugins: every `*.so` in it is loaded at start, in name order, and "
      "its connector kinds join the catalog (examples/README.md). A plugin that cannot be loaded "

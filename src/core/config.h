@@ -39,6 +39,9 @@ struct sl_config {
     char auth_tokens[4096];          /* tokens file, "" = none */
     uint64_t metrics_public;         /* 1: /metrics needs no token */
     uint64_t insecure_no_auth;       /* 1: a non-loopback listener without tokens is allowed */
+    uint64_t outbound_deny_private;  /* 1: RFC 1918, loopback, ULA denied too */
+    char outbound_allow[4096];       /* CIDRs allowed whatever the deny rules say */
+    char outbound_deny[4096];        /* CIDRs denied besides link-local */
 };
 
 /* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and

@@ -1,6 +1,7 @@
 /* The config-table engine: one generic validator, redactor and describer over the field tables
  * that every connector declares (include/sluice/connector.h). */
 #include "engine/kinds.h"
+#include "core/netpolicy.h"
 #include "transform/transform.h"
 
 #include <stdarg.h>
@@ -144,6 +145,23 @@ static json_t *validate(struct tables ts, const json_t *in, const char *path, st
                 strncmp(json_string_value(v), "https://", 8) != 0) {
                 sl_config_error(err, p, "must be an http:// or https:// URL");
                 break;
+            }
+            if (f->type == SL_F_URL) { /* a literal address the outbound policy denies */
+                const char *u = json_string_value(v), *h = strstr(u, "://");
+                char host[80], why[200];
+                size_t n = 0;
+                for (h = h ? h + 3 : u; h[n] && h[n] != '/' && h[n] != '?' && n + 1 < sizeof(host);
+                     n++)
+                    host[n] = h[n];
+                host[n] = 0;
+                char *at = strrchr(host, '@'), *hp = at ? at + 1 : host;
+                char *colon = hp[0] == '[' ? strstr(hp, "]:") : strrchr(hp, ':');
+                if (colon)
+                    colon[hp[0] == '[' ? 1 : 0] = 0;
+                if (sl_netpolicy_denied_host(hp, why, sizeof(why))) {
+                    sl_config_error(err, p, "%s", why);
+                    break;
+                }
             }
             if (f->type == SL_F_STRAND &&
                 !sl_strand_name_valid(json_string_value(v), json_string_length(v))) {

@@ -457,7 +457,8 @@ static void describe(const struct supabase *s, const struct req *q, long status,
         return;
     }
     if (q->cc != CURLE_OK) {
-        snprintf(out, n, "Supabase unreachable: %s", curl_easy_strerror(q->cc));
+        snprintf(out, n, "Supabase unreachable: %s",
+                 sl_httpc_denied() ? sl_httpc_denied() : curl_easy_strerror(q->cc));
         return;
     }
     const char *body = (const char *)q->resp.body.data;
