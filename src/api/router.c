@@ -1,6 +1,11 @@
 /* Routing and the one table that maps error codes to HTTP statuses. */
 #include "api/api.h"
 #include "api/auth.h"
+#include "core/log.h"
+#include "formats/json_mp.h"
+#include "strand/store.h"
+#include "strand/strand.h"
+#include <stdlib.h>
 
 #include "core/util.h"
 
@@ -203,6 +208,74 @@ static int authorize(struct sl_api *api, struct sl_http_req *req)
         return -1;
     }
     return 0;
+}
+
+/* ---- the audit strand ---- */
+
+struct audit {
+    struct sl_append a;
+    struct sl_append_rec rec;
+    uint8_t hash[1][SL_HASH_LEN];
+    struct sl_buf mp;
+};
+
+static void audit_done(struct sl_append *a)
+{
+    struct audit *x = a->arg;
+    if (a->status)
+        sl_warn("the audit record of a management request could not be written");
+    sl_buf_release(&x->mp);
+    free(x);
+}
+
+void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status)
+{
+    const char *m = sl_http_method(req), *p = sl_http_path(req);
+    if (api->stopping || !m || !p ||
+        (scope_needed(api, m, p) != SL_SCOPE_ADMIN && status != 401 && status != 403))
+        return;
+    const char *name = NULL;
+    if (api->auth)
+        sl_auth_scope(api->auth, sl_http_header(req, "Authorization"), &name);
+    struct sl_strand *s;
+    if (sl_store_strand(api->store, SL_AUDIT_STRAND, strlen(SL_AUDIT_STRAND), 1, &s, NULL) < 0)
+        return;
+    struct audit *x = calloc(1, sizeof(*x));
+    if (!x)
+        return;
+    /* who (the token's name, never its secret), what, and how it ended */
+    struct sl_buf j;
+    sl_buf_init(&j, 0);
+    sl_buf_puts(&j, "{\"token\":");
+    if (name)
+        sl_buf_json_str(&j, name, strlen(name));
+    else
+        sl_buf_puts(&j, "null");
+    sl_buf_puts(&j, ",\"method\":");
+    sl_buf_json_str(&j, m, strlen(m));
+    sl_buf_puts(&j, ",\"path\":");
+    sl_buf_json_str(&j, p, strlen(p) > 300 ? 300 : strlen(p));
+    sl_buf_printf(&j, ",\"status\":%u}", status);
+    sl_buf_init(&x->mp, 0);
+    struct sl_jerr je;
+    struct sl_err err = {0};
+    if (j.failed || sl_json_to_mp((const char *)j.data, j.len, &x->mp, 8, &je) < 0) {
+        sl_buf_release(&j);
+        sl_buf_release(&x->mp);
+        free(x);
+        return;
+    }
+    sl_buf_release(&j);
+    x->rec = (struct sl_append_rec){.payload = x->mp.data,
+                                    .payload_len = (uint32_t)x->mp.len,
+                                    .source = "sluice",
+                                    .source_len = 6};
+    x->a = (struct sl_append){
+        .recs = &x->rec, .n = 1, .hashes = x->hash, .done = audit_done, .arg = x};
+    if (sl_strand_submit(s, &x->a, &err) < 0) {
+        sl_buf_release(&x->mp);
+        free(x);
+    }
 }
 
 void sl_api_handle(struct sl_http_req *req, void *ctx)

@@ -56,6 +56,7 @@ void sl_api_on_complete(struct sl_http_req *req, unsigned status, uint64_t laten
         __atomic_add_fetch(&m->bucket[b], 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&m->count, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&m->sum_ns, latency_ns, __ATOMIC_RELAXED);
+    sl_api_audit(api, req, status);
 }
 
 void sl_v1_health(struct sl_api *api, struct sl_http_req *req)

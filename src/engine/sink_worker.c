@@ -699,6 +699,7 @@ struct followed {
     struct sl_strand *s[MAX_STRANDS];
     uint64_t cur[MAX_STRANDS], plan[MAX_STRANDS], since[MAX_STRANDS];
     int dirty[MAX_STRANDS];
+    size_t seen; /* strands in the store at the last look ("*") */
 };
 
 /* Adds strand st: its stored cursor, or where a new one starts. A strand followed through "*"
@@ -738,11 +739,14 @@ static uint64_t lag_of(const struct followed *f)
 /* Follows the strands created since the last look ("*" only). */
 static void follow_new(struct sink *k, struct followed *f, int earliest)
 {
-    if (!f->all || sl_store_list(k->w->store, NULL, 0) == f->n)
+    if (!f->all || sl_store_list(k->w->store, NULL, 0) == f->seen)
         return;
     struct sl_strand *all[MAX_STRANDS];
     size_t n = sl_store_list(k->w->store, all, MAX_STRANDS);
+    f->seen = n;
     for (size_t i = 0; i < n && i < MAX_STRANDS; i++) {
+        if (!strncmp(sl_strand_name(all[i]), "sluice.", 7))
+            continue; /* Sluice's own strands (the audit trail) are followed only when named */
         size_t j = 0;
         while (j < f->n && f->s[j] != all[i])
             j++;

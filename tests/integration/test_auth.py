@@ -110,6 +110,18 @@ with t.section("a REST bridge's push token: that bridge, nothing else", srv):
     t.eq(call("POST", "/v1/connectors/inbound/rest/nope/push", {"a": 1}).status, 401,
          "an unknown bridge: 401 to whoever may not push (its existence is not told)")
 
+with t.section("the audit strand: management requests and refused tokens, who and how they ended", srv):
+    recs = call("GET", "/v1/strands/sluice.audit/records?limit=10000", token=READ).json["records"]
+    rows = [r["payload"] for r in recs]
+    t.ok(any(x["token"] == "ops" and x["method"] == "POST" and x["path"] == "/v1/connectors" and x["status"] == 201
+             for x in rows), "a connector created by the ops token is there", rows[:3])
+    t.ok(any(x["token"] is None and x["status"] == 401 for x in rows) and
+         any(x["token"] == "viewer" and x["status"] == 403 for x in rows),
+         "refused requests are there too: no token (401), a read token on an admin route (403)")
+    t.ok(not any(x["method"] == "GET" and x["status"] < 400 for x in rows),
+         "reads are not audited")
+    t.ok(all(s not in str(rows) for s in (ADMIN, WRITE, READ)), "no secret in the audit records")
+
 with t.section("the secrets are not in the log; protected mode; bad tokens files", srv):
     srv.stop()
     log = open(srv.log_path, "rb").read().decode("utf-8", "replace")
