@@ -7,7 +7,7 @@ DEBS=(
   # build
   build-essential pkg-config clang libclang-rt-14-dev clang-format
   # libraries linked by sluice
-  libmicrohttpd-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
+  libmicrohttpd-dev libgnutls28-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   libpq-dev libavro-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
   # test and benchmark tools
   curl python3 python3-msgpack python3-prometheus-client wrk postgresql-15 postgresql-client-15 postgresql-contrib

@@ -163,6 +163,26 @@ static int cmd_serve(int argc, char **argv)
         .threads = (unsigned)cfg.http_threads,
         .on_complete = sl_api_on_complete,
     };
+    /* TLS: the PEM files read once at start (kept for the server's life) */
+    char *pem[3] = {NULL, NULL, NULL};
+    const char *pem_path[3] = {cfg.tls_cert, cfg.tls_key, cfg.tls_client_ca};
+    static const char *const pem_opt[3] = {"tls_cert", "tls_key", "tls_client_ca"};
+    if (!cfg.tls_cert[0] != !cfg.tls_key[0] || (cfg.tls_client_ca[0] && !cfg.tls_cert[0])) {
+        sl_error("TLS: tls_cert and tls_key go together (and tls_client_ca needs them)");
+        return 2;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (!pem_path[i][0])
+            continue;
+        size_t len;
+        if (!(pem[i] = sl_read_file(pem_path[i], 1 << 20, &len)) || !strstr(pem[i], "-----BEGIN")) {
+            sl_error("%s: cannot read a PEM file from %s", pem_opt[i], pem_path[i]);
+            return 2;
+        }
+    }
+    ho.tls_cert = pem[0];
+    ho.tls_key = pem[1];
+    ho.tls_client_ca = pem[2];
     struct sl_http_server *srv;
     if (sl_http_start(&srv, &ho, sl_api_handle, &api, &err) < 0) {
         sl_error("%s", err.msg);

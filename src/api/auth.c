@@ -1,6 +1,9 @@
 #include "api/auth.h"
 
+#include "core/util.h"
 #include "pipeline/yamlj.h"
+
+#include <errno.h>
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -49,27 +52,20 @@ static void problem(struct sl_buf *msgs, const char *file, const struct sl_ymark
 int sl_auth_load(const char *path, struct sl_auth **out, struct sl_buf *msgs)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        sl_buf_printf(msgs, "%s: cannot open the tokens file\n", path);
+    size_t len = 0;
+    char *text = sl_read_file(path, SL_YAML_MAX_BYTES, &len);
+    if (!text) {
+        sl_buf_printf(msgs, "%s: cannot read the tokens file: %s\n", path,
+                      errno == EFBIG ? "larger than 4 MiB" : strerror(errno));
         return 1;
     }
-    struct sl_buf text;
-    sl_buf_init(&text, SL_YAML_MAX_BYTES + 1);
-    char chunk[65536];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        sl_buf_append(&text, chunk, got);
-    fclose(f);
     struct sl_ymarks marks = {0};
     char why[2100];
-    json_t *doc =
-        text.failed ? NULL
-                    : sl_yaml_to_json((const char *)text.data, text.len, &marks, why, sizeof(why));
-    sl_buf_release(&text);
+    json_t *doc = sl_yaml_to_json(text, len, &marks, why, sizeof(why));
+    free(text);
     int n = 0;
     if (!doc) {
-        sl_buf_printf(msgs, "%s:%s\n", path, text.failed ? "1:1: larger than 4 MiB" : why);
+        sl_buf_printf(msgs, "%s:%s\n", path, why);
         sl_ymarks_free(&marks);
         return 1;
     }

@@ -5,6 +5,7 @@
 #include "core/util.h"
 
 #include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -102,6 +103,20 @@ static void respond_plain_error(struct sl_http_req *req, unsigned status, const 
     sl_http_respond(req, status, "application/json", &b);
 }
 
+/* Mutual TLS: the client sent a certificate that chains to tls_client_ca, valid now. */
+static int client_cert_ok(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (!ci || !ci->tls_session)
+        return 0;
+    gnutls_session_t s = (gnutls_session_t)ci->tls_session;
+    unsigned status = 0, n = 0;
+    if (!gnutls_certificate_get_peers(s, &n) || n == 0)
+        return 0;
+    return gnutls_certificate_verify_peers2(s, &status) == 0 && status == 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -120,6 +135,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->start_ns = sl_mono_ns();
         sl_buf_init(&req->body, srv->o.max_body);
         *con_cls = req;
+        if (srv->o.tls_client_ca && !client_cert_ok(conn)) {
+            req->handled = 1;
+            respond_plain_error(req, 403, "client_certificate_required",
+                                "TLS: a client certificate issued by the configured CA "
+                                "(tls_client_ca) is required");
+            return queue(req);
+        }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         uint64_t n;
         if (cl && sl_parse_u64(cl, &n) == 0 && n > srv->o.max_body) {
@@ -234,12 +256,28 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
         return sl_err_set(err, SL_E_INVAL, "invalid_config",
                           "listen: '%s' is not an IPv4 or IPv6 address", o->host);
     }
+    /* TLS 1.2 and 1.3 only; with a client CA, a client certificate is asked for and checked
+     * before any request is served (on_request) */
+    struct MHD_OptionItem tls[6];
+    int nt = 0;
+    if (o->tls_cert) {
+        flags |= MHD_USE_TLS;
+        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)o->tls_key};
+        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->tls_cert};
+        tls[nt++] = (struct MHD_OptionItem){
+            MHD_OPTION_HTTPS_PRIORITIES, 0,
+            (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"};
+        if (o->tls_client_ca)
+            tls[nt++] =
+                (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)o->tls_client_ca};
+    }
+    tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv->d = MHD_start_daemon(
-        flags, (uint16_t)o->port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, sa,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, o->max_conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_THREAD_POOL_SIZE, o->threads > 1 ? o->threads : 0,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+        flags, (uint16_t)o->port, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, tls,
+        MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_CONNECTION_LIMIT, o->max_conns, MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_THREAD_POOL_SIZE,
+        o->threads > 1 ? o->threads : 0, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
         /* libmicrohttpd zeroes a connection's whole pool after every keep-alive request: 16 KiB
          * instead of the default 32 KiB halves that cost; headers fit, bodies stream through. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);

@@ -23,6 +23,9 @@ struct sl_http_opts {
     unsigned max_conns; /* concurrent connections */
     unsigned timeout_s; /* idle connection timeout */
     unsigned threads;   /* event-loop threads (1 = one epoll thread) */
+    /* TLS (PEM text, NULL: plain HTTP): the listener's certificate chain and key, and the CA
+     * that client certificates must chain to (mutual TLS; NULL: no client certificate) */
+    const char *tls_cert, *tls_key, *tls_client_ca;
     /* called on an HTTP thread when a request is finished (for metrics) */
     void (*on_complete)(struct sl_http_req *req, unsigned status, uint64_t latency_ns, void *ctx);
 };

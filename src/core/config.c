@@ -74,6 +74,15 @@ static const struct opt g_opts[] = {
      "covers them (e.g. 10.1.0.0/16 with outbound_deny_private)."},
     {"outbound_deny", OT_STR, F(outbound_deny), sizeof(((struct sl_config *)0)->outbound_deny), "",
      0, 0, "Comma-separated addresses or CIDRs outbound connectors may not reach."},
+    {"tls_cert", OT_STR, F(tls_cert), sizeof(((struct sl_config *)0)->tls_cert), "", 0, 0,
+     "PEM file with the listener's certificate (chain): the API is served over TLS 1.2/1.3 only. "
+     "Needs tls_key. Empty: plain HTTP."},
+    {"tls_key", OT_STR, F(tls_key), sizeof(((struct sl_config *)0)->tls_key), "", 0, 0,
+     "PEM file with the certificate's private key."},
+    {"tls_client_ca", OT_STR, F(tls_client_ca), sizeof(((struct sl_config *)0)->tls_client_ca), "",
+     0, 0,
+     "PEM file of the CA that client certificates must chain to (mutual TLS): a request without "
+     "such a certificate is answered 403 client_certificate_required. Empty: none asked for."},
     {"plugins", OT_STR, F(plugins), sizeof(((struct sl_config *)0)->plugins), "", 0, 0,
      "Directory of connector plugins: every `*.so` in it is loaded at start, in name order, and "
      "its connector kinds join the catalog (examples/README.md). A plugin that cannot be loaded "

@@ -42,6 +42,9 @@ struct sl_config {
     uint64_t outbound_deny_private;  /* 1: RFC 1918, loopback, ULA denied too */
     char outbound_allow[4096];       /* CIDRs allowed whatever the deny rules say */
     char outbound_deny[4096];        /* CIDRs denied besides link-local */
+    char tls_cert[4096];             /* PEM certificate chain, "" = plain HTTP */
+    char tls_key[4096];              /* PEM private key */
+    char tls_client_ca[4096];        /* PEM CA of client certificates, "" = none */
 };
 
 /* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and

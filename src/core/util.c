@@ -239,3 +239,42 @@ uint64_t sl_backoff_ms(uint64_t base, uint64_t max, int attempt)
         cap = max;
     return sl_rand64() % (cap + 1);
 }
+
+char *sl_read_file(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t n = 0, cap = 0, got;
+    for (;;) {
+        if (n + 65536 + 1 > cap) {
+            if (cap > max) {
+                free(buf);
+                fclose(f);
+                errno = EFBIG;
+                return NULL;
+            }
+            char *b = realloc(buf, cap = cap ? cap * 2 : 65536 * 2);
+            if (!b) {
+                free(buf);
+                fclose(f);
+                errno = ENOMEM;
+                return NULL;
+            }
+            buf = b;
+        }
+        if ((got = fread(buf + n, 1, cap - n - 1, f)) == 0)
+            break;
+        n += got;
+    }
+    fclose(f);
+    if (n > max) {
+        free(buf);
+        errno = EFBIG;
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}

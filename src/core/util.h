@@ -61,4 +61,8 @@ static inline uint16_t sl_get_le16(const uint8_t *p)
     return v;
 }
 
+/* The whole file at path (malloc'ed, NUL-ended, *len its size), or NULL with errno set
+ * (EFBIG when larger than max bytes). */
+char *sl_read_file(const char *path, size_t max, size_t *len);
+
 #endif

@@ -295,41 +295,6 @@ static void one(struct ctx *c, struct sl_pipeline *p, const char *side, const ch
 
 /* ---- the file ---- */
 
-static char *slurp(const char *path, size_t *len, char *why, size_t whylen)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(why, whylen, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0, got;
-    for (;;) {
-        if (n + 65536 > cap) {
-            if (cap > SL_YAML_MAX_BYTES) {
-                snprintf(why, whylen, "larger than %u bytes", SL_YAML_MAX_BYTES);
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            char *b = realloc(buf, cap = cap ? cap * 2 : 65536 * 2);
-            if (!b) {
-                free(buf);
-                fclose(f);
-                snprintf(why, whylen, "out of memory");
-                return NULL;
-            }
-            buf = b;
-        }
-        if ((got = fread(buf + n, 1, cap - n, f)) == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 void sl_pipeline_free(struct sl_pipeline *p)
 {
     if (!p)
@@ -346,11 +311,11 @@ void sl_pipeline_free(struct sl_pipeline *p)
 int sl_pipeline_load(const char *path, struct sl_pipeline **out, struct sl_buf *msgs)
 {
     *out = NULL;
-    char why[300];
     size_t len = 0;
-    char *text = slurp(path, &len, why, sizeof(why));
+    char *text = sl_read_file(path, SL_YAML_MAX_BYTES, &len);
     if (!text) {
-        sl_buf_printf(msgs, "%s: %s\n", path, why);
+        sl_buf_printf(msgs, "%s: %s\n", path,
+                      errno == EFBIG ? "larger than 4 MiB" : strerror(errno));
         return 1;
     }
     int n = sl_pipeline_parse(path, text, len, out, msgs);
