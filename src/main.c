@@ -159,6 +159,7 @@ static int cmd_serve(int argc, char **argv)
         .port = port,
         .max_body = cfg.max_body_bytes,
         .max_conns = (unsigned)cfg.max_connections,
+        .max_conns_per_ip = (unsigned)cfg.max_connections_per_ip,
         .timeout_s = (unsigned)cfg.connection_timeout_s,
         .threads = (unsigned)cfg.http_threads,
         .on_complete = sl_api_on_complete,

@@ -274,10 +274,11 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
     tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv->d = MHD_start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, tls,
-        MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_LIMIT, o->max_conns, MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_THREAD_POOL_SIZE,
-        o->threads > 1 ? o->threads : 0, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+        MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_conns_per_ip,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, o->max_conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_THREAD_POOL_SIZE, o->threads > 1 ? o->threads : 0,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
         /* libmicrohttpd zeroes a connection's whole pool after every keep-alive request: 16 KiB
          * instead of the default 32 KiB halves that cost; headers fit, bodies stream through. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);

@@ -17,12 +17,13 @@ struct sl_http_server;
 struct sl_http_req;
 
 struct sl_http_opts {
-    const char *host;   /* IPv4 or IPv6 literal, or "localhost" */
-    unsigned port;      /* 0: ephemeral (see sl_http_port) */
-    size_t max_body;    /* bytes; larger bodies get 413 */
-    unsigned max_conns; /* concurrent connections */
-    unsigned timeout_s; /* idle connection timeout */
-    unsigned threads;   /* event-loop threads (1 = one epoll thread) */
+    const char *host;          /* IPv4 or IPv6 literal, or "localhost" */
+    unsigned port;             /* 0: ephemeral (see sl_http_port) */
+    size_t max_body;           /* bytes; larger bodies get 413 */
+    unsigned max_conns;        /* concurrent connections */
+    unsigned max_conns_per_ip; /* concurrent connections from one client address, 0 = no limit */
+    unsigned timeout_s;        /* idle connection timeout */
+    unsigned threads;          /* event-loop threads (1 = one epoll thread) */
     /* TLS (PEM text, NULL: plain HTTP): the listener's certificate chain and key, and the CA
      * that client certificates must chain to (mutual TLS; NULL: no client certificate) */
     const char *tls_cert, *tls_key, *tls_client_ca;

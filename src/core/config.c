@@ -83,6 +83,9 @@ static const struct opt g_opts[] = {
      0, 0,
      "PEM file of the CA that client certificates must chain to (mutual TLS): a request without "
      "such a certificate is answered 403 client_certificate_required. Empty: none asked for."},
+    {"max_connections_per_ip", OT_UINT, F(max_connections_per_ip), 0, "0", 0, 1000000,
+     "Concurrent HTTP connections one client address may hold (further ones are closed at "
+     "once); 0: no limit but max_connections."},
     {"plugins", OT_STR, F(plugins), sizeof(((struct sl_config *)0)->plugins), "", 0, 0,
      "Directory of connector plugins: every `*.so` in it is loaded at start, in name order, and "
      "its connector kinds join the catalog (examples/README.md). A plugin that cannot be loaded "

@@ -45,6 +45,7 @@ struct sl_config {
     char tls_cert[4096];             /* PEM certificate chain, "" = plain HTTP */
     char tls_key[4096];              /* PEM private key */
     char tls_client_ca[4096];        /* PEM CA of client certificates, "" = none */
+    uint64_t max_connections_per_ip; /* 0 = no limit */
 };
 
 /* Fills cfg from defaults, the config file (--config / SLUICE_CONFIG), the environment and

@@ -169,4 +169,26 @@ with t.section("the secrets are not in the log; protected mode; bad tokens files
         p = subprocess.run([st.SLUICE_BIN, "serve", "--data", os.path.join(work, "d3"), "--listen", "127.0.0.1:0",
                             "--auth-tokens", bf], capture_output=True, text=True, timeout=20)
         t.ok(p.returncode == 2 and (bf + where) in p.stderr, "a bad tokens file stops serve: %s" % where, p.stderr)
+with t.section("max_connections_per_ip: one address cannot take every connection", None):
+    import socket
+    lim = st.Server(args=["--max-connections-per-ip", "2"]).start()
+    held = [socket.create_connection(("127.0.0.1", lim.port)) for _ in range(2)]
+    extra = socket.create_connection(("127.0.0.1", lim.port))
+    extra.settimeout(5)
+    try:
+        extra.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = extra.recv(100)
+    except OSError:
+        got = b""
+    t.eq(got, b"", "a third connection from the same address is closed without an answer")
+    for c in held:
+        c.close()
+    extra.close()
+    def served():
+        try:
+            return lim.req("GET", "/v1/health").status == 200
+        except OSError:  # the server has not seen the closes yet
+            return False
+    t.ok(st.wait_until(served, 5), "once they are closed it is served again")
+    lim.stop()
 t.done()
