@@ -220,10 +220,20 @@ static int cmd_serve(int argc, char **argv)
         if (sig != SIGHUP)
             continue;
         sig = 0;
-        if (!cfg.pipelines[0]) {
-            sl_info("SIGHUP: no --pipelines to reload");
-            continue;
+        if (cfg.tls_cert[0]) { /* a renewed certificate: new handshakes use it */
+            size_t l1, l2;
+            char *c = sl_read_file(cfg.tls_cert, 1 << 20, &l1),
+                 *k = sl_read_file(cfg.tls_key, 1 << 20, &l2);
+            char why[300] = "the certificate or key file cannot be read";
+            if (c && k && sl_http_tls_reload(c, k, why, sizeof(why)) == 0)
+                sl_info("SIGHUP: TLS certificate reloaded from %s", cfg.tls_cert);
+            else
+                sl_error("SIGHUP: %s; the TLS certificate in use is unchanged", why);
+            free(c); /* the loaded identity holds its own copies */
+            free(k);
         }
+        if (!cfg.pipelines[0])
+            continue;
         /* the difference is applied: unchanged connectors keep running; an invalid file
          * changes nothing */
         if (apply_pipelines(cfg.pipelines, &api))

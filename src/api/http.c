@@ -5,6 +5,7 @@
 #include "core/util.h"
 
 #include <arpa/inet.h>
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -101,6 +102,60 @@ static void respond_plain_error(struct sl_http_req *req, unsigned status, const 
     sl_buf_json_str(&b, msg, strlen(msg));
     sl_buf_printf(&b, ",\"code\":\"%s\"}", code);
     sl_http_respond(req, status, "application/json", &b);
+}
+
+/* ---- the listener's certificate, swappable (SIGHUP) ---- */
+
+#define MAX_CHAIN 8
+struct tls_id {
+    gnutls_pcert_st chain[MAX_CHAIN];
+    unsigned n;
+    gnutls_privkey_t key;
+};
+static struct tls_id *g_tls; /* the one in use; earlier ones are kept (reloads are rare) */
+
+static struct tls_id *tls_load(const char *cert_pem, const char *key_pem, char *why, size_t n)
+{
+    struct tls_id *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    gnutls_datum_t c = {(unsigned char *)cert_pem, (unsigned)strlen(cert_pem)};
+    gnutls_datum_t k = {(unsigned char *)key_pem, (unsigned)strlen(key_pem)};
+    t->n = MAX_CHAIN;
+    int rc = gnutls_pcert_list_import_x509_raw(t->chain, &t->n, &c, GNUTLS_X509_FMT_PEM, 0);
+    if (rc >= 0)
+        rc = gnutls_privkey_init(&t->key);
+    if (rc >= 0)
+        rc = gnutls_privkey_import_x509_raw(t->key, &k, GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (rc < 0) {
+        snprintf(why, n, "TLS: the certificate or key cannot be used: %s", gnutls_strerror(rc));
+        free(t); /* a failed load: its parts are not worth freeing one by one */
+        return NULL;
+    }
+    return t;
+}
+
+static int tls_cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca, int nreq,
+                       const gnutls_pk_algorithm_t *algos, int nalgos, gnutls_pcert_st **pcert,
+                       unsigned int *npcert, gnutls_privkey_t *key)
+{
+    (void)s, (void)req_ca, (void)nreq, (void)algos, (void)nalgos;
+    struct tls_id *t = __atomic_load_n(&g_tls, __ATOMIC_ACQUIRE);
+    if (!t)
+        return -1;
+    *pcert = t->chain;
+    *npcert = t->n;
+    *key = t->key;
+    return 0;
+}
+
+int sl_http_tls_reload(const char *cert_pem, const char *key_pem, char *why, size_t n)
+{
+    struct tls_id *t = tls_load(cert_pem, key_pem, why, n);
+    if (!t)
+        return -1;
+    __atomic_store_n(&g_tls, t, __ATOMIC_RELEASE); /* new handshakes use it */
+    return 0;
 }
 
 /* Mutual TLS: the client sent a certificate that chains to tls_client_ca, valid now. */
@@ -261,9 +316,13 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
     struct MHD_OptionItem tls[6];
     int nt = 0;
     if (o->tls_cert) {
+        char why[300];
+        if (sl_http_tls_reload(o->tls_cert, o->tls_key, why, sizeof(why)) < 0) {
+            free(srv);
+            return sl_err_set(err, SL_E_INVAL, "invalid_config", "%s", why);
+        }
         flags |= MHD_USE_TLS;
-        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)o->tls_key};
-        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->tls_cert};
+        tls[nt++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)tls_cert_cb};
         tls[nt++] = (struct MHD_OptionItem){
             MHD_OPTION_HTTPS_PRIORITIES, 0,
             (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"};

@@ -33,6 +33,10 @@ struct sl_http_opts {
 
 typedef void (*sl_http_handler)(struct sl_http_req *req, void *ctx);
 
+/* Replaces the TLS listener's certificate and key (PEM): handshakes from now on use them. 0, or
+ * -1 with why (the old ones stay). */
+int sl_http_tls_reload(const char *cert_pem, const char *key_pem, char *why, size_t n);
+
 int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_http_handler h,
                   void *ctx, struct sl_err *err);
 unsigned sl_http_port(struct sl_http_server *srv);

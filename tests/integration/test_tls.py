@@ -65,7 +65,31 @@ with t.section("TLS 1.2+ with the listener's certificate", srv):
     p = subprocess.run(["curl", "-sS", "http://127.0.0.1:%d/v1/health" % srv.port], capture_output=True, text=True, timeout=20)
     t.ok(p.returncode != 0 or '"ok"' not in p.stdout, "plain HTTP on the TLS port gets no answer")
     t.eq(get("/v1/health", ctx)[0], 200, "and the server keeps serving")
+with t.section("SIGHUP reloads a renewed certificate; a broken one is refused and the old stays", srv):
+    import hashlib
+    import signal
+    import socket
+
+    def served_cert():
+        c = ssl.create_default_context(cafile=P("ca.pem"))
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as raw:
+            with c.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                return hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+    before = served_cert()
+    make_cert("renewed", "ca", "IP:127.0.0.1,DNS:localhost")
+    os.replace(P("renewed.pem"), P("server.pem"))
+    os.replace(P("renewed.key"), P("server.key"))
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    after = st.wait_until(lambda: (lambda h: h if h != before else None)(served_cert()), 10)
+    t.ok(after and after != before, "after SIGHUP new handshakes get the renewed certificate")
+    with open(P("server.pem"), "w") as f:
+        f.write("not a certificate\n")
+    os.kill(srv.proc.pid, signal.SIGHUP)
+    t.ok(st.wait_until(lambda: b"TLS certificate in use is unchanged" in open(srv.log_path, "rb").read(), 10),
+         "a broken certificate file on SIGHUP is refused")
+    t.eq(served_cert(), after, "and the renewed certificate is still served")
 srv.stop()
+make_cert("server", "ca", "IP:127.0.0.1,DNS:localhost")  # a good one again for what follows
 
 srv2 = st.Server(args=["--tls-cert", P("server.pem"), "--tls-key", P("server.key"),
                        "--tls-client-ca", P("ca.pem")]).start()
