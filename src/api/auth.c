@@ -7,6 +7,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,11 +19,14 @@ struct tok {
     char name[64];
     int scope;
     unsigned char hash[SHA256_DIGEST_LENGTH];
+    double rate, burst, tokens; /* rate_limit (requests per second; 0 = none), a token bucket */
+    uint64_t refill_ns;
 };
 
 struct sl_auth {
     struct tok v[MAX_TOKENS];
     size_t n;
+    pthread_mutex_t mu; /* the rate-limit buckets */
 };
 
 static int scope_of(const char *s)
@@ -90,7 +94,7 @@ int sl_auth_load(const char *path, struct sl_auth **out, struct sl_buf *msgs)
         json_t *v;
         json_object_foreach(t, k, v) if (strcmp(k, "name") && strcmp(k, "scopes") &&
                                          strcmp(k, "scope") && strcmp(k, "secret") &&
-                                         strcmp(k, "secret_sha256"))
+                                         strcmp(k, "secret_sha256") && strcmp(k, "rate_limit"))
         {
             char q[128];
             snprintf(q, sizeof(q), "%s.%s", p, k);
@@ -109,6 +113,21 @@ int sl_auth_load(const char *path, struct sl_auth **out, struct sl_buf *msgs)
         for (size_t j = 0; j < a->n; j++)
             if (name && !strcmp(a->v[j].name, name))
                 problem(msgs, path, &marks, q, "another token has this name", &n);
+        const json_t *rl = json_object_get(t, "rate_limit");
+        if (rl) {
+            snprintf(q, sizeof(q), "%s.rate_limit", p);
+            const json_t *rps = json_object_get(rl, "requests_per_second"),
+                         *b = json_object_get(rl, "burst");
+            if (!json_is_number(rps) || json_number_value(rps) <= 0 ||
+                (b && (!json_is_integer(b) || json_integer_value(b) < 1)))
+                problem(msgs, path, &marks, q,
+                        "{requests_per_second: a number > 0, burst: an integer >= 1}", &n);
+            else {
+                tk->rate = json_number_value(rps);
+                tk->burst = b ? (double)json_integer_value(b) : (tk->rate < 1 ? 1 : tk->rate);
+                tk->tokens = tk->burst;
+            }
+        }
         const json_t *sc = json_object_get(t, "scopes");
         if (!sc)
             sc = json_object_get(t, "scope");
@@ -156,6 +175,7 @@ int sl_auth_load(const char *path, struct sl_auth **out, struct sl_buf *msgs)
         free(a);
         return n;
     }
+    pthread_mutex_init(&a->mu, NULL);
     *out = a;
     return 0;
 }
@@ -165,6 +185,29 @@ void sl_auth_free(struct sl_auth *a)
     if (a)
         OPENSSL_cleanse(a, sizeof(*a));
     free(a);
+}
+
+double sl_auth_take(struct sl_auth *a, const char *name)
+{
+    double wait = 0;
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < a->n; i++) {
+        struct tok *t = &a->v[i];
+        if (strcmp(t->name, name) || t->rate <= 0)
+            continue;
+        uint64_t now = sl_mono_ns();
+        if (t->refill_ns)
+            t->tokens += (double)(now - t->refill_ns) / 1e9 * t->rate;
+        if (t->tokens > t->burst)
+            t->tokens = t->burst;
+        t->refill_ns = now;
+        if (t->tokens >= 1)
+            t->tokens -= 1;
+        else
+            wait = (1 - t->tokens) / t->rate;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return wait;
 }
 
 int sl_auth_scope(const struct sl_auth *a, const char *header, const char **name)

@@ -16,6 +16,10 @@ struct sl_auth;
 int sl_auth_load(const char *path, struct sl_auth **out, struct sl_buf *msgs);
 void sl_auth_free(struct sl_auth *a);
 
+/* Takes one request from the rate limit of token name: 0 if it may go on, else the seconds until
+ * it may (a token without rate_limit always may). Any thread. */
+double sl_auth_take(struct sl_auth *a, const char *name);
+
 /* The scope of the token in an Authorization header ("Bearer <token>"): SL_SCOPE_*, or -1 if
  * the header is absent, malformed or names no token. *name gets the token's name (static while
  * a lives) when one matched. */

@@ -202,6 +202,14 @@ static int authorize(struct sl_api *api, struct sl_http_req *req)
                      g_scope_names[need], m, p);
         return -1;
     }
+    double wait = sl_auth_take(api->auth, name);
+    if (wait > 0) {
+        char ra[32];
+        snprintf(ra, sizeof(ra), "%.0f", wait < 1 ? 1.0 : wait + 0.5);
+        sl_http_add_header(req, "Retry-After", ra);
+        sl_api_error(req, 429, "rate_limited", "token '%s' is over its rate limit", name);
+        return -1;
+    }
     if (have < need) {
         sl_api_error(req, 403, "forbidden", "token '%s' has the %s scope; %s %.100s needs %s", name,
                      g_scope_names[have], m, p, g_scope_names[need]);

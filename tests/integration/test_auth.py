@@ -169,6 +169,28 @@ with t.section("the secrets are not in the log; protected mode; bad tokens files
         p = subprocess.run([st.SLUICE_BIN, "serve", "--data", os.path.join(work, "d3"), "--listen", "127.0.0.1:0",
                             "--auth-tokens", bf], capture_output=True, text=True, timeout=20)
         t.ok(p.returncode == 2 and (bf + where) in p.stderr, "a bad tokens file stops serve: %s" % where, p.stderr)
+with t.section("a token's rate limit: 429 with Retry-After past its burst, other tokens unaffected", None):
+    rl = os.path.join(work, "rl.yaml")
+    with open(rl, "w") as f:
+        f.write("""tokens:
+  - name: slow
+    scopes: [read]
+    secret: slow-secret-0123456789
+    rate_limit: {requests_per_second: 0.5, burst: 2}
+  - name: fast
+    scopes: [read]
+    secret: fast-secret-0123456789
+""")
+    rs = st.Server(args=["--auth-tokens", rl]).start()
+    hs = {"Authorization": "Bearer slow-secret-0123456789"}
+    got = [rs.req("GET", "/v1/strands", headers=hs) for _ in range(3)]
+    t.ok([g.status for g in got] == [200, 200, 429] and got[2].json["code"] == "rate_limited"
+         and int(got[2].headers.get("retry-after", "0")) >= 1, "two within the burst, the third 429 with Retry-After",
+         [(g.status, g.headers.get("retry-after")) for g in got])
+    t.eq(rs.req("GET", "/v1/strands", headers={"Authorization": "Bearer fast-secret-0123456789"}).status, 200,
+         "another token is not limited")
+    rs.stop()
+
 with t.section("max_connections_per_ip: one address cannot take every connection", None):
     import socket
     lim = st.Server(args=["--max-connections-per-ip", "2"]).start()
