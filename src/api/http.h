@@ -49,6 +49,8 @@ const char *sl_http_path(const struct sl_http_req *req);
 /* Query argument (decoded), NULL if absent. */
 const char *sl_http_query(struct sl_http_req *req, const char *key);
 const char *sl_http_header(struct sl_http_req *req, const char *name);
+/* The client's address ("127.0.0.1", "::1"), or "" if unknown. */
+void sl_http_client_addr(struct sl_http_req *req, char *out, size_t n);
 const uint8_t *sl_http_body(const struct sl_http_req *req, size_t *len);
 /* A slot for the route layer (route id for metrics, per-request state). */
 void *sl_http_get_user(const struct sl_http_req *req);

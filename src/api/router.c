@@ -263,7 +263,11 @@ void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status)
     sl_buf_json_str(&j, m, strlen(m));
     sl_buf_puts(&j, ",\"path\":");
     sl_buf_json_str(&j, p, strlen(p) > 300 ? 300 : strlen(p));
-    sl_buf_printf(&j, ",\"status\":%u}", status);
+    char from[64];
+    sl_http_client_addr(req, from, sizeof(from));
+    sl_buf_printf(&j, ",\"status\":%u,\"from\":", status);
+    sl_buf_json_str(&j, from, strlen(from));
+    sl_buf_putc(&j, '}');
     sl_buf_init(&x->mp, 0);
     struct sl_jerr je;
     struct sl_err err = {0};

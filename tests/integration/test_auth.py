@@ -114,7 +114,8 @@ with t.section("the audit strand: management requests and refused tokens, who an
     recs = call("GET", "/v1/strands/sluice.audit/records?limit=10000", token=READ).json["records"]
     rows = [r["payload"] for r in recs]
     t.ok(any(x["token"] == "ops" and x["method"] == "POST" and x["path"] == "/v1/connectors" and x["status"] == 201
-             for x in rows), "a connector created by the ops token is there", rows[:3])
+             and x["from"] == "127.0.0.1" for x in rows), "a connector created by the ops token is there, from 127.0.0.1",
+         rows[:3])
     t.ok(any(x["token"] is None and x["status"] == 401 for x in rows) and
          any(x["token"] == "viewer" and x["status"] == 403 for x in rows),
          "refused requests are there too: no token (401), a read token on an admin route (403)")
