@@ -250,6 +250,9 @@ static int ksrc_start(void **self, const struct sl_source_ctx *ctx, struct sl_er
     snprintf(client, sizeof(client), "sluice-%s", ctx->id);
     const struct sl_kafka_prop props[] = {
         {"group.id", group},
+        /* static membership: after a crash the restarted process takes its old place in the
+         * group at once, instead of waiting session.timeout.ms for the old member to expire */
+        {"group.instance.id", client},
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", json_string_value(json_object_get(c, "auto_offset_reset"))},
