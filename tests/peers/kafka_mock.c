@@ -11,7 +11,10 @@
  *   errors APIKEY CODE COUNT  the next COUNT requests of that API fail with that error code
  *                             (rd_kafka_mock_push_request_errors; e.g. 0 = Produce)
  *   rtt ID MS                 add MS of round-trip time to broker ID
- * It exits at the end of stdin (the test closed the pipe or died) or on SIGTERM. */
+ * It exits at the end of stdin (the test closed the pipe or died) or on SIGTERM.
+ *
+ * Gotcha: the mock keeps at most 5 MiB (and 100,000 message sets) per partition and deletes the
+ * oldest beyond that (the log start offset moves): spread large volumes over partitions. */
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 #include <signal.h>

@@ -99,6 +99,7 @@ static int kafka_check_config(json_t *c, struct sl_err *err)
 
 #define GROUP_MAX 10000
 #define GROUP_BYTES (8u << 20)
+#define PEND_MAX 1024
 
 struct ksrc {
     const struct sl_source_ctx *ctx;
@@ -109,6 +110,9 @@ struct ksrc {
     struct sl_kafka_offsets emitted;
     pthread_mutex_t mu; /* durable() runs on the committer's thread */
     struct sl_kafka_offsets durable, committed, assigned;
+    rd_kafka_queue_t *queue;   /* the consumer's */
+    rd_kafka_message_t **pend; /* taken from the queue in bulk, not yet looked at */
+    size_t npend, ipend;
     struct sl_buf mp;
     struct sl_emit_rec *recs;
     size_t *offs;
@@ -210,6 +214,10 @@ static void ksrc_stop(void *self)
     struct ksrc *k = self;
     if (!k)
         return;
+    while (k->ipend < k->npend)
+        rd_kafka_message_destroy(k->pend[k->ipend++]);
+    if (k->queue)
+        rd_kafka_queue_destroy(k->queue);
     if (k->rk) {
         commit(k, NULL, 0); /* everything appended is durable by now (the framework drained) */
         rd_kafka_consumer_close(k->rk);
@@ -219,6 +227,7 @@ static void ksrc_stop(void *self)
     sl_buf_release(&k->mp);
     free(k->recs);
     free(k->offs);
+    free(k->pend);
     free(k);
 }
 
@@ -226,9 +235,12 @@ static int ksrc_start(void **self, const struct sl_source_ctx *ctx, struct sl_er
 {
     struct ksrc *k = calloc(1, sizeof(*k));
     if (!k || !(k->recs = calloc(GROUP_MAX, sizeof(*k->recs))) ||
-        !(k->offs = calloc(GROUP_MAX, sizeof(*k->offs)))) {
-        if (k)
+        !(k->offs = calloc(GROUP_MAX, sizeof(*k->offs))) ||
+        !(k->pend = calloc(PEND_MAX, sizeof(*k->pend)))) {
+        if (k) {
             free(k->recs);
+            free(k->offs);
+        }
         free(k);
         return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
     }
@@ -250,9 +262,9 @@ static int ksrc_start(void **self, const struct sl_source_ctx *ctx, struct sl_er
     snprintf(client, sizeof(client), "sluice-%s", ctx->id);
     const struct sl_kafka_prop props[] = {
         {"group.id", group},
-        /* static membership: after a crash the restarted process takes its old place in the
-         * group at once, instead of waiting session.timeout.ms for the old member to expire */
-        {"group.instance.id", client},
+        /* after a crash the dead member holds its partitions until its session times out */
+        {"session.timeout.ms", "6000"},
+        {"heartbeat.interval.ms", "2000"},
         {"enable.auto.commit", "false"},
         {"enable.auto.offset.store", "false"},
         {"auto.offset.reset", json_string_value(json_object_get(c, "auto_offset_reset"))},
@@ -266,6 +278,7 @@ static int ksrc_start(void **self, const struct sl_source_ctx *ctx, struct sl_er
         return sl_err_set(err, SL_E_INVAL, "invalid_config", "kafka: %s", errstr);
     }
     rd_kafka_poll_set_consumer(k->rk);
+    k->queue = rd_kafka_queue_get_consumer(k->rk);
     /* the health check: a broker answers and the topic exists, or the connector is not running */
     if (sl_kafka_probe(k->rk, k->topic, 5000, errstr, sizeof(errstr)) < 0) {
         ksrc_stop(k);
@@ -317,6 +330,22 @@ static int record_of(struct ksrc *k, const rd_kafka_message_t *m, int resume)
     return sl_kafka_record(&k->mp, &km, resume ? &k->emitted : NULL);
 }
 
+/* The next message or event: one taken in bulk before, else from the consumer queue (waiting at
+ * most wait_ms for the first, then taking what is there without waiting). NULL: none. */
+static rd_kafka_message_t *next_message(struct ksrc *k, int wait_ms)
+{
+    if (k->ipend == k->npend) {
+        k->ipend = k->npend = 0;
+        if (wait_ms > 0)
+            return rd_kafka_consumer_poll(k->rk, wait_ms);
+        ssize_t got = rd_kafka_consume_batch_queue(k->queue, 0, k->pend, PEND_MAX);
+        if (got <= 0)
+            return NULL;
+        k->npend = (size_t)got;
+    }
+    return k->pend[k->ipend++];
+}
+
 static enum sl_result ksrc_poll(void *self, struct sl_emitter *em, int timeout_ms, char *error,
                                 size_t errlen)
 {
@@ -330,7 +359,7 @@ static enum sl_result ksrc_poll(void *self, struct sl_emitter *em, int timeout_m
     while (n < GROUP_MAX && k->mp.len < GROUP_BYTES && !k->ctx->stopped(k->ctx->arg)) {
         uint64_t now = sl_mono_ns();
         int wait = n || now >= until ? 0 : (int)((until - now) / 1000000u);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, wait);
+        rd_kafka_message_t *m = next_message(k, wait);
         if (!m)
             break;
         if (m->err) {
