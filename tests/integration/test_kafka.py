@@ -136,6 +136,38 @@ with t.section("sink: a message refused for good is a dead letter, the others go
     rows = m.consume("out3")
     t.eq(sorted(json.loads(r[4])["n"] for r in rows), [0, 2, 3], "kcat sees the three others, once each")
 
+with t.section("sink: a refused message among pipelined batches: no duplicates, order kept", srv):
+    post("ks6", [{"k": "k%d" % (i % 3), "n": i} for i in range(6000)])
+    r = srv.req("POST", "/v1/records", {"strand": "ks6", "payload": {"k": "k0", "n": 6000, "big": "y" * 1500000}})
+    assert r.status == 201, r
+    post("ks6", [{"k": "k%d" % (i % 3), "n": i} for i in range(6001, 14000)])
+    a = create({"name": "pipelined", "kind": "kafka_sink", "strands": ["ks6"], "config": {
+        "brokers": m.brokers, "topic": "out6", "start": "earliest", "idempotent": True, "key_field": "k"}})
+    t.ok(st.wait_until(lambda: conn(a["id"])["stats"]["delivered"] == 13999 and conn(a["id"])["stats"]["dead_lettered"] == 1,
+                       60), "13,999 delivered, the big one dead-lettered", conn(a["id"]))
+    rows = m.consume("out6")
+    ns = [json.loads(r[4])["n"] for r in rows]
+    t.eq(sorted(ns), [i for i in range(14000) if i != 6000],
+         "kcat reads each of the others once: what the broker had acknowledged is not produced again")
+    keys = by_key(rows)
+    t.ok(all([s for _, _, s in sorted(v)] == sorted(s for _, _, s in v) for v in keys.values()),
+         "per key, offsets follow seq order")
+
+with t.section("sink: leader changes and throttling (mock request errors): nothing lost, nothing twice", srv):
+    a = create({"name": "leader moves", "kind": "kafka_sink", "strands": ["ks7"], "config": {
+        "brokers": m.brokers, "topic": "out7", "idempotent": True, "key_field": "k"}})
+    st.wait_until(lambda: conn(a["id"])["state"] == "running", 20)
+    # Produce (API key 0): NOT_LEADER_OR_FOLLOWER (6) x3, then THROTTLING_QUOTA_EXCEEDED (89) x2
+    t.ok(m.cmd("errors 0 6 3") and m.cmd("errors 0 89 2"), "the mock fails the next 5 produce requests")
+    post("ks7", [{"k": "k%d" % (i % 5), "n": i} for i in range(2000)])
+    t.ok(st.wait_until(lambda: conn(a["id"])["stats"]["delivered"] == 2000, 60), "all 2000 delivered",
+         conn(a["id"]))
+    rows = m.consume("out7")
+    t.eq(sorted(json.loads(r[4])["n"] for r in rows), list(range(2000)), "kcat reads each once")
+    keys = by_key(rows)
+    t.ok(all([s for _, _, s in sorted(v)] == sorted(s for _, _, s in v) for v in keys.values()),
+         "per key, offsets follow seq order")
+
 with t.section("sink: the broker goes down and comes back: nothing lost, nothing twice", srv):
     a = create({"name": "flaky", "kind": "kafka_sink", "strands": ["ks4"], "config": {
         "brokers": m.brokers, "topic": "out4", "idempotent": True, "key_field": "k", "timeout_ms": 1500,

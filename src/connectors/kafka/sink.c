@@ -431,8 +431,8 @@ static enum sl_result outcome(struct ksink *k, struct flight *f, struct sl_outco
         out->accepted = acc;
     }
     /* what the broker acknowledged but the framework will send again is remembered */
-    if (r != SL_R_OK || k->discard)
-        for (size_t i = r == SL_R_REJECT ? 0 : acc; i < n; i++)
+    if (r != SL_R_OK || k->discard) /* RETRY: [0, acc) is accepted; else nothing is */
+        for (size_t i = r == SL_R_OK || r == SL_R_REJECT ? 0 : acc; i < n; i++)
             if (f->st[i] == ST_OK)
                 redo_add(&k->redo, f->hash[i]);
     if (r != SL_R_OK)
