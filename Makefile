@@ -1,6 +1,7 @@
 # Sluice build. `make run` and `make test` are the two commands a new machine needs (see README).
 CC      ?= gcc
-PKGS    := libmicrohttpd gnutls yaml-0.1 libcrypto jansson sqlite3 libcurl libpq avro-c zlib libzstd liblz4 snappy
+PKGS    := libmicrohttpd gnutls yaml-0.1 libcrypto jansson sqlite3 libcurl libpq avro-c zlib libzstd liblz4 snappy \
+           rdkafka
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
@@ -73,7 +74,13 @@ build/fuzz/%: fuzz/%.c $(FOBJS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
-unit-tests: $(UBINS) $(USBINS) $(CBINS) $(CSBINS)
+# Test peers written in C (tests/peers/*.c): kafka_mock, librdkafka's mock cluster as a process.
+PEERBINS := $(patsubst tests/peers/%.c,build/tests/peers/%,$(wildcard tests/peers/*.c))
+build/tests/peers/%: tests/peers/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(LDLIBS)
+
+unit-tests: $(UBINS) $(USBINS) $(CBINS) $(CSBINS) $(PEERBINS)
 fuzz: $(FBINS)
 
 run: deps build/sluice

@@ -59,8 +59,11 @@ with t.section("create, as in the seed", srv):
         "brokers": ["broker1:9092", "broker2:9092"], "topic": "sapixdb-events", "group_id": "sapix-consumer",
         "auto_offset_reset": "latest"}})
     kafka = r.json
-    t.ok(r.status == 201 and kafka["state"] == "paused" and kafka["last_error"],
-         "config-only kinds are stored and say they have no worker yet", r)
+    t.ok(r.status == 201 and kafka["kind"] == "kafka", "POST kafka (SapixDB's keys) -> 201", r)
+    gone = st.wait_until(lambda: srv.req("GET", C + "/" + kafka["id"]).json["state"] != "running"
+                         and srv.req("GET", C + "/" + kafka["id"]).json["last_error"], 20)
+    t.ok(gone, "a kafka source whose brokers cannot be reached is not running, and last_error says why",
+         srv.req("GET", C + "/" + kafka["id"]).json)
     r = srv.req("POST", C, {"name": "two strands", "kind": "webhook", "config": {"url": "http://x/y"},
                             "strands": ["default", "orders"]})
     t.ok(r.status == 201 and r.json["strands"] == ["default", "orders"], "outbound strands can be chosen", r)
@@ -83,7 +86,7 @@ with t.section("list, get, kinds", srv):
     r = srv.req("GET", "/v1/connector-kinds")
     kinds = {k["kind"]: k for k in r.json.get("kinds", [])} if r.status == 200 else {}
     t.ok(set(kinds) == {"rest_bridge", "webhook", "s3", "postgres_cdc", "kafka", "object_storage",
-                        "stdout", "datagen", "supabase", "postgres_sink"},
+                        "stdout", "datagen", "supabase", "postgres_sink", "kafka_sink"},
          "the catalog lists the SapixDB kinds and the framework's new ones", r)
     url = [f for f in kinds.get("webhook", {}).get("fields", []) if f["name"] == "url"]
     sec = [f for f in kinds.get("webhook", {}).get("fields", []) if f["name"] == "secret"]

@@ -203,6 +203,8 @@ with t.section("connectors of every kind", srv):
          "the object_storage sink delivers the 5 records", conn(osink["id"]))
     t.ok(st.wait_until(lambda: conn(cdc["id"])["state"] == "failed", 15),
          "postgres_cdc at a closed port fails", conn(cdc["id"]))
+    t.ok(st.wait_until(lambda: conn(kafka["id"])["state"] == "restarting", 15),
+         "the kafka source at a closed port is restarting (its health check failed)", conn(kafka["id"]))
     r = srv.req("POST", C + "/%s/dead-letters/replay" % hook["id"])
     t.eq(r.status, 202, "a dead-letter replay is answered 202")
 
@@ -263,13 +265,16 @@ with t.section("what the connector families say", srv):
     listed = {c["id"]: c for c in srv.req("GET", C).json["connectors"]}
     states = {dict(k)["connector"]: dict(k)["state"] for k in samples_of(text, "sluice_connector_state")}
     t.eq(states, {i: listed[i]["state"] for i in ids.values()}, "sluice_connector_state matches each connector's state")
-    t.eq(states[ids["kafka"]], "paused", "the config-only kafka connector is paused")
+    t.eq(states[ids["kafka"]], "restarting", "the kafka source with no broker to reach is not running")
     # the JSON stats carry the same split: lag (records) for sinks, slot_lag_bytes for CDC
     stats = {k: set((listed[i].get("stats") or {}).keys()) for k, i in ids.items()}
     t.ok(all("lag" in stats[k] and "slot_lag_bytes" not in stats[k] for k in ("hook", "os", "sh")),
          "outbound stats have lag (records) and no slot_lag_bytes", stats)
     t.ok(stats["cdc"] == {"slot_lag_bytes"}, "postgres_cdc stats have slot_lag_bytes only", stats["cdc"])
-    t.ok(not stats["bridge"] and not stats["kafka"], "REST bridge and kafka have no stats", stats)
+    t.ok(not stats["bridge"], "the REST bridge has no stats", stats)
+    t.ok(stats["kafka"] == {"kafka_source_messages_consumed", "kafka_source_bytes_consumed",
+                            "kafka_source_polls", "kafka_source_poll_latency_avg_ms"},
+         "the kafka source's stats are its gauges (Rivven's metric names)", stats["kafka"])
     http = {(dict(k)["route"], dict(k)["code"]): v for k, v in samples_of(text, "sluice_http_requests_total").items()}
     t.eq(http.get(("/v1/connectors/{id}/dead-letters", "202")), 1.0, "the 202 of the replay is counted under its code")
     t.ok(http.get(("/v1/connectors", "201"), 0) >= 5 and http.get(("/api/v1/connectors", "201")) == 1,
