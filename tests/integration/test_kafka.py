@@ -153,13 +153,17 @@ with t.section("sink: a refused message among pipelined batches: no duplicates, 
     t.ok(all([s for _, _, s in sorted(v)] == sorted(s for _, _, s in v) for v in keys.values()),
          "per key, offsets follow seq order")
 
-with t.section("sink: leader changes and throttling (mock request errors): nothing lost, nothing twice", srv):
+with t.section("sink: a leader change and a slow broker (mock faults): nothing lost, nothing twice", srv):
     a = create({"name": "leader moves", "kind": "kafka_sink", "strands": ["ks7"], "config": {
         "brokers": m.brokers, "topic": "out7", "idempotent": True, "key_field": "k"}})
     st.wait_until(lambda: conn(a["id"])["state"] == "running", 20)
-    # Produce (API key 0): NOT_LEADER_OR_FOLLOWER (6) x3, then THROTTLING_QUOTA_EXCEEDED (89) x2
-    t.ok(m.cmd("errors 0 6 3") and m.cmd("errors 0 89 2"), "the mock fails the next 5 produce requests")
-    post("ks7", [{"k": "k%d" % (i % 5), "n": i} for i in range(2000)])
+    # Produce (API key 0): NOT_LEADER_OR_FOLLOWER (6) x3 (a leader change: retriable), and a
+    # slow broker (200 ms more round trip) for the first half
+    t.ok(m.cmd("errors 0 6 3") and m.cmd("rtt 1 200"), "the mock fails the next 3 produce requests, slowly")
+    post("ks7", [{"k": "k%d" % (i % 5), "n": i} for i in range(1000)])
+    t.ok(st.wait_until(lambda: conn(a["id"])["stats"]["delivered"] == 1000, 60), "1000 delivered", conn(a["id"]))
+    t.ok(m.cmd("rtt 1 0"), "the broker is fast again")
+    post("ks7", [{"k": "k%d" % (i % 5), "n": i} for i in range(1000, 2000)])
     t.ok(st.wait_until(lambda: conn(a["id"])["stats"]["delivered"] == 2000, 60), "all 2000 delivered",
          conn(a["id"]))
     rows = m.consume("out7")
@@ -263,6 +267,22 @@ with t.section("source: offsets are committed (after fsync): a restart does not 
     t.ok(st.wait_until(lambda: len(strand_payloads("kin")) >= 532, 60), "after a restart, the new ones arrive")
     ns = sorted(p["value"]["n"] for p in strand_payloads("kin") if isinstance(p.get("value"), dict))
     t.eq(ns, list(range(530)), "and nothing twice")
+
+with t.section("source: the broker goes down and comes back while consuming", srv):
+    m.cmd("topic in2 2")
+    m.produce("in2", ['{"n":%d}' % i for i in range(300)])
+    a = create({"name": "flaky src", "kind": "kafka-source", "config": {
+        "brokers": m.brokers, "topic": "in2", "consumer_group": "flaky", "start_offset": "earliest",
+        "strand": "kin4"}})
+    t.ok(st.wait_until(lambda: len(strand_payloads("kin4")) == 300, 60), "300 consumed")
+    t.ok(m.cmd("down 1"), "broker 1 is down")
+    shown = st.wait_until(lambda: conn(a["id"])["last_error"], 30)
+    t.ok(shown and "kafka" in conn(a["id"])["last_error"], "last_error says the broker is gone", conn(a["id"]))
+    t.ok(m.cmd("up 1"), "broker 1 is up again")
+    m.produce("in2", ['{"n":%d}' % i for i in range(300, 500)])
+    t.ok(st.wait_until(lambda: len(strand_payloads("kin4")) >= 500, 90), "the 200 produced after arrive",
+         len(strand_payloads("kin4")))
+    t.eq(sorted(p["value"]["n"] for p in strand_payloads("kin4")), list(range(500)), "every message once")
 
 with t.section("source: a second connector of another group reads the topic again (SapixDB keys)", srv):
     a = create({"name": "sapix", "kind": "kafka", "config": {

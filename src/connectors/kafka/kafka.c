@@ -117,6 +117,8 @@ struct ksrc {
     struct sl_emit_rec *recs;
     size_t *offs;
     uint64_t consumed, bytes, polls, latency_us;
+    int down; /* poll's thread (error_cb runs inside the consumer poll): every broker is down */
+    char down_why[256];
 };
 
 /* Commits the durable offsets of the assigned partitions (of `only` if given) that moved. */
@@ -204,9 +206,21 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* librdkafka reconnects by itself; "all brokers down" is remembered so that poll reports it
+ * (last_error) until a broker answers again. Runs on poll's thread (the consumer queue). */
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct ksrc *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        k->down = 1;
+        snprintf(k->down_why, sizeof(k->down_why), "kafka: %s", reason);
+    }
+}
+
 static void consumer_hook(rd_kafka_conf_t *conf)
 {
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
 }
 
 static void ksrc_stop(void *self)
@@ -430,6 +444,15 @@ static enum sl_result ksrc_poll(void *self, struct sl_emitter *em, int timeout_m
     k->ctx->gauge(k->ctx->arg, "kafka_source_polls", k->polls);
     k->ctx->gauge(k->ctx->arg, "kafka_source_poll_latency_avg_ms",
                   k->polls ? k->latency_us / k->polls / 1000u : 0);
+    if (!n && k->down) { /* still down unless a broker answers now */
+        char probe[256];
+        if (sl_kafka_probe(k->rk, NULL, 200, probe, sizeof(probe)) == 0) {
+            k->down = 0;
+        } else {
+            snprintf(error, errlen, "%s", k->down_why);
+            return SL_R_NOT_CONNECTED;
+        }
+    }
     if (fail && !n) {
         snprintf(error, errlen, "kafka: %s", why);
         return fail == RD_KAFKA_RESP_ERR__TRANSPORT || fail == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
