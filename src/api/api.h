@@ -74,7 +74,8 @@ void sl_api_shutdown(struct sl_api *api);
 /* The handler given to sl_http_start (ctx is struct sl_api). */
 void sl_api_handle(struct sl_http_req *req, void *ctx);
 void sl_api_on_complete(struct sl_http_req *req, unsigned status, uint64_t latency_ns, void *ctx);
-/* Appends a record of a management request (admin scope) or a refused token (401/403) to the
+/* Appends a record of a management request (admin scope) that succeeded, or of a refused token
+ * (401/403), to the
  * strand SL_AUDIT_STRAND: {"token" (its name), "method", "path", "status", "from" (address)}. */
 #define SL_AUDIT_STRAND "sluice.audit"
 void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status);

@@ -239,8 +239,10 @@ static void audit_done(struct sl_append *a)
 void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status)
 {
     const char *m = sl_http_method(req), *p = sl_http_path(req);
-    if (api->stopping || !m || !p ||
-        (scope_needed(api, m, p) != SL_SCOPE_ADMIN && status != 401 && status != 403))
+    /* what was done (an admin request that succeeded) and who was turned away (401/403); a
+     * request refused as bad input writes nothing, the audit trail included */
+    int done = scope_needed(api, m, p) == SL_SCOPE_ADMIN && status >= 200 && status < 300;
+    if (api->stopping || !m || !p || (!done && status != 401 && status != 403))
         return;
     const char *name = NULL;
     if (api->auth)
