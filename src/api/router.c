@@ -220,22 +220,6 @@ static int authorize(struct sl_api *api, struct sl_http_req *req)
 
 /* ---- the audit strand ---- */
 
-struct audit {
-    struct sl_append a;
-    struct sl_append_rec rec;
-    uint8_t hash[1][SL_HASH_LEN];
-    struct sl_buf mp;
-};
-
-static void audit_done(struct sl_append *a)
-{
-    struct audit *x = a->arg;
-    if (a->status)
-        sl_warn("the audit record of a management request could not be written");
-    sl_buf_release(&x->mp);
-    free(x);
-}
-
 void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status)
 {
     const char *m = sl_http_method(req), *p = sl_http_path(req);
@@ -249,9 +233,6 @@ void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status)
         sl_auth_scope(api->auth, sl_http_header(req, "Authorization"), &name);
     struct sl_strand *s;
     if (sl_store_strand(api->store, SL_AUDIT_STRAND, strlen(SL_AUDIT_STRAND), 1, &s, NULL) < 0)
-        return;
-    struct audit *x = calloc(1, sizeof(*x));
-    if (!x)
         return;
     /* who (the token's name, never its secret), what, and how it ended */
     struct sl_buf j;
@@ -270,26 +251,24 @@ void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status)
     sl_buf_printf(&j, ",\"status\":%u,\"from\":", status);
     sl_buf_json_str(&j, from, strlen(from));
     sl_buf_putc(&j, '}');
-    sl_buf_init(&x->mp, 0);
+    struct sl_buf mp;
+    sl_buf_init(&mp, 0);
     struct sl_jerr je;
     struct sl_err err = {0};
-    if (j.failed || sl_json_to_mp((const char *)j.data, j.len, &x->mp, 8, &je) < 0) {
-        sl_buf_release(&j);
-        sl_buf_release(&x->mp);
-        free(x);
-        return;
-    }
-    sl_buf_release(&j);
-    x->rec = (struct sl_append_rec){.payload = x->mp.data,
-                                    .payload_len = (uint32_t)x->mp.len,
+    if (!j.failed && sl_json_to_mp((const char *)j.data, j.len, &mp, 8, &je) == 0) {
+        struct sl_append_rec rec = {.payload = mp.data,
+                                    .payload_len = (uint32_t)mp.len,
                                     .source = "sluice",
                                     .source_len = 6};
-    x->a = (struct sl_append){
-        .recs = &x->rec, .n = 1, .hashes = x->hash, .done = audit_done, .arg = x};
-    if (sl_strand_submit(s, &x->a, &err) < 0) {
-        sl_buf_release(&x->mp);
-        free(x);
+        uint8_t hash[1][SL_HASH_LEN];
+        struct sl_append a = {.recs = &rec, .n = 1, .hashes = hash};
+        /* durable before the HTTP thread takes its next request: the trail is in order with
+         * what it records (management requests are rare: one fsync each) */
+        if (sl_strand_append_wait(s, &a, &err) < 0)
+            sl_warn("the audit record of %s %s could not be written: %s", m, p, err.msg);
     }
+    sl_buf_release(&j);
+    sl_buf_release(&mp);
 }
 
 void sl_api_handle(struct sl_http_req *req, void *ctx)
