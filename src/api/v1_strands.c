@@ -14,10 +14,8 @@
 
 /* Record r of strand as an expression's record: its payload is read lazily (only the fields
  * the expression names are decoded). */
-static void expr_rec(struct sl_expr_rec *er, const char *strand, const struct sl_record *r,
-                     struct sl_buf *scratch)
+static void expr_rec(struct sl_expr_rec *er, const char *strand, const struct sl_record *r)
 {
-    (void)scratch;
     *er = (struct sl_expr_rec){.mp = r->payload,
                                .mp_len = r->payload_len,
                                .source = r->source,
@@ -29,13 +27,11 @@ static void expr_rec(struct sl_expr_rec *er, const char *strand, const struct sl
 }
 
 /* Whether record r of strand matches e. */
-static int matches(const struct sl_expr *e, const char *strand, const struct sl_record *r,
-                   struct sl_buf *scratch)
+static int matches(const struct sl_expr *e, const char *strand, const struct sl_record *r)
 {
     struct sl_expr_rec er;
-    expr_rec(&er, strand, r, scratch);
+    expr_rec(&er, strand, r);
     int m = sl_expr_match(e, &er);
-    json_decref((json_t *)er.value);
     return m;
 }
 
@@ -122,19 +118,16 @@ void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const
     sl_buf_init(&b, 0);
     sl_buf_puts(&b, "{\"records\":[");
     uint64_t seq = from, found = 0;
-    struct sl_buf scratch;
-    sl_buf_init(&scratch, 0);
     /* with where: at most max_scan records are read; next_seq is past what was scanned, so a
      * client pages through a large strand with a rare match */
     for (; seq < head && found < limit && (!expr || seq - from < max_scan); seq++) {
         struct sl_record r;
         int bad = sl_strand_read(s, seq, &r) < 0;
-        if (!bad && expr && !matches(expr, sl_strand_name(s), &r, &scratch))
+        if (!bad && expr && !matches(expr, sl_strand_name(s), &r))
             continue;
         if (bad || (found && sl_buf_putc(&b, ',') < 0) ||
             sl_api_record_json(&b, sl_strand_name(s), &r, raw) < 0) {
             sl_buf_release(&b);
-            sl_buf_release(&scratch);
             sl_expr_free(expr);
             return sl_api_error(req, 500, "corrupt_record", "strand %s: record %llu cannot be read",
                                 sl_strand_name(s), (unsigned long long)seq);
@@ -146,7 +139,6 @@ void sl_v1_strand_records_get(struct sl_api *api, struct sl_http_req *req, const
         sl_buf_printf(&b, ",\"scanned\":%llu,\"truncated\":%s", (unsigned long long)(seq - from),
                       seq < head && found < limit ? "true" : "false");
     sl_buf_putc(&b, '}');
-    sl_buf_release(&scratch);
     sl_expr_free(expr);
     sl_api_json(req, 200, &b);
 }
@@ -193,8 +185,7 @@ void sl_v1_strand_latest_get(struct sl_api *api, struct sl_http_req *req, const 
         end = sl_strand_find_time(s, as_of, &at) == 0 ? at + 1 : 0; /* nothing that old: none */
     }
     json_t *seen = json_object(), *latest = json_array();
-    struct sl_buf scratch, b;
-    sl_buf_init(&scratch, 0);
+    struct sl_buf b;
     sl_buf_init(&b, 0);
     uint64_t seq = end, scanned = 0;
     while (seq > 0 && scanned < max_scan) {
@@ -204,7 +195,7 @@ void sl_v1_strand_latest_get(struct sl_api *api, struct sl_http_req *req, const 
         if (sl_strand_read(s, seq, &r) < 0)
             continue;
         struct sl_expr_rec er;
-        expr_rec(&er, sl_strand_name(s), &r, &scratch);
+        expr_rec(&er, sl_strand_name(s), &r);
         json_t *k = sl_expr_eval(kx, &er);
         char *ks = json_is_null(k) ? NULL : json_dumps(k, JSON_ENCODE_ANY | JSON_COMPACT);
         json_decref(k);
@@ -214,7 +205,6 @@ void sl_v1_strand_latest_get(struct sl_api *api, struct sl_http_req *req, const 
                 json_array_append_new(latest, json_integer((json_int_t)seq));
         }
         free(ks);
-        json_decref((json_t *)er.value);
     }
     size_t n = json_array_size(latest), from = n > limit ? n - limit : 0;
     sl_buf_puts(&b, "{\"records\":[");
@@ -229,7 +219,6 @@ void sl_v1_strand_latest_get(struct sl_api *api, struct sl_http_req *req, const 
                   (unsigned long long)scanned, seq > 0 ? "true" : "false");
     json_decref(seen);
     json_decref(latest);
-    sl_buf_release(&scratch);
     sl_expr_free(kx);
     sl_expr_free(wx);
     if (bad) {

@@ -66,7 +66,7 @@ static const struct {
 };
 
 #define TYPE_LIST "project_build, build_queue_item, agent_health, audit_log"
-#define TAG "_boboyka_type"
+#define TAG SL_BBK_TAG
 
 const char *sl_bbk_type_name(int type)
 {

@@ -19,6 +19,9 @@
 
 enum { SL_BBK_BUILD, SL_BBK_QUEUE, SL_BBK_HEALTH, SL_BBK_AUDIT, SL_BBK_NTYPES };
 
+/* The member of a stored payload that names its record type. */
+#define SL_BBK_TAG "_boboyka_type"
+
 /* "project_build", ... and the Supabase table each one is mirrored to. */
 const char *sl_bbk_type_name(int type);
 const char *sl_bbk_table(int type);

@@ -20,6 +20,7 @@
 #include "core/err.h"
 #include "core/util.h"
 #include "engine/kinds.h"
+#include "formats/mp_jansson.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -225,35 +226,21 @@ static int grow(void *pp, size_t each, size_t n)
 static int make_row(struct supabase *s, struct flight *f, size_t i, const struct sl_rec *r,
                     char *why, size_t whylen)
 {
-    const struct sl_host *h = s->ctx->host;
-    struct sl_buf text;
-    sl_buf_init(&text, 0);
     int rc = -1;
-    json_t *row = NULL;
+    /* the payload straight into a tree (no JSON text in between): one decode per row */
+    const uint8_t *p = r->payload;
+    json_t *row = sl_mp_to_jansson(&p, r->payload + r->payload_len, 128);
     if (s->boboyka) {
         int type = sl_bbk_payload_type(r->payload, r->payload_len);
         if (type < 0) {
-            rc = 0;
+            rc = 0; /* not a Boboyka event: passed over */
             goto out;
         }
         f->tables[i] = sl_bbk_table(type);
-        if (sl_bbk_payload_data_json(r->payload, r->payload_len, &text) < 0 || text.failed) {
-            snprintf(why, whylen, "the Boboyka event cannot be read");
-            goto out;
-        }
+        json_object_del(row, SL_BBK_TAG); /* the data without its tag */
     } else {
-        char *js = NULL;
-        size_t len = 0;
         f->tables[i] = s->table;
-        if (h->payload_json(r->payload, r->payload_len, &js, &len) < 0) {
-            free(js);
-            snprintf(why, whylen, "the payload is not valid MessagePack");
-            goto out;
-        }
-        sl_buf_append(&text, js, len);
-        free(js);
     }
-    row = json_loadb((const char *)text.data, text.len, 0, NULL);
     if (!json_is_object(row)) {
         snprintf(why, whylen, "the payload is not a JSON object (a row needs one)");
         goto out;
@@ -282,7 +269,6 @@ static int make_row(struct supabase *s, struct flight *f, size_t i, const struct
         snprintf(why, whylen, "out of memory");
 out:
     json_decref(row);
-    sl_buf_release(&text);
     return rc;
 }
 
