@@ -10,9 +10,10 @@ DEBS=(
   libmicrohttpd-dev libgnutls28-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   libpq-dev libavro-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
   librdkafka-dev # Kafka source and sink; its rdkafka_mock.h is the tests' Kafka cluster
+  libbrotli-dev # brotli: Parquet pages and whole-file .br (object_storage)
   # test and benchmark tools
   curl python3 python3-msgpack python3-prometheus-client wrk postgresql-15 postgresql-client-15 postgresql-contrib
-  avro-bin python3-avro python3-snappy zstd lz4 gzip
+  avro-bin python3-avro python3-snappy zstd lz4 gzip brotli
   kcat # the Kafka client on the other side of the Kafka tests and bench/kafka.sh
   # the Python clients (clients/python) and their test (the seeds' health example uses psutil)
   python3-httpx python3-pydantic python3-psutil

@@ -172,7 +172,7 @@ static void test_config(void)
     json_decref(c);
 
     expect_err("{\"bucket\":\"b\",\"format\":\"xml\"}", "config.format");
-    expect_err("{\"bucket\":\"b\",\"compression\":\"brotli\"}", "config.compression");
+    expect_err("{\"bucket\":\"b\",\"compression\":\"deflate\"}", "config.compression");
     expect_err("{\"bucket\":\"b\",\"partitioning\":\"weekly\"}", "config.partitioning");
     expect_err("{\"bucket\":\"b\",\"batch.size\":\"ten\"}", "config.batch.size");
     expect_err("{\"bucket\":\"b\",\"batch_size\":0}", "config.batch_size");

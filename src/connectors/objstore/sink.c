@@ -11,7 +11,8 @@
 
 static const char *const g_os_providers[] = {"s3", "local", NULL};
 static const char *const g_os_formats[] = {"json", "jsonl", "csv", "avro", "parquet", NULL};
-static const char *const g_os_compression[] = {"none", "gzip", "zstd", "snappy", "lz4", NULL};
+static const char *const g_os_compression[] = {"none", "gzip",   "zstd", "snappy",
+                                               "lz4",  "brotli", NULL};
 static const char *const g_os_partitioning[] = {"none", "day", "hour", NULL};
 static const char *const g_os_parquet_codecs[] = {"none", "snappy", "gzip", "zstd",
                                                   "lz4",  "brotli", NULL};
