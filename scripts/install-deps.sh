@@ -48,6 +48,8 @@ NPMS=(
   hyparquet@1.31.5 # second independent Parquet reader
   hyparquet-compressors@1.1.2 # its codecs (gzip, zstd, lz4, brotli) beyond snappy
   pg@8.23.1 # PostgreSQL client of the Supabase (PostgREST) stand-in, tests/peers/supabase_standin.cjs
+  azurite@3.37.0 # Microsoft's Azure Storage emulator: object_storage provider azure (tests/peers/azurite.sh)
+  @azure/storage-blob@12.34.0 # the official Azure client: lists and reads what the azure provider wrote
 )
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}

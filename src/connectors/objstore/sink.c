@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_os_providers[] = {"s3", "local", NULL};
+static const char *const g_os_providers[] = {"s3", "local", "azure", NULL};
 static const char *const g_os_formats[] = {"json", "jsonl", "csv", "avro", "parquet", NULL};
 static const char *const g_os_compression[] = {"none", "gzip",   "zstd", "snappy",
                                                "lz4",  "brotli", NULL};
@@ -58,9 +58,27 @@ static const struct sl_field f_os_csv[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-static const struct sl_field f_object_storage[] = {
-    {"provider", SL_F_ENUM, 0, "\"s3\"", 0, "s3 (or S3-compatible) or local.", 0, 0, g_os_providers,
+static const struct sl_field f_os_azure[] = {
+    {"account", SL_F_STRING, 0, NULL, 0, "Storage account name.", 0, 0, NULL, NULL},
+    {"access_key", SL_F_STRING, 0, NULL, SL_SECRET, "Account key (base64): Shared Key signing.", 0,
+     0, NULL, NULL},
+    {"connection_string", SL_F_STRING, 0, NULL, SL_SECRET,
+     "AccountName=..;AccountKey=..;BlobEndpoint=.. (or UseDevelopmentStorage=true).", 0, 0, NULL,
      NULL},
+    {"sas_token", SL_F_STRING, 0, NULL, SL_SECRET, "Shared access signature (query string).", 0, 0,
+     NULL, NULL},
+    {"use_managed_identity", SL_F_BOOL, 0, "false", 0,
+     "Accepted; unavailable outside Azure (the health check says so).", 0, 0, NULL, NULL},
+    {"endpoint", SL_F_URL, 0, NULL, 0,
+     "Blob endpoint (default https://{account}.blob.core.windows.net; Azurite: "
+     "http://127.0.0.1:10000/devstoreaccount1).",
+     0, 0, NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_object_storage[] = {
+    {"provider", SL_F_ENUM, 0, "\"s3\"", 0, "s3 (or S3-compatible), azure or local.", 0, 0,
+     g_os_providers, NULL},
     {"bucket", SL_F_STRING, 0, NULL, 0, "Bucket (required for s3; also s3.bucket).", 0, 0, NULL,
      NULL},
     {"prefix", SL_F_STRING, 0, "\"\"", 0, "Key prefix: {prefix}/{strand}/...", 0, 0, NULL, NULL},
@@ -93,6 +111,8 @@ static const struct sl_field f_object_storage[] = {
     {"parquet", SL_F_OBJECT, 0, "{}", 0, "Parquet options.", 0, 0, NULL, f_os_parquet},
     {"avro", SL_F_OBJECT, 0, "{}", 0, "Avro options.", 0, 0, NULL, f_os_avro},
     {"csv", SL_F_OBJECT, 0, "{}", 0, "CSV options.", 0, 0, NULL, f_os_csv},
+    {"azure", SL_F_OBJECT, 0, NULL, 0, "provider azure: credentials and endpoint.", 0, 0, NULL,
+     f_os_azure},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
