@@ -50,6 +50,7 @@ NPMS=(
   pg@8.23.1 # PostgreSQL client of the Supabase (PostgREST) stand-in, tests/peers/supabase_standin.cjs
   azurite@3.37.0 # Microsoft's Azure Storage emulator: object_storage provider azure (tests/peers/azurite.sh)
   @azure/storage-blob@12.34.0 # the official Azure client: lists and reads what the azure provider wrote
+  @google-cloud/storage@8.4.0 # the official GCS client: the request shapes the gcs provider must match
 )
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import time
 
+import ostest
 import sluicetest as st
 
 t = st.Checks()
@@ -106,27 +107,14 @@ def blob(name):
 az = Azurite().start()
 client("create", CONTAINER)
 srv = st.Server(args=["--max-body-bytes", "4M"]).start()
-_names = iter(range(1, 1000))
+SINK = ostest.Sink(srv, "az")
+create, conn, write = SINK.create, SINK.conn, SINK.write
 
 
-def create(cfg, strands):
-    r = srv.req("POST", "/v1/connectors", {"name": "az-%d" % next(_names), "kind": "object_storage",
-                                            "strands": strands, "config": cfg})
-    assert r.status == 201, r
-    return r.json["id"]
 
 
-def conn(cid):
-    return srv.req("GET", "/v1/connectors/" + cid).json
 
 
-def write(strand, n, start=0, size=0):
-    """n records {"i": start+k} (a "pad" of about size bytes), a few per request."""
-    recs = [{"i": start + k, **({"pad": ("%07d" % (start + k)) * (size // 7)} if size else {})} for k in range(n)]
-    step = 3 if size else 100
-    for chunk in range(0, n, step):
-        r = srv.req("POST", "/v1/records/batch", [{"strand": strand, "payload": p} for p in recs[chunk:chunk + step]])
-        assert r.status in (200, 201), r
 
 
 def cfg(prefix, **kw):
@@ -139,15 +127,12 @@ def cfg(prefix, **kw):
 
 
 def seqs_in(prefix):
-    """Every _seq in the JSONL blobs under prefix, in key order, and the blob names."""
-    names = [b["name"] for b in listing(prefix)]
-    seqs = []
-    for n in names:
-        seqs += [json.loads(line)["_seq"] for line in blob(n).decode().splitlines() if line]
-    return seqs, names
+    """Every _seq in the JSONL objects under prefix, in name order, and the names."""
+    names = [o["name"] for o in listing(prefix)]
+    return ostest.seqs_in(names, blob), names
 
 
-KEY_RE = re.compile(r"^(.*)/(\d{20})-(\d{20})\.(\w+)$")
+KEY_RE = ostest.KEY_RE
 
 with t.section("Shared Key: the Rivven seed's azure block, small blobs read back by Microsoft's client", srv):
     cid = create(cfg("small", partitioning="day"), ["azs"])

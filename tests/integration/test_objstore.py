@@ -185,7 +185,7 @@ with t.section("bad config values are a 400 naming the field", srv):
         ({"batch.size": "abc"}, "config.batch.size"),
         ({"batch_size": 0}, "config.batch_size"),
         ({"flush_interval_secs": "soon"}, "config.flush_interval_secs"),
-        ({"provider": "gcs"}, "config.provider"),
+        ({"provider": "gcp"}, "config.provider"),
         ({"provider": "s3", "root": None}, "config.bucket"),
         ({"root": None}, "config.root"),
         ({"s3": {"bogus": 1}}, "config.s3.bogus"),

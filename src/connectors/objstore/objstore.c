@@ -40,11 +40,12 @@ static const struct {
     {"csv.include_header", C_BOOL},
     {"csv.always_quote", C_BOOL},
     {"azure.use_managed_identity", C_BOOL},
+    {"gcs.use_adc", C_BOOL},
 };
 
 /* Groups that may be spelled as a nested object or as dotted keys ("s3.bucket"). */
-static const char *const g_groups[] = {"s3",   "local", "batch", "parquet",
-                                       "avro", "csv",   "azure", NULL};
+static const char *const g_groups[] = {"s3",  "local", "batch", "parquet", "avro",
+                                       "csv", "azure", "gcs",   NULL};
 
 /* Members of s3 / local / batch that move to the top level, and under which name. */
 static const struct {
@@ -298,7 +299,8 @@ int sl_os_check(const json_t *c, struct sl_err *err)
                           "config.bucket: required with provider azure (the container's name)");
     if (!local && !json_object_get(c, "bucket"))
         return sl_err_set(err, SL_E_INVAL, "invalid_config",
-                          "config.bucket: required with provider s3 (or s3.bucket)");
+                          "config.bucket: required with provider %s (or s3.bucket)",
+                          provider ? provider : "s3");
     if (azure && !container_name(json_string_value(json_object_get(c, "bucket"))))
         return sl_err_set(err, SL_E_INVAL, "invalid_config",
                           "config.bucket: an Azure container name is 3-63 lowercase letters, "
@@ -311,6 +313,15 @@ int sl_os_check(const json_t *c, struct sl_err *err)
         if (sl_os_az_init(json_object_get(c, "azure"), &az, err) < 0)
             return SL_E_INVAL;
         sl_os_az_release(&az);
+    }
+    int gcs = provider && strcmp(provider, "gcs") == 0;
+    if (json_object_get(c, "gcs") && !gcs)
+        return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.gcs: only with provider gcs");
+    if (gcs) {
+        struct sl_os_gcs g;
+        if (sl_os_gcs_init(json_object_get(c, "gcs"), &g, err) < 0)
+            return SL_E_INVAL;
+        sl_os_gcs_release(&g);
     }
     if (local && !json_object_get(c, "root"))
         return sl_err_set(err, SL_E_INVAL, "invalid_config",
@@ -431,7 +442,8 @@ size_t sl_os_split(enum sl_os_part mode, const uint64_t *ts, size_t n, struct sl
 struct sl_os_sink {
     json_t *cfg; /* owns every string below */
     struct sl_os_target target;
-    struct sl_os_az az; /* provider azure */
+    struct sl_os_az az;   /* provider azure */
+    struct sl_os_gcs gcs; /* provider gcs */
     struct sl_ff_opts ff;
     enum sl_os_part part;
     const char *prefix;
@@ -458,6 +470,7 @@ int sl_os_sink_new(const json_t *cfg, struct sl_os_sink **out, struct sl_err *er
     const char *part = cstr(c, "partitioning");
     s->target.provider = provider && strcmp(provider, "local") == 0   ? SL_OS_LOCAL
                          : provider && strcmp(provider, "azure") == 0 ? SL_OS_AZURE
+                         : provider && strcmp(provider, "gcs") == 0   ? SL_OS_GCS
                                                                       : SL_OS_S3;
     if (s->target.provider == SL_OS_AZURE &&
         sl_os_az_init(json_object_get(c, "azure"), &s->az, err) < 0) {
@@ -465,6 +478,12 @@ int sl_os_sink_new(const json_t *cfg, struct sl_os_sink **out, struct sl_err *er
         return SL_E_INVAL;
     }
     s->target.az = &s->az;
+    if (s->target.provider == SL_OS_GCS &&
+        sl_os_gcs_init(json_object_get(c, "gcs"), &s->gcs, err) < 0) {
+        sl_os_sink_free(s);
+        return SL_E_INVAL;
+    }
+    s->target.gcs = &s->gcs;
     s->target.bucket = cstr(c, "bucket");
     s->target.region = cstr(c, "region") ? cstr(c, "region") : "us-east-1";
     s->target.endpoint = cstr(c, "endpoint");
@@ -492,6 +511,7 @@ void sl_os_sink_free(struct sl_os_sink *s)
         return;
     sl_ff_opts_free(&s->ff);
     sl_os_az_release(&s->az);
+    sl_os_gcs_release(&s->gcs);
     json_decref(s->cfg);
     free(s);
 }
@@ -605,6 +625,8 @@ long sl_os_batch_store(struct sl_os_batch *b, const struct sl_os_io *io, struct 
                       ? sl_os_local_put(&s->target, f->key, file.data, file.len, res)
                   : s->target.provider == SL_OS_AZURE
                       ? sl_os_az_put(&s->target, io, f->key, file.data, file.len, ctype, res)
+                  : s->target.provider == SL_OS_GCS
+                      ? sl_os_gcs_put(&s->target, io, f->key, file.data, file.len, ctype, res)
                       : sl_os_s3_put(&s->target, io, f->key, file.data, file.len, ctype, res);
         size_t len = file.len;
         sl_buf_release(&file);
@@ -640,6 +662,7 @@ int sl_os_sink_check(struct sl_os_sink *s, const struct sl_os_io *io, struct sl_
     struct sl_os_result res = {.retry_after_s = -1};
     long st = s->target.provider == SL_OS_LOCAL   ? sl_os_local_probe(&s->target, &res)
               : s->target.provider == SL_OS_AZURE ? sl_os_az_probe(&s->target, io, &res)
+              : s->target.provider == SL_OS_GCS   ? sl_os_gcs_probe(&s->target, io, &res)
                                                   : sl_os_s3_probe(&s->target, io, &res);
     if (st >= 200 && st < 300)
         return 0;
@@ -653,6 +676,7 @@ int sl_os_sink_check(struct sl_os_sink *s, const struct sl_os_io *io, struct sl_
     if (st == 0 && s->target.provider != SL_OS_LOCAL)
         return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "cannot reach %s: %s",
                           s->target.provider == SL_OS_AZURE ? s->az.base
+                          : s->target.provider == SL_OS_GCS ? s->gcs.base
                           : s->target.endpoint              ? s->target.endpoint
                                                             : "S3",
                           res.error);

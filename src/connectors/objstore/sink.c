@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_os_providers[] = {"s3", "local", "azure", NULL};
+static const char *const g_os_providers[] = {"s3", "local", "azure", "gcs", NULL};
 static const char *const g_os_formats[] = {"json", "jsonl", "csv", "avro", "parquet", NULL};
 static const char *const g_os_compression[] = {"none", "gzip",   "zstd", "snappy",
                                                "lz4",  "brotli", NULL};
@@ -76,8 +76,19 @@ static const struct sl_field f_os_azure[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
+static const struct sl_field f_os_gcs[] = {
+    {"service_account_path", SL_F_STRING, 0, NULL, 0,
+     "Service-account key file (JSON) on the server: RS256 JWT -> OAuth2 token.", 0, 0, NULL, NULL},
+    {"use_adc", SL_F_BOOL, 0, "false", 0,
+     "Application Default Credentials: the key file GOOGLE_APPLICATION_CREDENTIALS names.", 0, 0,
+     NULL, NULL},
+    {"endpoint", SL_F_URL, 0, NULL, 0,
+     "JSON API endpoint (default https://storage.googleapis.com).", 0, 0, NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
 static const struct sl_field f_object_storage[] = {
-    {"provider", SL_F_ENUM, 0, "\"s3\"", 0, "s3 (or S3-compatible), azure or local.", 0, 0,
+    {"provider", SL_F_ENUM, 0, "\"s3\"", 0, "s3 (or S3-compatible), gcs, azure or local.", 0, 0,
      g_os_providers, NULL},
     {"bucket", SL_F_STRING, 0, NULL, 0, "Bucket (required for s3; also s3.bucket).", 0, 0, NULL,
      NULL},
@@ -113,6 +124,8 @@ static const struct sl_field f_object_storage[] = {
     {"csv", SL_F_OBJECT, 0, "{}", 0, "CSV options.", 0, 0, NULL, f_os_csv},
     {"azure", SL_F_OBJECT, 0, NULL, 0, "provider azure: credentials and endpoint.", 0, 0, NULL,
      f_os_azure},
+    {"gcs", SL_F_OBJECT, 0, NULL, 0, "provider gcs: credentials and endpoint.", 0, 0, NULL,
+     f_os_gcs},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
