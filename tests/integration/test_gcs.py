@@ -281,6 +281,7 @@ with t.section("bad config values are a 400 naming the field", srv):
         (dict(base, gcs={"endpoint": EP}), "config.gcs.service_account_path"),
         (dict(base, gcs={"service_account_path": os.path.join(D, "missing.json")}), "config.gcs.service_account_path"),
         (dict(base, gcs={"service_account_path": broken}), "config.gcs.service_account_path"),
+        (dict(base, gcs={"service_account_path": "/dev/stdin"}), "config.gcs.service_account_path"),
         (dict(base, gcs={"service_account_path": notsa}), "config.gcs.service_account_path"),
         (dict(base, gcs={"service_account_path": nokey}), "config.gcs.service_account_path"),
         (dict(base, gcs={"service_account_path": SA, "endpoint": "ftp://x"}), "config.gcs.endpoint"),

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define GCS_ENDPOINT "https://storage.googleapis.com"
@@ -49,7 +50,15 @@ static int copy(char *dst, size_t n, const char *v)
 /* Reads a service-account key file: client_email, private_key (PEM), private_key_id, token_uri. */
 static int load_key(struct sl_os_gcs *g, const char *path, const char *field, struct sl_err *err)
 {
+    struct stat sb;
+    if (stat(path, &sb) < 0)
+        return bad(err, field, "cannot read the key file ", path,
+                   errno == ENOENT ? ": no such file" : ": not accessible");
+    if (!S_ISREG(sb.st_mode) || sb.st_size > 65536)
+        return bad(err, field, "the key file must be a regular file of at most 64 KiB: ", path,
+                   NULL);
     json_error_t je;
+    errno = 0;
     json_t *k = json_load_file(path, 0, &je);
     if (!k) {
         char why[200];
