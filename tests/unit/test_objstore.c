@@ -153,6 +153,17 @@ static void test_config(void)
     json_decref(patch);
     json_decref(red);
     json_decref(c);
+    /* avro.name is avro.record_name (the Rivven example's spelling) */
+    c = validate("{\"bucket\":\"b\",\"format\":\"avro\",\"avro\":{\"namespace\":\"rivven."
+                 "events\",\"name\":\"Ev\"}}",
+                 &err);
+    T_CHECK(c && strcmp(S(json_object_get(c, "avro"), "record_name"), "Ev") == 0 &&
+                strcmp(S(json_object_get(c, "avro"), "namespace"), "rivven.events") == 0 &&
+                !json_object_get(json_object_get(c, "avro"), "name"),
+            "avro.name is read as avro.record_name (%s)", err.msg);
+    json_decref(c);
+    expect_err("{\"bucket\":\"b\",\"avro\":{\"name\":\"A\",\"record_name\":\"B\"}}",
+               "config.avro.name");
     /* local, defaults, nested format options and dotted ones */
     c = validate(
         "{\"provider\":\"local\",\"local\":{\"root\":\"/data\"},\"parquet.row_group_size\":"

@@ -255,6 +255,18 @@ json_t *sl_os_normalize(const json_t *in, struct sl_err *err)
     else if (part && strcmp(part, "daily") == 0)
         json_object_set_new(out, "partitioning", json_string("day"));
     /* the StreamHouse seed's default batch.size is 10000 (Rivven's and ours: 1000) */
+    /* avro.name is another spelling of avro.record_name */
+    json_t *avro = json_object_get(out, "avro");
+    json_t *aname = json_object_get(avro, "name");
+    if (aname) {
+        json_t *rn = json_object_get(avro, "record_name");
+        if (rn && !json_equal(rn, aname)) {
+            bad(err, "avro.name", "conflicts with avro.record_name", NULL);
+            goto fail;
+        }
+        json_object_set(avro, "record_name", aname);
+        json_object_del(avro, "name");
+    }
     if (streamhouse && !json_object_get(out, "batch_size"))
         json_object_set_new(out, "batch_size", json_integer(10000));
     return out;
