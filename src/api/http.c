@@ -33,6 +33,8 @@ struct sl_http_req {
     struct MHD_Response *resp;
     void *user;
     void (*free_user)(void *);
+    void *note; /* the audit note of the request (sl_http_set_note) */
+    void (*free_note)(void *);
     int nextra;
     char *extra[MAX_EXTRA_HEADERS][2];
 };
@@ -261,6 +263,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         MHD_destroy_response(req->resp);
     if (req->free_user)
         req->free_user(req->user);
+    if (req->free_note)
+        req->free_note(req->note);
     for (int i = 0; i < req->nextra; i++) {
         free(req->extra[i][0]);
         free(req->extra[i][1]);
@@ -415,6 +419,19 @@ const uint8_t *sl_http_body(const struct sl_http_req *req, size_t *len)
 void *sl_http_get_user(const struct sl_http_req *req)
 {
     return req->user;
+}
+
+void sl_http_set_note(struct sl_http_req *req, void *note, void (*free_note)(void *))
+{
+    if (req->free_note)
+        req->free_note(req->note);
+    req->note = note;
+    req->free_note = free_note;
+}
+
+void *sl_http_note(const struct sl_http_req *req)
+{
+    return req->note;
 }
 
 void sl_http_set_user(struct sl_http_req *req, void *user, void (*free_user)(void *))

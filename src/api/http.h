@@ -56,6 +56,9 @@ const uint8_t *sl_http_body(const struct sl_http_req *req, size_t *len);
 void *sl_http_get_user(const struct sl_http_req *req);
 void sl_http_set_user(struct sl_http_req *req, void *user, void (*free_user)(void *));
 void sl_http_set_route(struct sl_http_req *req, int route);
+/* A second slot, for what the request did (the audit record's changes), freed with it. */
+void sl_http_set_note(struct sl_http_req *req, void *note, void (*free_note)(void *));
+void *sl_http_note(const struct sl_http_req *req);
 int sl_http_route(const struct sl_http_req *req);
 
 /* Adds a response header (before sl_http_respond). Copies both strings. */

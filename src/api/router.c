@@ -220,6 +220,11 @@ static int authorize(struct sl_api *api, struct sl_http_req *req)
 
 /* ---- the audit strand ---- */
 
+static void free_changes(void *p)
+{
+    json_decref(p);
+}
+
 void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status)
 {
     const char *m = sl_http_method(req), *p = sl_http_path(req);
@@ -250,12 +255,20 @@ void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status)
     sl_http_client_addr(req, from, sizeof(from));
     sl_buf_printf(&j, ",\"status\":%u,\"from\":", status);
     sl_buf_json_str(&j, from, strlen(from));
+    /* what changed: each connector before and after, secrets redacted (registry.h) */
+    const json_t *changes = done ? sl_http_note(req) : NULL;
+    char *cj = changes ? json_dumps(changes, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    if (cj) {
+        sl_buf_puts(&j, ",\"changes\":");
+        sl_buf_puts(&j, cj);
+        free(cj);
+    }
     sl_buf_putc(&j, '}');
     struct sl_buf mp;
     sl_buf_init(&mp, 0);
     struct sl_jerr je;
     struct sl_err err = {0};
-    if (!j.failed && sl_json_to_mp((const char *)j.data, j.len, &mp, 8, &je) == 0) {
+    if (!j.failed && sl_json_to_mp((const char *)j.data, j.len, &mp, 64, &je) == 0) {
         struct sl_append_rec rec = {.payload = mp.data,
                                     .payload_len = (uint32_t)mp.len,
                                     .source = "sluice",
@@ -279,7 +292,11 @@ void sl_api_handle(struct sl_http_req *req, void *ctx)
         sl_http_add_header(req, "Connection", "close");
         sl_api_error(req, 503, "shutting_down", "the server is shutting down");
     } else if (authorize(api, req) == 0) {
+        sl_registry_audit_begin(); /* the connectors this request changes, for the audit record */
         route(api, req);
+        json_t *changes = sl_registry_audit_end();
+        if (changes)
+            sl_http_set_note(req, changes, free_changes);
     }
     pthread_rwlock_unlock(&api->gate);
 }

@@ -108,6 +108,49 @@ static int inbound_worker(const struct sl_connector *k)
     return k->direction == SL_INBOUND && !k->unavailable && k->source;
 }
 
+/* ---- audit capture: what the calling thread changed between begin and end ---- */
+
+static __thread json_t *t_changes; /* an array while capturing, else NULL */
+
+/* The part of a connector a change is about: who it is and how it is set up (secrets redacted),
+ * not its counters. */
+static json_t *audit_view(const struct conn *c)
+{
+    return json_pack("{s:s, s:s, s:b, s:b, s:o, s:o}", "name", c->name, "kind", c->kind->name,
+                     "enabled", c->enabled, "paused", c->paused, "config",
+                     sl_kind_redact(c->kind, c->config), "strands", json_deep_copy(c->strands));
+}
+
+/* Notes one change; before/after are new references (or NULL: created / deleted). */
+static void audit_note(const char *id, json_t *before, json_t *after)
+{
+    if (!t_changes) {
+        json_decref(before);
+        json_decref(after);
+        return;
+    }
+    json_array_append_new(t_changes, json_pack("{s:s, s:o, s:o}", "id", id, "before",
+                                               before ? before : json_null(), "after",
+                                               after ? after : json_null()));
+}
+
+void sl_registry_audit_begin(void)
+{
+    json_decref(t_changes);
+    t_changes = json_array();
+}
+
+json_t *sl_registry_audit_end(void)
+{
+    json_t *out = t_changes;
+    t_changes = NULL;
+    if (out && json_array_size(out) == 0) {
+        json_decref(out);
+        out = NULL;
+    }
+    return out;
+}
+
 static json_t *conn_json(const struct conn *c)
 {
     json_t *strands = c->kind->direction == SL_OUTBOUND
@@ -491,6 +534,7 @@ json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_
         c->lag = LAG_UNKNOWN;
         if (persist(r, c, err) == 0 && push(r, c) == 0) {
             out = conn_json(c);
+            audit_note(c->id, NULL, audit_view(c));
             c = NULL;
         }
     }
@@ -539,7 +583,7 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
     if (check_fields(body, 1, err))
         return NULL;
     pthread_mutex_lock(&r->mu);
-    json_t *out = NULL, *cfg = NULL, *strands = NULL;
+    json_t *out = NULL, *cfg = NULL, *strands = NULL, *before = NULL;
     struct conn *c = find(r, id, NULL);
     if (!c) {
         not_found(id, err);
@@ -557,6 +601,7 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
     }
     if ((v = json_object_get(body, "name")) && check_name(v, err))
         goto done;
+    before = audit_view(c);
     /* its own name is fine (even one an older version let another connector share) */
     const struct conn *other = v && strcmp(json_string_value(v), c->name) != 0
                                    ? find_name(r, json_string_value(v), c)
@@ -602,8 +647,10 @@ json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *b
     cfg = strands = NULL;
     c->gen = ++r->gen;
     out = conn_json(c);
+    audit_note(c->id, json_incref(before), audit_view(c));
 done:
     pthread_mutex_unlock(&r->mu);
+    json_decref(before);
     json_decref(cfg);
     json_decref(strands);
     /* no on_change here either: the caller pins the start cursors of strands it adds first */
@@ -625,6 +672,7 @@ int sl_registry_delete(struct sl_registry *r, const char *id, struct sl_err *err
     json_t *cfg = deleted ? json_deep_copy(c->config) : NULL; /* outlives conn_free */
     struct sl_meta *deleted_meta = deleted && sl_kind_builtin(c->kind) ? r->meta : NULL;
     if (rc == 0) {
+        audit_note(c->id, audit_view(c), NULL);
         memmove(r->v + pos, r->v + pos + 1, (r->n - pos - 1) * sizeof(*r->v));
         r->n--;
         conn_free(c);
@@ -1023,8 +1071,10 @@ json_t *sl_registry_restart(struct sl_registry *r, const char *id, struct sl_err
         c->soft_error = NULL;
         c->restarts = 0;
         c->gen = ++r->gen; /* a new worker, with a closed breaker */
-        if (persist(r, c, err) == 0)
+        if (persist(r, c, err) == 0) {
             out = conn_json(c);
+            audit_note(c->id, audit_view(c), audit_view(c));
+        }
     }
     pthread_mutex_unlock(&r->mu);
     if (!c)
@@ -1086,7 +1136,9 @@ json_t *sl_registry_set_paused(struct sl_registry *r, const char *id, int paused
     struct conn *c = find(r, id, NULL);
     json_t *out = NULL;
     if (c && sl_meta_set_state(r->meta, c->id, PAUSED_KEY, paused ? 1 : 0, err) == 0) {
+        json_t *before = audit_view(c);
         c->paused = paused;
+        audit_note(c->id, before, audit_view(c));
         c->gen = ++r->gen; /* resume starts a fresh worker from the kept cursors */
         out = conn_json(c);
     }

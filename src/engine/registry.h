@@ -16,6 +16,14 @@ int sl_registry_open(struct sl_registry **out, const char *dir, struct sl_err *e
 void sl_registry_close(struct sl_registry *r); /* flushes counters */
 
 json_t *sl_registry_create(struct sl_registry *r, const json_t *body, struct sl_err *err);
+
+/* Audit capture: between begin and end, every connector this thread creates, changes, pauses,
+ * resumes, restarts or deletes is noted; end returns them as [{"id", "before", "after"}] (name,
+ * kind, enabled, paused, config with secrets redacted, strands; null before a create and after
+ * a delete), or NULL if nothing changed. The API wraps each request in them for the audit
+ * strand. */
+void sl_registry_audit_begin(void);
+json_t *sl_registry_audit_end(void);
 json_t *sl_registry_get(struct sl_registry *r, const char *id, struct sl_err *err);
 json_t *sl_registry_list(struct sl_registry *r);
 json_t *sl_registry_patch(struct sl_registry *r, const char *id, const json_t *body,

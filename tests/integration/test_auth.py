@@ -111,8 +111,24 @@ with t.section("a REST bridge's push token: that bridge, nothing else", srv):
          "an unknown bridge: 401 to whoever may not push (its existence is not told)")
 
 with t.section("the audit strand: management requests and refused tokens, who and how they ended", srv):
+    r = call("POST", "/v1/connectors", {"name": "audited", "kind": "rest_bridge",
+                                        "config": {"push_token": PUSH + "-2"}}, ADMIN)
+    aid = r.json["id"]
+    call("PATCH", "/v1/connectors/" + aid, {"name": "audited-renamed", "enabled": False}, ADMIN)
+    call("DELETE", "/v1/connectors/" + aid, None, ADMIN)
     recs = call("GET", "/v1/strands/sluice.audit/records?limit=10000", token=READ).json["records"]
     rows = [r["payload"] for r in recs]
+    mine = [x for x in rows if aid in x["path"] or any(c["id"] == aid for c in x.get("changes", []))]
+    ch = [x.get("changes", [{}])[0] for x in mine]
+    t.eq([x["method"] for x in mine], ["POST", "PATCH", "DELETE"], "create, change and delete of one connector are recorded")
+    t.ok(len(ch) == 3 and ch[0]["before"] is None and ch[0]["after"]["name"] == "audited"
+         and ch[0]["after"]["config"]["push_token"] == "***" and ch[0]["after"]["kind"] == "rest_bridge",
+         "the create: before null, after its name, kind and config with the secret as ***", ch[:1])
+    t.ok(len(ch) == 3 and ch[1]["before"]["name"] == "audited" and ch[1]["before"]["enabled"] is True
+         and ch[1]["after"]["name"] == "audited-renamed" and ch[1]["after"]["enabled"] is False,
+         "the change: before and after", ch[1:2])
+    t.ok(len(ch) == 3 and ch[2]["before"]["name"] == "audited-renamed" and ch[2]["after"] is None,
+         "the delete: before, and after null", ch[2:])
     t.ok(any(x["token"] == "ops" and x["method"] == "POST" and x["path"] == "/v1/connectors" and x["status"] == 201
              and x["from"] == "127.0.0.1" for x in rows), "a connector created by the ops token is there, from 127.0.0.1",
          rows[:3])
@@ -121,7 +137,7 @@ with t.section("the audit strand: management requests and refused tokens, who an
          "refused requests are there too: no token (401), a read token on an admin route (403)")
     t.ok(not any(x["method"] == "GET" and x["status"] < 400 for x in rows),
          "reads are not audited")
-    t.ok(all(s not in str(rows) for s in (ADMIN, WRITE, READ)), "no secret in the audit records")
+    t.ok(all(s not in str(rows) for s in (ADMIN, WRITE, READ, PUSH)), "no secret in the audit records")
 
 with t.section("the secrets are not in the log; protected mode; bad tokens files", srv):
     srv.stop()

@@ -181,6 +181,8 @@ with t.section("sluice run: the file's connectors run, managed by the file, exac
         n = []
         for root, _, fs in os.walk(out_dir):
             for f in fs:
+                if f.startswith("."):  # the local provider's temp file, renamed once complete
+                    continue
                 with open(os.path.join(root, f)) as fh:
                     n += [json.loads(l)["event_id"] for l in fh if l.strip()]
         return n
