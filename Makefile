@@ -108,4 +108,7 @@ build/examples/%.so: examples/%.c include/sluice/connector.h
 	@mkdir -p $(dir $@)
 	$(CC) $(PLUGIN_CFLAGS) -o $@ $< $(shell pkg-config --libs jansson 2>/dev/null)
 
+# the OpenAPI document is built into the server (.incbin in v1_openapi.c)
+build/obj/src/api/v1_openapi.o build/san/src/api/v1_openapi.o build/fuzzobj/src/api/v1_openapi.o: docs/openapi.yaml
+
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -19,6 +19,8 @@ DEBS=(
   python3-httpx python3-pydantic python3-psutil
   # independent checks of Merkle proofs and signed checkpoints (tests/integration/test_proofs.py)
   golang-go golang-golang-x-mod-dev python3-cryptography
+  # the OpenAPI test reads docs/openapi.yaml (tests/integration/test_openapi.py)
+  python3-yaml
 )
 
 missing=()
@@ -51,6 +53,9 @@ NPMS=(
   azurite@3.37.0 # Microsoft's Azure Storage emulator: object_storage provider azure (tests/peers/azurite.sh)
   @azure/storage-blob@12.34.0 # the official Azure client: lists and reads what the azure provider wrote
   @google-cloud/storage@8.4.0 # the official GCS client: the request shapes the gcs provider must match
+  @redocly/cli@2.77.0 # lints docs/openapi.yaml (tests/integration/test_openapi.py)
+  ajv@8.20.0 # validates real answers against the OpenAPI schemas (JSON Schema 2020-12)
+  ajv-formats@3.0.1 # the formats ajv leaves out (uri, date-time)
 )
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}

@@ -34,6 +34,7 @@ enum sl_route {
     SL_R_API_METRICS,
     SL_R_PIPELINES_RELOAD,
     SL_R_PROOFS,
+    SL_R_OPENAPI,
     SL_R_UNMATCHED,
     SL_R_COUNT
 };
@@ -87,6 +88,8 @@ void sl_api_error(struct sl_http_req *req, unsigned status, const char *code, co
 void sl_api_error_from(struct sl_http_req *req, const struct sl_err *err);
 unsigned sl_api_status_for(int code);
 void sl_api_json(struct sl_http_req *req, unsigned status, struct sl_buf *body);
+/* GET /v1/openapi.json (v1_openapi.c). */
+void sl_v1_openapi(struct sl_api *api, struct sl_http_req *req);
 
 /* 0 if the request's Content-Type is JSON (or absent); else answers 415 and returns -1. */
 int sl_api_require_json(struct sl_http_req *req, int allow_ndjson, int *is_ndjson);

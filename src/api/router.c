@@ -358,6 +358,12 @@ static void route(struct sl_api *api, struct sl_http_req *req)
             return sl_api_method_not_allowed(req, "GET");
         return sl_v1_checkpoint_key(api, req);
     }
+    if (strcmp(p, "/v1/openapi.json") == 0) {
+        sl_http_set_route(req, SL_R_OPENAPI);
+        if (!get)
+            return sl_api_method_not_allowed(req, "GET");
+        return sl_v1_openapi(api, req);
+    }
     if (strcmp(p, "/v1/health") == 0) {
         sl_http_set_route(req, SL_R_HEALTH);
         if (!get)
