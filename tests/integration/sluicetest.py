@@ -85,6 +85,53 @@ def tmpdir(prefix="sluice-test-"):
 # ---------------------------------------------------------------- checks
 
 
+# ---- secrets hygiene (docs/security.md): every secret a test configures is looked for in every
+# answer the test received and in every log of its servers, when it is done (Checks.done) ----
+_SECRET_KEY = re.compile(r"password|secret|token|access_key(?!_id)|private_key|sas", re.I)
+_URL_PASSWORD = re.compile(r"://[^/:@\s]+:([^@/\s]+)@|\bpassword=([^\s;&]+)")
+_secrets = set()
+_answers = []  # (method, path, the first 64 KiB of the answer)
+
+
+def secret(value):
+    """Registers a secret the test gave the server (a token, a password) and returns it."""
+    if isinstance(value, str) and len(value) >= 8:
+        _secrets.add(value)
+    return value
+
+
+def _collect_secrets(v, key=""):
+    """The values of secret-looking keys, and passwords inside URLs, in a connector config sent."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _collect_secrets(x, str(k))
+    elif isinstance(v, list):
+        for x in v:
+            _collect_secrets(x, key)
+    elif isinstance(v, str) and v != "***":
+        if _SECRET_KEY.search(key):
+            secret(v)
+        for m in _URL_PASSWORD.finditer(v):  # in URLs, libpq's key=value strings
+            secret(urllib.parse.unquote(m.group(1) or m.group(2)))
+
+
+def _check_secrets(t):
+    if not _secrets:
+        return
+    leaks = []
+    for method, path, body in _answers:
+        leaks += ["%s %s answered %s..." % (method, path, s[:4]) for s in _secrets if s.encode() in body]
+    for srv in _servers:
+        try:
+            log = open(srv.log_path, "rb").read()
+        except OSError:
+            continue
+        leaks += ["the log of server %d holds %s..." % (_servers.index(srv) + 1, s[:4]) for s in _secrets
+                  if s.encode() in log]
+    t.ok(not leaks, "none of the %d secrets the test configured is in any answer (%d) or server log"
+         % (len(_secrets), len(_answers)), "\n".join(leaks[:20]))
+
+
 class Checks:
     def __init__(self):
         self.passed = 0
@@ -116,6 +163,7 @@ class Checks:
             print("# %s" % line, flush=True)
 
     def done(self):
+        _check_secrets(self)
         if self.failed:
             for srv in _servers:
                 self.note("---- log of server %d (%s), last lines:" % (_servers.index(srv) + 1, srv.log_path))
@@ -367,6 +415,8 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
 
     def request(self, method, path, body=None, ctype="application/json", headers=None):
+        if method in ("POST", "PATCH", "PUT") and re.match(r"^/(api/)?v1/connectors(/(?!inbound/)|$)", path):
+            _collect_secrets(body)
         data, ctype = _body_bytes(body, ctype)
         h = {}
         if data is not None and ctype is not None:
@@ -376,6 +426,7 @@ class Client:
         self.conn.request(method, path, body=data, headers=h)
         r = self.conn.getresponse()
         b = r.read()
+        _answers.append((method, path[:200], b[:65536]))
         return Resp(r.status, {k.lower(): v for k, v in r.getheaders()}, b)
 
     def close(self):

@@ -13,7 +13,7 @@ import sluicetest as st
 t = st.Checks()
 st.require_binary(t)
 work = st.tmpdir()
-ADMIN, WRITE, READ = "admin-secret-0123456789", "ingest-secret-0123456789", "viewer-secret-0123456789"
+ADMIN, WRITE, READ = map(st.secret, ("admin-secret-0123456789", "ingest-secret-0123456789", "viewer-secret-0123456789"))
 with open(os.path.join(work, "viewer.secret"), "w") as f:
     f.write(READ + "\n")
 tokens = os.path.join(work, "tokens.yaml")
@@ -88,7 +88,7 @@ with t.section("every kind of route x no token, wrong token, each scope", srv):
     t.eq(bad, [], "401 without a valid token, 403 below the route's scope (nothing written), 2xx at or above it")
     t.eq(call("GET", "/v1/health").status, 200, "/v1/health needs no token")
 
-PUSH = "bridge-push-token-0123456789"
+PUSH = st.secret("bridge-push-token-0123456789")
 with t.section("a REST bridge's push token: that bridge, nothing else", srv):
     r = call("POST", "/v1/connectors", {"name": "pb", "kind": "rest_bridge", "config": {"strand": "pushed",
                                                                                        "push_token": PUSH}}, ADMIN)
