@@ -18,6 +18,8 @@ DEBS=(
   python3-httpx python3-pydantic python3-psutil
   # independent checks of Merkle proofs and signed checkpoints (tests/integration/test_proofs.py)
   golang-go golang-golang-x-mod-dev python3-cryptography
+  # the ClickHouse sink's peer (tests/peers/clickhouse.py, bench/sinks.sh): server and client 18.16
+  clickhouse-server clickhouse-client
 )
 
 missing=()
