@@ -611,16 +611,21 @@ static long make_rows(struct ch *c, const struct sl_batch *b)
     return c->rows.failed ? -1 : bad;
 }
 
-/* With dedup_column, after a failure or a start: marks ST_PRESENT the rows whose record hash the
- * table has already. 0, or -1 with the failure in out. */
-static int mark_present(struct ch *c, const struct sl_batch *b, struct sl_outcome *out)
+/* Hashes per dedup query: 2000 quoted hashes are ~134 KB, within ClickHouse's max_query_size
+ * (256 KiB by default). */
+#define DEDUP_CHUNK 2000
+
+/* Marks ST_PRESENT the rows [from, to) of b whose record hash the table has. How many, or -1
+ * with the failure in out. */
+static long mark_chunk(struct ch *c, const struct sl_batch *b, size_t from, size_t to,
+                       struct sl_outcome *out)
 {
     struct sl_buf *q = &c->body;
     sl_buf_reset(q);
     sl_buf_printf(q, "SELECT DISTINCT %s FROM %s.%s WHERE %s IN (", c->dedup, c->db, c->table,
                   c->dedup);
-    for (size_t i = 0; i < b->n; i++) {
-        sl_buf_puts(q, i ? ",'" : "'");
+    for (size_t i = from; i < to; i++) {
+        sl_buf_puts(q, i > from ? ",'" : "'");
         sl_buf_hex(q, b->recs[i].hash, SL_REC_HASH_LEN);
         sl_buf_putc(q, '\'');
     }
@@ -628,25 +633,39 @@ static int mark_present(struct ch *c, const struct sl_batch *b, struct sl_outcom
     if (q->failed)
         return -1;
     long status = 0;
-    CURLcode cc = request(c, c->query_url, q->data, q->len, 0, b->n * 66 + EXCERPT, &status);
+    CURLcode cc = request(c, c->query_url, q->data, q->len, 0, (to - from) * 66 + EXCERPT, &status);
     if (cc != CURLE_OK || status != 200) {
-        enum sl_result r = sl_httpc_outcome(cc, status, &c->resp, out);
-        (void)r;
+        sl_httpc_outcome(cc, status, &c->resp, out);
         describe(c, cc, status, out->error, sizeof(out->error));
         return -1;
     }
     const char *p = (const char *)c->resp.body.data, *end = p + c->resp.body.len;
-    size_t found = 0;
+    size_t found = 0, at = from;
     for (; p && p + 64 <= end; p += 65) {
         uint8_t h[SL_REC_HASH_LEN];
         if (sl_hex_decode(p, 64, h, sizeof(h)) < 0)
             break;
-        for (size_t i = 0; i < b->n; i++) /* usually a prefix of the batch: found at once */
-            if (c->state[i] == ST_SEND && memcmp(b->recs[i].hash, h, SL_REC_HASH_LEN) == 0) {
-                c->state[i] = ST_PRESENT;
+        /* the rows present are usually a run: look on from the last one found */
+        for (size_t k = 0; k < to - from; k++, at = at + 1 < to ? at + 1 : from)
+            if (c->state[at] == ST_SEND && memcmp(b->recs[at].hash, h, SL_REC_HASH_LEN) == 0) {
+                c->state[at] = ST_PRESENT;
                 found++;
                 break;
             }
+    }
+    return (long)found;
+}
+
+/* With dedup_column, after a failure or a start: marks ST_PRESENT the rows whose record hash the
+ * table has already. 0, or -1 with the failure in out. */
+static int mark_present(struct ch *c, const struct sl_batch *b, struct sl_outcome *out)
+{
+    size_t found = 0;
+    for (size_t from = 0; from < b->n; from += DEDUP_CHUNK) {
+        long f = mark_chunk(c, b, from, from + DEDUP_CHUNK < b->n ? from + DEDUP_CHUNK : b->n, out);
+        if (f < 0)
+            return -1;
+        found += (size_t)f;
     }
     if (found)
         c->ctx->host->log(c->ctx->id, 1, "%zu of %zu rows are in %s.%s already: not inserted again",
