@@ -49,6 +49,7 @@ NPMS=(
   hyparquet@1.31.5 # second independent Parquet reader
   hyparquet-compressors@1.1.2 # its codecs (gzip, zstd, lz4, brotli) beyond snappy
   pg@8.23.1 # PostgreSQL client of the Supabase (PostgREST) stand-in, tests/peers/supabase_standin.cjs
+  @elastic/elasticsearch@9.5.1 # the official client: its serializer re-encodes our _bulk bodies (test_elasticsearch.py)
 )
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}

@@ -4,6 +4,7 @@
 #include "connectors/clickhouse/clickhouse.h"
 #include "engine/kinds.h"
 #include "formats/json_mp.h"
+#include "sinktest.h"
 #include "t.h"
 
 #include <stdlib.h>
@@ -38,36 +39,15 @@ static void make_records(void)
 
 static json_t *validated(const char *config, struct sl_err *err)
 {
-    json_t *in = json_loads(config, 0, NULL);
-    json_t *cfg = in ? sl_kind_validate(sl_kind_find("clickhouse"), in, err) : NULL;
-    json_decref(in);
-    return cfg;
+    return sink_config("clickhouse", config, err);
 }
 
-/* format() of the first n records under config, or NULL. */
+/* format() of the first n records under config (the clock fixed), or NULL. */
 static char *format(const char *config, size_t n)
 {
-    const struct sl_connector *k = sl_kind_find("clickhouse");
-    struct sl_err err = {0};
-    json_t *cfg = validated(config, &err);
-    if (!cfg)
-        return NULL;
     struct sl_host host = sl_host_default;
     host.now_ms = fake_now;
-    struct sl_sink_ctx ctx = {.id = "c1", .config = cfg, .host = &host};
-    struct sl_sink_info info = {0};
-    void *self = NULL;
-    char *out = NULL;
-    if (k->sink->open(&self, &ctx, &info, &err) == 0) {
-        struct sl_batch b = {.strand = "orders", .recs = recs, .n = n};
-        uint8_t *bytes = NULL;
-        size_t len = 0;
-        if (k->sink->format(self, &b, &bytes, &len) == 0)
-            out = (char *)bytes;
-        k->sink->close(self);
-    }
-    json_decref(cfg);
-    return out;
+    return sink_format("clickhouse", config, recs, n, &host);
 }
 
 #define HASH0 "a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0"
