@@ -79,6 +79,7 @@ if "clickhouse" in which:
 
     def run(table, **extra):
         ch.query("CREATE TABLE %s %s" % (table, ddl))
+        mine0 = cpu_s(srv.proc.pid)
         t0 = time.monotonic()
         cfg = dict({"url": ch.url, "table": table, "mapping": "payload", "start": "earliest",
                     "compression": "none"}, **extra)
@@ -86,15 +87,20 @@ if "clickhouse" in which:
                                                "config": cfg})
         assert r.status == 201, r
         s = until_delivered(srv, r.json["id"], t0)
+        cpu[table] = cpu_s(srv.proc.pid) - mine0
         assert ch.query("SELECT count() FROM %s" % table) == str(n)
         srv.req("DELETE", "/v1/connectors/" + r.json["id"])
         return s
 
+    cpu = {}
+
     sink_s = run("t_sink")
     dedup_s = run("t_dedup", dedup_column="rh")
     ch.stop()
-    out.append("clickhouse rows=%d client_per_s=%.0f sink_per_s=%.0f (%.2fx client) sink_dedup_per_s=%.0f "
-               "(%.2fx client)" % (n, n / client_s, n / sink_s, client_s / sink_s, n / dedup_s, client_s / dedup_s))
+    out.append("clickhouse rows=%d client_per_s=%.0f sink_per_s=%.0f (%.2fx client, sluice_cpu_s=%.2f) "
+               "sink_dedup_per_s=%.0f (%.2fx client, sluice_cpu_s=%.2f)"
+               % (n, n / client_s, n / sink_s, client_s / sink_s, cpu["t_sink"], n / dedup_s, client_s / dedup_s,
+                  cpu["t_dedup"]))
 
 if "elasticsearch" in which:
     from es_standin import EsStandin

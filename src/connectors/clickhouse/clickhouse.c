@@ -222,6 +222,8 @@ struct ch {
     size_t *off, *len, *sent, *reject;
     unsigned char *state; /* per record: ST_* */
     size_t cap;
+    const uint8_t *wire; /* what insert() sends: c->rows when every row goes, else c->body */
+    size_t wire_len;
     char reasons[256]; /* why each refused row was refused ("seq N: ...; seq M: ..."): the
                         * outcome has one error for all the records it refuses */
 };
@@ -509,7 +511,10 @@ static int unknown_field(const struct ch *c, const struct sl_rec *r, char *why, 
         if (sl_mp_read_str(&p, end, &k, &kl) < 0)
             return 0; /* not a JSON object: the encoder says so */
         char name[NAME_MAX_LEN * 2 + 1];
-        snprintf(name, sizeof(name), "%.*s", (int)kl, k);
+        if (kl < sizeof(name)) {
+            memcpy(name, k, kl);
+            name[kl] = 0;
+        }
         if (kl >= sizeof(name) || !has_col(c, name)) {
             snprintf(why, n, "field '%.*s' has no column in %s.%s (validation)",
                      (int)(kl < 120 ? kl : 120), k, c->db, c->table);
@@ -529,35 +534,54 @@ static int make_row(struct ch *c, const char *strand, const struct sl_rec *r, ui
 {
     struct sl_jerr je;
     size_t used;
+    if (c->payload_mapping) {
+        if (sl_mp_type(r->payload, r->payload + r->payload_len) != SL_MP_MAP) {
+            snprintf(why, n, "the payload is not a JSON object (mapping payload needs one)");
+            return -1;
+        }
+        if (c->validation && c->ncols && unknown_field(c, r, why, n))
+            return -1;
+        size_t at = out->len;
+        if (c->dedup) { /* {"<col>":"<hash>" then the object's members */
+            sl_buf_putc(out, '{');
+            sl_buf_json_str(out, c->dedup, strlen(c->dedup));
+            sl_buf_puts(out, ":\"");
+            sl_buf_hex(out, r->hash, SL_REC_HASH_LEN);
+            sl_buf_putc(out, '"');
+        }
+        size_t obj = out->len; /* the payload goes straight into the body */
+        if (sl_mp_to_json(r->payload, r->payload_len, &used, out, 64, &je) < 0) {
+            out->len = at;
+            snprintf(why, n, "the payload cannot be JSON: %s", je.msg);
+            return -1;
+        }
+        if (c->dedup && !out->failed) {
+            if (out->len - obj == 2) { /* {} */
+                out->len = obj;
+                sl_buf_putc(out, '}');
+            } else {
+                out->data[obj] = ','; /* its '{' joins the hash's member */
+            }
+        }
+        return out->failed ? -1 : 0;
+    }
     struct sl_buf *js = &c->scratch;
     sl_buf_reset(js);
-    if (c->payload_mapping && sl_mp_type(r->payload, r->payload + r->payload_len) != SL_MP_MAP) {
-        snprintf(why, n, "the payload is not a JSON object (mapping payload needs one)");
-        return -1;
-    }
     if (sl_mp_to_json(r->payload, r->payload_len, &used, js, 64, &je) < 0) {
         snprintf(why, n, "the payload cannot be JSON: %s", je.msg);
         return -1;
     }
-    if (c->validation && c->ncols && c->payload_mapping && unknown_field(c, r, why, n))
-        return -1;
     sl_buf_putc(out, '{');
     if (c->dedup) {
         sl_buf_json_str(out, c->dedup, strlen(c->dedup));
         sl_buf_puts(out, ":\"");
         sl_buf_hex(out, r->hash, SL_REC_HASH_LEN);
-        sl_buf_putc(out, '"');
-    }
-    if (c->payload_mapping) {
-        if (js->len > 2 && c->dedup)
-            sl_buf_putc(out, ',');
-        sl_buf_append(out, js->data + 1, js->len - 1); /* the object without its '{' */
-        return out->failed ? -1 : 0;
+        sl_buf_puts(out, "\",");
     }
     char ts[40], now[40];
     iso_ms(r->timestamp_ms, ts, sizeof(ts));
     iso_ms(now_ms, now, sizeof(now));
-    sl_buf_printf(out, "%s\"event_type\":\"%s\",\"stream\":", c->dedup ? "," : "",
+    sl_buf_printf(out, "\"event_type\":\"%s\",\"stream\":",
                   (r->flags & SL_REC_TOMBSTONE) ? "tombstone" : "write");
     sl_buf_json_str(out, strand, strlen(strand));
     sl_buf_puts(out, ",\"namespace\":");
@@ -685,20 +709,36 @@ static size_t build_body(struct ch *c, const struct sl_batch *b, long only)
         sl_buf_append(&c->body, c->rows.data + c->off[i], c->len[i]);
         c->sent[k++] = i;
     }
+    c->wire = c->body.data;
+    c->wire_len = c->body.len;
     return k;
+}
+
+/* The same when every row of b goes (the usual batch): the rows as they were made, no copy. */
+static size_t all_rows(struct ch *c, const struct sl_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (c->state[i] != ST_SEND)
+            return build_body(c, b, -1);
+    for (size_t i = 0; i < b->n; i++)
+        c->sent[i] = i;
+    sl_buf_reset(&c->body);
+    c->wire = c->rows.data;
+    c->wire_len = c->rows.len;
+    return b->n;
 }
 
 /* Sends c->body as an insert: 0 inserted, else the class of the failure (1 + SL_CH_*) with out
  * filled; *row the 1-based row ClickHouse named, or 0. */
 static int insert(struct ch *c, struct sl_outcome *out, long *row)
 {
-    const void *body = c->body.data;
-    size_t len = c->body.len;
+    const void *body = c->wire;
+    size_t len = c->wire_len;
     *row = 0;
     if (c->gzip) {
         struct sl_err e = {0};
         sl_buf_reset(&c->zbody);
-        if (sl_ff_compress(SL_FF_GZIP, c->body.data, c->body.len, &c->zbody, &e) < 0) {
+        if (sl_ff_compress(SL_FF_GZIP, c->wire, c->wire_len, &c->zbody, &e) < 0) {
             snprintf(out->error, sizeof(out->error), "gzip: %.200s", e.msg);
             return 1 + SL_CH_TRANSIENT;
         }
@@ -799,7 +839,7 @@ static enum sl_result ch_send(void *self, const struct sl_batch *b, struct sl_ou
     if (c->dedup && c->uncertain && mark_present(c, b, out) < 0)
         return transient(c, 1 + SL_CH_TRANSIENT, out, 0);
     for (;;) {
-        size_t k = build_body(c, b, -1);
+        size_t k = all_rows(c, b);
         if (!k)
             break;
         if (c->body.failed) {
