@@ -21,6 +21,8 @@ DEBS=(
   golang-go golang-golang-x-mod-dev python3-cryptography
   # the OpenAPI test reads docs/openapi.yaml (tests/integration/test_openapi.py)
   python3-yaml
+  # the ClickHouse sink's peer (tests/peers/clickhouse.py, bench/sinks.sh): server and client 18.16
+  clickhouse-server clickhouse-client
 )
 
 missing=()
@@ -50,12 +52,12 @@ NPMS=(
   hyparquet@1.31.5 # second independent Parquet reader
   hyparquet-compressors@1.1.2 # its codecs (gzip, zstd, lz4, brotli) beyond snappy
   pg@8.23.1 # PostgreSQL client of the Supabase (PostgREST) stand-in, tests/peers/supabase_standin.cjs
-  azurite@3.37.0 # Microsoft's Azure Storage emulator: object_storage provider azure (tests/peers/azurite.sh)
+  azurite@3.37.0 # Microsoft's Azure Storage emulator: object_storage provider azure (test_azure.py)
   @azure/storage-blob@12.34.0 # the official Azure client: lists and reads what the azure provider wrote
   @google-cloud/storage@8.4.0 # the official GCS client: the request shapes the gcs provider must match
   @redocly/cli@2.77.0 # lints docs/openapi.yaml (tests/integration/test_openapi.py)
   ajv@8.20.0 # validates real answers against the OpenAPI schemas (JSON Schema 2020-12)
-  ajv-formats@3.0.1 # the formats ajv leaves out (uri, date-time)
+  @elastic/elasticsearch@9.5.1 # the official client: its serializer re-encodes our _bulk bodies (test_elasticsearch.py)
 )
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}

@@ -4,6 +4,7 @@
 #include "connectors/webhook/webhook.h"
 #include "engine/kinds.h"
 #include "formats/json_mp.h"
+#include "sinktest.h"
 #include "t.h"
 
 #include <stdlib.h>
@@ -34,27 +35,7 @@ static void make_records(void)
 /* The bytes of kind's format() for a batch of the first n records under config. */
 static char *format(const char *kind, const char *config, size_t n)
 {
-    const struct sl_connector *k = sl_kind_find(kind);
-    json_t *in = json_loads(config, 0, NULL);
-    struct sl_err err = {0};
-    json_t *cfg = k && in ? sl_kind_validate(k, in, &err) : NULL;
-    json_decref(in);
-    if (!cfg)
-        return NULL;
-    struct sl_sink_ctx ctx = {.id = "c1", .config = cfg, .host = &sl_host_default};
-    struct sl_sink_info info = {0};
-    void *self = NULL;
-    char *out = NULL;
-    if (k->sink->open(&self, &ctx, &info, &err) == 0) {
-        struct sl_batch b = {.strand = "orders", .recs = recs, .n = n};
-        uint8_t *bytes = NULL;
-        size_t len = 0;
-        if (k->sink->format(self, &b, &bytes, &len) == 0)
-            out = (char *)bytes;
-        k->sink->close(self);
-    }
-    json_decref(cfg);
-    return out;
+    return sink_format(kind, config, recs, n, &sl_host_default);
 }
 
 static void test_sink_bytes(void)
