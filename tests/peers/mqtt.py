@@ -45,6 +45,8 @@ class Broker:
             "persistence_location %s/" % self.dir,
             "autosave_interval 1",
             "log_dest file %s/mosquitto.log" % self.dir,
+            "log_type error", "log_type warning", "log_type notice", "log_type information",
+            "log_type subscribe",  # wait_subscribed() reads it
             "max_queued_messages 1000000",
         ]
         if max_inflight is not None:  # mosquitto's default is 20; 0 is no limit
@@ -94,9 +96,18 @@ class Broker:
     def log(self):
         try:
             with open(os.path.join(self.dir, "mosquitto.log")) as f:
-                return f.read()[-3000:]
+                return f.read()[-20000:]
         except OSError:
             return ""
+
+    def wait_subscribed(self, topic_filter, timeout=10):
+        """Waits until some client subscribed to topic_filter (the broker's log says so)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if any(l.rstrip().endswith(" " + topic_filter) for l in self.log().splitlines()):
+                return True
+            time.sleep(0.01)
+        return False
 
     @property
     def url(self):

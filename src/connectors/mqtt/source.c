@@ -320,12 +320,15 @@ static int on_publish(struct msrc *m, const struct sl_mqtt_pkt *p, size_t *n)
 }
 
 /* Emits the group (records, or only acks to wait for): its acks wait for its durability. */
-static int emit_group(struct msrc *m, struct sl_emitter *em, size_t n, size_t first_act)
+static int emit_group(struct msrc *m, struct sl_emitter *em, size_t n)
 {
-    if (!n && first_act == m->nacts)
+    size_t first = m->nacts; /* this poll's acks: at the end, not yet given a group */
+    while (first > 0 && m->acts[first - 1].group == UINT64_MAX)
+        first--;
+    if (!n && first == m->nacts)
         return 0;
     m->group++;
-    for (size_t i = first_act; i < m->nacts; i++)
+    for (size_t i = first; i < m->nacts; i++)
         m->acts[i].group = m->group;
     for (size_t i = 0; i < n; i++) {
         m->recs[i].payload = m->mp.data + m->offs[i];
@@ -361,7 +364,7 @@ static enum sl_result msrc_poll(void *self, struct sl_emitter *em, int timeout_m
         m->delay_ms = (uint64_t)json_integer_value(json_object_get(m->cfg, "retry_initial_ms"));
     }
     uint64_t until = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    size_t n = 0, first_act = m->nacts;
+    size_t n = 0;
     int failed = 0;
     enum sl_result res = SL_R_OK;
     sl_buf_reset(&m->mp);
@@ -423,7 +426,7 @@ static enum sl_result msrc_poll(void *self, struct sl_emitter *em, int timeout_m
         }
         sl_buf_release(&tmp);
     }
-    if (emit_group(m, em, n, first_act) < 0) {
+    if (emit_group(m, em, n) < 0) {
         snprintf(error, errlen, "the strand refused the messages");
         return SL_R_RETRY;
     }
