@@ -53,6 +53,7 @@ for qos, name in ((1, "at_least_once"), (2, "exactly_once")):
         assert r.status == 201, r
         cid = r.json["id"]
         st.wait_until(lambda: srv.req("GET", C + "/" + cid).json["state"] == "running", 10)
+        assert b.wait_subscribed("k%d/#" % qos), b.log()
         done = threading.Event()
         th = threading.Thread(target=publisher, args=("k%d/x" % qos, qos, done), daemon=True)
         th.start()

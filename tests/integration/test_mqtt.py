@@ -48,6 +48,8 @@ def source(name, strand, **cfg):
     a = create({"name": name, "kind": "mqtt", "config": c})
     ok = st.wait_until(lambda: conn(a["id"])["state"] == "running", 10)
     assert ok, conn(a["id"])
+    for f in cfg["topics"]:
+        assert b.wait_subscribed(f), b.log()
     return a
 
 
@@ -212,7 +214,8 @@ with t.section("mqtts with a self-signed CA made by the test", srv):
         "broker_url": url, "topics": ["tls/#"], "qos": "at_least_once", "strand": "tls",
         "tls": {"ca_location": ca}}})
     ok = st.wait_until(lambda: conn(a["id"])["state"] == "running", 10)
-    t.ok(ok, "source connects over TLS, trusting the test's CA", conn(a["id"]))
+    t.ok(ok and tb.wait_subscribed("tls/#"), "source connects over TLS, trusting the test's CA",
+         conn(a["id"]))
     tb.pub("tls/a", ['{"secure":true}'], qos=1)
     st.wait_until(lambda: payloads("tls"), 10)
     t.eq([p["payload"] for p in payloads("tls")], [{"secure": True}],
