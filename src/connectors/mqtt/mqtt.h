@@ -102,7 +102,7 @@ struct sl_mqtt_msg {
 
 /* QoS 2 packet ids received (their records appended) and not yet released: what the source
  * must recognise as already stored when the broker sends them again. */
-#define SL_MQTT_PENDING_MAX 250
+#define SL_MQTT_PENDING_MAX 249 /* 13 + 2 * 249 <= SL_POSITION_MAX */
 struct sl_mqtt_pending {
     size_t n;
     uint16_t id[SL_MQTT_PENDING_MAX];

@@ -33,8 +33,6 @@ static const struct sl_field f_sink[] = {
     {"retain", SL_F_BOOL, 0, "false", 0, "Publish with the retain flag.", 0, 0, NULL, NULL},
     {"client_id", SL_F_STRING, 0, NULL, 0, "MQTT client id; absent: sluice-<connector id>.", 0, 0,
      NULL, NULL},
-    {"clean_session", SL_F_BOOL, 0, "true", 0, "Start each connection with a clean session.", 0, 0,
-     NULL, NULL},
     {"auth", SL_F_OBJECT, 0, "{}", 0, "username and password.", 0, 0, NULL, sl_mqtt_auth_fields},
     {"tls", SL_F_OBJECT, 0, "{}", 0, "TLS settings for mqtts://.", 0, 0, NULL, sl_mqtt_tls_fields},
     {"keep_alive_secs", SL_F_INT, 0, "60", 0, "Keep-alive interval in seconds (0: none).", 0, 65535,
@@ -149,7 +147,9 @@ static int ms_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
     const json_t *a = json_object_get(c, "auth");
     k->cp = (struct sl_mqtt_connect){
         .client_id = k->client_id,
-        .clean_session = json_is_true(json_object_get(c, "clean_session")),
+        /* always clean: packet ids restart at 1 for each batch on a new connection, and a QoS 2
+         * id the broker still held from an old session would make it drop a new message */
+        .clean_session = 1,
         .keep_alive = (unsigned)json_integer_value(json_object_get(c, "keep_alive_secs")),
         .username = json_string_value(json_object_get(a, "username")),
         .password = json_string_value(json_object_get(a, "password")),
