@@ -234,4 +234,34 @@ with t.section("mqtts with a self-signed CA made by the test", srv):
     t.ok(c["state"] != "running" and "certificate" in (c["last_error"] or ""),
          "without the CA the certificate is refused (%s)" % c["last_error"], c)
 
+with t.section("auth: a refused login is not running with the broker's reason; the right one works",
+               srv):
+    ab = mqtt.Broker(users={"sensor": "s3cret"})
+    st.at_cleanup(ab.close)
+    bad = create({"name": "bad login", "kind": "mqtt", "config": {
+        "broker_url": ab.url, "topics": ["auth/#"], "auth": {"username": "sensor",
+                                                              "password": "wrong"}}})
+    st.wait_until(lambda: conn(bad["id"])["last_error"], 10)
+    c = conn(bad["id"])
+    t.ok(c["state"] != "running" and "refused" in (c["last_error"] or ""),
+         "wrong password: not running, last_error says the broker refused (%s)" % c["last_error"], c)
+    t.eq(c["config"]["auth"]["password"], "***", "the password is never shown")
+    good = create({"name": "good login", "kind": "mqtt", "config": {
+        "broker_url": ab.url, "topics": ["auth/#"], "strand": "auth", "qos": "at_least_once",
+        "auth": {"username": "sensor", "password": "s3cret"}}})
+    ok = st.wait_until(lambda: conn(good["id"])["state"] == "running", 10)
+    t.ok(ok and ab.wait_subscribed("auth/#"), "the right password: running", conn(good["id"]))
+    ab.pub("auth/x", ['{"ok":1}'], qos=1, extra=["-u", "sensor", "-P", "s3cret"])
+    st.wait_until(lambda: payloads("auth"), 10)
+    t.eq([p["payload"] for p in payloads("auth")], [{"ok": 1}], "a message arrives")
+
+with t.section("last_will: the broker publishes it when Sluice dies (kill -9)", srv):
+    a = source("will", "will", topics=["w/#"], last_will={
+        "topic": "clients/sluice/status", "message": "offline", "qos": "at_least_once",
+        "retain": True})
+    srv.kill()
+    out, _ = b.sub("clients/sluice/status", 1, timeout=10).communicate(timeout=20)
+    t.eq(out.strip(), "clients/sluice/status offline", "the retained will is published")
+    srv.start()
+
 t.done()

@@ -33,14 +33,15 @@ def _exe(tool):
 
 
 class Broker:
-    def __init__(self, extra_conf="", tls=None, max_inflight=None):
-        """tls: (cafile, certfile, keyfile) for an extra mqtts listener (self.tls_port)."""
+    def __init__(self, extra_conf="", tls=None, max_inflight=None, users=None):
+        """tls: (cafile, certfile, keyfile) for an extra mqtts listener (self.tls_port); users:
+        {name: password}, then anonymous clients are refused (mosquitto_passwd makes the file)."""
         self.dir = tempfile.mkdtemp(prefix="sluice-mqtt-")
         self.port = free_port()
         self.tls_port = free_port() if tls else None
         conf = [
             "listener %d 127.0.0.1" % self.port,
-            "allow_anonymous true",
+            "allow_anonymous %s" % ("false" if users else "true"),
             "persistence true",
             "persistence_location %s/" % self.dir,
             "autosave_interval 1",
@@ -51,6 +52,13 @@ class Broker:
         ]
         if max_inflight is not None:  # mosquitto's default is 20; 0 is no limit
             conf.append("max_inflight_messages %d" % max_inflight)
+        if users:
+            pw = os.path.join(self.dir, "passwd")
+            open(pw, "w").close()
+            for u, p in users.items():
+                subprocess.run([_exe("mosquitto_passwd"), "-b", pw, u, p], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            conf.append("password_file " + pw)
         if tls:
             conf += ["listener %d 127.0.0.1" % self.tls_port, "cafile " + tls[0],
                      "certfile " + tls[1], "keyfile " + tls[2]]

@@ -351,6 +351,11 @@ static enum sl_result msrc_poll(void *self, struct sl_emitter *em, int timeout_m
         }
         int refused;
         if (connect_now(m, &refused) < 0) {
+            if (refused) { /* a login or client id the broker refuses: the config's fault */
+                snprintf(error, errlen, "mqtt: %s", m->why);
+                m->ctx->give_up(m->ctx->arg);
+                return SL_R_FATAL;
+            }
             double mult = json_number_value(json_object_get(m->cfg, "retry_multiplier"));
             uint64_t max = (uint64_t)json_integer_value(json_object_get(m->cfg, "retry_max_ms"));
             m->next_connect_ns = now + m->delay_ms * 1000000u;
