@@ -255,6 +255,20 @@ with t.section("auth: a refused login is not running with the broker's reason; t
     st.wait_until(lambda: payloads("auth"), 10)
     t.eq([p["payload"] for p in payloads("auth")], [{"ok": 1}], "a message arrives")
 
+with t.section("a broker that stops answering (SIGSTOP) is noticed by the keep alive", srv):
+    import signal
+    a = source("frozen", "frozen", topics=["f/#"], qos="at_least_once", keep_alive_secs=1)
+    b.p.send_signal(signal.SIGSTOP)
+    try:
+        err = st.wait_until(lambda: "keep alive" in (conn(a["id"])["last_error"] or ""), 10)
+        t.ok(err, "last_error says the broker stopped answering", conn(a["id"]))
+    finally:
+        b.p.send_signal(signal.SIGCONT)
+    b.pub("f/x", ['{"back":1}'], qos=1)
+    st.wait_until(lambda: payloads("frozen"), 20)
+    t.eq([p["payload"] for p in payloads("frozen")], [{"back": 1}],
+         "once the broker answers again, messages arrive")
+
 with t.section("last_will: the broker publishes it when Sluice dies (kill -9)", srv):
     a = source("will", "will", topics=["w/#"], last_will={
         "topic": "clients/sluice/status", "message": "offline", "qos": "at_least_once",

@@ -368,6 +368,7 @@ int sl_mqtt_conn_next(struct sl_mqtt_conn *c, struct sl_mqtt_pkt *pkt, int timeo
         if (len > 0) {
             const uint8_t *p = c->in.data + c->in_off;
             c->in_off += (size_t)len;
+            c->last_recv_ns = sl_mono_ns();
             if (sl_mqtt_parse(p, (size_t)len, pkt) < 0) {
                 snprintf(why, n, "the broker sent a malformed packet (type %d)", p[0] >> 4);
                 sl_mqtt_conn_close(c, 0);
@@ -400,8 +401,14 @@ int sl_mqtt_conn_next(struct sl_mqtt_conn *c, struct sl_mqtt_pkt *pkt, int timeo
 
 int sl_mqtt_conn_keepalive(struct sl_mqtt_conn *c, unsigned keep_alive)
 {
-    if (!keep_alive || c->fd < 0 ||
-        sl_mono_ns() - c->last_sent_ns < (uint64_t)keep_alive * 500000000u)
+    uint64_t now = sl_mono_ns();
+    if (!keep_alive || c->fd < 0)
+        return 0;
+    if (now - c->last_recv_ns > (uint64_t)keep_alive * 1500000000u) {
+        sl_mqtt_conn_close(c, 0);
+        return -1;
+    }
+    if (now - c->last_sent_ns < (uint64_t)keep_alive * 500000000u)
         return 0;
     uint8_t d[2] = {SL_MQTT_PINGREQ << 4, 0};
     return sl_mqtt_conn_send(c, d, 2, 5000);
@@ -452,5 +459,6 @@ int sl_mqtt_conn_open(struct sl_mqtt_conn *c, const json_t *config,
         return -1;
     }
     *session_present = pkt.session_present;
+    c->last_recv_ns = sl_mono_ns();
     return 0;
 }

@@ -140,7 +140,7 @@ struct sl_mqtt_conn {
     struct sl_buf in; /* bytes received, not yet taken as packets */
     size_t in_off;
     struct sl_buf out; /* scratch for encoding */
-    uint64_t last_sent_ns;
+    uint64_t last_sent_ns, last_recv_ns;
 };
 
 void sl_mqtt_conn_init(struct sl_mqtt_conn *c);
@@ -159,7 +159,8 @@ int sl_mqtt_conn_flush(struct sl_mqtt_conn *c, int timeout_ms);
  * or sent garbage (closed then; why says what). */
 int sl_mqtt_conn_next(struct sl_mqtt_conn *c, struct sl_mqtt_pkt *pkt, int timeout_ms, int wake_fd,
                       char *why, size_t n);
-/* Sends PINGREQ when nothing was sent for half of keep_alive seconds. 0 or -1. */
+/* Sends PINGREQ when nothing was sent for half of keep_alive seconds; -1 (and closes) when the
+ * broker sent nothing, not even a PINGRESP, for 1.5 keep_alive: a broker gone without a word. */
 int sl_mqtt_conn_keepalive(struct sl_mqtt_conn *c, unsigned keep_alive);
 /* DISCONNECT (when polite and connected), then closes. */
 void sl_mqtt_conn_close(struct sl_mqtt_conn *c, int polite);

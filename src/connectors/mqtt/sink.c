@@ -161,6 +161,11 @@ static int ms_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
 
 static int ensure(struct msink *k, char *why, size_t n)
 {
+    /* idle longer than the keep alive (the sink only talks while sending): the broker may have
+     * dropped the connection, so start a new one rather than find out from a failed batch */
+    if (k->conn.fd >= 0 && k->cp.keep_alive &&
+        sl_mono_ns() - k->conn.last_sent_ns > (uint64_t)k->cp.keep_alive * 1000000000u)
+        sl_mqtt_conn_close(&k->conn, 1);
     if (k->conn.fd >= 0)
         return 0;
     int present, refused;

@@ -133,7 +133,6 @@ struct msrc {
     unsigned keep_alive;
     int timeout_ms;
     uint32_t gen;
-    int subscribed; /* SUBACK received on this connection */
     struct sl_mqtt_pending pending;
     uint64_t group; /* the last group emitted */
     struct act *acts;
@@ -210,7 +209,6 @@ static void msrc_stop(void *self)
 static int connect_now(struct msrc *m, int *refused)
 {
     int present = 0;
-    m->subscribed = 0;
     if (sl_mqtt_conn_open(&m->conn, m->cfg, &m->cp, m->timeout_ms, &present, refused, m->why,
                           sizeof(m->why)) < 0)
         return -1;
@@ -409,7 +407,6 @@ static enum sl_result msrc_poll(void *self, struct sl_emitter *em, int timeout_m
                     m->ctx->give_up(m->ctx->arg);
                     return SL_R_FATAL;
                 }
-            m->subscribed = 1;
         }
     }
     if (m->qos == 2 && n) { /* the last record carries the pending ids (position_of) */
@@ -436,7 +433,7 @@ static enum sl_result msrc_poll(void *self, struct sl_emitter *em, int timeout_m
         return SL_R_RETRY;
     }
     if (!failed && sl_mqtt_conn_keepalive(&m->conn, m->keep_alive) < 0) {
-        snprintf(m->why, sizeof(m->why), "the connection to the broker failed");
+        snprintf(m->why, sizeof(m->why), "the broker stopped answering (keep alive)");
         failed = 1;
     }
     if (failed) {
