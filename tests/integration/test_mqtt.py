@@ -91,6 +91,53 @@ with t.section("bad configs -> 400 naming the field, nothing written", srv):
              "%s %s -> 400 naming %s" % (kind, json.dumps(cfg)[:70], field), r)
     t.eq(srv.req("GET", C).json, before, "no connector was created by a refused config")
 
+SEED_YAML = """version: "1.0"
+sources:
+  mqtt:
+    connector: mqtt
+    topic: iot-events  # Rivven destination topic
+    config:
+      broker_url: mqtts://broker.example.com:8883
+      topics:
+        - sensors/+/temperature
+        - sensors/+/humidity
+      client_id: rivven-mqtt-client
+      qos: at_least_once   # at_most_once | at_least_once | exactly_once
+      clean_session: true
+      auth:
+        username: ${MQTT_USER}
+        password: ${MQTT_PASSWORD}
+      keep_alive_secs: 60
+      connect_timeout_secs: 30
+      max_inflight: 100
+      retry_initial_ms: 100
+      retry_max_ms: 10000
+      retry_multiplier: 2.0
+      parse_json_payload: true
+      include_metadata: true
+      last_will:
+        topic: clients/rivven/status
+        message: offline
+        qos: at_least_once
+        retain: true
+"""
+
+with t.section("the Rivven seed's mqtt source example validates as a pipeline file", srv):
+    import subprocess
+    d = st.tmpdir("sluice-mqtt-yaml-")
+    env = dict(os.environ, MQTT_USER="u", MQTT_PASSWORD="p")
+    for text, want in ((SEED_YAML, 0), (SEED_YAML.replace("qos: at_least_once   #", "qos: 1   #"), 1)):
+        f = os.path.join(d, "p.yaml")
+        with open(f, "w") as fh:
+            fh.write(text)
+        r = subprocess.run([st.SLUICE_BIN, "validate", f], env=env, capture_output=True, text=True)
+        if want == 0:
+            t.ok(r.returncode == 0, "the seed's example (every key) is valid", r.stdout + r.stderr)
+        else:
+            t.ok(r.returncode == 1 and "config.qos" in r.stdout + r.stderr,
+                 "a qos that is not one of the names is refused, naming config.qos",
+                 r.stdout + r.stderr)
+
 with t.section("an unreachable broker keeps the connector out of running, last_error says why",
                srv):
     closed = mqtt.free_port()
