@@ -250,6 +250,14 @@ with t.section("sink: QoS 1 and 2, retain, topic from a field, dead letter for a
     out, _ = b.sub("state/lamp", 1, timeout=5).communicate(timeout=15)
     t.eq(out.strip(), 'state/lamp {"k":"lamp","on":1}',
          "retain: a subscriber arriving afterwards gets the retained message")
+    # a tombstone publishes an empty retained message: the broker forgets the retained one
+    r = srv.req("POST", "/v1/records", {"strand": "ret", "payload": {"k": "lamp"}, "flags": 2})
+    assert r.status == 201, r
+    st.wait_until(lambda: conn(k["id"])["stats"]["delivered"] >= 2, 10)
+    b.pub_one("state/lamp-probe", "x", qos=1, retain=True)
+    out, _ = b.sub("state/#", 1, timeout=5).communicate(timeout=15)
+    t.eq(out.strip(), "state/lamp-probe x",
+         "a tombstone clears the retained message (a new subscriber gets only the other one)")
 
 with t.section("mqtts with a self-signed CA made by the test", srv):
     d = st.tmpdir("sluice-mqtt-ca-")
