@@ -158,20 +158,30 @@ static int left_ms(uint64_t until)
     return now >= until ? 0 : (int)((until - now) / 1000000u) + 1;
 }
 
-static int wait_fd(int fd, short ev, uint64_t until)
+static int cancelled(const struct sl_mqtt_conn *c)
+{
+    return c->cancelled && c->cancelled(c->cancel_arg);
+}
+
+/* Waits for ev on c's socket until `until`, in slices of 100 ms so that a connector being
+ * stopped does not wait for a whole connect timeout. 0, or -1 (timed out, cancelled, failed). */
+static int wait_fd(const struct sl_mqtt_conn *c, int fd, short ev, uint64_t until)
 {
     for (;;) {
         struct pollfd p = {.fd = fd, .events = ev};
         int ms = left_ms(until);
-        int r = poll(&p, 1, ms);
+        if (ms <= 0 || cancelled(c))
+            return -1;
+        int r = poll(&p, 1, ms > 100 ? 100 : ms);
         if (r > 0)
             return 0;
-        if (r == 0 || errno != EINTR)
+        if (r < 0 && errno != EINTR)
             return -1;
     }
 }
 
-static int tcp_connect(const struct sl_mqtt_url *u, uint64_t until, char *why, size_t n)
+static int tcp_connect(const struct sl_mqtt_conn *c, const struct sl_mqtt_url *u, uint64_t until,
+                       char *why, size_t n)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
     char port[8];
@@ -202,7 +212,7 @@ static int tcp_connect(const struct sl_mqtt_url *u, uint64_t until, char *why, s
         }
         int err = 0;
         socklen_t el = sizeof(err);
-        if (wait_fd(fd, POLLOUT, until) < 0) {
+        if (wait_fd(c, fd, POLLOUT, until) < 0) {
             snprintf(why, n, "cannot connect to %s:%u: timed out", u->host, u->port);
             err = ETIMEDOUT;
         } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
@@ -253,7 +263,8 @@ static int tls_start(struct sl_mqtt_conn *c, const json_t *tls, const char *host
     do {
         rc = gnutls_handshake(c->tls);
         if (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED) {
-            if (wait_fd(c->fd, gnutls_record_get_direction(c->tls) ? POLLOUT : POLLIN, until) < 0)
+            if (wait_fd(c, c->fd, gnutls_record_get_direction(c->tls) ? POLLOUT : POLLIN, until) <
+                0)
                 return snprintf(why, n, "tls: handshake timed out"), -1;
         }
     } while (rc < 0 && !gnutls_error_is_fatal(rc));
@@ -279,7 +290,7 @@ static int send_until(struct sl_mqtt_conn *c, const uint8_t *p, size_t len, uint
         if (c->tls) {
             w = gnutls_record_send(c->tls, p, len);
             if (w == GNUTLS_E_AGAIN || w == GNUTLS_E_INTERRUPTED) {
-                if (wait_fd(c->fd, POLLOUT, until) < 0)
+                if (wait_fd(c, c->fd, POLLOUT, until) < 0)
                     return -1;
                 continue; /* GnuTLS wants the same data again */
             }
@@ -288,7 +299,7 @@ static int send_until(struct sl_mqtt_conn *c, const uint8_t *p, size_t len, uint
         } else {
             w = send(c->fd, p, len, MSG_NOSIGNAL);
             if (w < 0 && (errno == EAGAIN || errno == EINTR)) {
-                if (wait_fd(c->fd, POLLOUT, until) < 0)
+                if (wait_fd(c, c->fd, POLLOUT, until) < 0)
                     return -1;
                 continue;
             }
@@ -385,10 +396,10 @@ int sl_mqtt_conn_next(struct sl_mqtt_conn *c, struct sl_mqtt_pkt *pkt, int timeo
         if (r > 0 || (c->tls && gnutls_record_check_pending(c->tls)))
             continue;
         int ms = left_ms(until);
-        if (timeout_ms <= 0 || ms <= 0)
+        if (timeout_ms <= 0 || ms <= 0 || cancelled(c))
             return 0;
         struct pollfd p[2] = {{.fd = c->fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
-        int pr = poll(p, wake_fd >= 0 ? 2 : 1, ms);
+        int pr = poll(p, wake_fd >= 0 ? 2 : 1, ms > 100 ? 100 : ms);
         if (pr == 0 || (pr > 0 && wake_fd >= 0 && (p[1].revents & POLLIN) && !p[0].revents))
             return 0;
         if (pr < 0 && errno != EINTR) {
@@ -429,7 +440,7 @@ int sl_mqtt_conn_open(struct sl_mqtt_conn *c, const json_t *config,
     if (sl_mqtt_parse_url(json_string_value(json_object_get(config, "broker_url")), &u, why, n) < 0)
         return -1;
     uint64_t until = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
-    if ((c->fd = tcp_connect(&u, until, why, n)) < 0)
+    if ((c->fd = tcp_connect(c, &u, until, why, n)) < 0)
         return -1;
     if (u.tls && tls_start(c, json_object_get(config, "tls"), u.host, until, why, n) < 0) {
         sl_mqtt_conn_close(c, 0);

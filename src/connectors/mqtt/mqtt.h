@@ -141,6 +141,9 @@ struct sl_mqtt_conn {
     size_t in_off;
     struct sl_buf out; /* scratch for encoding */
     uint64_t last_sent_ns, last_recv_ns;
+    /* Optional: nonzero makes waits (connect, TLS, send, receive) give up within 100 ms. */
+    int (*cancelled)(void *arg);
+    void *cancel_arg;
 };
 
 void sl_mqtt_conn_init(struct sl_mqtt_conn *c);

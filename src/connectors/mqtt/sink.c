@@ -128,6 +128,8 @@ static int ms_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
     const json_t *c = ctx->config;
     k->ctx = ctx;
     sl_mqtt_conn_init(&k->conn);
+    k->conn.cancelled = ctx->cancelled;
+    k->conn.cancel_arg = ctx->arg;
     sl_buf_init(&k->topic_buf, 65535);
     sl_buf_init(&k->json, 0);
     k->topic = json_string_value(json_object_get(c, "topic"));

@@ -236,6 +236,8 @@ static int msrc_start(void **self, const struct sl_source_ctx *ctx, struct sl_er
     m->wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     pthread_mutex_init(&m->mu, NULL);
     sl_mqtt_conn_init(&m->conn);
+    m->conn.cancelled = ctx->stopped; /* a connector being stopped does not wait to connect */
+    m->conn.cancel_arg = ctx->arg;
     sl_buf_init(&m->mp, 0);
     const json_t *c = ctx->config;
     m->ctx = ctx;
