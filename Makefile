@@ -1,6 +1,6 @@
 # Sluice build. `make run` and `make test` are the two commands a new machine needs (see README).
 CC      ?= gcc
-PKGS    := libmicrohttpd gnutls yaml-0.1 libcrypto jansson sqlite3 libcurl libpq avro-c zlib libzstd liblz4 snappy \
+PKGS    := libmicrohttpd gnutls yaml-0.1 libcrypto jansson sqlite3 libcurl libpq avro-c zlib libbrotlienc libzstd liblz4 snappy \
            rdkafka
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)

@@ -10,9 +10,10 @@ DEBS=(
   libmicrohttpd-dev libgnutls28-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev
   libpq-dev libavro-dev zlib1g-dev libzstd-dev liblz4-dev libsnappy-dev
   librdkafka-dev # Kafka source and sink; its rdkafka_mock.h is the tests' Kafka cluster
+  libbrotli-dev # brotli: Parquet pages and whole-file .br (object_storage)
   # test and benchmark tools
   curl python3 python3-msgpack python3-prometheus-client wrk postgresql-15 postgresql-client-15 postgresql-contrib
-  avro-bin python3-avro python3-snappy zstd lz4 gzip
+  avro-bin python3-avro python3-snappy zstd lz4 gzip brotli
   kcat # the Kafka client on the other side of the Kafka tests and bench/kafka.sh
   mosquitto mosquitto-clients openssl # the MQTT broker and clients of the MQTT tests and bench/mqtt.sh; openssl makes their test CA
   # the Python clients (clients/python) and their test (the seeds' health example uses psutil)
@@ -48,6 +49,9 @@ NPMS=(
   hyparquet@1.31.5 # second independent Parquet reader
   hyparquet-compressors@1.1.2 # its codecs (gzip, zstd, lz4, brotli) beyond snappy
   pg@8.23.1 # PostgreSQL client of the Supabase (PostgREST) stand-in, tests/peers/supabase_standin.cjs
+  azurite@3.37.0 # Microsoft's Azure Storage emulator: object_storage provider azure (tests/peers/azurite.sh)
+  @azure/storage-blob@12.34.0 # the official Azure client: lists and reads what the azure provider wrote
+  @google-cloud/storage@8.4.0 # the official GCS client: the request shapes the gcs provider must match
 )
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NODE_DIR=${SLUICE_NODE_DIR:-$ROOT/build/node}

@@ -17,14 +17,14 @@ void sl_httpc_resp_init(struct sl_httpc_resp *r, size_t max_body)
     sl_buf_init(&r->body, max_body + 1);
     r->max_body = max_body;
     r->retry_after_s = -1;
-    r->etag[0] = 0;
+    r->etag[0] = r->location[0] = r->range[0] = 0;
 }
 
 void sl_httpc_resp_reset(struct sl_httpc_resp *r)
 {
     sl_buf_reset(&r->body);
     r->retry_after_s = -1;
-    r->etag[0] = 0;
+    r->etag[0] = r->location[0] = r->range[0] = 0;
 }
 
 void sl_httpc_resp_release(struct sl_httpc_resp *r)
@@ -68,6 +68,8 @@ static size_t on_header(char *p, size_t sz, size_t n, void *arg)
             r->retry_after_s = s;
     }
     header_value(p, len, "ETag:", r->etag, sizeof(r->etag));
+    header_value(p, len, "Location:", r->location, sizeof(r->location));
+    header_value(p, len, "Range:", r->range, sizeof(r->range));
     return len;
 }
 

@@ -14,8 +14,10 @@
 struct sl_httpc_resp {
     struct sl_buf body; /* the first max_body bytes of the answer */
     size_t max_body;
-    long retry_after_s; /* -1 if absent */
-    char etag[256];     /* "" if absent */
+    long retry_after_s;  /* -1 if absent */
+    char etag[256];      /* "" if absent */
+    char location[1024]; /* Location, "" if absent (a resumable upload's session URI) */
+    char range[64];      /* Range, "" if absent (how much of a resumable upload arrived) */
 };
 
 void sl_httpc_resp_init(struct sl_httpc_resp *r, size_t max_body);

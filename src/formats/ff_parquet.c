@@ -703,8 +703,6 @@ int sl_ff_encode_parquet(const struct sl_ff_opts *o, const char *strand,
     struct pqw w[PQ_THREADS];
     memset(&p, 0, sizeof(p));
     memset(w, 0, sizeof(w));
-    if (o->parquet.codec == SL_FF_BROTLI)
-        return sl_ff_compress_block(SL_FF_BROTLI, NULL, 0, out, err);
     p.o = o;
     p.r = r;
     p.strand = strand;

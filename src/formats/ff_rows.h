@@ -124,7 +124,7 @@ void sl_ff_put_i64(struct sl_buf *b, int64_t v);
 void sl_ff_put_text(struct sl_buf *b, const struct sl_ff_val *v);
 
 /* One compressed block as Parquet pages hold them: snappy and lz4 raw (LZ4_RAW), gzip a member,
- * zstd a frame; brotli is an error (not built in). */
+ * zstd a frame, brotli a stream. */
 int sl_ff_compress_block(enum sl_ff_codec codec, const uint8_t *in, size_t len, struct sl_buf *out,
                          struct sl_err *err);
 

@@ -61,9 +61,9 @@ int sl_ff_opts_from_config(const json_t *cfg, struct sl_ff_opts *o, struct sl_er
     o->format = (enum sl_ff_format)fi;
     if (codec(cfg, "compression", "none", "compression", &o->compression, err) < 0)
         return err ? err->code : SL_E_INVAL;
-    if (o->compression == SL_FF_DEFLATE || o->compression == SL_FF_BROTLI)
+    if (o->compression == SL_FF_DEFLATE)
         return sl_err_set(err, SL_E_INVAL, "invalid_config",
-                          "config.compression: one of none, gzip, zstd, snappy, lz4");
+                          "config.compression: one of none, gzip, zstd, snappy, lz4, brotli");
     o->include_metadata = flag(cfg, "include_metadata", 1);
 
     const json_t *p = json_object_get(cfg, "parquet");
@@ -71,7 +71,8 @@ int sl_ff_opts_from_config(const json_t *cfg, struct sl_ff_opts *o, struct sl_er
         return err ? err->code : SL_E_INVAL;
     if (o->parquet.codec == SL_FF_DEFLATE)
         return sl_err_set(err, SL_E_INVAL, "invalid_config",
-                          "config.parquet.compression: one of none, snappy, gzip, zstd, lz4");
+                          "config.parquet.compression: one of none, snappy, gzip, zstd, lz4, "
+                          "brotli");
     long long rg = num(p, "row_group_size", 10000);
     o->parquet.row_group_size = rg < 1 ? 1 : rg > 10000000 ? 10000000 : (uint32_t)rg;
     o->parquet.statistics = flag(p, "enable_statistics", 1);
@@ -137,16 +138,16 @@ static int is_text(enum sl_ff_format f)
 
 const char *sl_ff_extension(const struct sl_ff_opts *o)
 {
-    static const char *const ext[3][5] = {
-        {"json", "json.gz", "json.zst", "json.snappy", "json.lz4"},
-        {"jsonl", "jsonl.gz", "jsonl.zst", "jsonl.snappy", "jsonl.lz4"},
-        {"csv", "csv.gz", "csv.zst", "csv.snappy", "csv.lz4"},
+    static const char *const ext[3][7] = {
+        {"json", "json.gz", "json.zst", "json.snappy", "json.lz4", "json", "json.br"},
+        {"jsonl", "jsonl.gz", "jsonl.zst", "jsonl.snappy", "jsonl.lz4", "jsonl", "jsonl.br"},
+        {"csv", "csv.gz", "csv.zst", "csv.snappy", "csv.lz4", "csv", "csv.br"},
     };
     if (o->format == SL_FF_AVRO)
         return "avro";
     if (o->format == SL_FF_PARQUET)
         return "parquet";
-    return ext[o->format][o->compression <= SL_FF_LZ4 ? o->compression : 0];
+    return ext[o->format][o->compression <= SL_FF_BROTLI ? o->compression : 0];
 }
 
 const char *sl_ff_content_type(const struct sl_ff_opts *o)

@@ -1,6 +1,6 @@
 /* File formats of the object-storage sink: a batch of strand records in, the bytes of one complete
  * file out (JSON, JSONL, CSV, Avro OCF, Parquet), then an optional whole-file compression for the
- * text formats (gzip, zstd, snappy framed, lz4 frame).
+ * text formats (gzip, zstd, snappy framed, lz4 frame, brotli).
  *
  * A row is the record's payload (a MessagePack map as stored in the strand; any other payload is
  * one column "value") plus, when include_metadata is set, the columns _record_hash (hex),
@@ -8,7 +8,7 @@
  * (canonical keys below, defaults filled in by the kind's schema):
  *
  *   format            json | jsonl | csv | avro | parquet
- *   compression       none | gzip | zstd | snappy | lz4      (text formats only)
+ *   compression       none | gzip | zstd | snappy | lz4 | brotli   (text formats only)
  *   include_metadata  bool
  *   parquet           {compression none|snappy|gzip|zstd|lz4|brotli, row_group_size,
  *                      enable_statistics, data_page_size}
@@ -38,7 +38,7 @@ enum sl_ff_codec {
     SL_FF_SNAPPY,
     SL_FF_LZ4,
     SL_FF_DEFLATE, /* avro */
-    SL_FF_BROTLI,  /* parquet, optional */
+    SL_FF_BROTLI,
 };
 
 struct sl_ff_opts {

@@ -2,10 +2,13 @@
 Link-local (cloud metadata, 169.254.169.254) is denied by default and refused at create time when
 the URL names it literally; with --outbound-deny-private 1 a name that resolves to a private
 address (localhost) is refused at connect time (the health check and every request), with
-last_error saying which rule; --outbound-allow opens a range again; a bad rule stops serve."""
+last_error saying which rule, for HTTP targets (libcurl), PostgreSQL (libpq) and Kafka brokers
+(librdkafka) alike; --outbound-allow opens a range again; a bad rule stops serve."""
 import os
+import socket
 import subprocess
 import sys
+import threading
 
 import sluicetest as st
 
@@ -47,6 +50,58 @@ with t.section("deny_private: a name resolving to a private address is refused a
     t.eq([q for q in rx.received() if q["path"] == "/sneaky"], [], "nothing reached the target")
     r = srv2.req("POST", "/v1/connectors", {"name": "lit", "kind": "webhook", "config": {"url": "http://10.1.2.3/x"}})
     t.ok(r.status == 400 and "10.0.0.0/8" in r.json["error"], "a literal private address: 400 at create", r)
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 that counts the connections made to it (a denied target)."""
+
+    def __init__(self):
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(16)
+        self.port = self.s.getsockname()[1]
+        self.hits = 0
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            self.hits += 1
+            c.close()
+
+
+with t.section("deny_private: PostgreSQL (libpq) and Kafka (librdkafka) connect only where allowed", srv2):
+    pg_l, kafka_l = Listener(), Listener()
+    cases = [("postgres_sink", {"connection.url": "postgresql://u:pw@localhost:%d/db" % pg_l.port, "table.name": "t", "insert.mode": "insert"}, pg_l),
+             ("postgres_cdc", {"connection_string": "host=localhost port=%d dbname=db user=u" % pg_l.port}, pg_l),
+             ("kafka_sink", {"brokers": ["localhost:%d" % kafka_l.port], "topic": "t"}, kafka_l),
+             ("kafka", {"brokers": ["localhost:%d" % kafka_l.port], "topic": "t", "strand": "k"}, kafka_l)]
+    for kind, cfg, lst in cases:
+        body = {"name": "deny-" + kind, "kind": kind, "config": cfg}
+        if kind.endswith("sink"):
+            body["strands"] = ["o"]
+        r = srv2.req("POST", "/v1/connectors", body)
+        t.eq(r.status, 201, "%s to localhost: created (a name is checked when it resolves)" % kind)
+        cid = r.json["id"] if r.status == 201 else ""
+        c = wait(lambda: (lambda x: x if x["state"] in ("unhealthy", "failed", "restarting", "running")
+                          and "outbound policy" in (x["last_error"] or "") else None)(
+            srv2.req("GET", "/v1/connectors/" + cid).json), 15)
+        t.ok(c, "%s: last_error says the resolved address is denied by the outbound policy" % kind,
+             srv2.req("GET", "/v1/connectors/" + cid).json)
+        srv2.req("DELETE", "/v1/connectors/" + cid)
+    srv2.req("POST", "/v1/records", {"strand": "o", "payload": {"n": 3}})
+    t.eq((pg_l.hits, kafka_l.hits), (0, 0), "no connection reached the PostgreSQL or the Kafka listener")
+    for kind, cfg, field in (("kafka_sink", {"brokers": ["10.1.2.3:9092"], "topic": "t"}, "config.brokers[0]"),
+                             ("postgres_sink", {"connection.url": "postgresql://10.1.2.3/db", "table.name": "t"}, None)):
+        r = srv2.req("POST", "/v1/connectors", {"name": "lit-" + kind, "kind": kind, "config": cfg})
+        if field:
+            t.ok(r.status == 400 and r.json["error"].startswith(field) and "10.0.0.0/8" in r.json["error"],
+                 "%s: a literal private broker address -> 400 naming %s" % (kind, field), r)
+        elif r.status == 201:
+            srv2.req("DELETE", "/v1/connectors/" + r.json["id"])
 srv2.stop()
 
 srv3 = st.Server(args=["--outbound-deny-private", "1", "--outbound-allow", "127.0.0.1/32"]).start()

@@ -5,8 +5,15 @@
 #include "core/log.h"
 #include "engine/kinds.h"
 
+#include "core/netpolicy.h"
+#include "core/util.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 static const char *const g_protocols[] = {"plaintext", "ssl", "sasl_plaintext", "sasl_ssl", NULL};
 static const char *const g_mechanisms[] = {"PLAIN", "SCRAM_SHA_256", "SCRAM_SHA_512", NULL};
@@ -71,6 +78,13 @@ int sl_kafka_check_security(const json_t *config, struct sl_err *err)
             snprintf(path, sizeof(path), "config.brokers[%zu]", i);
             return sl_config_error(err, path, "must be host:port");
         }
+        char host[80], why[200];
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - h), h);
+        if (sl_netpolicy_denied_host(host, why, sizeof(why))) { /* a literal denied address */
+            char path[64];
+            snprintf(path, sizeof(path), "config.brokers[%zu]", i);
+            return sl_config_error(err, path, "%s", why);
+        }
     }
     return 0;
 }
@@ -85,6 +99,37 @@ int sl_kafka_set(rd_kafka_conf_t *conf, const char *name, const char *value, cha
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     sl_debug("%s: %s: %s", rd_kafka_name(rk), fac, buf);
+}
+
+/* The last connection the outbound policy refused, for the probe's message (librdkafka's broker
+ * threads connect; the callback cannot tell which client it serves). */
+static pthread_mutex_t g_denied_mu = PTHREAD_MUTEX_INITIALIZER;
+static char g_denied[300];
+static uint64_t g_denied_ms;
+
+/* Every broker connection goes through here: the resolved address is checked against the
+ * outbound policy (core/netpolicy.h) before connect(), so a broker name that resolves to a denied
+ * address (or a broker the cluster's metadata points to) is never contacted. */
+static int connect_cb(int fd, const struct sockaddr *sa, int len, const char *id, void *opaque)
+{
+    (void)opaque;
+    const unsigned char *a = NULL;
+    if (sa->sa_family == AF_INET)
+        a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6)
+        a = (const unsigned char *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    char why[200];
+    if (a && sl_netpolicy_denied(sa->sa_family, a, why, sizeof(why))) {
+        pthread_mutex_lock(&g_denied_mu);
+        snprintf(g_denied, sizeof(g_denied), "broker %.60s: %s", id, why);
+        g_denied_ms = sl_now_ms();
+        pthread_mutex_unlock(&g_denied_mu);
+        sl_warn("kafka: broker %s: connection refused by the outbound policy: %s", id, why);
+        return EACCES;
+    }
+    if (connect(fd, sa, (socklen_t)len) == -1 && errno != EINPROGRESS)
+        return errno;
+    return 0;
 }
 
 rd_kafka_conf_t *sl_kafka_conf_new(const json_t *config, const char *client_id, char *errstr,
@@ -136,6 +181,7 @@ rd_kafka_conf_t *sl_kafka_conf_new(const json_t *config, const char *client_id, 
         }
     sl_buf_release(&list);
     rd_kafka_conf_set_log_cb(conf, log_cb);
+    rd_kafka_conf_set_connect_cb(conf, connect_cb);
     return conf;
 }
 
@@ -166,8 +212,13 @@ int sl_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errs
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, t ? 0 : 1, t, &md, timeout_ms);
     int rc = 0;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(errstr, n, "no broker answered within %d ms (%s)", timeout_ms,
-                 rd_kafka_err2str(e));
+        char denied[300] = "";
+        pthread_mutex_lock(&g_denied_mu);
+        if (g_denied_ms && sl_now_ms() - g_denied_ms < (uint64_t)timeout_ms + 1000)
+            snprintf(denied, sizeof(denied), "; %.290s", g_denied);
+        pthread_mutex_unlock(&g_denied_mu);
+        snprintf(errstr, n, "no broker answered within %d ms (%s)%s", timeout_ms,
+                 rd_kafka_err2str(e), denied);
         rc = -1;
     } else if (t && md->topic_cnt == 1 && md->topics[0].err &&
                md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {

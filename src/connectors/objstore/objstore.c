@@ -39,10 +39,13 @@ static const struct {
     {"avro.schema_id", C_INT},
     {"csv.include_header", C_BOOL},
     {"csv.always_quote", C_BOOL},
+    {"azure.use_managed_identity", C_BOOL},
+    {"gcs.use_adc", C_BOOL},
 };
 
 /* Groups that may be spelled as a nested object or as dotted keys ("s3.bucket"). */
-static const char *const g_groups[] = {"s3", "local", "batch", "parquet", "avro", "csv", NULL};
+static const char *const g_groups[] = {"s3",  "local", "batch", "parquet", "avro",
+                                       "csv", "azure", "gcs",   NULL};
 
 /* Members of s3 / local / batch that move to the top level, and under which name. */
 static const struct {
@@ -252,6 +255,18 @@ json_t *sl_os_normalize(const json_t *in, struct sl_err *err)
     else if (part && strcmp(part, "daily") == 0)
         json_object_set_new(out, "partitioning", json_string("day"));
     /* the StreamHouse seed's default batch.size is 10000 (Rivven's and ours: 1000) */
+    /* avro.name is another spelling of avro.record_name */
+    json_t *avro = json_object_get(out, "avro");
+    json_t *aname = json_object_get(avro, "name");
+    if (aname) {
+        json_t *rn = json_object_get(avro, "record_name");
+        if (rn && !json_equal(rn, aname)) {
+            bad(err, "avro.name", "conflicts with avro.record_name", NULL);
+            goto fail;
+        }
+        json_object_set(avro, "record_name", aname);
+        json_object_del(avro, "name");
+    }
     if (streamhouse && !json_object_get(out, "batch_size"))
         json_object_set_new(out, "batch_size", json_integer(10000));
     return out;
@@ -271,13 +286,55 @@ static int has_dotdot(const char *s)
     return 0;
 }
 
+/* Azure's container naming rules (lowercase letters, digits, single hyphens, 3-63). */
+static int container_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 3 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        int ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+                 (s[i] == '-' && s[i + 1] != '-');
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
 int sl_os_check(const json_t *c, struct sl_err *err)
 {
     const char *provider = json_string_value(json_object_get(c, "provider"));
     int local = provider && strcmp(provider, "local") == 0;
+    int azure = provider && strcmp(provider, "azure") == 0;
+    if (azure && !json_object_get(c, "bucket"))
+        return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                          "config.bucket: required with provider azure (the container's name)");
     if (!local && !json_object_get(c, "bucket"))
         return sl_err_set(err, SL_E_INVAL, "invalid_config",
-                          "config.bucket: required with provider s3 (or s3.bucket)");
+                          "config.bucket: required with provider %s (or s3.bucket)",
+                          provider ? provider : "s3");
+    if (azure && !container_name(json_string_value(json_object_get(c, "bucket"))))
+        return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                          "config.bucket: an Azure container name is 3-63 lowercase letters, "
+                          "digits and single hyphens, starting with a letter or digit");
+    if (json_object_get(c, "azure") && !azure)
+        return sl_err_set(err, SL_E_INVAL, "invalid_config",
+                          "config.azure: only with provider azure");
+    if (azure) {
+        struct sl_os_az az;
+        if (sl_os_az_init(json_object_get(c, "azure"), &az, err) < 0)
+            return SL_E_INVAL;
+        sl_os_az_release(&az);
+    }
+    int gcs = provider && strcmp(provider, "gcs") == 0;
+    if (json_object_get(c, "gcs") && !gcs)
+        return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.gcs: only with provider gcs");
+    if (gcs) {
+        struct sl_os_gcs g;
+        if (sl_os_gcs_init(json_object_get(c, "gcs"), &g, err) < 0)
+            return SL_E_INVAL;
+        sl_os_gcs_release(&g);
+    }
     if (local && !json_object_get(c, "root"))
         return sl_err_set(err, SL_E_INVAL, "invalid_config",
                           "config.root: required with provider local (or local.root), a directory");
@@ -313,6 +370,29 @@ int sl_os_check(const json_t *c, struct sl_err *err)
         return sl_err_set(err, SL_E_INVAL, "invalid_config", "config.%s: %s (not in this build)",
                           field, e.msg);
     return 0;
+}
+
+long sl_os_http(const struct sl_os_io *io, const char *method, const char *url,
+                struct curl_slist *hdrs, const uint8_t *body, size_t len, const char *key,
+                const char *query, struct sl_httpc_resp *r, struct sl_os_result *res)
+{
+    long status = 0;
+    CURLcode cc = sl_httpc_send(io->curl, method, url, hdrs, body, len, io->timeout_ms, r,
+                                io->cancel, io->arg, &status);
+    if (cc != CURLE_OK) {
+        snprintf(res->error, sizeof(res->error), "%s %.150s: %.80s", method, key,
+                 curl_easy_strerror(cc));
+        return 0;
+    }
+    snprintf(res->error, sizeof(res->error), "%s %.150s%s%.40s: HTTP %ld", method, key,
+             query ? "?" : "", query ? query : "", status);
+    if (status < 200 || status >= 300) {
+        snprintf(res->excerpt, sizeof(res->excerpt), "%.*s",
+                 (int)(r->body.len < sizeof(res->excerpt) ? r->body.len : sizeof(res->excerpt) - 1),
+                 r->body.data ? (const char *)r->body.data : "");
+        res->retry_after_s = r->retry_after_s;
+    }
+    return status;
 }
 
 /* ---- keys and partitions ---- */
@@ -374,6 +454,8 @@ size_t sl_os_split(enum sl_os_part mode, const uint64_t *ts, size_t n, struct sl
 struct sl_os_sink {
     json_t *cfg; /* owns every string below */
     struct sl_os_target target;
+    struct sl_os_az az;   /* provider azure */
+    struct sl_os_gcs gcs; /* provider gcs */
     struct sl_ff_opts ff;
     enum sl_os_part part;
     const char *prefix;
@@ -398,7 +480,22 @@ int sl_os_sink_new(const json_t *cfg, struct sl_os_sink **out, struct sl_err *er
     const json_t *c = s->cfg;
     const char *provider = cstr(c, "provider");
     const char *part = cstr(c, "partitioning");
-    s->target.provider = provider && strcmp(provider, "local") == 0 ? SL_OS_LOCAL : SL_OS_S3;
+    s->target.provider = provider && strcmp(provider, "local") == 0   ? SL_OS_LOCAL
+                         : provider && strcmp(provider, "azure") == 0 ? SL_OS_AZURE
+                         : provider && strcmp(provider, "gcs") == 0   ? SL_OS_GCS
+                                                                      : SL_OS_S3;
+    if (s->target.provider == SL_OS_AZURE &&
+        sl_os_az_init(json_object_get(c, "azure"), &s->az, err) < 0) {
+        sl_os_sink_free(s);
+        return SL_E_INVAL;
+    }
+    s->target.az = &s->az;
+    if (s->target.provider == SL_OS_GCS &&
+        sl_os_gcs_init(json_object_get(c, "gcs"), &s->gcs, err) < 0) {
+        sl_os_sink_free(s);
+        return SL_E_INVAL;
+    }
+    s->target.gcs = &s->gcs;
     s->target.bucket = cstr(c, "bucket");
     s->target.region = cstr(c, "region") ? cstr(c, "region") : "us-east-1";
     s->target.endpoint = cstr(c, "endpoint");
@@ -425,6 +522,8 @@ void sl_os_sink_free(struct sl_os_sink *s)
     if (!s)
         return;
     sl_ff_opts_free(&s->ff);
+    sl_os_az_release(&s->az);
+    sl_os_gcs_release(&s->gcs);
     json_decref(s->cfg);
     free(s);
 }
@@ -536,6 +635,10 @@ long sl_os_batch_store(struct sl_os_batch *b, const struct sl_os_io *io, struct 
         const char *ctype = sl_ff_content_type(&s->ff);
         long st = s->target.provider == SL_OS_LOCAL
                       ? sl_os_local_put(&s->target, f->key, file.data, file.len, res)
+                  : s->target.provider == SL_OS_AZURE
+                      ? sl_os_az_put(&s->target, io, f->key, file.data, file.len, ctype, res)
+                  : s->target.provider == SL_OS_GCS
+                      ? sl_os_gcs_put(&s->target, io, f->key, file.data, file.len, ctype, res)
                       : sl_os_s3_put(&s->target, io, f->key, file.data, file.len, ctype, res);
         size_t len = file.len;
         sl_buf_release(&file);
@@ -569,18 +672,25 @@ const char *sl_os_batch_key(const struct sl_os_batch *b, size_t i)
 int sl_os_sink_check(struct sl_os_sink *s, const struct sl_os_io *io, struct sl_err *err)
 {
     struct sl_os_result res = {.retry_after_s = -1};
-    long st = s->target.provider == SL_OS_LOCAL ? sl_os_local_probe(&s->target, &res)
-                                                : sl_os_s3_probe(&s->target, io, &res);
+    long st = s->target.provider == SL_OS_LOCAL   ? sl_os_local_probe(&s->target, &res)
+              : s->target.provider == SL_OS_AZURE ? sl_os_az_probe(&s->target, io, &res)
+              : s->target.provider == SL_OS_GCS   ? sl_os_gcs_probe(&s->target, io, &res)
+                                                  : sl_os_s3_probe(&s->target, io, &res);
     if (st >= 200 && st < 300)
         return 0;
     if (st == 404)
-        return sl_err_set(err, SL_E_NOTFOUND, "unhealthy", "bucket %s does not exist (%s)",
+        return sl_err_set(err, SL_E_NOTFOUND, "unhealthy", "%s %s does not exist (%s)",
+                          s->target.provider == SL_OS_AZURE ? "container" : "bucket",
                           s->target.bucket, res.error);
     if (st == 401 || st == 403)
         return sl_err_set(err, SL_E_INVAL, "unhealthy", "access to bucket %s is denied (%s)",
                           s->target.bucket, res.error);
     if (st == 0 && s->target.provider != SL_OS_LOCAL)
         return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "cannot reach %s: %s",
-                          s->target.endpoint ? s->target.endpoint : "S3", res.error);
+                          s->target.provider == SL_OS_AZURE ? s->az.base
+                          : s->target.provider == SL_OS_GCS ? s->gcs.base
+                          : s->target.endpoint              ? s->target.endpoint
+                                                            : "S3",
+                          res.error);
     return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "%s", res.error);
 }

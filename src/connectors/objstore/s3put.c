@@ -106,21 +106,7 @@ static long request(const struct sl_os_target *t, const struct sl_os_io *io, con
             hdrs = curl_slist_append(hdrs, line);
         }
     }
-    CURLcode cc = sl_httpc_send(io->curl, method, (const char *)url.data, hdrs, body, len,
-                                io->timeout_ms, r, io->cancel, io->arg, &status);
-    if (cc != CURLE_OK) {
-        snprintf(res->error, sizeof(res->error), "%s %.150s: %.80s", method, key,
-                 curl_easy_strerror(cc));
-        goto out;
-    }
-    snprintf(res->error, sizeof(res->error), "%s %.150s%s%.40s: HTTP %ld", method, key,
-             query ? "?" : "", query ? query : "", status);
-    if (status < 200 || status >= 300) {
-        snprintf(res->excerpt, sizeof(res->excerpt), "%.*s",
-                 (int)(r->body.len < sizeof(res->excerpt) ? r->body.len : sizeof(res->excerpt) - 1),
-                 r->body.data ? (const char *)r->body.data : "");
-        res->retry_after_s = r->retry_after_s;
-    }
+    status = sl_os_http(io, method, (const char *)url.data, hdrs, body, len, key, query, r, res);
 out:
     curl_slist_free_all(hdrs);
     sl_buf_release(&url);

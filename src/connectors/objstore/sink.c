@@ -9,9 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const g_os_providers[] = {"s3", "local", NULL};
+static const char *const g_os_providers[] = {"s3", "local", "azure", "gcs", NULL};
 static const char *const g_os_formats[] = {"json", "jsonl", "csv", "avro", "parquet", NULL};
-static const char *const g_os_compression[] = {"none", "gzip", "zstd", "snappy", "lz4", NULL};
+static const char *const g_os_compression[] = {"none", "gzip",   "zstd", "snappy",
+                                               "lz4",  "brotli", NULL};
 static const char *const g_os_partitioning[] = {"none", "day", "hour", NULL};
 static const char *const g_os_parquet_codecs[] = {"none", "snappy", "gzip", "zstd",
                                                   "lz4",  "brotli", NULL};
@@ -36,8 +37,8 @@ static const struct sl_field f_os_avro[] = {
      0, NULL, NULL},
     {"namespace", SL_F_STRING, 0, "\"sluice.events\"", 0, "Namespace of inferred schemas.", 0, 0,
      NULL, NULL},
-    {"record_name", SL_F_STRING, 0, "\"Event\"", 0, "Record name of inferred schemas.", 0, 0, NULL,
-     NULL},
+    {"record_name", SL_F_STRING, 0, "\"Event\"", 0,
+     "Record name of inferred schemas (also avro.name).", 0, 0, NULL, NULL},
     {"wire_format", SL_F_BOOL, 0, "false", 0, "Magic byte + schema id prefix.", 0, 0, NULL, NULL},
     {"schema_id", SL_F_INT, 0, NULL, 0, "Schema id for the wire format.", 0, 2147483647, NULL,
      NULL},
@@ -57,9 +58,38 @@ static const struct sl_field f_os_csv[] = {
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-static const struct sl_field f_object_storage[] = {
-    {"provider", SL_F_ENUM, 0, "\"s3\"", 0, "s3 (or S3-compatible) or local.", 0, 0, g_os_providers,
+static const struct sl_field f_os_azure[] = {
+    {"account", SL_F_STRING, 0, NULL, 0, "Storage account name.", 0, 0, NULL, NULL},
+    {"access_key", SL_F_STRING, 0, NULL, SL_SECRET, "Account key (base64): Shared Key signing.", 0,
+     0, NULL, NULL},
+    {"connection_string", SL_F_STRING, 0, NULL, SL_SECRET,
+     "AccountName=..;AccountKey=..;BlobEndpoint=.. (or UseDevelopmentStorage=true).", 0, 0, NULL,
      NULL},
+    {"sas_token", SL_F_STRING, 0, NULL, SL_SECRET, "Shared access signature (query string).", 0, 0,
+     NULL, NULL},
+    {"use_managed_identity", SL_F_BOOL, 0, "false", 0,
+     "Accepted; unavailable outside Azure (the health check says so).", 0, 0, NULL, NULL},
+    {"endpoint", SL_F_URL, 0, NULL, 0,
+     "Blob endpoint (default https://{account}.blob.core.windows.net; Azurite: "
+     "http://127.0.0.1:10000/devstoreaccount1).",
+     0, 0, NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_os_gcs[] = {
+    {"service_account_path", SL_F_STRING, 0, NULL, 0,
+     "Service-account key file (JSON) on the server: RS256 JWT -> OAuth2 token.", 0, 0, NULL, NULL},
+    {"use_adc", SL_F_BOOL, 0, "false", 0,
+     "Application Default Credentials: the key file GOOGLE_APPLICATION_CREDENTIALS names.", 0, 0,
+     NULL, NULL},
+    {"endpoint", SL_F_URL, 0, NULL, 0,
+     "JSON API endpoint (default https://storage.googleapis.com).", 0, 0, NULL, NULL},
+    {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
+};
+
+static const struct sl_field f_object_storage[] = {
+    {"provider", SL_F_ENUM, 0, "\"s3\"", 0, "s3 (or S3-compatible), gcs, azure or local.", 0, 0,
+     g_os_providers, NULL},
     {"bucket", SL_F_STRING, 0, NULL, 0, "Bucket (required for s3; also s3.bucket).", 0, 0, NULL,
      NULL},
     {"prefix", SL_F_STRING, 0, "\"\"", 0, "Key prefix: {prefix}/{strand}/...", 0, 0, NULL, NULL},
@@ -92,6 +122,10 @@ static const struct sl_field f_object_storage[] = {
     {"parquet", SL_F_OBJECT, 0, "{}", 0, "Parquet options.", 0, 0, NULL, f_os_parquet},
     {"avro", SL_F_OBJECT, 0, "{}", 0, "Avro options.", 0, 0, NULL, f_os_avro},
     {"csv", SL_F_OBJECT, 0, "{}", 0, "CSV options.", 0, 0, NULL, f_os_csv},
+    {"azure", SL_F_OBJECT, 0, NULL, 0, "provider azure: credentials and endpoint.", 0, 0, NULL,
+     f_os_azure},
+    {"gcs", SL_F_OBJECT, 0, NULL, 0, "provider gcs: credentials and endpoint.", 0, 0, NULL,
+     f_os_gcs},
     {NULL, 0, 0, NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 

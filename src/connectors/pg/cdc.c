@@ -374,9 +374,11 @@ static PGconn *connect_cfg(const json_t *cfg, int replication, char *why, size_t
     keys[n] = "application_name", vals[n++] = "sluice";
     keys[n] = "connect_timeout", vals[n++] = "5";
     keys[n] = NULL, vals[n] = NULL;
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
-    if (!conn || PQstatus(conn) != CONNECTION_OK) {
-        snprintf(why, whylen, "%s", conn ? PQerrorMessage(conn) : "out of memory");
+    PGconn *conn = sl_pg_connect(keys, vals, why, whylen);
+    if (!conn)
+        return NULL;
+    if (PQstatus(conn) != CONNECTION_OK) {
+        snprintf(why, whylen, "%s", PQerrorMessage(conn));
         PQfinish(conn);
         return NULL;
     }

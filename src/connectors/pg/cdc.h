@@ -36,6 +36,17 @@ int sl_pg_conninfo_check(const char *s, struct sl_err *err);
 /* The same, naming field ("config.connection.url"). */
 int sl_pg_conninfo_check_field(const char *s, const char *field, struct sl_err *err);
 
+/* PQconnectdbParams(keys, vals, 1), but only to addresses the outbound policy allows
+ * (core/netpolicy.h): every TCP host the parameters name is resolved here and checked, and the
+ * first allowed address of each is passed as hostaddr, so libpq connects to what was checked
+ * without resolving again (host stays, for TLS verification and the password file); a hostaddr
+ * given is checked as it is; Unix-socket hosts are local and allowed. Returns the connection
+ * (check PQstatus), or NULL with why ("outbound policy: ..." or the name that did not resolve).
+ * conninfo.c; any thread. */
+struct pg_conn;
+struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, char *why,
+                              size_t whylen);
+
 /* The default strand of a config without "strand": "cdc.<database>" (the database of the
  * connection string or of the Rivven "database" field, made a valid strand name). */
 void sl_pg_cdc_default_strand(const json_t *config, char *out, size_t n);

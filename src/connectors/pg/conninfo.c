@@ -10,10 +10,16 @@
 #include "connectors/pg/cdc.h"
 
 #include "core/err.h"
+#include "core/netpolicy.h"
 
+#include <arpa/inet.h>
 #include <libpq-fe.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define MAX_SECRETS 32
 
@@ -147,4 +153,122 @@ int sl_pg_conninfo_check_field(const char *s, const char *field, struct sl_err *
         any = o->val != NULL;
     PQconninfoFree(opts);
     return any ? 0 : sl_err_set(err, SL_E_INVAL, "invalid_config", "%s: it is empty", what);
+}
+
+/* ---- connecting within the outbound policy ---- */
+
+/* The first address of host (a name or a literal) the policy allows, as text into out; 0, or -1
+ * with why (every address denied: the first rule that denied one; or the name does not
+ * resolve). */
+static int allowed_addr(const char *host, char *out, size_t n, char *why, size_t whylen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int e = getaddrinfo(host, NULL, &hints, &res);
+    if (e) {
+        snprintf(why, whylen, "could not translate host name \"%s\": %s", host, gai_strerror(e));
+        return -1;
+    }
+    int rc = -1;
+    char first[200] = "";
+    for (struct addrinfo *a = res; a && rc < 0; a = a->ai_next) {
+        const void *bytes =
+            a->ai_family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)(void *)a->ai_addr)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_addr;
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
+            continue;
+        char w[200];
+        if (sl_netpolicy_denied(a->ai_family, bytes, w, sizeof(w))) {
+            if (!first[0])
+                snprintf(first, sizeof(first), "%s", w);
+            continue;
+        }
+        if (inet_ntop(a->ai_family, bytes, out, (socklen_t)n))
+            rc = 0;
+    }
+    freeaddrinfo(res);
+    if (rc < 0)
+        snprintf(why, whylen, "%s: %s", host, first[0] ? first : "no usable address");
+    return rc;
+}
+
+struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, char *why,
+                              size_t whylen)
+{
+    /* the effective host and hostaddr: the expanded dbname's, then later keywords over them */
+    char *host = NULL, *hostaddr = NULL;
+    int first_db = 1;
+    for (size_t i = 0; keys[i]; i++) {
+        const char *k = keys[i], *v = vals[i];
+        if (!v)
+            continue;
+        if (strcmp(k, "dbname") == 0 && first_db) {
+            first_db = 0;
+            PQconninfoOption *opts =
+                strchr(v, '=') || strncmp(v, "postgres", 8) == 0 ? PQconninfoParse(v, NULL) : NULL;
+            for (PQconninfoOption *o = opts; o && o->keyword; o++) {
+                if (o->val && strcmp(o->keyword, "host") == 0) {
+                    free(host);
+                    host = strdup(o->val);
+                } else if (o->val && strcmp(o->keyword, "hostaddr") == 0) {
+                    free(hostaddr);
+                    hostaddr = strdup(o->val);
+                }
+            }
+            PQconninfoFree(opts);
+        } else if (strcmp(k, "host") == 0) {
+            free(host);
+            host = strdup(v);
+        } else if (strcmp(k, "hostaddr") == 0) {
+            free(hostaddr);
+            hostaddr = strdup(v);
+        }
+    }
+    if (!host && getenv("PGHOST")) /* libpq's defaults from the environment */
+        host = strdup(getenv("PGHOST"));
+    if (!hostaddr && getenv("PGHOSTADDR"))
+        hostaddr = strdup(getenv("PGHOSTADDR"));
+    char pinned[1024] = "";
+    size_t used = 0;
+    int ok = 1, tcp = 0;
+    if (hostaddr && *hostaddr) { /* given: each literal checked as it is */
+        for (char *p = hostaddr, *save = NULL, *a; ok && (a = strtok_r(p, ",", &save)); p = NULL)
+            if (sl_netpolicy_denied_host(a, why, whylen))
+                ok = 0;
+    } else if (host && *host) {
+        for (char *p = host, *save = NULL, *h; ok && (h = strtok_r(p, ",", &save)); p = NULL) {
+            char addr[INET6_ADDRSTRLEN] = "";
+            if (h[0] != '/' && h[0] != '@') { /* not a Unix-socket directory */
+                tcp = 1;
+                ok = allowed_addr(h, addr, sizeof(addr), why, whylen) == 0;
+            }
+            used +=
+                (size_t)snprintf(pinned + used, used < sizeof(pinned) ? sizeof(pinned) - used : 0,
+                                 "%s%s", used ? "," : "", addr);
+            ok = ok && used < sizeof(pinned);
+        }
+    }
+    free(host);
+    free(hostaddr);
+    if (!ok)
+        return NULL;
+    size_t n = 0;
+    while (keys[n])
+        n++;
+    const char **k2 = calloc(n + 2, sizeof(char *)), **v2 = calloc(n + 2, sizeof(char *));
+    PGconn *conn = NULL;
+    if (k2 && v2) {
+        memcpy(k2, keys, n * sizeof(char *));
+        memcpy(v2, vals, n * sizeof(char *));
+        if (tcp) { /* later keywords win over the expanded dbname's */
+            k2[n] = "hostaddr";
+            v2[n++] = pinned;
+        }
+        conn = PQconnectdbParams(k2, v2, 1);
+    }
+    free(k2);
+    free(v2);
+    if (!conn)
+        snprintf(why, whylen, "out of memory");
+    return conn;
 }

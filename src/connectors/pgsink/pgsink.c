@@ -162,7 +162,13 @@ static int connect_db(struct pgsink *p, char *why, size_t n)
     if (p->conn)
         PQfinish(p->conn);
     p->staged = 0;
-    p->conn = PQconnectdb(p->url);
+    const char *keys[] = {"dbname", NULL}, *vals[] = {p->url, NULL};
+    char denied[300];
+    p->conn = sl_pg_connect(keys, vals, denied, sizeof(denied));
+    if (!p->conn) {
+        snprintf(n ? why : NULL, n, "PostgreSQL: %s", denied);
+        return -1;
+    }
     if (PQstatus(p->conn) != CONNECTION_OK) {
         snprintf(n ? why : NULL, n, "PostgreSQL: %s", PQerrorMessage(p->conn));
         for (char *c = why; n && *c; c++)
