@@ -333,4 +333,47 @@ with t.section("last_will: the broker publishes it when Sluice dies (kill -9)", 
     t.eq(out.strip(), "clients/sluice/status offline", "the retained will is published")
     srv.start()
 
+with t.section("the outbound policy: a broker resolving to a denied address is never connected to",
+               None):
+    import socket
+    import threading
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(16)
+    hits = []
+
+    def accept():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            hits.append(1)
+            c.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    st.at_cleanup(ls.close)
+    s2 = st.Server(args=["--outbound-deny-private", "1"]).start()
+    url = "mqtt://localhost:%d" % ls.getsockname()[1]
+    for kind, cfg in (("mqtt", {"broker_url": url, "topics": ["a"]}),
+                      ("mqtt_sink", {"broker_url": url, "topic": "a"})):
+        body = {"name": "deny-" + kind, "kind": kind, "config": cfg}
+        if kind == "mqtt_sink":
+            body["strands"] = ["o"]
+        r = s2.req("POST", C, body)
+        t.eq(r.status, 201, "%s to localhost: created (a name is checked when it resolves)" % kind)
+        cid = r.json["id"]
+        st.wait_until(lambda: "outbound policy" in (s2.req("GET", C + "/" + cid).json["last_error"]
+                                                    or ""), 10)
+        c = s2.req("GET", C + "/" + cid).json
+        t.ok(c["state"] != "running" and "outbound policy" in (c["last_error"] or ""),
+             "%s: not running, last_error names the outbound policy (%s)" % (kind, c["last_error"]),
+             c)
+    t.eq(len(hits), 0, "no connection reached the listener")
+    r = s2.req("POST", C, {"name": "lit", "kind": "mqtt", "config": {
+        "broker_url": "mqtt://10.1.2.3:1883", "topics": ["a"]}})
+    t.ok(r.status == 400 and r.json["error"].startswith("config.broker_url:") and
+         "10.0.0.0/8" in r.json["error"], "a literal private broker address: 400 naming the field", r)
+    s2.stop()
+
 t.done()
