@@ -158,6 +158,17 @@ static void test_record(void)
     T_EQ_STR(as_json(mp.data, mp.len), "{\"topic\":\"s/1\",\"payload\":\"{\\\"t\\\": 2\"}",
              "text that is not JSON is kept as a string");
     T_CHECK(sl_mqtt_record_pending(mp.data, mp.len, &back) < 0, "a record without pending ids");
+    size_t first_len = mp.len;
+    sl_mqtt_record(&mp, &m, 1, 0, NULL); /* a second record, then the ids added to it */
+    T_CHECK(
+        sl_mqtt_record_add_pending(&mp, first_len, &pend) == 0 &&
+            strcmp(as_json(mp.data + first_len, mp.len - first_len),
+                   "{\"topic\":\"s/1\",\"payload\":\"{\\\"t\\\": 2\",\"sluice_mqtt_pending\":[5,"
+                   "9]}") == 0 &&
+            strcmp(as_json(mp.data, first_len),
+                   "{\"topic\":\"s/1\",\"payload\":\"{\\\"t\\\": 2\"}") == 0,
+        "pending ids added to the last record only (%s)",
+        as_json(mp.data + first_len, mp.len - first_len));
     sl_buf_reset(&mp);
     m.payload = (const uint8_t *)"\xff\x00";
     m.payload_len = 2;

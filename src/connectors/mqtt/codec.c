@@ -228,6 +228,15 @@ static int put_key(struct sl_buf *b, const char *k)
     return sl_mp_write_str(b, k, strlen(k));
 }
 
+static int put_pending(struct sl_buf *mp, const struct sl_mqtt_pending *p)
+{
+    put_key(mp, "sluice_mqtt_pending");
+    sl_mp_write_array(mp, (uint32_t)p->n);
+    for (size_t i = 0; i < p->n; i++)
+        sl_mp_write_int(mp, p->id[i]);
+    return mp->failed ? -1 : 0;
+}
+
 int sl_mqtt_record(struct sl_buf *mp, const struct sl_mqtt_msg *m, int parse_json,
                    int include_metadata, const struct sl_mqtt_pending *pending)
 {
@@ -261,17 +270,32 @@ int sl_mqtt_record(struct sl_buf *mp, const struct sl_mqtt_msg *m, int parse_jso
         put_key(mp, "received_at");
         sl_mp_write_uint(mp, m->received_ms);
     }
-    if (pending) {
-        put_key(mp, "sluice_mqtt_pending");
-        sl_mp_write_array(mp, (uint32_t)pending->n);
-        for (size_t i = 0; i < pending->n; i++)
-            sl_mp_write_int(mp, pending->id[i]);
-    }
+    if (pending)
+        put_pending(mp, pending);
     if (mp->failed) {
         mp->len = start;
         return -1;
     }
     return 0;
+}
+
+int sl_mqtt_record_add_pending(struct sl_buf *mp, size_t at, const struct sl_mqtt_pending *p)
+{
+    if (at >= mp->len)
+        return -1;
+    struct sl_buf rec;
+    sl_buf_init(&rec, 0);
+    int rc = -1;
+    uint32_t entries;
+    const uint8_t *q = mp->data + at, *end = mp->data + mp->len;
+    if (sl_mp_read_map(&q, end, &entries) < 0 || sl_mp_write_map(&rec, entries + 1) < 0 ||
+        sl_buf_append(&rec, q, (size_t)(end - q)) < 0 || put_pending(&rec, p) < 0)
+        goto out;
+    mp->len = at;
+    rc = sl_buf_append(mp, rec.data, rec.len);
+out:
+    sl_buf_release(&rec);
+    return rc;
 }
 
 int sl_mqtt_record_pending(const uint8_t *payload, size_t len, struct sl_mqtt_pending *p)

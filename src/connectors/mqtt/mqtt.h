@@ -112,6 +112,9 @@ struct sl_mqtt_pending {
  * also carries sluice_mqtt_pending (the last record of a group, QoS 2 sources). 0, or -1. */
 int sl_mqtt_record(struct sl_buf *mp, const struct sl_mqtt_msg *m, int parse_json,
                    int include_metadata, const struct sl_mqtt_pending *pending);
+/* Adds sluice_mqtt_pending to the record that starts at mp->data + at and ends mp (the last one
+ * written): 0, or -1 (not a map, or the buffer's cap). */
+int sl_mqtt_record_add_pending(struct sl_buf *mp, size_t at, const struct sl_mqtt_pending *p);
 /* The position bytes: a group counter and the pending ids. */
 size_t sl_mqtt_pos_encode(uint64_t group, const struct sl_mqtt_pending *p, uint8_t *out);
 /* 0, or -1 if pos is not a position of this source. */

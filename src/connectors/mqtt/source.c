@@ -411,24 +411,10 @@ static enum sl_result msrc_poll(void *self, struct sl_emitter *em, int timeout_m
                 }
         }
     }
-    if (m->qos == 2 && n) { /* the last record carries the pending ids (position_of) */
-        size_t at = m->offs[n - 1];
-        struct sl_buf tmp;
-        sl_buf_init(&tmp, 0);
-        sl_buf_append(&tmp, m->mp.data + at, m->mp.len - at);
-        m->mp.len = at;
-        /* the record is a map: rewrite its header with one more entry, then append the ids */
-        const uint8_t *q = tmp.data, *end = tmp.data + tmp.len;
-        uint32_t entries;
-        if (sl_mp_read_map(&q, end, &entries) == 0) {
-            sl_mp_write_map(&m->mp, entries + 1);
-            sl_buf_append(&m->mp, q, (size_t)(end - q));
-            sl_mp_write_str(&m->mp, "sluice_mqtt_pending", 19);
-            sl_mp_write_array(&m->mp, (uint32_t)m->pending.n);
-            for (size_t i = 0; i < m->pending.n; i++)
-                sl_mp_write_int(&m->mp, m->pending.id[i]);
-        }
-        sl_buf_release(&tmp);
+    /* the last record carries the pending ids, read back after a crash (position_of) */
+    if (m->qos == 2 && n && sl_mqtt_record_add_pending(&m->mp, m->offs[n - 1], &m->pending) < 0) {
+        snprintf(error, errlen, "mqtt: the group's last record cannot be stored");
+        return SL_R_FATAL;
     }
     if (emit_group(m, em, n) < 0) {
         snprintf(error, errlen, "the strand refused the messages");
