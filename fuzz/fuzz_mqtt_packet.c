@@ -1,7 +1,8 @@
 /* libFuzzer target: what an MQTT broker sends the connectors, and what the source reads back
  * after a crash. The input is framed and parsed as a stream of packets (sl_mqtt_frame,
  * sl_mqtt_parse); a PUBLISH that parses becomes a source record (sl_mqtt_record), which must be
- * MessagePack that reads back as JSON with the same pending ids. The whole input is also given to
+ * MessagePack that reads back as JSON with the same pending ids, and the same bytes when the ids
+ * are added afterwards (sl_mqtt_record_add_pending). The whole input is also given to
  * sl_mqtt_record_pending (position_of), sl_mqtt_pos_decode and sl_mqtt_topic_valid. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,6 +50,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
                     back.id[0] != first || back.id[1] != 7)
                     abort();
                 sl_buf_release(&j);
+                /* the same record written without the ids, then given them, is the same bytes */
+                struct sl_buf two;
+                sl_buf_init(&two, 0);
+                if (sl_mqtt_record(&two, &m, p.flags & 1, 1, NULL) < 0 ||
+                    sl_mqtt_record_add_pending(&two, 0, &in) < 0 || two.len != mp.len ||
+                    memcmp(two.data, mp.data, mp.len) != 0)
+                    abort();
+                sl_buf_release(&two);
             }
             sl_buf_release(&mp);
         }
