@@ -166,10 +166,10 @@ class Scripted:
                 continue
             return typ, body
 
-    def publish(self, pid, payload, dup=False):
+    def publish(self, pid, payload, dup=False, qos=2):
         topic = b"q2/t"
         body = len(topic).to_bytes(2, "big") + topic + pid.to_bytes(2, "big") + payload
-        self.c.sendall(bytes([0x34 | (8 if dup else 0), len(body)]) + body)
+        self.c.sendall(bytes([0x30 | qos << 1 | (8 if dup else 0), len(body)]) + body)
 
     def send(self, typ, flags, pid):
         self.c.sendall(bytes([typ << 4 | flags, 2]) + pid.to_bytes(2, "big"))
@@ -210,6 +210,11 @@ with t.section("QoS 2: a message sent again after a kill -9 (DUP) is acknowledge
     ps = [p["payload"]["payload"] for p in st.all_records(srv.port, "scripted")]
     t.eq(ps, [{"m": "first"}, {"m": "second"}],
          "the strand holds the first message once, and a new one under the released id")
+    sb.publish(9, b'{"m":"qos1"}', qos=1)
+    typ, body = sb.read()
+    ps = [p["payload"]["payload"] for p in st.all_records(srv.port, "scripted")]
+    t.ok(typ == 4 and body == b"\x00\x09" and ps[-1:] == [{"m": "qos1"}],
+         "QoS 1: PUBACK 9 arrives, and by then the record is in the strand", (typ, body, ps))
     sb.close()
 
 t.done()
