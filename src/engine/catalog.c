@@ -15,6 +15,7 @@ extern const struct sl_connector sl_conn_rest_bridge, sl_conn_webhook, sl_conn_s
     sl_conn_supabase, sl_conn_postgres_sink, sl_conn_kafka_sink;
 extern const struct sl_connector sl_conn_clickhouse;
 extern const struct sl_connector sl_conn_elasticsearch;
+extern const struct sl_connector sl_conn_mqtt, sl_conn_mqtt_sink;
 
 static const struct builtin {
     const struct sl_connector *c;
@@ -24,7 +25,7 @@ static const struct builtin {
     {&sl_conn_postgres_cdc, 0},  {&sl_conn_kafka, 0},      {&sl_conn_object_storage, 0},
     {&sl_conn_stdout, 0},        {&sl_conn_datagen, 0},    {&sl_conn_supabase, 0},
     {&sl_conn_postgres_sink, 0}, {&sl_conn_kafka_sink, 0}, {&sl_conn_clickhouse, 0},
-    {&sl_conn_elasticsearch, 0},
+    {&sl_conn_elasticsearch, 0}, {&sl_conn_mqtt, 0},       {&sl_conn_mqtt_sink, 0},
 };
 #define NBUILTIN (sizeof(g_builtin) / sizeof(g_builtin[0]))
 #define MAX_PLUGINS 256

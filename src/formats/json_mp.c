@@ -1490,3 +1490,69 @@ int sl_mp_read_double(const uint8_t **p, const uint8_t *end, double *v)
     *v = (double)i;
     return 0;
 }
+
+/* ---- helpers shared by connectors (moved from the Kafka connectors) ---- */
+
+int sl_utf8_valid(const uint8_t *s, size_t n)
+{
+    return utf8_check(s, n) == n;
+}
+
+/* base64 as a MessagePack string: the text is written after a str32 header patched after. */
+int sl_mp_write_base64(struct sl_buf *b, const void *p, size_t n)
+{
+    size_t at = b->len;
+    if (sl_buf_putc(b, 0xdb) < 0 || sl_buf_put_be32(b, 0) < 0)
+        return -1;
+    size_t start = b->len;
+    if (sl_buf_base64(b, p, n) < 0)
+        return -1;
+    size_t len = b->len - start;
+    /* the smallest header, as sl_json_to_mp writes it: move the text down if shorter */
+    uint8_t hdr[5];
+    size_t h;
+    if (len < 32)
+        hdr[0] = (uint8_t)(0xa0 | len), h = 1;
+    else if (len < 256)
+        hdr[0] = 0xd9, hdr[1] = (uint8_t)len, h = 2;
+    else if (len < 65536)
+        hdr[0] = 0xda, hdr[1] = (uint8_t)(len >> 8), hdr[2] = (uint8_t)len, h = 3;
+    else
+        hdr[0] = 0xdb, hdr[1] = (uint8_t)(len >> 24), hdr[2] = (uint8_t)(len >> 16),
+        hdr[3] = (uint8_t)(len >> 8), hdr[4] = (uint8_t)len, h = 5;
+    memcpy(b->data + at, hdr, h);
+    if (h < 5)
+        memmove(b->data + at + h, b->data + start, len);
+    b->len = at + h + len;
+    return 0;
+}
+
+/* The value at a dotted path of a MessagePack map, or NULL. */
+const uint8_t *sl_mp_at_path(const uint8_t *p, const uint8_t *end, const char *path)
+{
+    while (*path) {
+        const char *dot = strchr(path, '.');
+        size_t plen = dot ? (size_t)(dot - path) : strlen(path);
+        uint32_t n;
+        if (sl_mp_read_map(&p, end, &n) < 0)
+            return NULL;
+        const uint8_t *found = NULL;
+        for (uint32_t i = 0; i < n && !found; i++) {
+            const char *key;
+            uint32_t kl;
+            if (sl_mp_read_str(&p, end, &key, &kl) < 0)
+                return NULL;
+            if (kl == plen && memcmp(key, path, plen) == 0)
+                found = p;
+            long skip = sl_mp_skip(p, (size_t)(end - p), 64);
+            if (skip < 0)
+                return NULL;
+            p += skip;
+        }
+        if (!found)
+            return NULL;
+        p = found;
+        path += plen + (dot ? 1 : 0);
+    }
+    return p;
+}

@@ -101,4 +101,11 @@ int sl_mp_write_str(struct sl_buf *b, const char *s, size_t n); /* s must be val
 int sl_mp_write_array(struct sl_buf *b, uint32_t n);
 int sl_mp_write_map(struct sl_buf *b, uint32_t n);
 
+/* 1 if s[0..n) is valid UTF-8 (strict, as sl_json_to_mp checks raw UTF-8), else 0. */
+int sl_utf8_valid(const uint8_t *s, size_t n);
+/* Writes n bytes as a MessagePack string holding their standard base64 (smallest header). */
+int sl_mp_write_base64(struct sl_buf *b, const void *p, size_t n);
+/* The value at a dotted path (user.id) of a MessagePack map, or NULL. */
+const uint8_t *sl_mp_at_path(const uint8_t *p, const uint8_t *end, const char *path);
+
 #endif

@@ -87,7 +87,7 @@ with t.section("list, get, kinds", srv):
     kinds = {k["kind"]: k for k in r.json.get("kinds", [])} if r.status == 200 else {}
     t.ok(set(kinds) == {"rest_bridge", "webhook", "s3", "postgres_cdc", "kafka", "object_storage",
                         "stdout", "datagen", "supabase", "postgres_sink", "kafka_sink",
-                        "clickhouse", "elasticsearch"},
+                        "clickhouse", "elasticsearch", "mqtt", "mqtt_sink"},
          "the catalog lists the SapixDB kinds and the framework's new ones", r)
     url = [f for f in kinds.get("webhook", {}).get("fields", []) if f["name"] == "url"]
     sec = [f for f in kinds.get("webhook", {}).get("fields", []) if f["name"] == "secret"]

@@ -19,72 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int valid_utf8(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        uint32_t cp;
-        if ((c & 0xe0) == 0xc0)
-            k = 1, cp = c & 0x1f;
-        else if ((c & 0xf0) == 0xe0)
-            k = 2, cp = c & 0x0f;
-        else if ((c & 0xf8) == 0xf0)
-            k = 3, cp = c & 0x07;
-        else
-            return 0;
-        if (n - i <= k)
-            return 0;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if ((k == 1 && cp < 0x80) || (k == 2 && cp < 0x800) || (k == 3 && cp < 0x10000) ||
-            cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 static int put_key(struct sl_buf *b, const char *k)
 {
     return sl_mp_write_str(b, k, strlen(k));
-}
-
-/* base64 as a MessagePack string: the text is written after a str32 header patched after. */
-static int put_base64(struct sl_buf *b, const void *p, size_t n)
-{
-    size_t at = b->len;
-    if (sl_buf_putc(b, 0xdb) < 0 || sl_buf_put_be32(b, 0) < 0)
-        return -1;
-    size_t start = b->len;
-    if (sl_buf_base64(b, p, n) < 0)
-        return -1;
-    size_t len = b->len - start;
-    /* the smallest header, as sl_json_to_mp writes it: move the text down if shorter */
-    uint8_t hdr[5];
-    size_t h;
-    if (len < 32)
-        hdr[0] = (uint8_t)(0xa0 | len), h = 1;
-    else if (len < 256)
-        hdr[0] = 0xd9, hdr[1] = (uint8_t)len, h = 2;
-    else if (len < 65536)
-        hdr[0] = 0xda, hdr[1] = (uint8_t)(len >> 8), hdr[2] = (uint8_t)len, h = 3;
-    else
-        hdr[0] = 0xdb, hdr[1] = (uint8_t)(len >> 24), hdr[2] = (uint8_t)(len >> 16),
-        hdr[3] = (uint8_t)(len >> 8), hdr[4] = (uint8_t)len, h = 5;
-    memcpy(b->data + at, hdr, h);
-    if (h < 5)
-        memmove(b->data + at + h, b->data + start, len);
-    b->len = at + h + len;
-    return 0;
 }
 
 /* "name": string, or "name_base64": base64 when the bytes are not UTF-8; null when p is NULL. */
@@ -93,10 +30,10 @@ static int put_bytes(struct sl_buf *b, const char *name, const void *p, size_t n
     char k[64];
     if (!p)
         return put_key(b, name) < 0 || sl_mp_write_nil(b) < 0 ? -1 : 0;
-    if (valid_utf8(p, n))
+    if (sl_utf8_valid(p, n))
         return put_key(b, name) < 0 || sl_mp_write_str(b, p, n) < 0 ? -1 : 0;
     snprintf(k, sizeof(k), "%s_base64", name);
-    return put_key(b, k) < 0 || put_base64(b, p, n) < 0 ? -1 : 0;
+    return put_key(b, k) < 0 || sl_mp_write_base64(b, p, n) < 0 ? -1 : 0;
 }
 
 int sl_kafka_record(struct sl_buf *mp, const struct sl_kafka_msg *m,
@@ -132,10 +69,10 @@ int sl_kafka_record(struct sl_buf *mp, const struct sl_kafka_msg *m,
         put_key(mp, "key");
         const char *hn = m->header_names[i];
         size_t hl = strlen(hn);
-        if (valid_utf8((const uint8_t *)hn, hl))
+        if (sl_utf8_valid((const uint8_t *)hn, hl))
             sl_mp_write_str(mp, hn, hl);
         else
-            put_base64(mp, hn, hl);
+            sl_mp_write_base64(mp, hn, hl);
         put_bytes(mp, "value", m->header_values[i], m->header_lens[i]);
     }
     /* the value: one JSON text -> itself; anything else -> value_base64 */
@@ -149,7 +86,7 @@ int sl_kafka_record(struct sl_buf *mp, const struct sl_kafka_msg *m,
             mp->len = at;
             mp->failed = 0;
             put_key(mp, "value_base64");
-            put_base64(mp, m->value, m->value_len);
+            sl_mp_write_base64(mp, m->value, m->value_len);
         }
     }
     if (resume) {

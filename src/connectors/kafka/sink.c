@@ -289,42 +289,12 @@ static int ks_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
     return 0;
 }
 
-/* The value at a dotted path of a MessagePack map, or NULL. */
-static const uint8_t *at_path(const uint8_t *p, const uint8_t *end, const char *path)
-{
-    while (*path) {
-        const char *dot = strchr(path, '.');
-        size_t plen = dot ? (size_t)(dot - path) : strlen(path);
-        uint32_t n;
-        if (sl_mp_read_map(&p, end, &n) < 0)
-            return NULL;
-        const uint8_t *found = NULL;
-        for (uint32_t i = 0; i < n && !found; i++) {
-            const char *key;
-            uint32_t kl;
-            if (sl_mp_read_str(&p, end, &key, &kl) < 0)
-                return NULL;
-            if (kl == plen && memcmp(key, path, plen) == 0)
-                found = p;
-            long skip = sl_mp_skip(p, (size_t)(end - p), 64);
-            if (skip < 0)
-                return NULL;
-            p += skip;
-        }
-        if (!found)
-            return NULL;
-        p = found;
-        path += plen + (dot ? 1 : 0);
-    }
-    return p;
-}
-
 /* The key of r into k->key. */
 static void make_key(struct ksink *k, const struct sl_rec *r)
 {
     sl_buf_reset(&k->key);
     const uint8_t *end = r->payload + r->payload_len;
-    const uint8_t *v = k->key_field ? at_path(r->payload, end, k->key_field) : NULL;
+    const uint8_t *v = k->key_field ? sl_mp_at_path(r->payload, end, k->key_field) : NULL;
     if (v) {
         const uint8_t *p = v;
         const char *s;
