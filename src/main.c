@@ -161,6 +161,8 @@ static int cmd_serve(int argc, char **argv)
         .max_conns = (unsigned)cfg.max_connections,
         .max_conns_per_ip = (unsigned)cfg.max_connections_per_ip,
         .timeout_s = (unsigned)cfg.connection_timeout_s,
+        .header_timeout_s = (unsigned)cfg.header_timeout_s,
+        .body_timeout_s = (unsigned)cfg.body_timeout_s,
         .threads = (unsigned)cfg.http_threads,
         .on_complete = sl_api_on_complete,
     };

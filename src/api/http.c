@@ -9,9 +9,12 @@
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { ST_HANDLING = 0, ST_SUSPENDED = 1, ST_RESPONDED = 2 };
@@ -39,11 +42,24 @@ struct sl_http_req {
     char *extra[MAX_EXTRA_HEADERS][2];
 };
 
+/* A connection still waiting for its first request's headers (the slowloris watch). */
+struct pending {
+    struct pending *prev, *next;
+    int fd;
+    uint64_t deadline_ns;
+    int listed;
+};
+
 struct sl_http_server {
     struct MHD_Daemon *d;
     struct sl_http_opts o;
     sl_http_handler handler;
     void *ctx;
+    pthread_mutex_t mu; /* guards the pending list */
+    struct pending head;
+    pthread_t watch;
+    int watching, stop;
+    pthread_cond_t cv;
 };
 
 static struct MHD_Response *make_resp(const char *ctype, struct sl_buf *body,
@@ -174,6 +190,93 @@ static int client_cert_ok(struct MHD_Connection *conn)
     return gnutls_certificate_verify_peers2(s, &status) == 0 && status == 0;
 }
 
+/* ---- deadlines: headers (slowloris) and bodies ---- */
+
+static void unlist(struct pending *p)
+{
+    if (p->listed) {
+        p->prev->next = p->next;
+        p->next->prev = p->prev;
+        __atomic_store_n(&p->listed, 0, __ATOMIC_RELAXED);
+    }
+}
+
+/* MHD tells of each connection: a new one waits for its headers on the list, a closed one leaves
+ * it (under the mutex, before MHD closes its socket: the watch never touches a reused fd). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct sl_http_server *srv = cls;
+    struct pending *p = *socket_context;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        p = ci ? calloc(1, sizeof(*p)) : NULL;
+        if (!p)
+            return;
+        p->fd = ci->connect_fd;
+        p->deadline_ns = sl_mono_ns() + (uint64_t)srv->o.header_timeout_s * 1000000000ull;
+        pthread_mutex_lock(&srv->mu);
+        p->next = srv->head.next;
+        p->prev = &srv->head;
+        p->next->prev = p;
+        srv->head.next = p;
+        p->listed = 1;
+        pthread_mutex_unlock(&srv->mu);
+        *socket_context = p;
+    } else if (p) {
+        pthread_mutex_lock(&srv->mu);
+        unlist(p);
+        pthread_mutex_unlock(&srv->mu);
+        free(p);
+        *socket_context = NULL;
+    }
+}
+
+/* The first request's headers are in: the connection leaves the watch. */
+static void headers_in(struct sl_http_server *srv, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct pending *p = ci ? ci->socket_context : NULL;
+    if (!p || !__atomic_load_n(&p->listed, __ATOMIC_RELAXED))
+        return;
+    pthread_mutex_lock(&srv->mu);
+    unlist(p);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+/* Twice a second: a connection past its header deadline is shut down; MHD then sees the end of
+ * its stream and closes it. */
+static void *watch(void *arg)
+{
+    struct sl_http_server *srv = arg;
+    pthread_mutex_lock(&srv->mu);
+    while (!srv->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 500000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&srv->cv, &srv->mu, &ts);
+        uint64_t now = sl_mono_ns();
+        for (struct pending *p = srv->head.next; p != &srv->head;) {
+            struct pending *next = p->next;
+            if (now > p->deadline_ns) {
+                sl_debug("http: a connection sent no complete request headers within %u s: closed",
+                         srv->o.header_timeout_s);
+                shutdown(p->fd, SHUT_RDWR);
+                unlist(p);
+            }
+            p = next;
+        }
+    }
+    pthread_mutex_unlock(&srv->mu);
+    return NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -192,6 +295,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->start_ns = sl_mono_ns();
         sl_buf_init(&req->body, srv->o.max_body);
         *con_cls = req;
+        headers_in(srv, conn);
         if (srv->o.tls_client_ca && !client_cert_ok(conn)) {
             req->handled = 1;
             respond_plain_error(req, 403, "client_certificate_required",
@@ -221,6 +325,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req->too_big && sl_buf_append(&req->body, upload_data, *upload_size) < 0)
             req->too_big = 1;
         *upload_size = 0;
+        if (srv->o.body_timeout_s &&
+            sl_mono_ns() - req->start_ns > (uint64_t)srv->o.body_timeout_s * 1000000000ull) {
+            /* a body sent too slowly: the connection is closed (libmicrohttpd does not send an
+             * answer queued before the body is complete), nothing of it is handled */
+            sl_debug("http: a request body was not received within %u s: connection closed",
+                     srv->o.body_timeout_s);
+            return MHD_NO;
+        }
         return MHD_YES;
     }
     if (req->queued)
@@ -335,13 +447,16 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
                 (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, (void *)o->tls_client_ca};
     }
     tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    pthread_mutex_init(&srv->mu, NULL);
+    pthread_cond_init(&srv->cv, NULL);
+    srv->head.next = srv->head.prev = &srv->head;
     srv->d = MHD_start_daemon(
         flags, (uint16_t)o->port, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, tls,
         MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_conns_per_ip,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_LIMIT, o->max_conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_THREAD_POOL_SIZE, o->threads > 1 ? o->threads : 0,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_CONNECTION_LIMIT, o->max_conns, MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_THREAD_POOL_SIZE,
+        o->threads > 1 ? o->threads : 0, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
         /* libmicrohttpd zeroes a connection's whole pool after every keep-alive request: 16 KiB
          * instead of the default 32 KiB halves that cost; headers fit, bodies stream through. */
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
@@ -349,6 +464,8 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
         free(srv);
         return sl_err_sys(err, SL_E_IO, "cannot listen on %s:%u", o->host, o->port);
     }
+    if (o->header_timeout_s && pthread_create(&srv->watch, NULL, watch, srv) == 0)
+        srv->watching = 1;
     *out = srv;
     return 0;
 }
@@ -370,6 +487,14 @@ void sl_http_stop(struct sl_http_server *srv)
 {
     if (!srv)
         return;
+    if (srv->watching) {
+        pthread_mutex_lock(&srv->mu);
+        srv->stop = 1;
+        pthread_cond_signal(&srv->cv);
+        pthread_mutex_unlock(&srv->mu);
+        pthread_join(srv->watch, NULL);
+        srv->watching = 0;
+    }
     MHD_stop_daemon(srv->d);
     free(srv);
 }

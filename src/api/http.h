@@ -23,6 +23,8 @@ struct sl_http_opts {
     unsigned max_conns;        /* concurrent connections */
     unsigned max_conns_per_ip; /* concurrent connections from one client address, 0 = no limit */
     unsigned timeout_s;        /* idle connection timeout */
+    unsigned header_timeout_s; /* a new connection's first headers, in total (0: none) */
+    unsigned body_timeout_s;   /* a request body, in total from its headers (0: none) */
     unsigned threads;          /* event-loop threads (1 = one epoll thread) */
     /* TLS (PEM text, NULL: plain HTTP): the listener's certificate chain and key, and the CA
      * that client certificates must chain to (mutual TLS; NULL: no client certificate) */

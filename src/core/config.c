@@ -41,6 +41,12 @@ static const struct opt g_opts[] = {
      "Concurrent HTTP connections."},
     {"connection_timeout_s", OT_UINT, F(connection_timeout_s), 0, "60", 1, 86400,
      "Idle HTTP connections are closed after this many seconds."},
+    {"header_timeout_s", OT_UINT, F(header_timeout_s), 0, "15", 1, 3600,
+     "A new connection that has not sent its first request's headers within this many seconds "
+     "is closed, however slowly it keeps sending (slowloris)."},
+    {"body_timeout_s", OT_UINT, F(body_timeout_s), 0, "60", 1, 86400,
+     "A request body not received in full within this many seconds of its headers: the "
+     "connection is closed and nothing of the request is handled."},
     {"http_threads", OT_UINT, F(http_threads), 0, "1", 1, 64,
      "HTTP event-loop threads (each runs its own epoll loop)."},
     {"batch_max_records", OT_UINT, F(batch_max_records), 0, "100000", 1, 10000000,

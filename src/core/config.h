@@ -19,6 +19,8 @@ struct sl_config {
     uint64_t max_body_bytes;
     uint64_t max_connections;
     uint64_t connection_timeout_s;
+    uint64_t header_timeout_s; /* a new connection's first request line and headers */
+    uint64_t body_timeout_s;   /* a request body, from the request's headers on */
     uint64_t http_threads;
     uint64_t batch_max_records;
     int log_level;
