@@ -89,6 +89,30 @@ with t.section("every kind of route x no token, wrong token, each scope", srv):
     t.eq(bad, [], "401 without a valid token, 403 below the route's scope (nothing written), 2xx at or above it")
     t.eq(call("GET", "/v1/health").status, 200, "/v1/health needs no token")
 
+with t.section("every route docs/openapi.yaml documents: 401 without a token, 403 one scope below", srv):
+    import yaml
+    spec = yaml.safe_load(open(os.path.join(st.ROOT, "docs", "openapi.yaml")))
+    writes = ("/v1/records", "/v1/records/batch", "/v1/boboyka/ingest", "/v1/connectors/inbound/rest/{id}/push",
+              "/api/v1/connectors/inbound/rest/{id}/push")
+    below = {"write": "read", "admin": "write"}
+    bad, n = [], 0
+    for tp, item in spec["paths"].items():
+        for m in ("get", "post", "patch", "delete"):
+            if m not in item or tp == "/v1/health":
+                continue
+            need = "read" if m == "get" else "write" if tp in writes else "admin"
+            path = re.sub(r"\{[^}]*\}", "zz", tp).replace("/tile/zz", "/tile/0/000")
+            before = (count("m"), len(call("GET", "/v1/connectors", token=ADMIN).json["connectors"]))
+            r0 = call(m.upper(), path, None)
+            r1 = call(m.upper(), path, None, tok[below[need]]) if need in below else None
+            after = (count("m"), len(call("GET", "/v1/connectors", token=ADMIN).json["connectors"]))
+            r2 = call(m.upper(), path, None, tok[need]) if m == "get" else None
+            n += 1
+            if r0.status != 401 or (r1 is not None and r1.status != 403) or before != after \
+                    or (r2 is not None and r2.status in (401, 403)):
+                bad.append((m.upper(), tp, need, r0.status, r1 and r1.status, r2 and r2.status))
+    t.eq(bad, [], "%d documented operations: each refused without a token and below its scope, nothing written" % n)
+
 PUSH = st.secret("bridge-push-token-0123456789")
 with t.section("a REST bridge's push token: that bridge, nothing else", srv):
     r = call("POST", "/v1/connectors", {"name": "pb", "kind": "rest_bridge", "config": {"strand": "pushed",
