@@ -168,6 +168,10 @@ with t.section("the secrets are not in the log; protected mode; bad tokens files
     srv.stop()
     log = open(srv.log_path, "rb").read().decode("utf-8", "replace")
     t.ok(all(s not in log for s in (ADMIN, WRITE, READ, PUSH)), "no secret in the server's log")
+    rc, out, err = st.run_verify(srv.data, "sluice.audit")
+    audited = st.parse_verify_ok(out).get("sluice.audit", (0, ""))[0]
+    t.ok(rc == 0 and audited == len(rows), "sluice verify checks the audit strand's %d records (hash chain, tree)" % audited,
+         out + err)
     bad_modes = []
     for d, dirs, files in os.walk(srv.data):
         for x in dirs:

@@ -104,6 +104,49 @@ with t.section("deny_private: PostgreSQL (libpq) and Kafka (librdkafka) connect 
             srv2.req("DELETE", "/v1/connectors/" + r.json["id"])
 srv2.stop()
 
+class Redirector:
+    """An allowed HTTP target that answers every request with 302 to location."""
+
+    def __init__(self, location):
+        import http.server
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(302)
+                self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.srv.server_port
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+
+srv4 = st.Server(args=["--outbound-deny", "127.0.0.2/32"]).start()
+with t.section("an allowed target that redirects to a denied one: the redirect is not followed", srv4):
+    denied = socket.socket()
+    denied.bind(("127.0.0.2", 0))
+    denied.listen(4)
+    hits = []
+    threading.Thread(target=lambda: [hits.append(denied.accept()) for _ in range(4)], daemon=True).start()
+    red = Redirector("http://127.0.0.2:%d/metadata" % denied.getsockname()[1])
+    r = srv4.req("POST", "/v1/connectors", {"name": "redir", "kind": "webhook", "strands": ["o"],
+                                            "config": {"url": "http://127.0.0.1:%d/hook" % red.port,
+                                                       "retry": {"max_retries": 0}}})
+    cid = r.json["id"]
+    srv4.req("POST", "/v1/records", {"strand": "o", "payload": {"n": 4}})
+    c = wait(lambda: (lambda x: x if x["stats"]["dead_lettered"] >= 1 else None)(srv4.req("GET", "/v1/connectors/" + cid).json), 15)
+    dl = srv4.req("GET", "/v1/connectors/%s/dead-letters" % cid).json
+    t.ok(c and dl["dead_letters"] and dl["dead_letters"][0]["last_status"] == 302,
+         "the 302 is the target's answer (a dead letter with status 302), not followed", dl)
+    t.eq(hits, [], "nothing reached the denied address the redirect named")
+    red.srv.shutdown()
+    denied.close()
+srv4.stop()
+
 srv3 = st.Server(args=["--outbound-deny-private", "1", "--outbound-allow", "127.0.0.1/32"]).start()
 with t.section("outbound_allow opens a range again", srv3):
     rx.clear()
