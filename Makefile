@@ -110,5 +110,6 @@ build/examples/%.so: examples/%.c include/sluice/connector.h
 
 # the OpenAPI document is built into the server (.incbin in v1_openapi.c)
 build/obj/src/api/v1_openapi.o build/san/src/api/v1_openapi.o build/fuzzobj/src/api/v1_openapi.o: docs/openapi.yaml
+build/obj/src/api/v1_ui.o build/san/src/api/v1_ui.o build/fuzzobj/src/api/v1_ui.o: ui/index.html ui/app.js ui/app.css
 
 -include $(shell find build -name '*.d' 2>/dev/null)

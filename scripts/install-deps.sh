@@ -22,6 +22,8 @@ DEBS=(
   golang-go golang-golang-x-mod-dev python3-cryptography
   # the OpenAPI test reads docs/openapi.yaml (tests/integration/test_openapi.py)
   python3-yaml
+  # the web console's browser test (tests/integration/test_console.py)
+  chromium
   # the ClickHouse sink's peer (tests/peers/clickhouse.py, bench/sinks.sh): server and client 18.16
   clickhouse-server clickhouse-client
 )
@@ -57,6 +59,7 @@ NPMS=(
   @azure/storage-blob@12.34.0 # the official Azure client: lists and reads what the azure provider wrote
   @google-cloud/storage@8.4.0 # the official GCS client: the request shapes the gcs provider must match
   @redocly/cli@2.77.0 # lints docs/openapi.yaml (tests/integration/test_openapi.py)
+  puppeteer-core@25.16.0 # drives Debian's chromium through the web console (tests/integration/test_console.py)
   ajv@8.20.0 # validates real answers against the OpenAPI schemas (JSON Schema 2020-12)
   @elastic/elasticsearch@9.5.1 # the official client: its serializer re-encodes our _bulk bodies (test_elasticsearch.py)
 )

@@ -35,6 +35,7 @@ enum sl_route {
     SL_R_PIPELINES_RELOAD,
     SL_R_PROOFS,
     SL_R_OPENAPI,
+    SL_R_UI,
     SL_R_UNMATCHED,
     SL_R_COUNT
 };
@@ -90,6 +91,8 @@ unsigned sl_api_status_for(int code);
 void sl_api_json(struct sl_http_req *req, unsigned status, struct sl_buf *body);
 /* GET /v1/openapi.json (v1_openapi.c). */
 void sl_v1_openapi(struct sl_api *api, struct sl_http_req *req);
+/* GET /ui, /ui/ and its files (v1_ui.c). */
+void sl_v1_ui(struct sl_api *api, struct sl_http_req *req, const char *path);
 
 /* 0 if the request's Content-Type is JSON (or absent); else answers 415 and returns -1. */
 int sl_api_require_json(struct sl_http_req *req, int allow_ndjson, int *is_ndjson);

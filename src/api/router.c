@@ -167,8 +167,8 @@ static void route(struct sl_api *api, struct sl_http_req *req);
  * letters, restart). */
 static int scope_needed(const struct sl_api *api, const char *m, const char *p)
 {
-    if (!strcmp(p, "/v1/health"))
-        return SL_SCOPE_NONE;
+    if (!strcmp(p, "/v1/health") || !strcmp(p, "/ui") || !strncmp(p, "/ui/", 4))
+        return SL_SCOPE_NONE; /* the console's files hold no data */
     if (!strcmp(p, "/metrics") && api->cfg && api->cfg->metrics_public)
         return SL_SCOPE_NONE;
     if (!strcmp(m, "GET") || !strcmp(m, "HEAD"))
@@ -357,6 +357,12 @@ static void route(struct sl_api *api, struct sl_http_req *req)
         if (!get)
             return sl_api_method_not_allowed(req, "GET");
         return sl_v1_checkpoint_key(api, req);
+    }
+    if (strcmp(p, "/ui") == 0 || strncmp(p, "/ui/", 4) == 0) {
+        sl_http_set_route(req, SL_R_UI);
+        if (!get)
+            return sl_api_method_not_allowed(req, "GET");
+        return sl_v1_ui(api, req, p);
     }
     if (strcmp(p, "/v1/openapi.json") == 0) {
         sl_http_set_route(req, SL_R_OPENAPI);

@@ -28,6 +28,7 @@ static const char *const g_route_names[SL_R_COUNT] = {
     "/v1/pipelines/reload",
     "/v1/strands/{name}/{checkpoint,proof,tile}",
     "/v1/openapi.json",
+    "/ui/",
     "unmatched",
 };
 /* the last slot counts every other status (code="other") */

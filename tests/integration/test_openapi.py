@@ -62,7 +62,7 @@ bridge = c.request("POST", "/v1/connectors", {"name": "oa-bridge", "kind": "rest
 sink = c.request("POST", "/v1/connectors", {"name": "oa-sink", "kind": "stdout", "strands": ["oa"], "config": {}}).json
 shc = c.request("POST", "/api/v1/connectors", {"name": "oa sh", "connectorClass": "stdout", "topics": ["oa"], "config": {}}).json
 VALUES = {"name": "oa", "record_hash": w["record_hash"], "id": sink["id"], "key": urllib.parse.quote(shc["name"]),
-          "tile": "0/000.p/6"}
+          "tile": "0/000.p/6", "file": "app.js"}
 
 
 def concrete(template, method):
