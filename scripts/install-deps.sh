@@ -14,6 +14,7 @@ DEBS=(
   curl python3 python3-msgpack python3-prometheus-client wrk postgresql-15 postgresql-client-15 postgresql-contrib
   avro-bin python3-avro python3-snappy zstd lz4 gzip
   kcat # the Kafka client on the other side of the Kafka tests and bench/kafka.sh
+  libmariadb-dev mariadb-server mariadb-client # mysql-cdc: binlog client library; the tests' and bench/mysql_cdc.sh's server
   # the Python clients (clients/python) and their test (the seeds' health example uses psutil)
   python3-httpx python3-pydantic python3-psutil
   # independent checks of Merkle proofs and signed checkpoints (tests/integration/test_proofs.py)

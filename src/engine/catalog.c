@@ -13,6 +13,7 @@
 extern const struct sl_connector sl_conn_rest_bridge, sl_conn_webhook, sl_conn_s3,
     sl_conn_postgres_cdc, sl_conn_kafka, sl_conn_object_storage, sl_conn_stdout, sl_conn_datagen,
     sl_conn_supabase, sl_conn_postgres_sink, sl_conn_kafka_sink;
+extern const struct sl_connector sl_conn_mysql_cdc;
 
 static const struct builtin {
     const struct sl_connector *c;
@@ -21,7 +22,7 @@ static const struct builtin {
     {&sl_conn_rest_bridge, 1},   {&sl_conn_webhook, 0},    {&sl_conn_s3, 0},
     {&sl_conn_postgres_cdc, 0},  {&sl_conn_kafka, 0},      {&sl_conn_object_storage, 0},
     {&sl_conn_stdout, 0},        {&sl_conn_datagen, 0},    {&sl_conn_supabase, 0},
-    {&sl_conn_postgres_sink, 0}, {&sl_conn_kafka_sink, 0},
+    {&sl_conn_postgres_sink, 0}, {&sl_conn_kafka_sink, 0}, {&sl_conn_mysql_cdc, 0},
 };
 #define NBUILTIN (sizeof(g_builtin) / sizeof(g_builtin[0]))
 #define MAX_PLUGINS 256

@@ -1490,3 +1490,48 @@ int sl_mp_read_double(const uint8_t **p, const uint8_t *end, double *v)
     *v = (double)i;
     return 0;
 }
+
+/* ---- shared by the CDC sources (moved from connectors/pg/values.c) ---- */
+
+int sl_mp_write_str_lossy(struct sl_buf *b, const char *s, size_t n)
+{
+    const uint8_t *u = (const uint8_t *)s, *end = u + n;
+    size_t bad = utf8_check(u, n);
+    if (bad == n)
+        return sl_mp_write_str(b, s, n);
+    struct sl_buf t;
+    sl_buf_init(&t, 0);
+    sl_buf_append(&t, u, bad);
+    for (const uint8_t *p = u + bad; p < end;) {
+        int k = *p < 0x80 ? 1 : utf8_seq(p, end);
+        if (k)
+            sl_buf_append(&t, p, (size_t)k);
+        else
+            sl_buf_append(&t, "\xef\xbf\xbd", 3);
+        p += k ? k : 1;
+    }
+    int rc = t.failed ? -1 : sl_mp_write_str(b, (const char *)t.data, t.len);
+    sl_buf_release(&t);
+    return rc;
+}
+
+int sl_mp_map_find(const uint8_t **p, const uint8_t *end, const char *key)
+{
+    uint32_t n;
+    if (sl_mp_read_map(p, end, &n) < 0)
+        return -1;
+    size_t klen = strlen(key);
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (sl_mp_read_str(p, end, &k, &kl) < 0)
+            return -1;
+        if (kl == klen && memcmp(k, key, klen) == 0)
+            return 0;
+        long skip = sl_mp_skip(*p, (size_t)(end - *p), 64);
+        if (skip < 0)
+            return -1;
+        *p += skip;
+    }
+    return -1;
+}

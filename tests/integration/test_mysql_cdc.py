@@ -1,0 +1,261 @@
+"""mysql-cdc against a real MariaDB 10.11 (tests/peers/mariadb.sh: ROW binlog, FULL row image and
+metadata, started here as non-root on a free port). What a user relies on: bad configs are refused
+naming the field; every committed row change arrives once, in commit order, typed, in the same
+envelope as postgres_cdc; rolled-back work never appears; the initial snapshot and the stream
+neither overlap nor leave a gap; ALTER TABLE mid-stream decodes the rows before and after with
+their own columns; kill -9 of Sluice under load and a MariaDB restart lose nothing and double
+nothing; wrong server settings fail with a last_error that says how to fix them."""
+import subprocess
+import threading
+import time
+
+import sluicetest as st
+import mypeer
+from mypeer import MariaDB
+
+t = st.Checks()
+st.require_binary(t)
+my = MariaDB()
+srv = st.Server().start()
+
+
+def create(name, config, expect=201):
+    r = srv.req("POST", "/v1/connectors", {"name": name, "kind": "mysql-cdc", "config": config})
+    assert r.status == expect, r
+    return r.json
+
+
+def conn(cid):
+    return srv.req("GET", "/v1/connectors/" + cid).json
+
+
+def delete(cid):
+    srv.req("DELETE", "/v1/connectors/" + cid)
+
+
+def records(strand):
+    if strand not in st.strands(srv.port):
+        return []
+    return st.all_records(srv.port, strand)
+
+
+def wait_records(strand, pred, timeout=30):
+    got = st.wait_until(lambda: (lambda rs: rs if pred(rs) else None)(records(strand)), timeout, 0.05)
+    return got or records(strand)
+
+
+def of(rs, table):
+    return [r for r in rs if r["payload"]["source"]["table"] == table]
+
+
+def wait_state(cid, state, timeout=20):
+    c = st.wait_until(lambda: (lambda x: x if x["state"] == state else None)(conn(cid)), timeout, 0.05)
+    return c or conn(cid)
+
+
+with t.section("bad configs are refused naming the field; nothing is created", srv):
+    before = srv.req("GET", "/v1/connectors").json["connectors"]
+    good = my.config("app")
+    cases = [
+        (dict(good, bogus=1), "config.bogus"),
+        (dict(good, port="3306"), "config.port"),
+        (dict(good, server_id=0), "config.server_id"),
+        (dict(good, snapshot_mode="sometimes"), "config.snapshot_mode"),
+        (dict(good, tables="orders"), "config.tables"),
+        (dict(good, table_regex="(unclosed"), "config.table_regex"),
+        (dict(good, tls={"mode": "maybe"}), "config.tls.mode"),
+        ({k: v for k, v in good.items() if k != "host"}, "config.host"),
+        ({k: v for k, v in good.items() if k != "server_id"}, "config.server_id"),
+    ]
+    for cfg, field in cases:
+        r = srv.req("POST", "/v1/connectors", {"name": "bad", "kind": "mysql-cdc", "config": cfg})
+        t.ok(r.status == 400 and r.json["error"].startswith(field) and r.json.get("code"),
+             "refused with 400 naming %s" % field, r)
+    t.eq(srv.req("GET", "/v1/connectors").json["connectors"], before, "nothing was created")
+
+my.sql("CREATE DATABASE app; CREATE TABLE app.snap (id INT PRIMARY KEY, v VARCHAR(20)) DEFAULT CHARSET utf8mb4;"
+       "USE app; INSERT INTO app.snap SELECT seq, CONCAT('v', seq) FROM seq_1_to_5000")
+
+with t.section("initial snapshot with concurrent writes, then the stream", srv):
+    stop = threading.Event()
+    written = []
+
+    def writer():
+        i = 0
+        while not stop.is_set() and i < 300:
+            my.sql("INSERT INTO app.snap VALUES (%d, 'late')" % (100000 + i))
+            written.append(100000 + i)
+            i += 1
+
+    w = threading.Thread(target=writer)
+    w.start()
+    c1 = create("Shop CDC", my.config("app"))
+    cid = c1["id"]
+    w.join()
+    t.eq(c1["config"]["strand"], "cdc.app", "the strand defaults to cdc.<database>")
+    t.eq(c1["config"]["password"], "***", "the password is never shown")
+    rs = wait_records("cdc.app", lambda rs: len(of(rs, "snap")) >= 5000 + len(written), 60)
+    snap = of(rs, "snap")
+    ids = [r["payload"]["after"]["id"] for r in snap]
+    t.eq(sorted(ids), list(range(1, 5001)) + written, "no gap and no duplicate between snapshot and stream")
+    ops = [r["payload"]["op"] for r in snap]
+    n_r = ops.count("r")
+    t.ok(n_r >= 5000 and all(o == "r" for o in ops[:n_r]) and all(o == "c" for o in ops[n_r:]),
+         "snapshot rows (op r) first, then streamed inserts (op c)", (n_r, ops.count("c")))
+    first = snap[0]["payload"]
+    t.ok(first["source"]["snapshot"] is True and first["before"] is None and first["source"]["db"] == "app"
+         and first["source"]["connector"] == "sluice" and first["after"] == {"id": first["after"]["id"],
+                                                                             "v": first["after"]["v"]},
+         "a snapshot row: source.snapshot true, before null, after by column name", first)
+    streamed = [r["payload"]["after"]["id"] for r in snap[n_r:]]
+    t.eq(streamed, sorted(streamed), "streamed rows in commit order")
+    st_ = conn(cid)["stats"]
+    t.ok(st_["snapshot_rows_done"] >= 5000 and st_["snapshot_rows_total"] > 0,
+         "snapshot progress in the connector's stats", st_)
+
+TYPES = ("CREATE TABLE app.ty (id BIGINT PRIMARY KEY, ti TINYINT, tu TINYINT UNSIGNED, si SMALLINT, "
+         "mi MEDIUMINT, iu INT UNSIGNED, bu BIGINT UNSIGNED, d DECIMAL(20,6), f FLOAT, db DOUBLE, "
+         "vc VARCHAR(300), tx TEXT, l1 VARCHAR(10) CHARACTER SET latin1, bl BLOB, vb VARBINARY(10), "
+         "bn BINARY(4), e ENUM('x','y','z'), st SET('a','b','c'), j JSON, dt DATETIME(6), dt0 DATETIME, "
+         "ts TIMESTAMP(3) NULL, da DATE, tm TIME(2), y YEAR, bt BIT(10), ch CHAR(5), n INT) DEFAULT CHARSET utf8mb4")
+ROW = ("(%d,-128,255,-32768,-8388608,4294967295,18446744073709551615,-12345678901234.123456,0.1,-2.5e300,"
+       "'h\u00e9llo \u2603 \U0001F600',REPEAT('x',1000),_latin1 X'636166E9',X'000102',X'FF00',X'01020304','y','a,c',"
+       "'{\"k\":[1,2]}','2024-02-29 23:59:58.123456','1000-01-01 00:00:00','2038-01-19 03:14:07.999',"
+       "'9999-12-31','-838:59:59.99',2155,b'1010101010','ab',NULL)")
+WANT = {"ti": -128, "tu": 255, "si": -32768, "mi": -8388608, "iu": 4294967295, "bu": 18446744073709551615,
+        "d": "-12345678901234.123456", "f": 0.1, "db": -2.5e300, "vc": "h\u00e9llo \u2603 \U0001F600",
+        "tx": "x" * 1000, "l1": "caf\u00e9", "bl": "AAEC", "vb": "/wA=", "bn": "AQIDBA==", "e": "y",
+        "st": "a,c", "j": "{\"k\":[1,2]}", "dt": "2024-02-29T23:59:58.123456Z", "dt0": "1000-01-01T00:00:00Z",
+        "ts": "2038-01-19T03:14:07.999Z", "da": "9999-12-31", "tm": "-838:59:59.99", "y": 2155, "bt": 682,
+        "ch": "ab", "n": None}
+
+with t.section("every common type, typed the same by the stream and the snapshot", srv):
+    my.sql(TYPES + "; SET time_zone = '+00:00'; INSERT INTO app.ty VALUES " + (ROW % 1))
+    rs = wait_records("cdc.app", lambda rs: of(rs, "ty"))
+    got = of(rs, "ty")[0]["payload"]["after"]
+    t.eq(got, dict(WANT, id=1), "ints exact (unsigned 64-bit too), DECIMAL as string, FLOAT shortest, "
+         "utf8mb4 and latin1 text, binary base64, ENUM/SET names, JSON text, times ISO with their precision, "
+         "YEAR, BIT, NULL")
+
+with t.section("insert, update, delete, transactions, rollback", srv):
+    my.sql("CREATE TABLE app.ta (id INT PRIMARY KEY, v VARCHAR(10)); CREATE TABLE app.tb (id INT PRIMARY KEY, w INT)")
+    my.sql("BEGIN; INSERT INTO app.ta VALUES (1, 'a'); INSERT INTO app.tb VALUES (1, 10); "
+           "UPDATE app.ta SET v = 'a2' WHERE id = 1; COMMIT")
+    my.sql("BEGIN; INSERT INTO app.ta VALUES (99, 'no'); INSERT INTO app.tb VALUES (99, 0); ROLLBACK")
+    my.sql("UPDATE app.tb SET w = 20 WHERE id = 1")
+    my.sql("INSERT INTO app.ta VALUES (2, 'x'), (3, 'y'); DELETE FROM app.ta WHERE id IN (1, 2)")
+    rs = wait_records("cdc.app", lambda rs: len([r for r in rs if r["payload"]["source"]["table"] in ("ta", "tb")]) >= 8)
+    ab = [r for r in rs if r["payload"]["source"]["table"] in ("ta", "tb")]
+    seq = [(r["payload"]["op"], r["payload"]["source"]["table"], (r["payload"]["after"] or r["payload"]["before"])["id"])
+           for r in ab]
+    t.eq(seq, [("c", "ta", 1), ("c", "tb", 1), ("u", "ta", 1), ("u", "tb", 1), ("c", "ta", 2), ("c", "ta", 3),
+               ("d", "ta", 1), ("d", "ta", 2)], "every committed change once, in commit order; the rolled-back never")
+    tx = [r["payload"]["source"] for r in ab[:3]]
+    t.ok(len({s["gtid"] for s in tx}) == 1 and [s["row"] for s in tx] == [0, 1, 2]
+         and len({(s["file"], s["pos"]) for s in tx}) == 1,
+         "a multi-table transaction shares its gtid and position, numbered by row", tx)
+    u = ab[3]["payload"]
+    t.eq((u["before"], u["after"]), ({"id": 1, "w": 10}, {"id": 1, "w": 20}), "an update carries the whole old row")
+    d = ab[6]
+    t.ok(d["payload"]["after"] is None and d["payload"]["before"] == {"id": 1, "v": "a2"} and d["flags"] & 2,
+         "a delete: before is the old row, after null, flagged as a tombstone", d)
+
+with t.section("ALTER TABLE mid-stream: each row decoded with its own columns", srv):
+    my.sql("CREATE TABLE app.alt (id INT PRIMARY KEY, a INT, b VARCHAR(5)); INSERT INTO app.alt VALUES (1, 1, 'one')")
+    my.sql("ALTER TABLE app.alt ADD COLUMN c DATE; INSERT INTO app.alt VALUES (2, 2, 'two', '2024-01-02')")
+    my.sql("ALTER TABLE app.alt DROP COLUMN a; INSERT INTO app.alt VALUES (3, 'three', NULL)")
+    my.sql("ALTER TABLE app.alt CHANGE b name VARCHAR(10); INSERT INTO app.alt VALUES (4, 'four', NULL)")
+    my.sql("ALTER TABLE app.alt MODIFY c DATETIME(3); INSERT INTO app.alt VALUES (5, 'five', '2025-05-05 01:02:03.456')")
+    rs = wait_records("cdc.app", lambda rs: len(of(rs, "alt")) >= 5)
+    t.eq([r["payload"]["after"] for r in of(rs, "alt")],
+         [{"id": 1, "a": 1, "b": "one"}, {"id": 2, "a": 2, "b": "two", "c": "2024-01-02"},
+          {"id": 3, "b": "three", "c": None}, {"id": 4, "name": "four", "c": None},
+          {"id": 5, "name": "five", "c": "2025-05-05T01:02:03.456Z"}],
+         "add, drop, rename and change type: rows before and after keep their own columns")
+
+with t.section("a 100k-row transaction", srv):
+    my.sql("CREATE TABLE app.big (id INT PRIMARY KEY, pad CHAR(40)); "
+           "USE app; INSERT INTO app.big SELECT seq, REPEAT('p', 40) FROM seq_1_to_100000")
+    rs = wait_records("cdc.app", lambda rs: len(of(rs, "big")) >= 100000, 120)
+    big = of(rs, "big")
+    t.eq([r["payload"]["after"]["id"] for r in big], list(range(1, 100001)), "100000 rows, once each, in order")
+    t.eq({r["payload"]["source"]["gtid"] for r in big}.__len__(), 1, "all of one transaction")
+
+with t.section("kill -9 of Sluice twice under load, and a MariaDB restart: every row exactly once, in order",
+               srv):
+    my.sql("CREATE TABLE app.load (id INT PRIMARY KEY, v INT)")
+    stop = threading.Event()
+    committed = []
+
+    def load():
+        i = 0
+        while not stop.is_set():
+            stmts = "".join("INSERT INTO app.load VALUES (%d, %d);" % (i + k, k) for k in range(5))
+            try:
+                my.sql("BEGIN;" + stmts + "COMMIT")
+            except RuntimeError:  # MariaDB restarting: the transaction did not commit
+                time.sleep(0.05)
+                continue
+            committed.extend(range(i, i + 5))
+            i += 5
+
+    w = threading.Thread(target=load)
+    w.start()
+    for k in range(2):
+        st.wait_until(lambda: len(of(records("cdc.app"), "load")) > 50 * (k + 1), 30, 0.05)
+        srv.kill()
+        srv.start()
+    st.wait_until(lambda: len(of(records("cdc.app"), "load")) > 200, 30, 0.05)
+    my.restart()
+    st.wait_until(lambda: len(committed) > 400, 30, 0.05)
+    stop.set()
+    w.join()
+    rs = wait_records("cdc.app", lambda rs: len(of(rs, "load")) >= len(committed), 60)
+    got = [r["payload"]["after"]["id"] for r in of(rs, "load")]
+    t.eq(len(got), len(committed), "as many records as committed rows (%d)" % len(committed))
+    t.eq(got, committed, "every committed row exactly once, in commit order")
+    t.eq(conn(cid)["state"], "running", "the connector rode out the MariaDB restart")
+
+with t.section("snapshot_mode never and a table filter", srv):
+    my.sql("CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY); CREATE TABLE shop.other (id INT PRIMARY KEY);"
+           "INSERT INTO shop.orders VALUES (1); INSERT INTO shop.other VALUES (1)")
+    mark = srv.log_mark()
+    c2 = create("shop", my.config("shop", snapshot_mode="never", tables=["orders"], strand="cdc.shop",
+                                  server_id=4243))
+    st.wait_until(lambda: "%s: streaming the binlog" % c2["id"] in srv.log_since(mark), 10, 0.05)
+    my.sql("INSERT INTO shop.orders VALUES (2); INSERT INTO shop.other VALUES (2); INSERT INTO shop.orders VALUES (3)")
+    rs = wait_records("cdc.shop", lambda rs: len(rs) >= 2)
+    t.eq([(r["payload"]["source"]["table"], r["payload"]["after"]["id"]) for r in rs], [("orders", 2), ("orders", 3)],
+         "never: only changes after the start; only the listed table")
+    delete(c2["id"])
+
+with t.section("wrong settings fail with a last_error that says how to fix them", srv):
+    my.sql("CREATE USER 'nobinlog'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'nobinlog'@'127.0.0.1'")
+    c3 = create("no grant", my.config("app", user="nobinlog", password="pw", snapshot_mode="never", server_id=4244))
+    x = wait_state(c3["id"], "failed")
+    t.ok(x["state"] == "failed" and "REPLICATION SLAVE" in (x["last_error"] or ""),
+         "missing REPLICATION SLAVE grant: failed, naming the GRANT", x["last_error"])
+    delete(c3["id"])
+    my.sql("SET GLOBAL binlog_format = 'STATEMENT'")
+    c4 = create("statement", my.config("app", snapshot_mode="never", server_id=4245))
+    x = wait_state(c4["id"], "failed")
+    t.ok(x["state"] == "failed" and "binlog_format" in (x["last_error"] or "")
+         and "SET GLOBAL binlog_format = 'ROW'" in x["last_error"],
+         "binlog_format STATEMENT: failed, naming the variable and the fix", x["last_error"])
+    my.sql("SET GLOBAL binlog_format = 'ROW'")
+    r = srv.req("POST", "/v1/connectors/%s/restart" % c4["id"])
+    x = wait_state(c4["id"], "running")
+    t.eq(x["state"], "running", "after the fix, a restart runs it")
+    delete(c4["id"])
+    c5 = create("down", dict(my.config("app", snapshot_mode="never", server_id=4246), port=1))
+    x = wait_state(c5["id"], "failed")
+    t.ok(x["state"] == "failed" and "cannot connect" in (x["last_error"] or ""),
+         "a server that cannot be reached at the first start: failed with the reason", x["last_error"])
+    delete(c5["id"])
+
+srv.stop()
+with t.section("the strand verifies after the crashes"):
+    rc, out, err = st.run_verify(srv.data, "cdc.app")
+    t.ok(rc == 0, "sluice verify: the chain of cdc.app is intact", (out + err)[-300:])
+mypeer.stop_all()
+t.done()
