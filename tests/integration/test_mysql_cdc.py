@@ -137,6 +137,19 @@ with t.section("every common type, typed the same by the stream and the snapshot
          "utf8mb4 and latin1 text, binary base64, ENUM/SET names, JSON text, times ISO with their precision, "
          "YEAR, BIT, NULL")
 
+with t.section("generated, invisible, GEOMETRY and JSON columns", srv):
+    my.sql("CREATE TABLE app.gen (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL, p INT AS (a + 1) PERSISTENT, "
+           "h INT INVISIBLE DEFAULT 7, g GEOMETRY, j JSON); "
+           "INSERT INTO app.gen (id, a, g, j) VALUES (1, 10, POINT(1, 2), '[1]'); UPDATE app.gen SET a = 11")
+    rs = wait_records("cdc.app", lambda rs: len(of(rs, "gen")) >= 2)
+    g = [r["payload"] for r in of(rs, "gen")]
+    point = "AAAAAAEBAAAAAAAAAAAA8D8AAAAAAAAAQA=="
+    t.eq([(x["op"], x["after"]) for x in g],
+         [("c", {"id": 1, "a": 10, "v": 20, "p": 11, "h": 7, "g": point, "j": "[1]"}),
+          ("u", {"id": 1, "a": 11, "v": 22, "p": 12, "h": 7, "g": point, "j": "[1]"})],
+         "virtual and persistent generated columns with their values, invisible columns, GEOMETRY as "
+         "base64 (WKB), JSON after a GEOMETRY as its text")
+
 with t.section("insert, update, delete, transactions, rollback", srv):
     my.sql("CREATE TABLE app.ta (id INT PRIMARY KEY, v VARCHAR(10)); CREATE TABLE app.tb (id INT PRIMARY KEY, w INT)")
     my.sql("BEGIN; INSERT INTO app.ta VALUES (1, 'a'); INSERT INTO app.tb VALUES (1, 10); "
@@ -193,9 +206,13 @@ with t.section("kill -9 of Sluice twice under load, and a MariaDB restart: every
             stmts = "".join("INSERT INTO app.load VALUES (%d, %d);" % (i + k, k) for k in range(5))
             try:
                 my.sql("BEGIN;" + stmts + "COMMIT")
-            except RuntimeError:  # MariaDB restarting: the transaction did not commit
+            except RuntimeError:  # MariaDB restarting: did the transaction commit before it went?
                 time.sleep(0.05)
-                continue
+                try:
+                    if my.one("SELECT COUNT(*) FROM app.load WHERE id = %d" % i) != "1":
+                        continue
+                except RuntimeError:
+                    continue
             committed.extend(range(i, i + 5))
             i += 5
 
@@ -212,6 +229,8 @@ with t.section("kill -9 of Sluice twice under load, and a MariaDB restart: every
     w.join()
     rs = wait_records("cdc.app", lambda rs: len(of(rs, "load")) >= len(committed), 60)
     got = [r["payload"]["after"]["id"] for r in of(rs, "load")]
+    t.eq(committed, [int(r[0]) for r in my.sql("SELECT id FROM app.load ORDER BY id")],
+         "the load's own count agrees with the table")
     t.eq(len(got), len(committed), "as many records as committed rows (%d)" % len(committed))
     t.eq(got, committed, "every committed row exactly once, in commit order")
     t.eq(conn(cid)["state"], "running", "the connector rode out the MariaDB restart")
@@ -252,6 +271,19 @@ with t.section("wrong settings fail with a last_error that says how to fix them"
     t.ok(x["state"] == "failed" and "cannot connect" in (x["last_error"] or ""),
          "a server that cannot be reached at the first start: failed with the reason", x["last_error"])
     delete(c5["id"])
+    c6 = create("tls", my.config("app", snapshot_mode="never", server_id=4247, tls={"mode": "require"}))
+    x = wait_state(c6["id"], "failed")
+    e = x["last_error"] or ""
+    t.ok(x["state"] == "failed" and ("SSL" in e or "TLS" in e),
+         "tls.mode require against a server without TLS: failed, not a silent plain connection", x["last_error"])
+    delete(c6["id"])
+    off = MariaDB("--skip-log-bin")
+    c7 = create("binlog off", dict(off.config("app", snapshot_mode="never", server_id=4248)))
+    x = wait_state(c7["id"], "failed")
+    t.ok(x["state"] == "failed" and "log_bin" in (x["last_error"] or "") and "--log-bin" in x["last_error"],
+         "binary logging off: failed, saying how to turn it on", x["last_error"])
+    delete(c7["id"])
+    off.stop()
 
 srv.stop()
 with t.section("the strand verifies after the crashes"):

@@ -249,11 +249,14 @@ static int is_enum_set(const struct sl_my_col *c)
     return c->real_type == T_ENUM || c->real_type == T_SET;
 }
 
+/* A column with a charset in the optional metadata's charset lists: MariaDB counts GEOMETRY
+ * (binary) among them, so a JSON column after a GEOMETRY gets the right one. */
 static int is_char(const struct sl_my_col *c)
 {
     switch (c->type) {
     case T_STRING:
         return !is_enum_set(c);
+    case T_GEOMETRY:
     case T_VARCHAR:
     case T_VAR_STRING:
     case T_TINY_BLOB:

@@ -314,6 +314,15 @@ static MYSQL *connect_my(struct cdc *c, unsigned read_timeout)
         mysql_close(m);
         return NULL;
     }
+    if (!strcmp(c->tls, "require") && !mysql_get_ssl_cipher(m)) {
+        /* the library may fall back to plain text (seen with 3.3 on 127.0.0.1): refuse it */
+        seterr(c,
+               "tls.mode is require but the connection to %s:%u is not encrypted: the server "
+               "has no TLS (have_ssl = DISABLED; give it ssl_cert and ssl_key)",
+               c->host, c->port);
+        mysql_close(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -746,7 +755,7 @@ static int snapshot_begin(struct cdc *c)
     int rc, found;
     char v[2][128];
     if (!(c->sql = connect_my(c, 3600)))
-        return classify(c, c->sql);
+        return R_DOWN; /* the replication connection just worked */
     if ((rc = query(c, c->sql, "SET SESSION time_zone = '+00:00'", "snapshot")) != R_OK ||
         (rc = query(c, c->sql, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
                     "snapshot")) != R_OK ||
@@ -765,7 +774,7 @@ static int snapshot_begin(struct cdc *c)
                   "with its binlog position needs MariaDB); use snapshot_mode never");
         return R_FATAL;
     }
-    snprintf(c->snap_file, sizeof(c->snap_file), "%s", v[0]);
+    snprintf(c->snap_file, sizeof(c->snap_file), "%.*s", FILE_MAX - 1, v[0]);
     c->snap_pos = strtoull(v[1], NULL, 10);
     char esc[300], q[700];
     mysql_real_escape_string(c->sql, esc, c->db, (unsigned long)strlen(c->db));
