@@ -597,13 +597,21 @@ static int put_text(struct sl_buf *b, const struct sl_my_col *c, const uint8_t *
     return rc;
 }
 
+/* v as exactly n decimal digits (the low ones), zero-padded: the hot path avoids snprintf. */
+static char *digits(char *out, unsigned v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v /= 10)
+        out[i] = (char)('0' + v % 10);
+    return out + n;
+}
+
 /* ".ffffff" cut to fsp digits (nothing when fsp is 0). */
 static size_t frac_text(char *out, uint32_t usec, unsigned fsp)
 {
     if (fsp == 0 || fsp > 6)
         return 0;
-    char d[8];
-    snprintf(d, sizeof(d), "%06u", usec % 1000000u);
+    char d[6];
+    digits(d, usec % 1000000u, 6);
     out[0] = '.';
     memcpy(out + 1, d, fsp);
     return fsp + 1;
@@ -617,9 +625,14 @@ static int put_fmt(struct sl_buf *b, const char *s, size_t n)
 static int put_datetime(struct sl_buf *b, unsigned y, unsigned mo, unsigned d, unsigned h,
                         unsigned mi, unsigned s, uint32_t usec, unsigned fsp)
 {
-    char out[64];
-    int k = snprintf(out, sizeof(out), "%04u-%02u-%02uT%02u:%02u:%02u", y % 10000, mo % 100,
-                     d % 100, h % 100, mi % 100, s % 100);
+    char out[64], *o = out;
+    o = digits(o, y, 4), *o++ = '-';
+    o = digits(o, mo, 2), *o++ = '-';
+    o = digits(o, d, 2), *o++ = 'T';
+    o = digits(o, h, 2), *o++ = ':';
+    o = digits(o, mi, 2), *o++ = ':';
+    o = digits(o, s, 2);
+    int k = (int)(o - out);
     k += (int)frac_text(out + k, usec, fsp);
     out[k++] = 'Z';
     return put_fmt(b, out, (size_t)k);

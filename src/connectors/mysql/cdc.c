@@ -102,7 +102,7 @@ struct cdc {
     uint8_t *captured;
     size_t nmaps;
     /* the transaction being read */
-    int in_tx, standalone;
+    int in_tx, standalone, tx_replay;
     char tx_file[FILE_MAX], gtid[64];
     uint64_t tx_pos;
     uint32_t tx_row;
@@ -540,7 +540,7 @@ static int on_rows(struct cdc *c, const struct sl_my_header *h, const uint8_t *b
         }
         struct key k = {.pos = c->tx_pos, .stream = 1, .row = c->tx_row++};
         memcpy(k.file, c->tx_file, sizeof(k.file));
-        if (key_cmp(&k, &c->key) <= 0)
+        if (c->tx_replay && key_cmp(&k, &c->key) <= 0)
             continue; /* already in the strand */
         src.row = k.row;
         sl_buf_reset(&c->tmp);
@@ -607,6 +607,9 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
         c->tx_pos = h.next_pos - h.event_len;
         c->tx_row = 0;
         c->tx_ts_ms = (int64_t)h.timestamp * 1000;
+        struct key start = {.pos = c->tx_pos, .stream = 1, .row = 0};
+        memcpy(start.file, c->tx_file, sizeof(start.file));
+        c->tx_replay = key_cmp(&start, &c->key) <= 0; /* some of it may be in the strand */
         snprintf(c->gtid, sizeof(c->gtid), "%u-%u-%llu", g.domain, h.server_id,
                  (unsigned long long)g.seq);
         group_reset(c);
