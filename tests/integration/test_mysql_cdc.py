@@ -277,6 +277,39 @@ with t.section("snapshot_mode never and a table filter", srv):
          "never: only changes after the start; only the listed table")
     delete(c2["id"])
 
+with t.section("the stored binlog position was purged: when_needed snapshots again, initial fails saying so", srv):
+    my.sql("CREATE DATABASE pur; CREATE TABLE pur.t (id INT PRIMARY KEY)")
+    mark = srv.log_mark()
+    wn = create("when needed", my.config("pur", snapshot_mode="when_needed", strand="cdc.pur", server_id=4251))
+    ini = create("initial", my.config("pur", strand="cdc.pur2", server_id=4252))
+    st.wait_until(lambda: all("%s: streaming the binlog" % x["id"] in srv.log_since(mark) for x in (wn, ini)), 20, 0.05)
+    my.sql("INSERT INTO pur.t VALUES (1)")
+    wait_records("cdc.pur", lambda rs: len(rs) >= 1)
+    wait_records("cdc.pur2", lambda rs: len(rs) >= 1)
+    for x in (wn, ini):
+        assert srv.req("PATCH", "/v1/connectors/" + x["id"], {"enabled": False}).status == 200
+    my.sql("INSERT INTO pur.t VALUES (2); FLUSH BINARY LOGS; FLUSH BINARY LOGS")
+    cur = my.sql("SHOW MASTER STATUS")[0][0]
+
+    def purged():  # a file a binlog reader still has open is skipped: try until it is free
+        my.sql("PURGE BINARY LOGS TO '%s'" % cur)
+        return my.sql("SHOW BINARY LOGS")[0][0] == cur
+
+    t.ok(st.wait_until(purged, 20, 0.1), "the binlog up to %s is purged" % cur, my.sql("SHOW BINARY LOGS"))
+    for x in (wn, ini):
+        assert srv.req("PATCH", "/v1/connectors/" + x["id"], {"enabled": True}).status == 200
+    rs = wait_records("cdc.pur", lambda rs: len([r for r in rs if r["payload"]["op"] == "r"]) >= 2)
+    my.sql("INSERT INTO pur.t VALUES (3)")
+    rs = wait_records("cdc.pur", lambda rs: any(r["payload"]["op"] == "c" and r["payload"]["after"]["id"] == 3
+                                                for r in rs))
+    t.eq([(r["payload"]["op"], r["payload"]["after"]["id"]) for r in rs], [("c", 1), ("r", 1), ("r", 2), ("c", 3)],
+         "when_needed: a new snapshot (with the row written while the binlog was purged), then the stream")
+    x = wait_state(ini["id"], "failed")
+    t.ok(x["state"] == "failed" and "purged" in (x["last_error"] or ""),
+         "initial: failed, saying the binlog position is gone and what to do", x["last_error"])
+    delete(wn["id"])
+    delete(ini["id"])
+
 with t.section("wrong settings fail with a last_error that says how to fix them", srv):
     my.sql("CREATE USER 'nobinlog'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'nobinlog'@'127.0.0.1'")
     c3 = create("no grant", my.config("app", user="nobinlog", password="pw", snapshot_mode="never", server_id=4244))

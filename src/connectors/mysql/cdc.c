@@ -513,6 +513,10 @@ static int on_rows(struct cdc *c, const struct sl_my_header *h, const uint8_t *b
     }
     if (!cap)
         return 0;
+    if (!c->in_tx) {
+        seterr(c, "binlog %s: row event outside a transaction", c->file);
+        return -1;
+    }
     if (!t->have_names) {
         seterr(c,
                "binlog %s: table %.*s.%.*s has no column names in the binlog: set "
@@ -557,11 +561,21 @@ static int on_rows(struct cdc *c, const struct sl_my_header *h, const uint8_t *b
 
 /* The end of a transaction: its records as one group, or its position alone (not more often
  * than IDLE_POS_MS: a restart re-reads what a skipped position covered, and skips it again). */
+static void forget_tables(struct cdc *c)
+{
+    for (size_t i = 0; i < c->nmaps; i++)
+        sl_my_table_release(&c->maps[i]);
+    c->nmaps = 0;
+}
+
 static int on_commit(struct cdc *c)
 {
     if (!c->in_tx)
         return 0;
     c->in_tx = 0;
+    /* every transaction maps its tables again before its rows: forgetting them here bounds the
+     * cache (an ALTER or a FLUSH TABLES gives a table a new id) */
+    forget_tables(c);
     struct key k = {.pos = c->tx_pos, .stream = 1, .row = ROW_ALL};
     memcpy(k.file, c->tx_file, sizeof(k.file));
     if (c->npend)
@@ -569,6 +583,23 @@ static int on_commit(struct cdc *c)
     if (key_cmp(&k, &c->key) <= 0 || sl_mono_ns() - c->last_emit_ns < IDLE_POS_MS * 1000000ull)
         return 0;
     return group_emit(c, &k);
+}
+
+/* A transaction starts at the event h (its GTID event, or its BEGIN without GTIDs): that event's
+ * position is the transaction's resume position. standalone: no XID/COMMIT ends it (DDL). */
+static void tx_begin(struct cdc *c, const struct sl_my_header *h, int standalone)
+{
+    c->in_tx = 1;
+    c->standalone = standalone;
+    snprintf(c->tx_file, sizeof(c->tx_file), "%s", c->file);
+    c->tx_pos = h->next_pos - h->event_len;
+    c->tx_row = 0;
+    c->tx_ts_ms = (int64_t)h->timestamp * 1000;
+    c->gtid[0] = 0;
+    struct key start = {.pos = c->tx_pos, .stream = 1, .row = 0};
+    memcpy(start.file, c->tx_file, sizeof(start.file));
+    c->tx_replay = key_cmp(&start, &c->key) <= 0; /* some of it may be in the strand */
+    group_reset(c);
 }
 
 static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
@@ -601,27 +632,27 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
             seterr(c, "binlog %s: %s", c->file, why);
             return -1;
         }
-        c->in_tx = 1;
-        c->standalone = g.flags & 1;
-        snprintf(c->tx_file, sizeof(c->tx_file), "%s", c->file);
-        c->tx_pos = h.next_pos - h.event_len;
-        c->tx_row = 0;
-        c->tx_ts_ms = (int64_t)h.timestamp * 1000;
-        struct key start = {.pos = c->tx_pos, .stream = 1, .row = 0};
-        memcpy(start.file, c->tx_file, sizeof(start.file));
-        c->tx_replay = key_cmp(&start, &c->key) <= 0; /* some of it may be in the strand */
+        tx_begin(c, &h, g.flags & 1);
         snprintf(c->gtid, sizeof(c->gtid), "%u-%u-%llu", g.domain, h.server_id,
                  (unsigned long long)g.seq);
-        group_reset(c);
         return 0;
     }
+    case SL_MY_MYSQL_GTID:
+    case SL_MY_MYSQL_GTID + 1: /* MySQL's GTID / anonymous GTID: a transaction starts */
+        tx_begin(c, &h, 0);
+        return 0;
     case SL_MY_QUERY: {
         struct sl_my_query q;
         if (sl_my_query(body, n, &q, &why) < 0) {
             seterr(c, "binlog %s: %s", c->file, why);
             return -1;
         }
-        if (q.sql.len == 5 && !strncasecmp(q.sql.s, "BEGIN", 5))
+        if (q.sql.len == 5 && !strncasecmp(q.sql.s, "BEGIN", 5)) {
+            if (!c->in_tx) /* a binlog without GTID events: the transaction starts here */
+                tx_begin(c, &h, 0);
+            return 0;
+        }
+        if (!c->in_tx) /* DDL without a GTID event before it */
             return 0;
         if (c->standalone || (q.sql.len == 6 && !strncasecmp(q.sql.s, "COMMIT", 6)) ||
             (q.sql.len == 8 && !strncasecmp(q.sql.s, "ROLLBACK", 8)))
@@ -1021,9 +1052,7 @@ static void session_close(struct cdc *c)
     if (c->m)
         mysql_close(c->m);
     c->sql = c->m = NULL;
-    for (size_t i = 0; i < c->nmaps; i++)
-        sl_my_table_release(&c->maps[i]);
-    c->nmaps = 0;
+    forget_tables(c);
     group_reset(c);
     c->in_tx = 0;
     c->checksum = 0;
