@@ -47,7 +47,8 @@ def drain(args, out):
     return time.monotonic() - t0
 
 
-my = MariaDB("--sync-binlog=0", "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=512M")
+my = MariaDB("--sync-binlog=0", "--innodb-flush-log-at-trx-commit=2", "--innodb-buffer-pool-size=512M",
+            "--innodb-log-file-size=256M")
 my.sql("CREATE DATABASE app; CREATE TABLE app.bench (id BIGINT PRIMARY KEY, k INT, v VARCHAR(40), "
        "at DATETIME(6)) DEFAULT CHARSET utf8mb4")
 first = my.sql("SHOW MASTER STATUS")[0][0]

@@ -44,6 +44,10 @@ def wait_records(strand, pred, timeout=30):
     return got or records(strand)
 
 
+def count(strand):
+    return st.counts(srv.port).get(strand, 0)
+
+
 def of(rs, table):
     return [r for r in rs if r["payload"]["source"]["table"] == table]
 
@@ -225,18 +229,20 @@ with t.section("kill -9 of Sluice twice under load, and a MariaDB restart: every
             committed.extend(range(i, i + 5))
             i += 5
 
+    base = count("cdc.app")  # the strand's other writers are done: what comes now is the load
     w = threading.Thread(target=load)
     w.start()
     for k in range(2):
-        st.wait_until(lambda: len(of(records("cdc.app"), "load")) > 50 * (k + 1), 30, 0.05)
+        st.wait_until(lambda: count("cdc.app") > base + 50 * (k + 1), 30, 0.05)
         srv.kill()
         srv.start()
-    st.wait_until(lambda: len(of(records("cdc.app"), "load")) > 200, 30, 0.05)
+    st.wait_until(lambda: count("cdc.app") > base + 200, 30, 0.05)
     my.restart()
     st.wait_until(lambda: len(committed) > 400, 30, 0.05)
     stop.set()
     w.join()
-    rs = wait_records("cdc.app", lambda rs: len(of(rs, "load")) >= len(committed), 60)
+    st.wait_until(lambda: count("cdc.app") >= base + len(committed), 60, 0.05)
+    rs = st.all_records(srv.port, "cdc.app", from_seq=base)
     got = [r["payload"]["after"]["id"] for r in of(rs, "load")]
     t.eq(committed, [int(r[0]) for r in my.sql("SELECT id FROM app.load ORDER BY id")],
          "the load's own count agrees with the table")
@@ -254,8 +260,14 @@ with t.section("kill -9 during the snapshot: the next start takes it again, then
     t.ok(seen is not None, "Sluice was killed in the middle of the snapshot", seen)
     srv.start()
     my.sql("INSERT INTO crash.big VALUES (300001, 'after'), (300002, 'after')")
-    rs = wait_records("cdc.crash", lambda rs: any(r["payload"]["op"] == "c" and r["payload"]["after"]["id"] == 300002
-                                                 for r in rs), 90)
+
+    def tail_has_last():
+        n = count("cdc.crash")
+        return n >= 300002 and any(r["payload"]["op"] == "c" and r["payload"]["after"]["id"] == 300002
+                                   for r in st.all_records(srv.port, "cdc.crash", from_seq=n - 1))
+
+    st.wait_until(tail_has_last, 90, 0.1)
+    rs = records("cdc.crash")
     ids = [r["payload"]["after"]["id"] for r in rs]
     t.eq(sorted(set(ids)), list(range(1, 300003)), "every row is in the strand")
     streamed = [r["payload"]["after"]["id"] for r in rs if r["payload"]["op"] == "c"]
@@ -269,12 +281,23 @@ with t.section("snapshot_mode never and a table filter", srv):
            "INSERT INTO shop.orders VALUES (1); INSERT INTO shop.other VALUES (1)")
     mark = srv.log_mark()
     c2 = create("shop", my.config("shop", snapshot_mode="never", tables=["orders"], strand="cdc.shop",
-                                  server_id=4243))
+                                  server_id=4243, include_schema_changes=True))
     st.wait_until(lambda: "%s: streaming the binlog" % c2["id"] in srv.log_since(mark), 10, 0.05)
-    my.sql("INSERT INTO shop.orders VALUES (2); INSERT INTO shop.other VALUES (2); INSERT INTO shop.orders VALUES (3)")
-    rs = wait_records("cdc.shop", lambda rs: len(rs) >= 2)
-    t.eq([(r["payload"]["source"]["table"], r["payload"]["after"]["id"]) for r in rs], [("orders", 2), ("orders", 3)],
+    my.sql("INSERT INTO shop.orders VALUES (2); INSERT INTO shop.other VALUES (2); INSERT INTO shop.orders VALUES (3);"
+           "ALTER TABLE shop.orders ADD COLUMN x INT DEFAULT 5; CREATE DATABASE unrelated; "
+           "INSERT INTO shop.orders (id) VALUES (4)")
+    rs = wait_records("cdc.shop", lambda rs: len(rs) >= 4)
+    rows = [r["payload"] for r in rs if "op" in r["payload"]]
+    t.eq([(p["source"]["table"], p["after"]) for p in rows],
+         [("orders", {"id": 2}), ("orders", {"id": 3}), ("orders", {"id": 4, "x": 5})],
          "never: only changes after the start; only the listed table")
+    ddl = [r["payload"] for r in rs if "ddl" in r["payload"]]
+    t.ok(len(ddl) == 1 and ddl[0]["ddl"] == "ALTER TABLE shop.orders ADD COLUMN x INT DEFAULT 5"
+         and ddl[0]["databaseName"] == "shop" and ddl[0]["source"]["gtid"],
+         "include_schema_changes: the DDL on the captured database as a record of its own, in binlog order; "
+         "other databases' DDL not", ddl)
+    t.ok([("ddl" in r["payload"]) for r in rs] == [False, False, True, False], "the DDL record sits between the rows",
+         [r["payload"].get("ddl") for r in rs])
     delete(c2["id"])
 
 with t.section("the stored binlog position was purged: when_needed snapshots again, initial fails saying so", srv):

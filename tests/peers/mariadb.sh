@@ -47,8 +47,8 @@ launch() {
     local args=(/usr/sbin/mariadbd --no-defaults --datadir="$d/data" --bind-address=127.0.0.1
         --port="$port" --socket="$d/mysqld.sock" --pid-file="$d/mysqld.pid" --log-error="$d/error.log"
         --server-id=1 --log-bin="$d/data/binlog" --binlog-format=ROW --binlog-row-image=FULL
-        --binlog-row-metadata=FULL --skip-name-resolve --innodb-buffer-pool-size=64M
-        --innodb-log-file-size=64M --max-allowed-packet=64M)
+        --binlog-row-metadata=FULL --skip-name-resolve --innodb-buffer-pool-size=32M
+        --innodb-log-file-size=16M --max-allowed-packet=64M)
     # shellcheck disable=SC2207
     args+=($(cat "$d/options" 2>/dev/null || true))
     if [ "$(id -u)" = 0 ]; then

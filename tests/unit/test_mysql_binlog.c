@@ -266,6 +266,17 @@ static void test_rows(void)
                           "\"pos\":1234,\"row\":5,\"ts_ms\":1000,\"snapshot\":false"),
             "the envelope: op, before, after, source (%s)", j);
     free(j);
+    sl_buf_reset(&env);
+    struct sl_my_str ddl = {"ALTER TABLE t ADD c INT", 23};
+    T_EQ_INT(sl_my_ddl_mp(&env, &ddl, &src, 99), 0, "a schema change record");
+    j = json_of(&env);
+    T_CHECK(
+        strstr(j, "{\"ddl\":\"ALTER TABLE t ADD c INT\",\"databaseName\":\"app\",\"source\":{") &&
+            sl_my_envelope_position(env.data, env.len, file, sizeof(file), &pos, &row, &snap) ==
+                0 &&
+            pos == 1234 && row == 5,
+        "a schema change record: ddl, databaseName, source with its resume key (%s)", j);
+    free(j);
     sl_buf_release(&env);
     sl_buf_release(&before);
     sl_buf_release(&after);

@@ -1025,17 +1025,8 @@ static int put_row_map(struct sl_buf *b, const struct sl_buf *m)
     return sl_buf_append(b, m->data, m->len);
 }
 
-int sl_my_envelope_mp(struct sl_buf *b, char op, const struct sl_buf *before,
-                      const struct sl_buf *after, const struct sl_my_source *src, uint64_t ts_ms)
+static void put_source(struct sl_buf *b, const struct sl_my_source *src)
 {
-    char ops[2] = {op, 0};
-    sl_mp_write_map(b, 5);
-    put_cstr(b, "op");
-    put_cstr(b, ops);
-    put_cstr(b, "before");
-    put_row_map(b, before);
-    put_cstr(b, "after");
-    put_row_map(b, after);
     put_cstr(b, "source");
     sl_mp_write_map(b, 11);
     put_cstr(b, "connector");
@@ -1063,6 +1054,34 @@ int sl_my_envelope_mp(struct sl_buf *b, char op, const struct sl_buf *before,
     sl_mp_write_bool(b, src->snapshot);
     put_cstr(b, "query"); /* Debezium's source.query: not captured */
     sl_mp_write_nil(b);
+}
+
+int sl_my_envelope_mp(struct sl_buf *b, char op, const struct sl_buf *before,
+                      const struct sl_buf *after, const struct sl_my_source *src, uint64_t ts_ms)
+{
+    char ops[2] = {op, 0};
+    sl_mp_write_map(b, 5);
+    put_cstr(b, "op");
+    put_cstr(b, ops);
+    put_cstr(b, "before");
+    put_row_map(b, before);
+    put_cstr(b, "after");
+    put_row_map(b, after);
+    put_source(b, src);
+    put_cstr(b, "ts_ms");
+    sl_mp_write_uint(b, ts_ms);
+    return b->failed ? -1 : 0;
+}
+
+int sl_my_ddl_mp(struct sl_buf *b, const struct sl_my_str *sql, const struct sl_my_source *src,
+                 uint64_t ts_ms)
+{
+    sl_mp_write_map(b, 4);
+    put_cstr(b, "ddl");
+    sl_mp_write_str_lossy(b, sql->s, sql->len);
+    put_cstr(b, "databaseName");
+    sl_mp_write_str_lossy(b, src->db.s, src->db.len);
+    put_source(b, src);
     put_cstr(b, "ts_ms");
     sl_mp_write_uint(b, ts_ms);
     return b->failed ? -1 : 0;

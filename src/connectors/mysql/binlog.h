@@ -151,7 +151,13 @@ struct sl_my_source {
 int sl_my_envelope_mp(struct sl_buf *b, char op, const struct sl_buf *before,
                       const struct sl_buf *after, const struct sl_my_source *src, uint64_t ts_ms);
 
-/* Reads the resume key back from an envelope. 0, or -1 if the payload is not one. */
+/* A schema change record (include_schema_changes), Debezium's shape: {"ddl": statement,
+ * "databaseName", "source": {... "table": ""}, "ts_ms"}; no "op". 0 or -1. */
+int sl_my_ddl_mp(struct sl_buf *b, const struct sl_my_str *sql, const struct sl_my_source *src,
+                 uint64_t ts_ms);
+
+/* Reads the resume key back from an envelope (or a schema change record). 0, or -1 if the payload
+ * is not one. */
 int sl_my_envelope_position(const uint8_t *mp, size_t n, char *file, size_t filecap, uint64_t *pos,
                             uint32_t *row, int *snapshot);
 

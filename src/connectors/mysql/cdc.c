@@ -85,7 +85,7 @@ struct cdc {
     char **tables;
     size_t ntables;
     regex_t re;
-    int have_re, snap_mode;
+    int have_re, snap_mode, include_ddl;
     long long hb_ms;
     char strand_name[SL_STRAND_NAME_MAX + 1];
     /* session */
@@ -237,6 +237,7 @@ static void load_config(struct cdc *c)
                    : !strcmp(sm, "initial_only") ? SNAP_ONLY
                    : !strcmp(sm, "when_needed")  ? SNAP_WHEN_NEEDED
                                                  : SNAP_INITIAL;
+    c->include_ddl = json_is_true(json_object_get(cfg, "include_schema_changes"));
     v = json_object_get(cfg, "heartbeat_interval_ms");
     c->hb_ms = v ? json_integer_value(v) : 1000;
     if (c->hb_ms <= 0)
@@ -585,6 +586,38 @@ static int on_commit(struct cdc *c)
     return group_emit(c, &k);
 }
 
+/* With include_schema_changes: a DDL statement run in the captured database, or naming it
+ * (`db`.t, db.t), becomes a record of its own in the transaction's group. */
+static int on_ddl(struct cdc *c, const struct sl_my_header *h, const struct sl_my_query *q)
+{
+    size_t dl = strlen(c->db);
+    int hit = q->db.len == dl && !strncmp(q->db.s, c->db, dl);
+    for (size_t i = 0; !hit && dl && i + dl + 1 <= q->sql.len; i++)
+        hit = !strncasecmp(q->sql.s + i, c->db, dl) &&
+              (q->sql.s[i + dl] == '.' ||
+               (q->sql.s[i + dl] == '`' && i + dl + 1 < q->sql.len && q->sql.s[i + dl + 1] == '.'));
+    if (!hit)
+        return 0;
+    struct key k = {.pos = c->tx_pos, .stream = 1, .row = c->tx_row++};
+    memcpy(k.file, c->tx_file, sizeof(k.file));
+    if (c->tx_replay && key_cmp(&k, &c->key) <= 0)
+        return 0;
+    struct sl_my_source src = {.db = {c->db, dl},
+                               .table = {"", 0},
+                               .file = c->tx_file,
+                               .pos = c->tx_pos,
+                               .row = k.row,
+                               .server_id = h->server_id,
+                               .gtid = c->gtid[0] ? c->gtid : NULL,
+                               .ts_ms = c->tx_ts_ms};
+    sl_buf_reset(&c->tmp);
+    if (sl_my_ddl_mp(&c->tmp, &q->sql, &src, sl_now_ms()) < 0 || group_add(c, &k, 0) < 0) {
+        seterr(c, "out of memory encoding a schema change");
+        return -1;
+    }
+    return 0;
+}
+
 /* A transaction starts at the event h (its GTID event, or its BEGIN without GTIDs): that event's
  * position is the transaction's resume position. standalone: no XID/COMMIT ends it (DDL). */
 static void tx_begin(struct cdc *c, const struct sl_my_header *h, int standalone)
@@ -654,6 +687,8 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
         }
         if (!c->in_tx) /* DDL without a GTID event before it */
             return 0;
+        if (c->standalone && c->include_ddl && on_ddl(c, &h, &q) < 0)
+            return -1;
         if (c->standalone || (q.sql.len == 6 && !strncasecmp(q.sql.s, "COMMIT", 6)) ||
             (q.sql.len == 8 && !strncasecmp(q.sql.s, "ROLLBACK", 8)))
             return on_commit(c); /* DDL, or a non-transactional engine's commit */

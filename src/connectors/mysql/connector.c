@@ -41,8 +41,8 @@ static const struct sl_field f_mysql_cdc[] = {
      "stop) or when_needed (snapshot again when the stored binlog position is gone).",
      0, 0, g_snapshot_modes, NULL},
     {"include_schema_changes", SL_F_BOOL, 0, "false", 0,
-     "Accepted for Debezium compatibility; DDL is not written to the strand (the binlog's row "
-     "metadata keeps the column names current).",
+     "Write each DDL statement on the captured database as a record of its own ({\"ddl\", "
+     "\"databaseName\", \"source\", \"ts_ms\"}, no op); rows decode right either way.",
      0, 0, NULL, NULL},
     {"heartbeat_interval_ms", SL_F_INT, 0, "1000", 0,
      "Binlog heartbeat period asked of the server while the binlog is idle (capped at 250 ms).", 1,
