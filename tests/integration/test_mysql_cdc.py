@@ -141,6 +141,38 @@ with t.section("every common type, typed the same by the stream and the snapshot
          "utf8mb4 and latin1 text, binary base64, ENUM/SET names, JSON text, times ISO with their precision, "
          "YEAR, BIT, NULL")
 
+EDGE = ("CREATE TABLE app.edge (id INT PRIMARY KEY, d1 DECIMAL(65,30), d2 DECIMAL(4,4), d3 DECIMAL(10,0), "
+        "t6 TIME(6), t1 TIME(1), dt1 DATETIME(1), ts6 TIMESTAMP(6) NULL, y YEAR, b64 BIT(64), bi BIGINT, "
+        "si SMALLINT UNSIGNED, ch CHAR(255), vb VARBINARY(300)) DEFAULT CHARSET utf8mb4")
+EDGE_ROWS = ("(1, 99999999999999999999999999999999999.999999999999999999999999999999, 0.1234, -1, "
+             "'-00:00:00.000001', '-838:59:59.9', '2024-01-01 00:00:00.5', '1970-01-01 00:00:01.000001', 0, "
+             "b'1111111111111111111111111111111111111111111111111111111111111111', -9223372036854775808, 65535, "
+             "REPEAT('é', 255), REPEAT(X'00', 300)), "
+             "(2, -0.000000000000000000000000000001, -0.5, 0, '00:00:00', '00:00:00.1', '9999-12-31 23:59:59.9', "
+             "'2038-01-19 03:14:07.999999', 1901, b'0', 9223372036854775807, 0, '', X'')")
+EDGE_WANT = [
+    {"id": 1, "d1": "99999999999999999999999999999999999.999999999999999999999999999999", "d2": "0.1234",
+     "d3": "-1", "t6": "-00:00:00.000001", "t1": "-838:59:59.9", "dt1": "2024-01-01T00:00:00.5Z",
+     "ts6": "1970-01-01T00:00:01.000001Z", "y": 0, "b64": 18446744073709551615, "bi": -9223372036854775808,
+     "si": 65535, "ch": "é" * 255, "vb": "AAAA" * 100},
+    {"id": 2, "d1": "-0.000000000000000000000000000001", "d2": "-0.5000", "d3": "0", "t6": "00:00:00.000000",
+     "t1": "00:00:00.1", "dt1": "9999-12-31T23:59:59.9Z", "ts6": "2038-01-19T03:14:07.999999Z", "y": 1901,
+     "b64": 0, "bi": 9223372036854775807, "si": 0, "ch": "", "vb": ""}]
+
+with t.section("edge values, and the snapshot types them exactly as the stream does", srv):
+    my.sql(EDGE + "; SET time_zone = '+00:00'; INSERT INTO app.edge VALUES " + EDGE_ROWS)
+    rs = wait_records("cdc.app", lambda rs: len(of(rs, "edge")) >= 2)
+    t.eq([r["payload"]["after"] for r in of(rs, "edge")], EDGE_WANT,
+         "DECIMAL(65,30) extremes and tiny negatives, TIME/DATETIME/TIMESTAMP fractions and bounds, YEAR, "
+         "BIT(64), BIGINT bounds, 255 two-byte characters, 300 zero bytes")
+    c9 = create("types snapshot", my.config("app", tables=["ty", "edge"], strand="cdc.types", server_id=4253))
+    snap = wait_records("cdc.types", lambda rs: len(rs) >= 3)
+    by = {(r["payload"]["source"]["table"], r["payload"]["after"]["id"]): r["payload"] for r in snap}
+    t.ok(all(p["op"] == "r" for p in by.values()), "snapshot rows", [p["op"] for p in by.values()])
+    t.eq([by[("edge", 1)]["after"], by[("edge", 2)]["after"]], EDGE_WANT, "the snapshot's edge values")
+    t.eq(by[("ty", 1)]["after"], dict(WANT, id=1), "the snapshot's common types")
+    delete(c9["id"])
+
 with t.section("generated, invisible, GEOMETRY and JSON columns", srv):
     my.sql("CREATE TABLE app.gen (id INT PRIMARY KEY, a INT, v INT AS (a * 2) VIRTUAL, p INT AS (a + 1) PERSISTENT, "
            "h INT INVISIBLE DEFAULT 7, g GEOMETRY, j JSON); "

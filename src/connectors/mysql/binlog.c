@@ -226,9 +226,12 @@ static int meta_len(uint8_t type)
     }
 }
 
+/* A column with a bit in the SIGNEDNESS metadata. YEAR counts (MariaDB's YEAR is a TINYINT
+ * UNSIGNED underneath): leaving it out shifted the bits of every later number. */
 static int is_numeric(const struct sl_my_col *c)
 {
     switch (c->type) {
+    case T_YEAR:
     case T_TINY:
     case T_SHORT:
     case T_INT24:
