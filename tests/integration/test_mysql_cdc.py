@@ -165,12 +165,22 @@ with t.section("edge values, and the snapshot types them exactly as the stream d
     t.eq([r["payload"]["after"] for r in of(rs, "edge")], EDGE_WANT,
          "DECIMAL(65,30) extremes and tiny negatives, TIME/DATETIME/TIMESTAMP fractions and bounds, YEAR, "
          "BIT(64), BIGINT bounds, 255 two-byte characters, 300 zero bytes")
-    c9 = create("types snapshot", my.config("app", tables=["ty", "edge"], strand="cdc.types", server_id=4253))
-    snap = wait_records("cdc.types", lambda rs: len(rs) >= 3)
+    values = ",".join("'v%d'" % i for i in range(300))
+    my.sql("CREATE TABLE app.edge2 (id INT PRIMARY KEY, e ENUM(%s), s SET('a','b','c','d','e','f','g','h','i',"
+           "'€'), e2 ENUM('à', 'b') CHARACTER SET latin1) DEFAULT CHARSET utf8mb4; "
+           "INSERT INTO app.edge2 VALUES (1, 'v299', 'a,€', 'à'), (2, 'v0', '', 'b')" % values)
+    rs = wait_records("cdc.app", lambda rs: len(of(rs, "edge2")) >= 2)
+    edge2 = [{"id": 1, "e": "v299", "s": "a,€", "e2": "à"}, {"id": 2, "e": "v0", "s": "", "e2": "b"}]
+    t.eq([r["payload"]["after"] for r in of(rs, "edge2")], edge2,
+         "ENUM of 300 values (2 bytes), SET of 10 (2 bytes) with a non-ASCII name, a latin1 ENUM")
+    c9 = create("types snapshot", my.config("app", tables=["ty", "edge", "edge2"], strand="cdc.types",
+                                            server_id=4253))
+    snap = wait_records("cdc.types", lambda rs: len(rs) >= 5)
     by = {(r["payload"]["source"]["table"], r["payload"]["after"]["id"]): r["payload"] for r in snap}
     t.ok(all(p["op"] == "r" for p in by.values()), "snapshot rows", [p["op"] for p in by.values()])
     t.eq([by[("edge", 1)]["after"], by[("edge", 2)]["after"]], EDGE_WANT, "the snapshot's edge values")
     t.eq(by[("ty", 1)]["after"], dict(WANT, id=1), "the snapshot's common types")
+    t.eq([by[("edge2", 1)]["after"], by[("edge2", 2)]["after"]], edge2, "the snapshot's ENUM and SET names")
     delete(c9["id"])
 
 with t.section("generated, invisible, GEOMETRY and JSON columns", srv):
