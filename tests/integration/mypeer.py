@@ -59,6 +59,12 @@ class MariaDB:
         if r.returncode != 0:
             raise RuntimeError("mariadb.sh restart failed: %s" % r.stderr[-2000:])
 
+    def halt(self):
+        """Stops the server and keeps its data; restart() starts it again."""
+        r = subprocess.run(["bash", MY_SH, "halt", self.dir], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError("mariadb.sh halt failed: %s" % r.stderr[-2000:])
+
     def stop(self):
         if self in _started:
             _started.remove(self)

@@ -292,6 +292,22 @@ with t.section("kill -9 of Sluice twice under load, and a MariaDB restart: every
     t.eq(got, committed, "every committed row exactly once, in commit order")
     t.eq(conn(cid)["state"], "running", "the connector rode out the MariaDB restart")
 
+with t.section("MariaDB down when Sluice starts: a connector that has streamed waits for it", srv):
+    srv.stop()
+    my.halt()
+    mark = srv.log_mark()
+    srv.start()
+    st.wait_until(lambda: "cannot connect" in srv.log_since(mark), 20, 0.05)
+    x = conn(cid)
+    t.ok(x["state"] == "running" and "cannot connect" in (x["last_error"] or ""),
+         "state running, last_error says the server cannot be reached", (x["state"], x["last_error"]))
+    my.restart()
+    my.sql("INSERT INTO app.load VALUES (1000000, 0)")
+    rs = wait_records("cdc.app", lambda rs: any(r["payload"]["source"]["table"] == "load"
+                                                and r["payload"]["after"]["id"] == 1000000 for r in rs[-5:]), 60)
+    t.ok(any(r["payload"]["after"]["id"] == 1000000 for r in of(rs[-5:], "load")),
+         "once it is back, the change written after it came up arrives")
+
 with t.section("kill -9 during the snapshot: the next start takes it again, then streams exactly once", srv):
     my.sql("CREATE DATABASE crash; CREATE TABLE crash.big (id INT PRIMARY KEY, pad CHAR(60)); "
            "USE crash; INSERT INTO crash.big SELECT seq, REPEAT('q', 60) FROM seq_1_to_300000")

@@ -3,6 +3,7 @@
 #
 #   tests/peers/mariadb.sh start DIR [--option=value ...]  a new server in DIR (extra mariadbd options)
 #   tests/peers/mariadb.sh restart DIR                      stop it (SIGTERM) and start it again
+#   tests/peers/mariadb.sh halt DIR                         stop it, keep DIR (restart starts it again)
 #   tests/peers/mariadb.sh stop DIR                         stop it (SIGTERM, SIGKILL after 15 s), remove DIR
 #
 # The server listens on 127.0.0.1 only, on a free ephemeral port, with its socket in DIR, a ROW
@@ -113,6 +114,12 @@ cmd_restart() {
     launch "$d" || exit 1
 }
 
+cmd_halt() {
+    local d=$1
+    [ -f "$d/$MARKER" ] || die "$d is not a mariadb.sh directory"
+    stop_server "$d"
+}
+
 cmd_stop() {
     local d=$1
     [ -f "$d/$MARKER" ] || die "$d is not a mariadb.sh directory"
@@ -124,5 +131,6 @@ case "${1:-}" in
 start) shift; [ $# -ge 1 ] || die "usage: start DIR [options]"; cmd_start "$@" ;;
 restart) [ $# -eq 2 ] || die "usage: restart DIR"; cmd_restart "$2" ;;
 stop) [ $# -eq 2 ] || die "usage: stop DIR"; cmd_stop "$2" ;;
-*) die "usage: mariadb.sh start|restart|stop DIR" ;;
+halt) [ $# -eq 2 ] || die "usage: halt DIR"; cmd_halt "$2" ;;
+*) die "usage: mariadb.sh start|restart|halt|stop DIR" ;;
 esac

@@ -756,10 +756,6 @@ static int stream(struct cdc *c, int timeout_ms)
         if (rc < 0)
             return R_RETRY;
     }
-    if (!c->in_tx && sl_mono_ns() - c->last_emit_ns >= (uint64_t)c->hb_ms * 1000000u &&
-        c->key.file[0]) {
-        c->last_emit_ns = sl_mono_ns(); /* idle: nothing to move, the position is current */
-    }
     return R_OK;
 }
 
