@@ -398,6 +398,15 @@ with t.section("wrong settings fail with a last_error that says how to fix them"
     t.ok(x["state"] == "failed" and "REPLICATION SLAVE" in (x["last_error"] or ""),
          "missing REPLICATION SLAVE grant: failed, naming the GRANT", x["last_error"])
     delete(c3["id"])
+    my.sql("CREATE USER 'noslave'@'127.0.0.1' IDENTIFIED BY 'pw'; "
+           "GRANT SELECT, REPLICATION CLIENT ON *.* TO 'noslave'@'127.0.0.1'")
+    c3 = create("no slave grant", my.config("app", user="noslave", password="pw", snapshot_mode="never",
+                                            server_id=4254))
+    x = wait_state(c3["id"], "failed")
+    t.ok(x["state"] == "failed" and "needs the REPLICATION SLAVE privilege" in (x["last_error"] or ""),
+         "REPLICATION CLIENT but no REPLICATION SLAVE: the binlog dump is refused, failed naming the GRANT",
+         x["last_error"])
+    delete(c3["id"])
     my.sql("SET GLOBAL binlog_format = 'STATEMENT'")
     c4 = create("statement", my.config("app", snapshot_mode="never", server_id=4245))
     x = wait_state(c4["id"], "failed")
