@@ -2,6 +2,7 @@
 CC      ?= gcc
 PKGS    := libmicrohttpd gnutls yaml-0.1 libcrypto jansson sqlite3 libcurl libpq avro-c zlib libbrotlienc libzstd liblz4 snappy \
            rdkafka
+PKGS    += libmariadb
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter

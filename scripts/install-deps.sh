@@ -16,6 +16,7 @@ DEBS=(
   avro-bin python3-avro python3-snappy zstd lz4 gzip brotli
   kcat # the Kafka client on the other side of the Kafka tests and bench/kafka.sh
   mosquitto mosquitto-clients openssl # the MQTT broker and clients of the MQTT tests and bench/mqtt.sh; openssl makes their test CA
+  libmariadb-dev mariadb-server mariadb-client # mysql-cdc: binlog client library; the tests' and bench/mysql_cdc.sh's server
   # the Python clients (clients/python) and their test (the seeds' health example uses psutil)
   python3-httpx python3-pydantic python3-psutil
   # independent checks of Merkle proofs and signed checkpoints (tests/integration/test_proofs.py)

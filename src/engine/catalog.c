@@ -16,6 +16,7 @@ extern const struct sl_connector sl_conn_rest_bridge, sl_conn_webhook, sl_conn_s
 extern const struct sl_connector sl_conn_clickhouse;
 extern const struct sl_connector sl_conn_elasticsearch;
 extern const struct sl_connector sl_conn_mqtt, sl_conn_mqtt_sink;
+extern const struct sl_connector sl_conn_mysql_cdc;
 
 static const struct builtin {
     const struct sl_connector *c;
@@ -26,6 +27,7 @@ static const struct builtin {
     {&sl_conn_stdout, 0},        {&sl_conn_datagen, 0},    {&sl_conn_supabase, 0},
     {&sl_conn_postgres_sink, 0}, {&sl_conn_kafka_sink, 0}, {&sl_conn_clickhouse, 0},
     {&sl_conn_elasticsearch, 0}, {&sl_conn_mqtt, 0},       {&sl_conn_mqtt_sink, 0},
+    {&sl_conn_mysql_cdc, 0},
 };
 #define NBUILTIN (sizeof(g_builtin) / sizeof(g_builtin[0]))
 #define MAX_PLUGINS 256

@@ -1527,32 +1527,65 @@ int sl_mp_write_base64(struct sl_buf *b, const void *p, size_t n)
     return 0;
 }
 
+/* Moves *p to the value of key (klen bytes) in the map at *p. 0, or -1 if absent or malformed. */
+static int map_find_n(const uint8_t **p, const uint8_t *end, const char *key, size_t klen)
+{
+    uint32_t n;
+    if (sl_mp_read_map(p, end, &n) < 0)
+        return -1;
+    for (uint32_t i = 0; i < n; i++) {
+        const char *k;
+        uint32_t kl;
+        if (sl_mp_read_str(p, end, &k, &kl) < 0)
+            return -1;
+        if (kl == klen && memcmp(k, key, klen) == 0)
+            return 0;
+        long skip = sl_mp_skip(*p, (size_t)(end - *p), 64);
+        if (skip < 0)
+            return -1;
+        *p += skip;
+    }
+    return -1;
+}
+
 /* The value at a dotted path of a MessagePack map, or NULL. */
 const uint8_t *sl_mp_at_path(const uint8_t *p, const uint8_t *end, const char *path)
 {
     while (*path) {
         const char *dot = strchr(path, '.');
         size_t plen = dot ? (size_t)(dot - path) : strlen(path);
-        uint32_t n;
-        if (sl_mp_read_map(&p, end, &n) < 0)
+        if (map_find_n(&p, end, path, plen) < 0)
             return NULL;
-        const uint8_t *found = NULL;
-        for (uint32_t i = 0; i < n && !found; i++) {
-            const char *key;
-            uint32_t kl;
-            if (sl_mp_read_str(&p, end, &key, &kl) < 0)
-                return NULL;
-            if (kl == plen && memcmp(key, path, plen) == 0)
-                found = p;
-            long skip = sl_mp_skip(p, (size_t)(end - p), 64);
-            if (skip < 0)
-                return NULL;
-            p += skip;
-        }
-        if (!found)
-            return NULL;
-        p = found;
         path += plen + (dot ? 1 : 0);
     }
     return p;
+}
+
+/* ---- shared by the CDC sources (moved from connectors/pg/values.c) ---- */
+
+int sl_mp_write_str_lossy(struct sl_buf *b, const char *s, size_t n)
+{
+    const uint8_t *u = (const uint8_t *)s, *end = u + n;
+    size_t bad = utf8_check(u, n);
+    if (bad == n)
+        return sl_mp_write_str(b, s, n);
+    struct sl_buf t;
+    sl_buf_init(&t, 0);
+    sl_buf_append(&t, u, bad);
+    for (const uint8_t *p = u + bad; p < end;) {
+        int k = *p < 0x80 ? 1 : utf8_seq(p, end);
+        if (k)
+            sl_buf_append(&t, p, (size_t)k);
+        else
+            sl_buf_append(&t, "\xef\xbf\xbd", 3);
+        p += k ? k : 1;
+    }
+    int rc = t.failed ? -1 : sl_mp_write_str(b, (const char *)t.data, t.len);
+    sl_buf_release(&t);
+    return rc;
+}
+
+int sl_mp_map_find(const uint8_t **p, const uint8_t *end, const char *key)
+{
+    return map_find_n(p, end, key, strlen(key));
 }

@@ -100,6 +100,11 @@ int sl_mp_write_double(struct sl_buf *b, double v);
 int sl_mp_write_str(struct sl_buf *b, const char *s, size_t n); /* s must be valid UTF-8 */
 int sl_mp_write_array(struct sl_buf *b, uint32_t n);
 int sl_mp_write_map(struct sl_buf *b, uint32_t n);
+/* A string whose bytes may not be valid UTF-8 (database text): invalid sequences become U+FFFD;
+ * valid input, the normal case, is copied as is. 0 or -1. */
+int sl_mp_write_str_lossy(struct sl_buf *b, const char *s, size_t n);
+/* Finds key in the map at *p and leaves *p at its value; 0 or -1 (not a map, or no such key). */
+int sl_mp_map_find(const uint8_t **p, const uint8_t *end, const char *key);
 
 /* 1 if s[0..n) is valid UTF-8 (strict, as sl_json_to_mp checks raw UTF-8), else 0. */
 int sl_utf8_valid(const uint8_t *s, size_t n);

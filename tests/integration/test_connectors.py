@@ -86,6 +86,7 @@ with t.section("list, get, kinds", srv):
     r = srv.req("GET", "/v1/connector-kinds")
     kinds = {k["kind"]: k for k in r.json.get("kinds", [])} if r.status == 200 else {}
     t.ok(set(kinds) == {"rest_bridge", "webhook", "s3", "postgres_cdc", "kafka", "object_storage",
+                        "mysql-cdc",
                         "stdout", "datagen", "supabase", "postgres_sink", "kafka_sink",
                         "clickhouse", "elasticsearch", "mqtt", "mqtt_sink"},
          "the catalog lists the SapixDB kinds and the framework's new ones", r)

@@ -10,6 +10,8 @@
  * so nothing is written twice. */
 #include "connectors/pg/cdc.h"
 
+#include "connectors/cdc_common.h"
+
 #include "connectors/pg/pgoutput.h"
 #include "connectors/pg/values.h"
 #include "core/buf.h"
@@ -41,7 +43,13 @@
 #define POS_LEN 29
 
 /* What a step of a session came to. */
-enum { R_OK, R_RETRY, R_DOWN, R_FATAL, R_DONE };
+enum {
+    R_OK = SL_CDC_OK,
+    R_RETRY = SL_CDC_RETRY,
+    R_DOWN = SL_CDC_DOWN,
+    R_FATAL = SL_CDC_FATAL,
+    R_DONE = SL_CDC_DONE
+};
 enum { SNAP_INITIAL, SNAP_NEVER, SNAP_ONLY };
 /* Where the session is: the next poll() connects, reads the snapshot, waits for the snapshot to
  * be durable, or streams. */
@@ -197,19 +205,12 @@ static int pos_get(const void *bytes, size_t len, struct pos *ps)
 
 static uint64_t meta_get(struct cdc *c, const char *key)
 {
-    uint64_t v = 0;
-    if (!c->meta || sl_meta_get_state(c->meta, c->id, key, &v) != 0)
-        return 0;
-    return v;
+    return sl_cdc_state_get(c->meta, c->id, key);
 }
 
 static int meta_set(struct cdc *c, const char *key, uint64_t v)
 {
-    struct sl_err err = {0};
-    if (c->meta && sl_meta_set_state(c->meta, c->id, key, v, &err) == 0)
-        return 0;
-    seterr(c, "cannot store %s in meta.db: %s", key, c->meta ? err.msg : "no metadata store");
-    return -1;
+    return sl_cdc_state_set(c->meta, c->id, key, v, c->err, sizeof(c->err));
 }
 
 /* ---- config ---- */
@@ -1092,10 +1093,7 @@ static int session_open(struct cdc *c)
 static int snapshot_wait(struct cdc *c, int timeout_ms)
 {
     struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_nsec += (long)timeout_ms * 1000000L;
-    dl.tv_sec += dl.tv_nsec / 1000000000L;
-    dl.tv_nsec %= 1000000000L;
+    sl_cdc_deadline(&dl, timeout_ms);
     pthread_mutex_lock(&c->mu);
     int done = c->snap_index == 0;
     while (!done && !stopped(c)) {
@@ -1232,18 +1230,7 @@ static enum sl_result pg_poll(void *self, struct sl_emitter *em, int timeout_ms,
     if (rc == R_OK)
         return SL_R_OK;
     session_close(c);
-    if (rc == R_DONE) {
-        sl_info("connector %s: initial_only snapshot complete; the connector stops", c->id);
-        return SL_R_REJECT;
-    }
-    snprintf(error, errlen, "%s", c->err);
-    if (rc == R_FATAL) { /* bad config, or refused for good: "failed" until PATCH or restart */
-        if (c->give_up)
-            c->give_up(c->arg);
-        return SL_R_FATAL;
-    }
-    sl_warn("connector %s: %s; reconnecting", c->id, c->err);
-    return rc == R_DOWN ? SL_R_NOT_CONNECTED : SL_R_RETRY;
+    return sl_cdc_result(rc, c->id, c->err, error, errlen, c->give_up, c->arg);
 }
 
 /* Committer thread (or poll's, inside emit): what PostgreSQL may now be told. */

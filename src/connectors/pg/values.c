@@ -57,44 +57,9 @@ static uint32_t array_elem(uint32_t oid)
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if none starts there. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || s[0] > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] >= 0xa0) ||
-        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] >= 0x90))
-        return 0; /* overlong, surrogate, above U+10FFFF */
-    return len;
-}
-
-/* A string, invalid UTF-8 replaced by U+FFFD (valid input, the normal case, is copied as is). */
 static int put_str(struct sl_buf *b, const char *s, size_t n)
 {
-    size_t i = 0, k;
-    while (i < n && (k = utf8_seq((const unsigned char *)s + i, n - i)) > 0)
-        i += k;
-    if (i == n)
-        return sl_mp_write_str(b, s, n);
-    struct sl_buf t;
-    sl_buf_init(&t, 0);
-    for (i = 0; i < n;) {
-        k = utf8_seq((const unsigned char *)s + i, n - i);
-        if (k)
-            sl_buf_append(&t, s + i, k);
-        else
-            sl_buf_append(&t, "\xef\xbf\xbd", 3);
-        i += k ? k : 1;
-    }
-    int rc = t.failed ? -1 : sl_mp_write_str(b, (const char *)t.data, t.len);
-    sl_buf_release(&t);
-    return rc;
+    return sl_mp_write_str_lossy(b, s, n);
 }
 
 /* Copies s[0..n) into tmp as a C string; -1 if empty or too long for a number. */
@@ -393,39 +358,17 @@ int sl_pg_envelope_mp(struct sl_buf *b, char op, const struct sl_pgo_rel *rel,
     return b->failed ? -1 : 0;
 }
 
-/* Finds key in the map at *p and leaves *p at its value; 0 or -1. */
-static int map_find(const uint8_t **p, const uint8_t *end, const char *key)
-{
-    uint32_t n;
-    if (sl_mp_read_map(p, end, &n) < 0)
-        return -1;
-    size_t klen = strlen(key);
-    for (uint32_t i = 0; i < n; i++) {
-        const char *k;
-        uint32_t kl;
-        if (sl_mp_read_str(p, end, &k, &kl) < 0)
-            return -1;
-        if (kl == klen && memcmp(k, key, klen) == 0)
-            return 0;
-        long skip = sl_mp_skip(*p, (size_t)(end - *p), 64);
-        if (skip < 0)
-            return -1;
-        *p += skip;
-    }
-    return -1;
-}
-
 int sl_pg_envelope_position(const uint8_t *mp, size_t n, uint64_t *commit_lsn, uint32_t *tx_index)
 {
     const uint8_t *end = mp + n, *src = mp, *p;
     int64_t lsn, idx;
-    if (map_find(&src, end, "source") < 0)
+    if (sl_mp_map_find(&src, end, "source") < 0)
         return -1;
     p = src;
-    if (map_find(&p, end, "commit_lsn") < 0 || sl_mp_read_int(&p, end, &lsn) < 0)
+    if (sl_mp_map_find(&p, end, "commit_lsn") < 0 || sl_mp_read_int(&p, end, &lsn) < 0)
         return -1;
     p = src;
-    if (map_find(&p, end, "tx_index") < 0 || sl_mp_read_int(&p, end, &idx) < 0)
+    if (sl_mp_map_find(&p, end, "tx_index") < 0 || sl_mp_read_int(&p, end, &idx) < 0)
         return -1;
     *commit_lsn = (uint64_t)lsn;
     *tx_index = (uint32_t)idx;
