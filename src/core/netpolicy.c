@@ -1,6 +1,7 @@
 #include "core/netpolicy.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,4 +121,36 @@ int sl_netpolicy_denied_host(const char *host, char *why, size_t whylen)
     if (inet_pton(AF_INET6, h, a) == 1)
         return sl_netpolicy_denied(AF_INET6, a, why, whylen);
     return 0;
+}
+
+int sl_netpolicy_pick(const char *host, char *out, size_t n, char *why, size_t whylen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
+    int e = getaddrinfo(host, NULL, &hints, &res);
+    if (e) {
+        snprintf(why, whylen, "could not translate host name \"%s\": %s", host, gai_strerror(e));
+        return -1;
+    }
+    int rc = -1;
+    char first[200] = "";
+    for (struct addrinfo *a = res; a && rc < 0; a = a->ai_next) {
+        const void *bytes =
+            a->ai_family == AF_INET
+                ? (const void *)&((struct sockaddr_in *)(void *)a->ai_addr)->sin_addr
+                : (const void *)&((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_addr;
+        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
+            continue;
+        char w[200];
+        if (sl_netpolicy_denied(a->ai_family, bytes, w, sizeof(w))) {
+            if (!first[0])
+                snprintf(first, sizeof(first), "%s", w);
+            continue;
+        }
+        if (inet_ntop(a->ai_family, bytes, out, (socklen_t)n))
+            rc = 0;
+    }
+    freeaddrinfo(res);
+    if (rc < 0)
+        snprintf(why, whylen, "%s: %s", host, first[0] ? first : "no usable address");
+    return rc;
 }

@@ -17,4 +17,10 @@ int sl_netpolicy_denied(int family, const unsigned char *addr, char *why, size_t
  * checked when it resolves, at connect time). */
 int sl_netpolicy_denied_host(const char *host, char *why, size_t whylen);
 
+/* For clients that resolve names themselves (libpq, libmariadb): the first address of host (a
+ * name or a literal) the policy allows, as text into out, to connect to instead of the name (so
+ * it cannot resolve to something else in between). 0, or -1 with why: every address is denied
+ * (the first rule that denied one), or the name does not resolve. */
+int sl_netpolicy_pick(const char *host, char *out, size_t n, char *why, size_t whylen);
+
 #endif

@@ -73,12 +73,14 @@ class Listener:
             c.close()
 
 
-with t.section("deny_private: PostgreSQL (libpq) and Kafka (librdkafka) connect only where allowed", srv2):
+with t.section("deny_private: PostgreSQL (libpq), Kafka (librdkafka), MySQL (libmariadb) connect only where allowed", srv2):
     pg_l, kafka_l = Listener(), Listener()
     cases = [("postgres_sink", {"connection.url": "postgresql://u:pw@localhost:%d/db" % pg_l.port, "table.name": "t", "insert.mode": "insert"}, pg_l),
              ("postgres_cdc", {"connection_string": "host=localhost port=%d dbname=db user=u" % pg_l.port}, pg_l),
              ("kafka_sink", {"brokers": ["localhost:%d" % kafka_l.port], "topic": "t"}, kafka_l),
-             ("kafka", {"brokers": ["localhost:%d" % kafka_l.port], "topic": "t", "strand": "k"}, kafka_l)]
+             ("kafka", {"brokers": ["localhost:%d" % kafka_l.port], "topic": "t", "strand": "k"}, kafka_l),
+             ("mysql-cdc", {"host": "127.0.0.1", "port": pg_l.port, "database": "db", "user": "u",
+                            "password": "p", "server_id": 4242}, pg_l)]
     for kind, cfg, lst in cases:
         body = {"name": "deny-" + kind, "kind": kind, "config": cfg}
         if kind.endswith("sink"):
@@ -93,7 +95,7 @@ with t.section("deny_private: PostgreSQL (libpq) and Kafka (librdkafka) connect 
              srv2.req("GET", "/v1/connectors/" + cid).json)
         srv2.req("DELETE", "/v1/connectors/" + cid)
     srv2.req("POST", "/v1/records", {"strand": "o", "payload": {"n": 3}})
-    t.eq((pg_l.hits, kafka_l.hits), (0, 0), "no connection reached the PostgreSQL or the Kafka listener")
+    t.eq((pg_l.hits, kafka_l.hits), (0, 0), "no connection reached the database or the Kafka listener")
     for kind, cfg, field in (("kafka_sink", {"brokers": ["10.1.2.3:9092"], "topic": "t"}, "config.brokers[0]"),
                              ("postgres_sink", {"connection.url": "postgresql://10.1.2.3/db", "table.name": "t"}, None)):
         r = srv2.req("POST", "/v1/connectors", {"name": "lit-" + kind, "kind": kind, "config": cfg})

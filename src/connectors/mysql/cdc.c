@@ -22,6 +22,7 @@
 #include "connectors/mysql/binlog.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/netpolicy.h"
 #include "core/util.h"
 #include "engine/meta.h"
 #include "formats/json_mp.h"
@@ -310,7 +311,19 @@ static MYSQL *connect_my(struct cdc *c, unsigned read_timeout)
         mysql_optionsv(m, MYSQL_OPT_SSL_ENFORCE, &on);
         mysql_optionsv(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &off);
     }
-    if (!mysql_real_connect(m, c->host, c->user, c->password, NULL, c->port, NULL, 0)) {
+    /* the outbound policy: a TCP host is resolved and checked here, and its allowed address is
+     * what libmariadb connects to ("localhost" is libmariadb's Unix socket: local) */
+    char addr[64], why[300];
+    const char *host = c->host;
+    if (strcmp(host, "localhost") != 0 && host[0] != '/') {
+        if (sl_netpolicy_pick(host, addr, sizeof(addr), why, sizeof(why)) < 0) {
+            seterr(c, "cannot connect to MySQL/MariaDB at %s:%u: %s", c->host, c->port, why);
+            mysql_close(m);
+            return NULL;
+        }
+        host = addr;
+    }
+    if (!mysql_real_connect(m, host, c->user, c->password, NULL, c->port, NULL, 0)) {
         seterr(c, "cannot connect to MySQL/MariaDB at %s:%u: %s", c->host, c->port, mysql_error(m));
         mysql_close(m);
         return NULL;

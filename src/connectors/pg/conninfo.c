@@ -14,7 +14,6 @@
 
 #include <arpa/inet.h>
 #include <libpq-fe.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -157,41 +156,6 @@ int sl_pg_conninfo_check_field(const char *s, const char *field, struct sl_err *
 
 /* ---- connecting within the outbound policy ---- */
 
-/* The first address of host (a name or a literal) the policy allows, as text into out; 0, or -1
- * with why (every address denied: the first rule that denied one; or the name does not
- * resolve). */
-static int allowed_addr(const char *host, char *out, size_t n, char *why, size_t whylen)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
-    int e = getaddrinfo(host, NULL, &hints, &res);
-    if (e) {
-        snprintf(why, whylen, "could not translate host name \"%s\": %s", host, gai_strerror(e));
-        return -1;
-    }
-    int rc = -1;
-    char first[200] = "";
-    for (struct addrinfo *a = res; a && rc < 0; a = a->ai_next) {
-        const void *bytes =
-            a->ai_family == AF_INET
-                ? (const void *)&((struct sockaddr_in *)(void *)a->ai_addr)->sin_addr
-                : (const void *)&((struct sockaddr_in6 *)(void *)a->ai_addr)->sin6_addr;
-        if (a->ai_family != AF_INET && a->ai_family != AF_INET6)
-            continue;
-        char w[200];
-        if (sl_netpolicy_denied(a->ai_family, bytes, w, sizeof(w))) {
-            if (!first[0])
-                snprintf(first, sizeof(first), "%s", w);
-            continue;
-        }
-        if (inet_ntop(a->ai_family, bytes, out, (socklen_t)n))
-            rc = 0;
-    }
-    freeaddrinfo(res);
-    if (rc < 0)
-        snprintf(why, whylen, "%s: %s", host, first[0] ? first : "no usable address");
-    return rc;
-}
-
 struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, char *why,
                               size_t whylen)
 {
@@ -240,7 +204,7 @@ struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, 
             char addr[INET6_ADDRSTRLEN] = "";
             if (h[0] != '/' && h[0] != '@') { /* not a Unix-socket directory */
                 tcp = 1;
-                ok = allowed_addr(h, addr, sizeof(addr), why, whylen) == 0;
+                ok = sl_netpolicy_pick(h, addr, sizeof(addr), why, whylen) == 0;
             }
             used +=
                 (size_t)snprintf(pinned + used, used < sizeof(pinned) ? sizeof(pinned) - used : 0,
