@@ -260,14 +260,14 @@ static void answer(struct job *j, int dual)
 }
 
 /* Readers call this first: every event answered before now is in the index when it returns
- * (or after 2 s, if the index writer is stuck). */
+ * (or after 30 s, if the index writer is stuck). */
 static void wait_indexed(struct sl_bbk *b)
 {
     pthread_mutex_lock(&b->mu);
     uint64_t want = b->early_answered;
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 2;
+    dl.tv_sec += 30; /* the indexer is behind by one flush at most; a loaded disk can take seconds */
     while (b->early_indexed < want && !b->stopping)
         if (pthread_cond_timedwait(&b->indexed_cv, &b->mu, &dl) != 0)
             break;
