@@ -240,6 +240,25 @@ async def sluice_api():
         page = await s.records("sdk", from_seq=2, limit=2)
         t.ok([x.payload["n"] for x in page.records] == [2, 3] and page.next_seq == 4, "records(from_seq, limit)", page)
         t.ok(any(x.name == "sdk" and x.count == 5 for x in await s.strands()), "strands()")
+        q = await s.records("sdk", where="value.n >= 3", max_scan=100)
+        t.ok([x.payload["n"] for x in q.records] == [3, 4] and q.scanned == 5 and q.truncated is False,
+             "records(where=, max_scan=): the matching records, scanned and truncated", q)
+        lt = await s.latest("sdk", "n")
+        t.ok(isinstance(lt, sluice.Latest) and lt.keys == 5 and sorted(x.payload["n"] for x in lt.records) == [0, 1, 2, 3, 4],
+             "latest(strand, key): one record per key", lt)
+        # proofs, checked here with an RFC 9162 verifier of the test's own (merklepy)
+        import merklepy
+        note = await s.checkpoint("sdk")
+        _, size, root = merklepy.open_checkpoint(note, await s.checkpoint_key())
+        ip = await s.inclusion_proof("sdk", seq=1)
+        t.ok(ip.leaf_index == 1 and ip.tree_size == size and merklepy.verify_inclusion(
+            bytes.fromhex(b.record_hashes[0]), 1, size, [bytes.fromhex(h) for h in ip.hashes], root),
+            "checkpoint(), checkpoint_key(), inclusion_proof(): the proof verifies against the signed root", ip)
+        cp = await s.consistency_proof("sdk", 1)
+        t.ok(cp.from_ == 1 and cp.to == size, "consistency_proof(strand, 1): from 1 to the checkpoint's size", cp)
+        pr = await s.get_record(b.record_hashes[0], proof=True)
+        t.ok(getattr(pr, "proof", None) and pr.proof["leaf_index"] == 1 and getattr(pr, "checkpoint", None),
+             "get_record(proof=True) carries its proof and checkpoint", pr)
         got = []
         async for rec in s.follow("sdk", from_seq=3, poll_interval=0.05):
             got.append(rec.payload["n"])

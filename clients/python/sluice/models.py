@@ -1,7 +1,7 @@
 """Typed answers of Sluice's own routes (docs/api.md, docs/connectors.md)."""
 from typing import Any, Dict, List, Optional
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Model(BaseModel):
@@ -46,6 +46,28 @@ class Record(_Model):
 class RecordPage(_Model):
     records: List[Record]
     next_seq: int
+    scanned: Optional[int] = None  # with where=
+    truncated: Optional[bool] = None
+
+
+class Latest(_Model):
+    """GET /v1/strands/{name}/latest: the latest record of each key."""
+    records: List[Record]
+    keys: int
+    scanned: int
+    truncated: bool
+
+
+class InclusionProof(_Model):
+    leaf_index: int
+    tree_size: int
+    hashes: List[str]
+
+
+class ConsistencyProof(_Model):
+    from_: int = Field(alias="from")
+    to: int
+    hashes: List[str]
 
 
 class Strand(_Model):
