@@ -104,6 +104,16 @@ function progressOf(c) {
     'aria-label': 'delivered of ' + total }), ' ', s.lag + ' behind');
 }
 
+// A source's own progress: a snapshot's rows (where the kind reports them), else what it wrote.
+function sourceProgress(c) {
+  const s = c.stats || {};
+  if (s.snapshot_rows_total) {
+    return el('span', {}, el('progress', { max: String(s.snapshot_rows_total), value: String(s.snapshot_rows_done || 0),
+      'aria-label': 'snapshot rows' }), ' snapshot ' + (s.snapshot_rows_done || 0) + ' / ' + s.snapshot_rows_total);
+  }
+  return c.event_count + ' written';
+}
+
 async function act(method, path, body) {
   const r = await api(method, path, body);
   say(r.status < 300 ? method + ' ' + path + ': done' : (r.json && r.json.error) || 'HTTP ' + r.status);
@@ -132,7 +142,7 @@ async function connectors() {
         el('td', {}, el('a', { href: '#/connector/' + encodeURIComponent(c.id) }, c.name)),
         el('td', {}, c.kind),
         el('td', { class: 'state-' + c.state, title: c.last_error || '' }, c.state),
-        el('td', {}, c.direction === 'outbound' ? progressOf(c) : (c.event_count + ' written')),
+        el('td', {}, c.direction === 'outbound' ? progressOf(c) : sourceProgress(c)),
         el('td', {}, c.stats ? c.stats.dead_lettered : '—'),
         el('td', {}, actions(c))))));
   });
