@@ -267,7 +267,8 @@ static void wait_indexed(struct sl_bbk *b)
     uint64_t want = b->early_answered;
     struct timespec dl;
     clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += 30; /* the indexer is behind by one flush at most; a loaded disk can take seconds */
+    dl.tv_sec +=
+        30; /* the indexer is behind by one flush at most; a loaded disk can take seconds */
     while (b->early_indexed < want && !b->stopping)
         if (pthread_cond_timedwait(&b->indexed_cv, &b->mu, &dl) != 0)
             break;
