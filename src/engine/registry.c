@@ -110,7 +110,8 @@ static int inbound_worker(const struct sl_connector *k)
 
 /* ---- audit capture: what the calling thread changed between begin and end ---- */
 
-static __thread json_t *t_changes; /* an array while capturing, else NULL */
+static __thread int t_capturing;
+static __thread json_t *t_changes; /* made at the first change noted while capturing */
 
 /* The part of a connector a change is about: who it is and how it is set up (secrets redacted),
  * not its counters. */
@@ -124,7 +125,7 @@ static json_t *audit_view(const struct conn *c)
 /* Notes one change; before/after are new references (or NULL: created / deleted). */
 static void audit_note(const char *id, json_t *before, json_t *after)
 {
-    if (!t_changes) {
+    if (!t_capturing || (!t_changes && !(t_changes = json_array()))) {
         json_decref(before);
         json_decref(after);
         return;
@@ -136,18 +137,16 @@ static void audit_note(const char *id, json_t *before, json_t *after)
 
 void sl_registry_audit_begin(void)
 {
-    json_decref(t_changes);
-    t_changes = json_array();
+    json_decref(t_changes); /* nothing allocated here: every request of the hot path comes by */
+    t_changes = NULL;
+    t_capturing = 1;
 }
 
 json_t *sl_registry_audit_end(void)
 {
     json_t *out = t_changes;
     t_changes = NULL;
-    if (out && json_array_size(out) == 0) {
-        json_decref(out);
-        out = NULL;
-    }
+    t_capturing = 0;
     return out;
 }
 
