@@ -329,7 +329,14 @@ static long resumable(const struct sl_os_target *t, const struct sl_os_io *io, c
         snprintf(range, sizeof(range), "Content-Range: bytes %zu-%zu/%zu", off, off + n - 1, len);
         st = request(t, io, "PUT", session, key, data + off, n, NULL, range, NULL, &r, res);
         if (st == 308) {
-            off = received(&r); /* normally off + n; the server may keep less */
+            size_t got = received(&r); /* normally off + n; the server may keep less */
+            if (got <= off && resumes++ == MAX_RESUMES) {
+                snprintf(res->error, sizeof(res->error),
+                         "PUT %.150s (resumable): the session keeps no bytes past %zu", key, off);
+                st = 502; /* a server that takes nothing in: retried later, not looped on */
+                goto out;
+            }
+            off = got;
             continue;
         }
         if (st >= 200 && st < 300)
