@@ -73,9 +73,14 @@ async function strand(name) {
     if (where.value.trim()) q.set('where', where.value.trim());
     const r = await api('GET', '/v1/strands/' + encodeURIComponent(name) + '/records?' + q);
     if (r.status !== 200) return out.replaceChildren(failed(r));
-    out.replaceChildren(table(['seq', 'time', 'hash', 'payload'], r.json.records.map(x => el('tr', {},
-      el('td', { class: 'mono' }, x.seq), el('td', {}, when(x.timestamp_ms)), el('td', { class: 'mono' }, short(x.record_hash)),
-      el('td', {}, el('pre', { class: 'payload' }, JSON.stringify(x.payload)))))),
+    out.replaceChildren(table(['seq', 'time', 'hash', 'payload', 'proof'], r.json.records.map(x => {
+      const res = el('span', { class: 'verify-result', 'aria-live': 'polite' });
+      return el('tr', {},
+        el('td', { class: 'mono' }, x.seq), el('td', {}, when(x.timestamp_ms)), el('td', { class: 'mono' }, short(x.record_hash)),
+        el('td', {}, el('pre', { class: 'payload' }, JSON.stringify(x.payload))),
+        el('td', {}, el('button', { type: 'button', class: 'verify', onclick: async () => { res.textContent = await verifyRecord(name, x); } },
+          'Verify'), ' ', res));
+    })),
       el('p', {}, 'next page from seq ' + r.json.next_seq + (r.json.truncated ? ' (scan stopped at max_scan)' : '')));
   };
   const verify = async () => {
@@ -92,6 +97,60 @@ async function strand(name) {
         el('button', { type: 'button', onclick: verify }, 'Signed checkpoint'))),
     check, out);
   load();
+}
+
+// ---- verifying a record in the browser: its RFC 9162 inclusion proof against the root of the
+// strand's signed checkpoint (C2SP signed note), the signature checked with the verifier key.
+
+const hex = (b) => [...new Uint8Array(b)].map(x => x.toString(16).padStart(2, '0')).join('');
+const unhex = (h) => new Uint8Array(h.match(/../g).map(x => parseInt(x, 16)));
+const unb64 = (t) => Uint8Array.from(atob(t), c => c.charCodeAt(0));
+async function sha256(...parts) {
+  const n = parts.reduce((a, p) => a + p.length, 0), all = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) { all.set(p, o); o += p.length; }
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', all));
+}
+
+async function rootFromProof(leaf, index, size, proof) { // RFC 9162 2.1.3.2
+  let fn = index, sn = size - 1, r = leaf;
+  for (const p of proof) {
+    if (sn === 0) return null;
+    if (fn & 1 || fn === sn) {
+      r = await sha256(Uint8Array.of(1), p, r);
+      while (!(fn & 1) && fn !== 0) { fn >>= 1; sn >>= 1; }
+    } else r = await sha256(Uint8Array.of(1), r, p);
+    fn >>= 1; sn >>= 1;
+  }
+  return sn === 0 ? r : null;
+}
+
+async function verifyRecord(strand, rec) {
+  if (!window.crypto || !crypto.subtle) return 'cannot verify here: the browser allows WebCrypto only over HTTPS or on localhost';
+  const seg = encodeURIComponent(strand);
+  const cp = await api('GET', '/v1/strands/' + seg + '/checkpoint');
+  const key = await api('GET', '/v1/checkpoint-key');
+  if (cp.status !== 200 || key.status !== 200) return 'no checkpoint: ' + ((cp.json && cp.json.error) || cp.status);
+  const i = cp.text.lastIndexOf('\n\n'), body = cp.text.slice(0, i + 1);
+  const [, size, root] = body.split('\n');
+  const kt = key.text.trim(), p1 = kt.indexOf('+'), p2 = kt.indexOf('+', p1 + 1); // base64 may hold '+'
+  const kname = kt.slice(0, p1), kid = kt.slice(p1 + 1, p2), kb64 = kt.slice(p2 + 1);
+  const raw = unb64(kb64);
+  const sig = cp.text.slice(i + 2).split('\n').map(l => l.split(' ')).find(w => w[0] === '\u2014' && w[1] === kname);
+  let signed = false;
+  try {
+    const pub = await crypto.subtle.importKey('raw', raw.slice(1), { name: 'Ed25519' }, false, ['verify']);
+    const sb = unb64(sig[2]);
+    signed = hex(sb.slice(0, 4)) === kid && await crypto.subtle.verify({ name: 'Ed25519' }, pub, sb.slice(4), new TextEncoder().encode(body));
+  } catch (e) { return 'checkpoint signature not checked (' + e.message + ')'; }
+  if (!signed) return 'NOT verified: the checkpoint signature does not match the key';
+  if (rec.seq >= Number(size)) return 'not in a signed checkpoint yet (size ' + size + '): try again shortly';
+  const pr = await api('GET', '/v1/strands/' + seg + '/proof/inclusion?seq=' + rec.seq + '&tree_size=' + size);
+  if (pr.status !== 200) return 'no proof: ' + ((pr.json && pr.json.error) || pr.status);
+  const got = await rootFromProof(unhex(rec.record_hash), pr.json.leaf_index, pr.json.tree_size, pr.json.hashes.map(unhex));
+  return got && hex(got) === hex(unb64(root))
+    ? 'verified: in the signed tree of ' + size + ' records'
+    : 'NOT verified: the proof does not lead to the signed root';
 }
 
 // ---- connectors

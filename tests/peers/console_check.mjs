@@ -80,6 +80,11 @@ try {
   const shown = await page.$$eval('pre.payload', es => es.map(e => e.textContent));
   await page.screenshot({ path: `${out}/strand.png`, fullPage: true });
   check('the strand page shows the record written from the panel', shown.some(s => s.includes('"the console"') && s.includes('42')), shown.join(' | '));
+  // verify: the record's inclusion proof against the signed checkpoint, checked in the browser
+  await page.click('button.verify');
+  await page.waitForFunction(() => { const r = document.querySelector('.verify-result'); return r && r.textContent.length > 0; }, { timeout: 15000 });
+  const verdict = await page.$eval('.verify-result', e => e.textContent);
+  check('Verify checks the record\'s inclusion proof and the checkpoint signature in the browser', verdict.startsWith('verified'), verdict);
   // keyboard: the nav links and the form controls take focus with Tab
   await visit('#/ingest', '#ingest');
   const seen = new Set();
