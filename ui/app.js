@@ -166,9 +166,9 @@ function progressOf(c) {
 // A source's own progress: a snapshot's rows (where the kind reports them), else what it wrote.
 function sourceProgress(c) {
   const s = c.stats || {};
-  if (s.snapshot_rows_total) {
-    return el('span', {}, el('progress', { max: String(s.snapshot_rows_total), value: String(s.snapshot_rows_done || 0),
-      'aria-label': 'snapshot rows' }), ' snapshot ' + (s.snapshot_rows_done || 0) + ' / ' + s.snapshot_rows_total);
+  if (s.snapshot_rows_estimate) {
+    return el('span', {}, el('progress', { max: String(s.snapshot_rows_estimate), value: String(s.snapshot_rows_done || 0),
+      'aria-label': 'snapshot rows' }), ' snapshot ' + (s.snapshot_rows_done || 0) + ' / ' + s.snapshot_rows_estimate);
   }
   return c.event_count + ' written';
 }

@@ -873,7 +873,7 @@ static int snapshot_begin(struct cdc *c)
         mysql_data_seek(c->snap_tables, 0);
     c->snap_row = 0;
     c->snap_ts_ms = (int64_t)sl_now_ms();
-    gauge(c, "snapshot_rows_total", c->snap_total);
+    gauge(c, "snapshot_rows_estimate", c->snap_total);
     gauge(c, "snapshot_rows_done", 0);
     c->phase = PH_SNAPSHOT;
     sl_info("connector %s: snapshot at binlog %s:%llu (about %llu rows)", c->id, c->snap_file,
@@ -1216,7 +1216,7 @@ static int my_position_of(const uint8_t *payload, size_t len, void *position, si
 
 static const struct sl_gauge my_gauges[] = {
     {"snapshot_rows_done", "Rows of the initial snapshot in the strand so far."},
-    {"snapshot_rows_total", "Estimated rows of the initial snapshot (information_schema)."},
+    {"snapshot_rows_estimate", "Estimated rows of the initial snapshot (information_schema)."},
     {NULL, NULL},
 };
 
