@@ -201,6 +201,18 @@ with t.section("SAS token: a container SAS made by Microsoft's client", srv):
          "a SAS with a wrong signature: Azure answers 403, the connector says so and keeps the record", c)
     srv.req("DELETE", "/v1/connectors/" + cid)
 
+with t.section("a 403 on an upload after the health check passed: dead letters, no retry storm", srv):
+    ro = client("sas", CONTAINER, "rl")["sas"]  # may list (the health check) but not write
+    cid = create({"provider": "azure", "bucket": CONTAINER, "prefix": "ro", "batch_size": 2, "flush_interval_ms": 100,
+                  "azure": {"sas_token": ro, "endpoint": az.endpoint}}, ["azro"])
+    write("azro", 2)
+    c = st.wait_until(lambda: (lambda c_: c_ if c_["stats"]["dead_lettered"] == 2 else None)(conn(cid)), 20)
+    dls = srv.req("GET", "/v1/connectors/%s/dead-letters" % cid).json
+    t.ok(c and c["stats"]["failed"] <= 2 and dls["count"] == 2 and dls["dead_letters"][0]["last_status"] == 403,
+         "Azure refuses the write (403): both records are dead letters after one attempt, nothing retried", (c, dls))
+    t.eq(listing("ro/"), [], "nothing stored")
+    srv.req("DELETE", "/v1/connectors/" + cid)
+
 with t.section("Put Block + Put Block List for a blob over 16 MiB", srv):
     cid = create(cfg("big", batch_size=20, flush_interval_ms=3600000), ["azbig"])
     write("azbig", 20, size=900000)

@@ -6,7 +6,7 @@
 //   node azblob.mjs ENDPOINT ACCOUNT KEY list CONTAINER [PREFIX]   -> [{name, size, contentType}]
 //   node azblob.mjs ENDPOINT ACCOUNT KEY get CONTAINER NAME FILE    (downloads the blob into FILE)
 //   node azblob.mjs ENDPOINT ACCOUNT KEY blocks CONTAINER NAME      -> {committed, uncommitted}
-//   node azblob.mjs ENDPOINT ACCOUNT KEY sas CONTAINER              -> a container SAS (rwl, 1 h)
+//   node azblob.mjs ENDPOINT ACCOUNT KEY sas CONTAINER [PERMS]      -> a container SAS (PERMS, default rwl; 1 h)
 //
 // ENDPOINT is the blob endpoint with the account in its path (Azurite's layout).
 // Run from SLUICE_NODE_DIR (the test copies it there) so that the package resolves.
@@ -40,7 +40,7 @@ if (cmd === 'create') {
   out({ committed: (r.committedBlocks || []).length, uncommitted: (r.uncommittedBlocks || []).length });
 } else if (cmd === 'sas') {
   const sas = generateBlobSASQueryParameters({
-    containerName: container, permissions: ContainerSASPermissions.parse('rwl'),
+    containerName: container, permissions: ContainerSASPermissions.parse(arg || 'rwl'),
     startsOn: new Date(Date.now() - 60000), expiresOn: new Date(Date.now() + 3600000),
   }, cred).toString();
   out({ sas });
