@@ -249,10 +249,11 @@ static int cmd_serve(int argc, char **argv)
      * and answer every pending write, then stop. */
     sl_http_quiesce(srv);
     sl_api_shutdown(&api);
-    sl_checkpointer_stop(&api);      /* it appends to a strand: before the store closes */
-    sl_engine_stop(engine);          /* workers read strands: they stop first */
-    sl_bbk_close(api.boboyka);       /* answers its ingests in flight */
-    sl_store_close(api.store);       /* answers every pending write (and counts pushes) */
+    sl_http_drain(srv);         /* writes the loops deferred before the gate closed are committed */
+    sl_checkpointer_stop(&api); /* it appends to a strand: before the store closes */
+    sl_engine_stop(engine);     /* workers read strands: they stop first */
+    sl_bbk_close(api.boboyka);  /* answers its ingests in flight */
+    sl_store_close(api.store);  /* answers every pending write (and counts pushes) */
     sl_registry_close(api.registry); /* then the counters are flushed */
     sl_http_stop(srv);
     sl_note_key_release(&api.ckpt_key);

@@ -5,6 +5,8 @@
 #include "core/util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <microhttpd.h>
@@ -13,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,15 +25,20 @@ enum { ST_HANDLING = 0, ST_SUSPENDED = 1, ST_RESPONDED = 2 };
 
 #define MAX_EXTRA_HEADERS 4
 
+struct loop;
+
 struct sl_http_req {
     struct sl_http_server *srv;
+    struct loop *loop; /* the event loop serving it */
     struct MHD_Connection *conn;
     const char *method, *path;
     struct sl_buf body;
     int too_big;
-    int handled; /* the handler ran */
-    int queued;  /* a response was queued to MHD */
-    int state;   /* ST_*, atomic */
+    int handled;    /* the handler ran */
+    int queued;     /* a response was queued to MHD */
+    int state;      /* ST_*, atomic */
+    int deferred;   /* answered by a function the loop runs after its pass (sl_http_defer) */
+    int in_handler; /* the route handler is running */
     int route;
     uint64_t start_ns;
     unsigned status;
@@ -50,8 +59,34 @@ struct pending {
     int listed;
 };
 
-struct sl_http_server {
+/* A function to run after a loop's pass over its ready connections (sl_http_defer). */
+struct defer {
+    void (*fn)(void *a, void *b);
+    void *a, *b;
+};
+
+/* One event loop: its own listening socket (SO_REUSEPORT when there are several), its own
+ * libmicrohttpd daemon driven from here (no internal thread), its own thread. A pass: wait for
+ * events, let the daemon handle every ready connection, then run the deferred functions (the
+ * group commit of the writes the pass queued), then the answers go out on the next pass. */
+struct loop {
+    struct sl_http_server *srv;
     struct MHD_Daemon *d;
+    int lfd, ep, efd;
+    pthread_t th;
+    int started;
+    uint64_t passes; /* atomic */
+    struct defer *defers;
+    size_t ndef, capdef;
+};
+
+struct sl_http_server {
+    struct loop *loops;
+    unsigned nloops, port;
+    int stopping, quiesce; /* atomic: loops stop / stop accepting */
+    pthread_mutex_t bmu;   /* a barrier waits for passes */
+    pthread_cond_t bcv;
+    int barrier; /* atomic: someone waits on bcv */
     struct sl_http_opts o;
     sl_http_handler handler;
     void *ctx;
@@ -90,6 +125,10 @@ void sl_http_add_header(struct sl_http_req *req, const char *name, const char *v
         req->nextra++;
 }
 
+static __thread struct loop *tl_loop; /* the loop this thread runs, if any */
+
+static enum MHD_Result queue(struct sl_http_req *req);
+
 void sl_http_respond(struct sl_http_req *req, unsigned status, const char *content_type,
                      struct sl_buf *body)
 {
@@ -98,10 +137,48 @@ void sl_http_respond(struct sl_http_req *req, unsigned status, const char *conte
     int old = __atomic_exchange_n(&req->state, ST_RESPONDED, __ATOMIC_ACQ_REL);
     if (old == ST_SUSPENDED)
         MHD_resume_connection(req->conn);
+    else if (req->deferred && !req->in_handler && req->loop == tl_loop)
+        queue(req); /* a deferred function on the loop's own thread: straight to the connection */
+    /* else: answered in the handler (on_request queues it), or a deferred request answered on
+     * another thread: the loop finds it on its next pass (the connection waits unsuspended) */
+}
+
+int sl_http_defer(struct sl_http_req *req, void (*fn)(void *a, void *b), void *a, void *b)
+{
+    struct loop *l = req->loop;
+    if (!l || l != tl_loop || !req->in_handler)
+        return -1;
+    for (size_t i = 0; i < l->ndef; i++)
+        if (l->defers[i].fn == fn && l->defers[i].a == a && l->defers[i].b == b) {
+            req->deferred = 1;
+            return 0;
+        }
+    if (l->ndef == l->capdef) {
+        size_t n = l->capdef ? l->capdef * 2 : 16;
+        struct defer *d = realloc(l->defers, n * sizeof(*d));
+        if (!d)
+            return -1;
+        l->defers = d;
+        l->capdef = n;
+    }
+    l->defers[l->ndef++] = (struct defer){fn, a, b};
+    req->deferred = 1;
+    return 0;
+}
+
+/* Runs (and forgets) the deferred functions of the pass. Loop thread. */
+static void run_defers(struct loop *l)
+{
+    while (l->ndef) {
+        struct defer d = l->defers[--l->ndef];
+        d.fn(d.a, d.b);
+    }
 }
 
 static enum MHD_Result queue(struct sl_http_req *req)
 {
+    if (req->queued)
+        return MHD_YES;
     req->queued = 1;
     if (!req->resp) /* out of memory building the answer */
         return MHD_NO;
@@ -288,6 +365,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!req)
             return MHD_NO;
         req->srv = srv;
+        req->loop = tl_loop;
         req->conn = conn;
         req->method = method;
         req->path = url;
@@ -345,10 +423,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                      srv->o.max_body);
             respond_plain_error(req, 413, "body_too_large", msg);
         } else {
+            req->in_handler = 1;
             srv->handler(req, srv->ctx);
+            req->in_handler = 0;
         }
         if (__atomic_load_n(&req->state, __ATOMIC_ACQUIRE) == ST_RESPONDED)
             return queue(req);
+        if (req->deferred) /* answered after this pass: libmicrohttpd calls again until then */
+            return MHD_YES;
         MHD_suspend_connection(conn);
         int expect = ST_HANDLING;
         if (!__atomic_compare_exchange_n(&req->state, &expect, ST_SUSPENDED, 0, __ATOMIC_ACQ_REL,
@@ -369,6 +451,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct sl_http_req *req = *con_cls;
     if (!req)
         return;
+    if (req->deferred && __atomic_load_n(&req->state, __ATOMIC_ACQUIRE) != ST_RESPONDED &&
+        req->loop && req->loop == tl_loop)
+        run_defers(req->loop); /* its answer is made before it is freed */
     if (srv->o.on_complete && req->handled)
         srv->o.on_complete(req, req->status, sl_mono_ns() - req->start_ns, srv->ctx);
     if (req->resp)
@@ -396,6 +481,112 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     sl_debug("http: %s", line);
 }
 
+/* ---- the event loops ---- */
+
+static void wake(struct loop *l)
+{
+    uint64_t one = 1;
+    ssize_t w = write(l->efd, &one, sizeof(one));
+    (void)w; /* a full counter wakes the loop as well */
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop *l = arg;
+    struct sl_http_server *srv = l->srv;
+    int quiesced = 0;
+    tl_loop = l;
+    while (!__atomic_load_n(&srv->stopping, __ATOMIC_ACQUIRE)) {
+        MHD_UNSIGNED_LONG_LONG to = 1000;
+        if (MHD_get_timeout(l->d, &to) != MHD_YES || to > 1000)
+            to = 1000;
+        struct epoll_event ev[2];
+        int n = epoll_wait(l->ep, ev, 2, (int)to);
+        for (int i = 0; i < n; i++)
+            if (ev[i].data.fd == l->efd) {
+                uint64_t v;
+                ssize_t r = read(l->efd, &v, sizeof(v));
+                (void)r;
+            }
+        MHD_run(l->d);
+        run_defers(l);
+        if (!quiesced && __atomic_load_n(&srv->quiesce, __ATOMIC_ACQUIRE)) {
+            MHD_socket fd = MHD_quiesce_daemon(l->d);
+            if (fd != MHD_INVALID_SOCKET)
+                close(fd);
+            quiesced = 1;
+        }
+        __atomic_add_fetch(&l->passes, 1, __ATOMIC_RELEASE);
+        if (__atomic_load_n(&srv->barrier, __ATOMIC_ACQUIRE)) {
+            pthread_mutex_lock(&srv->bmu);
+            pthread_cond_broadcast(&srv->bcv);
+            pthread_mutex_unlock(&srv->bmu);
+        }
+    }
+    run_defers(l);
+    return NULL;
+}
+
+/* Returns once every loop has finished a pass that started after the call. */
+static void barrier(struct sl_http_server *srv)
+{
+    uint64_t seen[64];
+    pthread_mutex_lock(&srv->bmu);
+    __atomic_add_fetch(&srv->barrier, 1, __ATOMIC_ACQ_REL);
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        seen[i] = __atomic_load_n(&srv->loops[i].passes, __ATOMIC_ACQUIRE);
+        wake(&srv->loops[i]);
+    }
+    for (unsigned i = 0; i < srv->nloops; i++)
+        while (srv->loops[i].started &&
+               __atomic_load_n(&srv->loops[i].passes, __ATOMIC_ACQUIRE) < seen[i] + 2)
+            pthread_cond_wait(&srv->bcv, &srv->bmu); /* +2: the pass running at the call ends */
+    __atomic_sub_fetch(&srv->barrier, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&srv->bmu);
+}
+
+/* A listening socket on addr (SO_REUSEPORT: the loops share the port), or -1. */
+static int listen_on(const struct sockaddr *sa, socklen_t salen, int reuseport)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
+        bind(fd, sa, salen) < 0 || listen(fd, 1024) < 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+static void free_server(struct sl_http_server *srv)
+{
+    for (unsigned i = 0; i < srv->nloops; i++) {
+        struct loop *l = &srv->loops[i];
+        if (l->d)
+            MHD_stop_daemon(l->d); /* closes its listening socket (if not quiesced) */
+        else if (l->lfd >= 0)
+            close(l->lfd);
+        if (l->ep >= 0)
+            close(l->ep);
+        if (l->efd >= 0)
+            close(l->efd);
+        free(l->defers);
+    }
+    free(srv->loops);
+    pthread_mutex_destroy(&srv->bmu);
+    pthread_cond_destroy(&srv->bcv);
+    pthread_mutex_destroy(&srv->mu);
+    pthread_cond_destroy(&srv->cv);
+    free(srv);
+}
+
 int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_http_handler h,
                   void *ctx, struct sl_err *err)
 {
@@ -408,8 +599,8 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     struct sockaddr *sa;
-    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
-                     MHD_USE_ERROR_LOG;
+    socklen_t salen;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO | MHD_USE_ERROR_LOG;
     const char *host = strcmp(o->host, "localhost") == 0 ? "127.0.0.1" : o->host;
     memset(&a4, 0, sizeof(a4));
     memset(&a6, 0, sizeof(a6));
@@ -417,10 +608,12 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
         a4.sin_family = AF_INET;
         a4.sin_port = htons((uint16_t)o->port);
         sa = (struct sockaddr *)&a4;
+        salen = sizeof(a4);
     } else if (inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
         a6.sin6_family = AF_INET6;
         a6.sin6_port = htons((uint16_t)o->port);
         sa = (struct sockaddr *)&a6;
+        salen = sizeof(a6);
         flags |= MHD_USE_IPv6;
     } else {
         free(srv);
@@ -449,20 +642,62 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
     tls[nt] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
+    pthread_mutex_init(&srv->bmu, NULL);
+    pthread_cond_init(&srv->bcv, NULL);
     srv->head.next = srv->head.prev = &srv->head;
-    srv->d = MHD_start_daemon(
-        flags, (uint16_t)o->port, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, tls,
-        MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_PER_IP_CONNECTION_LIMIT, o->max_conns_per_ip,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
-        srv, MHD_OPTION_CONNECTION_LIMIT, o->max_conns, MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_THREAD_POOL_SIZE,
-        o->threads > 1 ? o->threads : 0, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
-        /* libmicrohttpd zeroes a connection's whole pool after every keep-alive request: 16 KiB
-         * instead of the default 32 KiB halves that cost; headers fit, bodies stream through. */
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
-    if (!srv->d) {
-        free(srv);
-        return sl_err_sys(err, SL_E_IO, "cannot listen on %s:%u", o->host, o->port);
+    unsigned n = o->threads ? o->threads : 1;
+    if (n > 64)
+        n = 64;
+    srv->loops = calloc(n, sizeof(*srv->loops));
+    if (!srv->loops) {
+        free_server(srv);
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    }
+    srv->nloops = n;
+    for (unsigned i = 0; i < n; i++)
+        srv->loops[i] = (struct loop){.srv = srv, .lfd = -1, .ep = -1, .efd = -1};
+    unsigned conns = (o->max_conns + n - 1) / n; /* each loop takes its share */
+    for (unsigned i = 0; i < n; i++) {
+        struct loop *l = &srv->loops[i];
+        if ((l->lfd = listen_on(sa, salen, n > 1)) < 0) {
+            free_server(srv);
+            return sl_err_sys(err, SL_E_IO, "cannot listen on %s:%u", o->host, o->port);
+        }
+        if (i == 0) { /* an ephemeral port: the others bind the one it got */
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            getsockname(l->lfd, (struct sockaddr *)&ss, &sl);
+            srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                       : ((struct sockaddr_in *)&ss)->sin_port);
+            a4.sin_port = a6.sin6_port = htons((uint16_t)srv->port);
+        }
+        l->d = MHD_start_daemon(
+            flags, (uint16_t)srv->port, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, tls,
+            MHD_OPTION_LISTEN_SOCKET, l->lfd, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+            o->max_conns_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_CONNECTION_LIMIT, conns,
+            MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            /* libmicrohttpd zeroes a connection's whole pool after every keep-alive request: 16
+             * KiB instead of the default 32 KiB halves that cost; headers fit, bodies stream. */
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
+        const union MHD_DaemonInfo *di =
+            l->d ? MHD_get_daemon_info(l->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
+        struct epoll_event ev = {.events = EPOLLIN};
+        if (!di || (l->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+            (l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+            (ev.data.fd = di->epoll_fd, epoll_ctl(l->ep, EPOLL_CTL_ADD, di->epoll_fd, &ev)) < 0 ||
+            (ev.data.fd = l->efd, epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ev)) < 0) {
+            free_server(srv);
+            return sl_err_sys(err, SL_E_IO, "cannot start the HTTP server on %s:%u", o->host,
+                              o->port);
+        }
+    }
+    for (unsigned i = 0; i < n; i++) {
+        if (pthread_create(&srv->loops[i].th, NULL, loop_main, &srv->loops[i]) != 0) {
+            sl_http_stop(srv);
+            return sl_err_sys(err, SL_E_IO, "cannot start an HTTP thread");
+        }
+        srv->loops[i].started = 1;
     }
     if (o->header_timeout_s && pthread_create(&srv->watch, NULL, watch, srv) == 0)
         srv->watching = 1;
@@ -472,15 +707,18 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
 
 unsigned sl_http_port(struct sl_http_server *srv)
 {
-    const union MHD_DaemonInfo *i = MHD_get_daemon_info(srv->d, MHD_DAEMON_INFO_BIND_PORT);
-    return i ? i->port : 0;
+    return srv->port;
 }
 
 void sl_http_quiesce(struct sl_http_server *srv)
 {
-    MHD_socket s = MHD_quiesce_daemon(srv->d);
-    if (s != MHD_INVALID_SOCKET)
-        close(s);
+    __atomic_store_n(&srv->quiesce, 1, __ATOMIC_RELEASE);
+    barrier(srv);
+}
+
+void sl_http_drain(struct sl_http_server *srv)
+{
+    barrier(srv);
 }
 
 void sl_http_stop(struct sl_http_server *srv)
@@ -495,8 +733,14 @@ void sl_http_stop(struct sl_http_server *srv)
         pthread_join(srv->watch, NULL);
         srv->watching = 0;
     }
-    MHD_stop_daemon(srv->d);
-    free(srv);
+    __atomic_store_n(&srv->stopping, 1, __ATOMIC_RELEASE);
+    for (unsigned i = 0; i < srv->nloops; i++)
+        if (srv->loops[i].started) {
+            wake(&srv->loops[i]);
+            pthread_join(srv->loops[i].th, NULL);
+            srv->loops[i].started = 0;
+        }
+    free_server(srv);
 }
 
 const char *sl_http_method(const struct sl_http_req *req)

@@ -1,9 +1,11 @@
 /* The HTTP server adapter: the only file that includes microhttpd.h is http.c.
  *
- * Threads: handlers run on libmicrohttpd's internal epoll thread(s). A handler either responds
- * before it returns, or returns without responding; then the connection is suspended (no thread
- * waits) and sl_http_respond() may be called later from any thread (e.g. a strand committer),
- * which resumes it. Every request gets exactly one response. */
+ * Threads: handlers run on our event-loop threads (each drives its own libmicrohttpd daemon). A
+ * handler either responds before it returns, or defers its answer to a function the loop runs
+ * after its pass (sl_http_defer: the writes of one pass are group-committed on the loop's own
+ * thread), or returns without responding; then the connection is suspended (no thread waits)
+ * and sl_http_respond() may be called later from any thread (e.g. a strand committer), which
+ * resumes it. Every request gets exactly one response. */
 #ifndef SL_API_HTTP_H
 #define SL_API_HTTP_H
 
@@ -44,6 +46,9 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
 unsigned sl_http_port(struct sl_http_server *srv);
 /* Stops accepting new connections (existing ones finish). */
 void sl_http_quiesce(struct sl_http_server *srv);
+/* Returns once every event loop has finished a whole pass (and its deferred functions) begun
+ * after the call: nothing a handler deferred before the call is still to run. */
+void sl_http_drain(struct sl_http_server *srv);
 void sl_http_stop(struct sl_http_server *srv);
 
 const char *sl_http_method(const struct sl_http_req *req);
@@ -65,6 +70,12 @@ int sl_http_route(const struct sl_http_req *req);
 
 /* Adds a response header (before sl_http_respond). Copies both strings. */
 void sl_http_add_header(struct sl_http_req *req, const char *name, const char *value);
+/* In a handler: asks the event loop to run fn(a, b) once after its current pass over the ready
+ * connections (the same fn, a, b in one pass run once), before it waits again, and to keep the
+ * connection waiting without suspending it; fn (or what it calls) answers the request, on the
+ * loop's thread, which sends the answer at once. 0, or -1 when this request cannot be deferred
+ * (the caller then arranges an answer from another thread, as without it). */
+int sl_http_defer(struct sl_http_req *req, void (*fn)(void *a, void *b), void *a, void *b);
 /* Sends the response; takes body's storage (body is left empty). Any thread, exactly once. */
 void sl_http_respond(struct sl_http_req *req, unsigned status, const char *content_type,
                      struct sl_buf *body);

@@ -1,8 +1,8 @@
 /* POST /v1/records, POST /v1/records/batch, GET /v1/records/{hash}.
  *
- * A write is parsed and validated on the HTTP thread (JSON -> MessagePack in one pass), handed
- * to the strand's committer, and answered from the committer's done callback after the group
- * commit; the connection is suspended meanwhile. */
+ * A write is parsed and validated on the HTTP thread (JSON -> MessagePack in one pass), queued on
+ * its strand, and group-committed by the event loop after its pass over the ready connections
+ * (sl_http_defer, sl_strand_commit_now): answered from the append's done callback once durable. */
 #include "api/api.h"
 #include "api/records_parse.h"
 #include "core/util.h"
@@ -68,6 +68,12 @@ static void answer_write(struct sl_append *a)
     sl_api_json(req, 201, &b);
 }
 
+static void commit_strand(void *strand, void *unused)
+{
+    (void)unused;
+    sl_strand_commit_now(strand);
+}
+
 void sl_v1_records_post(struct sl_api *api, struct sl_http_req *req, int batch)
 {
     int ndjson;
@@ -98,7 +104,12 @@ void sl_v1_records_post(struct sl_api *api, struct sl_http_req *req, int batch)
         return sl_api_error_from(req, &err);
     w->a.done = answer_write;
     w->a.arg = w;
-    if (sl_strand_submit(w->strand, &w->a, &err) < 0)
+    /* On an event loop: queued without waking the strand's threads, and committed with the rest
+     * of the loop's pass by the loop itself (one write, one fdatasync, no hand-off). */
+    int rc = sl_http_defer(req, commit_strand, w->strand, NULL) == 0
+                 ? sl_strand_enqueue(w->strand, &w->a, &err)
+                 : sl_strand_submit(w->strand, &w->a, &err);
+    if (rc < 0)
         return sl_api_error_from(req, &err);
 }
 

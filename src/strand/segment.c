@@ -158,6 +158,7 @@ int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL
         rc = sl_err_sys(err, SL_E_IO, "preallocate %s", s->path);
         goto fail;
     }
+    s->zeroed = from_spare ? size : 0;
     if (sl_pwrite_all(s->fd, h, sizeof(h), 0) < 0) {
         rc = sl_err_sys(err, SL_E_IO, "write header %s", s->path);
         goto fail;
@@ -186,6 +187,24 @@ int sl_seg_create(const char *dir, uint64_t base_seq, const uint8_t prev_hash[SL
 fail:
     sl_seg_close(s);
     return rc;
+}
+
+#define ZERO_AHEAD (1u << 20)
+
+int sl_seg_zero_ahead(struct sl_segment *s, uint64_t from, uint64_t to)
+{
+    static const uint8_t zero[ZERO_AHEAD];
+    if (s->zeroed < from)
+        s->zeroed = from; /* below the writer: written already */
+    if (s->zeroed >= s->size || s->zeroed >= to + ZERO_AHEAD / 2)
+        return 0;
+    uint64_t z = s->zeroed > to ? s->zeroed : to, end = to + ZERO_AHEAD;
+    if (end > s->size)
+        end = s->size;
+    if (z < end && sl_pwrite_all(s->fd, zero, end - z, z) < 0)
+        return -1;
+    s->zeroed = end;
+    return 0;
 }
 
 int sl_seg_prepare_spare(const char *dir, uint64_t size, int durable, struct sl_err *err)

@@ -19,9 +19,11 @@
 
 struct sl_segment {
     uint64_t base_seq;
-    uint64_t count; /* published records */
-    uint64_t end;   /* file offset after the last published frame */
-    uint64_t size;  /* file (and mapping) size */
+    uint64_t count;  /* published records */
+    uint64_t end;    /* file offset after the last published frame */
+    uint64_t size;   /* file (and mapping) size */
+    uint64_t zeroed; /* the file's blocks below this offset are written (data or zeros): a write
+                      * there needs no unwritten-extent conversion at fdatasync; writer-private */
     uint64_t first_ts, last_ts;
     uint8_t prev_hash[SL_HASH_LEN]; /* hash of seq base_seq-1, zeros for seq 0 */
     int fd;
@@ -37,6 +39,12 @@ struct sl_segment {
     uint64_t idx_len;
     char path[4096];
 };
+
+/* Writes zeros ahead of the writer, so that fdatasync after a write below s->zeroed has no
+ * preallocated (unwritten) extents to convert, which costs a journal commit each time: called
+ * before writing [from, to), it zero-fills a window past `to` once the writer gets near. A
+ * segment made from a zero-filled spare needs none. 0 or -1 (errno). */
+int sl_seg_zero_ahead(struct sl_segment *s, uint64_t from, uint64_t to);
 
 /* What recovery of one segment found. */
 struct sl_seg_recovery {

@@ -50,6 +50,13 @@ struct sl_strand {
     uint8_t head[SL_HASH_LEN];
     uint64_t bytes;
 
+    /* The commit stage (hash, write) and the sync stage (fdatasync, publish, answer) each run
+     * under their own mutex, on the strand's threads or inline (sl_strand_commit_now): whoever
+     * takes work from a stage's queue holds the stage's mutex until that work is handed on, so a
+     * caller holding both in turn has seen every earlier append through. Order: cmu, then ymu. */
+    pthread_mutex_t cmu, ymu;
+    int inline_commit; /* under cmu: the commit stage runs in sl_strand_commit_now */
+
     /* submission queue */
     pthread_mutex_t qmu;
     pthread_cond_t qcond;
@@ -190,6 +197,8 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&s->lock, &ra);
     pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&s->cmu, NULL);
+    pthread_mutex_init(&s->ymu, NULL);
     pthread_mutex_init(&s->qmu, NULL);
     pthread_cond_init(&s->qcond, NULL);
     pthread_mutex_init(&s->wmu, NULL);
@@ -351,6 +360,8 @@ void sl_strand_close(struct sl_strand *s)
     free(s->cur);
     sl_buf_release(&s->wbuf);
     pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->cmu);
+    pthread_mutex_destroy(&s->ymu);
     pthread_mutex_destroy(&s->qmu);
     pthread_cond_destroy(&s->qcond);
     pthread_mutex_destroy(&s->wmu);
@@ -361,7 +372,7 @@ void sl_strand_close(struct sl_strand *s)
     free(s);
 }
 
-int sl_strand_submit(struct sl_strand *s, struct sl_append *a, struct sl_err *err)
+static int enqueue(struct sl_strand *s, struct sl_append *a, int wake, struct sl_err *err)
 {
     uint64_t max = s->opts.segment_bytes - SL_SEG_HDR;
     for (size_t i = 0; i < a->n; i++)
@@ -383,9 +394,20 @@ int sl_strand_submit(struct sl_strand *s, struct sl_append *a, struct sl_err *er
     else
         s->qhead = a;
     s->qtail = a;
-    pthread_cond_signal(&s->qcond);
+    if (wake)
+        pthread_cond_signal(&s->qcond);
     pthread_mutex_unlock(&s->qmu);
     return 0;
+}
+
+int sl_strand_submit(struct sl_strand *s, struct sl_append *a, struct sl_err *err)
+{
+    return enqueue(s, a, 1, err);
+}
+
+int sl_strand_enqueue(struct sl_strand *s, struct sl_append *a, struct sl_err *err)
+{
+    return enqueue(s, a, 0, err);
 }
 
 struct waiter {
@@ -486,6 +508,62 @@ static void set_failed(struct sl_strand *s)
     pthread_mutex_unlock(&s->qmu);
 }
 
+/* The sync stage for the batches written so far: one fdatasync, publish, answer. With ymu held
+ * (taken here), so batches are published in the order they were written. */
+static void sync_stage(struct sl_strand *s)
+{
+    pthread_mutex_lock(&s->ymu);
+    pthread_mutex_lock(&s->smu);
+    struct wbatch *list = s->shead;
+    s->shead = s->stail = NULL;
+    pthread_mutex_unlock(&s->smu);
+    if (!list) {
+        pthread_mutex_unlock(&s->ymu);
+        return;
+    }
+    pthread_mutex_lock(&s->qmu);
+    int rc = s->failed ? SL_E_UNAVAIL : 0;
+    pthread_mutex_unlock(&s->qmu);
+    if (rc == 0 && s->opts.durable) {
+        uint64_t t0 = sl_mono_ns();
+        int src = sl_io.fdatasync(list->seg->fd);
+        record_sync_time(s, sl_mono_ns() - t0);
+        if (src < 0) {
+            /* After a failed fdatasync the kernel may have dropped the dirty pages:
+             * retrying could report success for data that is gone. Stop writing (as
+             * PostgreSQL does); a restart recovers from what is on disk. */
+            sl_error("strand %s: fdatasync of %s failed: %s; the strand stops accepting "
+                     "writes",
+                     s->name, list->seg->path, strerror(errno));
+            set_failed(s);
+            rc = SL_E_IO;
+        }
+    }
+    uint64_t k = 0;
+    for (struct wbatch *b = list, *next; b; b = next, k++) {
+        next = b->next;
+        if (rc == 0 && (rc = publish(s, b)) != 0)
+            set_failed(s);
+        if (rc == 0 && s->tree) { /* durable and published: into the tree, before the acks */
+            for (size_t i = 0; i < b->n; i++)
+                sl_tree_add(s->tree, b->pend[i].hash);
+            sl_tree_publish(s->tree);
+        }
+        fail_appends(b->done_head, rc);
+        free(b->pend);
+        free(b);
+    }
+    pthread_mutex_lock(&s->wmu);
+    pthread_cond_broadcast(&s->wcond);
+    pthread_mutex_unlock(&s->wmu);
+    ring_bell();
+    pthread_mutex_lock(&s->smu);
+    s->synced += k;
+    pthread_cond_broadcast(&s->sdone);
+    pthread_mutex_unlock(&s->smu);
+    pthread_mutex_unlock(&s->ymu);
+}
+
 static void *syncer_main(void *arg)
 {
     struct sl_strand *s = arg;
@@ -493,51 +571,11 @@ static void *syncer_main(void *arg)
         pthread_mutex_lock(&s->smu);
         while (!s->shead && !s->sstop)
             pthread_cond_wait(&s->scond, &s->smu);
-        struct wbatch *list = s->shead;
-        s->shead = s->stail = NULL;
+        int stop = !s->shead;
         pthread_mutex_unlock(&s->smu);
-        if (!list)
+        if (stop)
             break; /* stopping and drained */
-        pthread_mutex_lock(&s->qmu);
-        int rc = s->failed ? SL_E_UNAVAIL : 0;
-        pthread_mutex_unlock(&s->qmu);
-        if (rc == 0 && s->opts.durable) {
-            uint64_t t0 = sl_mono_ns();
-            int src = sl_io.fdatasync(list->seg->fd);
-            record_sync_time(s, sl_mono_ns() - t0);
-            if (src < 0) {
-                /* After a failed fdatasync the kernel may have dropped the dirty pages:
-                 * retrying could report success for data that is gone. Stop writing (as
-                 * PostgreSQL does); a restart recovers from what is on disk. */
-                sl_error("strand %s: fdatasync of %s failed: %s; the strand stops accepting "
-                         "writes",
-                         s->name, list->seg->path, strerror(errno));
-                set_failed(s);
-                rc = SL_E_IO;
-            }
-        }
-        uint64_t k = 0;
-        for (struct wbatch *b = list, *next; b; b = next, k++) {
-            next = b->next;
-            if (rc == 0 && (rc = publish(s, b)) != 0)
-                set_failed(s);
-            if (rc == 0 && s->tree) { /* durable and published: into the tree, before the acks */
-                for (size_t i = 0; i < b->n; i++)
-                    sl_tree_add(s->tree, b->pend[i].hash);
-                sl_tree_publish(s->tree);
-            }
-            fail_appends(b->done_head, rc);
-            free(b->pend);
-            free(b);
-        }
-        pthread_mutex_lock(&s->wmu);
-        pthread_cond_broadcast(&s->wcond);
-        pthread_mutex_unlock(&s->wmu);
-        ring_bell();
-        pthread_mutex_lock(&s->smu);
-        s->synced += k;
-        pthread_cond_broadcast(&s->sdone);
-        pthread_mutex_unlock(&s->smu);
+        sync_stage(s);
     }
     return NULL;
 }
@@ -550,6 +588,9 @@ static int write_batch(struct sl_strand *s)
     if (b->n == 0 && !b->done_head)
         return 0;
     struct sl_segment *a = active(s);
+    if (b->n && s->opts.durable && sl_seg_zero_ahead(a, s->wend, s->wend + s->wbuf.len) < 0)
+        sl_warn("strand %s: zero-filling ahead in %s failed: %s (syncs may be slower)", s->name,
+                a->path, strerror(errno));
     if (b->n && sl_pwrite_all(a->fd, s->wbuf.data, s->wbuf.len, s->wend) < 0) {
         sl_error("strand %s: write at offset %llu of %s failed: %s", s->name,
                  (unsigned long long)s->wend, a->path, strerror(errno));
@@ -573,15 +614,18 @@ static int write_batch(struct sl_strand *s)
         s->shead = b;
     s->stail = b;
     s->enqueued++;
-    pthread_cond_signal(&s->scond);
+    if (!s->inline_commit) /* inline, the caller runs the sync stage itself */
+        pthread_cond_signal(&s->scond);
     pthread_mutex_unlock(&s->smu);
     maybe_prepare_spare(s);
     return 0;
 }
 
-/* Waits until the syncer has published every written batch. Committer thread. */
+/* Waits until every written batch is published. Commit stage. */
 static void wait_drained(struct sl_strand *s)
 {
+    if (s->inline_commit)
+        sync_stage(s); /* the syncer thread was not woken for these batches */
     pthread_mutex_lock(&s->smu);
     while (s->synced != s->enqueued)
         pthread_cond_wait(&s->sdone, &s->smu);
@@ -728,6 +772,22 @@ static void commit_group(struct sl_strand *s, struct sl_append *list)
     }
 }
 
+/* Takes every queued append and runs the commit stage on them. With cmu held. */
+static void commit_stage(struct sl_strand *s)
+{
+    pthread_mutex_lock(&s->qmu);
+    struct sl_append *list = s->qhead;
+    s->qhead = s->qtail = NULL;
+    int failed = s->failed;
+    pthread_mutex_unlock(&s->qmu);
+    if (!list)
+        return;
+    if (failed)
+        fail_appends(list, SL_E_UNAVAIL);
+    else
+        commit_group(s, list);
+}
+
 static void *committer_main(void *arg)
 {
     struct sl_strand *s = arg;
@@ -735,18 +795,25 @@ static void *committer_main(void *arg)
         pthread_mutex_lock(&s->qmu);
         while (!s->qhead && !s->stopping)
             pthread_cond_wait(&s->qcond, &s->qmu);
-        struct sl_append *list = s->qhead;
-        s->qhead = s->qtail = NULL;
-        int failed = s->failed;
+        int stop = !s->qhead;
         pthread_mutex_unlock(&s->qmu);
-        if (!list)
+        if (stop)
             break; /* stopping and drained */
-        if (failed)
-            fail_appends(list, SL_E_UNAVAIL);
-        else
-            commit_group(s, list);
+        pthread_mutex_lock(&s->cmu);
+        commit_stage(s);
+        pthread_mutex_unlock(&s->cmu);
     }
     return NULL;
+}
+
+void sl_strand_commit_now(struct sl_strand *s)
+{
+    pthread_mutex_lock(&s->cmu);
+    s->inline_commit = 1;
+    commit_stage(s);
+    s->inline_commit = 0;
+    pthread_mutex_unlock(&s->cmu);
+    sync_stage(s);
 }
 
 /* ---- readers ---- */

@@ -2,7 +2,9 @@
  *
  * Threads: one committer thread per strand owns all writes (group commit: it takes every queued
  * append, assigns seqs and timestamps, hashes the chain, writes one buffer and fdatasyncs once,
- * then publishes and calls each append's done callback). Any thread may submit and read. */
+ * then publishes and calls each append's done callback). Any thread may submit and read. An event
+ * loop may run that group commit itself for what it queued (sl_strand_enqueue, then
+ * sl_strand_commit_now). */
 #ifndef SL_STRAND_STRAND_H
 #define SL_STRAND_STRAND_H
 
@@ -34,7 +36,7 @@ struct sl_append {
     struct sl_append_rec *recs;
     size_t n;
     uint8_t (*hashes)[SL_HASH_LEN];    /* n slots, filled by the committer */
-    void (*done)(struct sl_append *a); /* runs on the committer thread: keep it short */
+    void (*done)(struct sl_append *a); /* runs on the committing thread: keep it short */
     void *arg;
     /* out, valid in done() */
     int status; /* 0, or SL_E_IO / SL_E_UNAVAIL */
@@ -83,6 +85,14 @@ const char *sl_strand_name(const struct sl_strand *s);
  * frame larger than a segment) / SL_E_UNAVAIL (strand failed or closing) and done() is not called.
  */
 int sl_strand_submit(struct sl_strand *s, struct sl_append *a, struct sl_err *err);
+/* Like sl_strand_submit, but the strand's threads are not woken: the caller commits it with
+ * sl_strand_commit_now (an event loop queues the appends of one pass, then commits them with one
+ * write and one fdatasync on its own thread: no hand-off). */
+int sl_strand_enqueue(struct sl_strand *s, struct sl_append *a, struct sl_err *err);
+/* Commits every append queued before the call, on the calling thread, and returns when each has
+ * had its done() (which runs on this thread, or on the strand's threads if they took it first).
+ * A done() must not call it. */
+void sl_strand_commit_now(struct sl_strand *s);
 /* Convenience for tools and tests: submit and wait. */
 int sl_strand_append_wait(struct sl_strand *s, struct sl_append *a, struct sl_err *err);
 
