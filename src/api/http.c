@@ -57,6 +57,7 @@ struct pending {
     int fd;
     uint64_t deadline_ns;
     int listed;
+    int linger; /* answered before its body was read: close lingeringly (linger_start) */
 };
 
 /* A function to run after a loop's pass over its ready connections (sl_http_defer). */
@@ -69,10 +70,26 @@ struct defer {
  * libmicrohttpd daemon driven from here (no internal thread), its own thread. A pass: wait for
  * events, let the daemon handle every ready connection, then run the deferred functions (the
  * group commit of the writes the pass queued), then the answers go out on the next pass. */
+/* A connection answered before its body was read (an early 413), closed the way nginx does: our
+ * side half-closed after the answer, the rest of the body read and thrown away for a while, so
+ * that a client that sends its whole body before reading (Python's urllib) reads the answer
+ * instead of a reset. */
+struct lingering {
+    int fd;
+    uint64_t deadline_ns;
+    uint64_t bytes;
+};
+
+#define LINGER_MAX 256             /* lingering sockets per loop; more are closed at once */
+#define LINGER_NS 5000000000ull    /* the longest a lingering close lasts */
+#define LINGER_BYTES (64ull << 20) /* the most body thrown away */
+
 struct loop {
     struct sl_http_server *srv;
     struct MHD_Daemon *d;
-    int lfd, ep, efd;
+    int lfd, ep, efd, mhd_ep;
+    struct lingering linger[LINGER_MAX];
+    int nlinger;
     pthread_t th;
     int started;
     uint64_t passes; /* atomic */
@@ -278,6 +295,52 @@ static void unlist(struct pending *p)
     }
 }
 
+static void linger_end(struct loop *l, int i)
+{
+    epoll_ctl(l->ep, EPOLL_CTL_DEL, l->linger[i].fd, NULL);
+    close(l->linger[i].fd);
+    l->linger[i] = l->linger[--l->nlinger];
+}
+
+/* libmicrohttpd is about to close fd: a duplicate keeps the socket, half-closed after the answer
+ * already written, and the loop reads what the client still sends. Loop thread. */
+static void linger_start(struct loop *l, int fd)
+{
+    if (l->nlinger == LINGER_MAX)
+        return;
+    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (d < 0)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.fd = d};
+    if (shutdown(d, SHUT_WR) < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, d, &ev) < 0) {
+        close(d);
+        return;
+    }
+    l->linger[l->nlinger++] =
+        (struct lingering){.fd = d, .deadline_ns = sl_mono_ns() + LINGER_NS, .bytes = 0};
+}
+
+/* Reads and throws away what a lingering socket has; ends it at its end of stream, an error,
+ * the byte limit or the deadline (fd -1: only the deadlines). Loop thread. */
+static void linger_read(struct loop *l, int fd)
+{
+    static char sink[65536];
+    uint64_t now = sl_mono_ns();
+    for (int i = l->nlinger - 1; i >= 0; i--) {
+        struct lingering *g = &l->linger[i];
+        int end = now > g->deadline_ns;
+        while (!end && g->fd == fd) {
+            ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+            if (n > 0 && (g->bytes += (uint64_t)n) <= LINGER_BYTES)
+                continue;
+            end = n >= 0 || (errno != EAGAIN && errno != EINTR);
+            break;
+        }
+        if (end)
+            linger_end(l, i);
+    }
+}
+
 /* MHD tells of each connection: a new one waits for its headers on the list, a closed one leaves
  * it (under the mutex, before MHD closes its socket: the watch never touches a reused fd). */
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -305,9 +368,22 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         pthread_mutex_lock(&srv->mu);
         unlist(p);
         pthread_mutex_unlock(&srv->mu);
+        if (p->linger && tl_loop)
+            linger_start(tl_loop, p->fd);
         free(p);
         *socket_context = NULL;
     }
+}
+
+/* The connection is answered before its body is read: when it closes, it lingers (plain TCP;
+ * a TLS connection has no way to read after its session ends). */
+static void mark_linger(struct sl_http_server *srv, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct pending *p = ci ? ci->socket_context : NULL;
+    if (p && !srv->o.tls_cert)
+        p->linger = 1;
 }
 
 /* The first request's headers are in: the connection leaves the watch. */
@@ -391,6 +467,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             snprintf(msg, sizeof(msg), "body: request body is larger than the limit of %zu bytes",
                      srv->o.max_body);
             respond_plain_error(req, 413, "body_too_large", msg);
+            mark_linger(srv, conn);
             return queue(req);
         }
         return MHD_YES;
@@ -500,14 +577,18 @@ static void *loop_main(void *arg)
         MHD_UNSIGNED_LONG_LONG to = 1000;
         if (MHD_get_timeout(l->d, &to) != MHD_YES || to > 1000)
             to = 1000;
-        struct epoll_event ev[2];
-        int n = epoll_wait(l->ep, ev, 2, (int)to);
+        struct epoll_event ev[16];
+        int n = epoll_wait(l->ep, ev, 16, (int)to);
         for (int i = 0; i < n; i++)
             if (ev[i].data.fd == l->efd) {
                 uint64_t v;
                 ssize_t r = read(l->efd, &v, sizeof(v));
                 (void)r;
+            } else if (ev[i].data.fd != l->mhd_ep) {
+                linger_read(l, ev[i].data.fd);
             }
+        if (l->nlinger)
+            linger_read(l, -1);
         MHD_run(l->d);
         run_defers(l);
         if (!quiesced && __atomic_load_n(&srv->quiesce, __ATOMIC_ACQUIRE)) {
@@ -577,6 +658,8 @@ static void free_server(struct sl_http_server *srv)
             close(l->ep);
         if (l->efd >= 0)
             close(l->efd);
+        while (l->nlinger)
+            linger_end(l, 0);
         free(l->defers);
     }
     free(srv->loops);
@@ -656,7 +739,6 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
     srv->nloops = n;
     for (unsigned i = 0; i < n; i++)
         srv->loops[i] = (struct loop){.srv = srv, .lfd = -1, .ep = -1, .efd = -1};
-    unsigned conns = (o->max_conns + n - 1) / n; /* each loop takes its share */
     for (unsigned i = 0; i < n; i++) {
         struct loop *l = &srv->loops[i];
         if ((l->lfd = listen_on(sa, salen, n > 1)) < 0) {
@@ -675,7 +757,8 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
             flags, (uint16_t)srv->port, NULL, NULL, on_request, srv, MHD_OPTION_ARRAY, tls,
             MHD_OPTION_LISTEN_SOCKET, l->lfd, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
             o->max_conns_per_ip, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-            MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_CONNECTION_LIMIT, conns,
+            MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_CONNECTION_LIMIT,
+            o->max_conns, /* per loop: the kernel spreads connections over them unevenly */
             MHD_OPTION_CONNECTION_TIMEOUT, o->timeout_s, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
             /* libmicrohttpd zeroes a connection's whole pool after every keep-alive request: 16
              * KiB instead of the default 32 KiB halves that cost; headers fit, bodies stream. */
@@ -685,7 +768,8 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
         struct epoll_event ev = {.events = EPOLLIN};
         if (!di || (l->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
             (l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
-            (ev.data.fd = di->epoll_fd, epoll_ctl(l->ep, EPOLL_CTL_ADD, di->epoll_fd, &ev)) < 0 ||
+            (ev.data.fd = l->mhd_ep = di->epoll_fd,
+             epoll_ctl(l->ep, EPOLL_CTL_ADD, di->epoll_fd, &ev)) < 0 ||
             (ev.data.fd = l->efd, epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ev)) < 0) {
             free_server(srv);
             return sl_err_sys(err, SL_E_IO, "cannot start the HTTP server on %s:%u", o->host,
