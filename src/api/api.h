@@ -82,6 +82,12 @@ void sl_api_on_complete(struct sl_http_req *req, unsigned status, uint64_t laten
 #define SL_AUDIT_STRAND "sluice.audit"
 void sl_api_audit(struct sl_api *api, struct sl_http_req *req, unsigned status);
 
+/* Appends a write made by req (done() answers it): a small one is group-committed by the HTTP
+ * event loop after its pass, a big one (body_len over 16 KiB) by the strand's threads.
+ * sl_strand_submit's results. */
+int sl_api_submit(struct sl_http_req *req, struct sl_strand *s, struct sl_append *a,
+                  size_t body_len, struct sl_err *err);
+
 /* Answers {"error": msg, "code": code}. */
 void sl_api_error(struct sl_http_req *req, unsigned status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

@@ -299,7 +299,7 @@ void sl_v1_rest_push(struct sl_api *api, struct sl_http_req *req, const char *id
         .recs = &x->rec, .n = 1, .hashes = &x->hash, .done = push_done, .arg = x};
     struct sl_strand *s;
     if (sl_store_strand(api->store, t.strand, strlen(t.strand), 1, &s, &err) < 0 ||
-        sl_strand_submit(s, &x->a, &err) < 0)
+        sl_api_submit(req, s, &x->a, x->mp.len, &err) < 0)
         return sl_api_error_from(req, &err);
 }
 
