@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Crash test (issue 2, "Recovery" and "Tests"): concurrent writers, kill -9 at a random moment,
-restart on the same data dir, and every acknowledged record is there.
+restart on the same data dir, and every acknowledged record is there. Odd cycles run two HTTP
+event loops, so two loops group-commit the same strands.
 
 Each cycle: start `sluice serve` on the data dir, run 8 writer threads (single writes and small
 JSON-array / NDJSON batches into two strands, some tombstones) that remember every acknowledged
@@ -192,7 +193,8 @@ for cycle in range(CYCLES):
         if srv.proc is not None:  # left running by a failed cycle
             srv.kill()
         mark = srv.log_mark()
-        srv.start()
+        # odd cycles with two HTTP event loops: both group-commit the same strands
+        srv.start(["--segment-bytes", str(SEG), "--http-threads", str(1 + cycle % 2)])
         # the previous cycle ended with a clean SIGTERM: recovery must find nothing to cut
         clean_cut = st.metric_total(srv.port, "trunc")
         listing = st.strands(srv.port)
