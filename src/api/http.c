@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -90,6 +91,8 @@ struct loop {
     int lfd, ep, efd, mhd_ep;
     struct lingering linger[LINGER_MAX];
     int nlinger;
+    unsigned closed;     /* connections closed since the last trim */
+    uint64_t trimmed_ns; /* when the heap was last trimmed */
     pthread_t th;
     int started;
     uint64_t passes; /* atomic */
@@ -378,6 +381,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         pthread_mutex_unlock(&srv->mu);
         if (p->linger && tl_loop)
             linger_start(tl_loop, p->fd);
+        if (tl_loop)
+            tl_loop->closed++;
         free(p);
         *socket_context = NULL;
     }
@@ -604,6 +609,16 @@ static void *loop_main(void *arg)
             if (fd != MHD_INVALID_SOCKET)
                 close(fd);
             quiesced = 1;
+        }
+        if (l->closed >= 256) {
+            /* Many connections went: their 16 KiB pools are free heap that glibc keeps unless
+             * asked; at most once a second, give it back, so the RSS follows the connections. */
+            uint64_t now = sl_mono_ns();
+            if (now - l->trimmed_ns > 1000000000ull) {
+                malloc_trim(0);
+                l->closed = 0;
+                l->trimmed_ns = now;
+            }
         }
         __atomic_add_fetch(&l->passes, 1, __ATOMIC_RELEASE);
         if (__atomic_load_n(&srv->barrier, __ATOMIC_ACQUIRE)) {
