@@ -677,8 +677,9 @@ def ratio_s(rs):
     rng = f" (rounds: {', '.join(f'{x:.2f}' for x in rs)})" if len(rs) > 1 else ""
     return f"{med(rs)[0]:.2f}{rng}"
 r_sol, r_redis = per_round(single, sol), per_round(single, redis)
-print(f"{'ratio Sluice/solhttp, records/s':<44} {ratio_s(r_sol):>22}")
-print(f"{'ratio Sluice/Redis, records/s':<44} {ratio_s(r_redis):>22}")
+for name, rs in (("solhttp", r_sol), ("Redis", r_redis)):
+    m, _, rounds = ratio_s(rs).partition(" ")
+    print(f"{'ratio Sluice/' + name + ', records/s':<44} {m:>22}{' ' + rounds if rounds else ''}")
 ratios = [s["recs"] / p["recs"] for s in single for p in pg if s["round"] == p["round"] and p["recs"]]
 p99r = [p["p99"] / s["p99"] for s in single for p in pg if s["round"] == p["round"] and s["p99"]]
 if ratios:
