@@ -15,6 +15,7 @@ DEBS=(
   curl python3 python3-msgpack python3-prometheus-client wrk postgresql-15 postgresql-client-15 postgresql-contrib
   avro-bin python3-avro python3-snappy zstd lz4 gzip brotli
   kcat # the Kafka client on the other side of the Kafka tests and bench/kafka.sh
+  redis-server redis-tools # bench/ingest.sh's Redis 7 XADD peer (appendfsync always) and redis-benchmark
   mosquitto mosquitto-clients openssl # the MQTT broker and clients of the MQTT tests and bench/mqtt.sh; openssl makes their test CA
   libmariadb-dev mariadb-server mariadb-client # mysql-cdc: binlog client library; the tests' and bench/mysql_cdc.sh's server
   # the Python clients (clients/python) and their test (the seeds' health example uses psutil)
