@@ -574,6 +574,7 @@ static int row_slow(struct pgsink *p, const struct sl_rec *r, int *del, char *wh
 void ps_plan_release(struct ps_plan *pl)
 {
     free(pl->steps);
+    free(pl->keys);
     sl_buf_release(&pl->sql);
     sl_buf_release(&pl->data);
     memset(pl, 0, sizeof(*pl));
@@ -605,43 +606,65 @@ static uint64_t hash_of(const uint8_t *s, size_t n)
     return h ? h : 1;
 }
 
-/* The group being gathered: rows [first, first + rows) with the columns gsig, their lines from
- * data_off in the plan's data; its primary keys in p->pkhash (upserts). */
-struct group {
-    size_t first, rows, data_off, haskeys;
-};
-
-/* 1 if key is in the group already, else adds it (0). */
-static int key_seen(struct pgsink *p, struct group *g, const struct sl_buf *key)
+void ps_hset_clear(struct ps_hset *h)
 {
-    if (g->haskeys * 2 + 2 > p->pkhash_cap) {
-        size_t nc = p->pkhash_cap ? p->pkhash_cap * 2 : 1024;
+    if (h->n)
+        memset(h->t, 0, h->cap * sizeof(*h->t));
+    h->n = 0;
+}
+
+void ps_hset_release(struct ps_hset *h)
+{
+    free(h->t);
+    memset(h, 0, sizeof(*h));
+}
+
+int ps_hset_has(const struct ps_hset *h, uint64_t k)
+{
+    if (!h->cap)
+        return 0;
+    for (size_t j = k & (h->cap - 1);; j = (j + 1) & (h->cap - 1)) {
+        if (h->t[j] == k)
+            return 1;
+        if (!h->t[j])
+            return 0;
+    }
+}
+
+int ps_hset_add(struct ps_hset *h, uint64_t k)
+{
+    if (h->n * 2 + 2 > h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 1024;
         uint64_t *t = calloc(nc, sizeof(*t));
         if (!t)
-            return 1; /* treated as a repeat: the group ends, which is always safe */
-        for (size_t i = 0; i < p->pkhash_cap; i++)
-            if (p->pkhash[i])
-                for (size_t j = p->pkhash[i] & (nc - 1);; j = (j + 1) & (nc - 1))
+            return -1;
+        for (size_t i = 0; i < h->cap; i++)
+            if (h->t[i])
+                for (size_t j = h->t[i] & (nc - 1);; j = (j + 1) & (nc - 1))
                     if (!t[j]) {
-                        t[j] = p->pkhash[i];
+                        t[j] = h->t[i];
                         break;
                     }
-        free(p->pkhash);
-        p->pkhash = t;
-        p->pkhash_cap = nc;
+        free(h->t);
+        h->t = t;
+        h->cap = nc;
     }
-    /* a 64-bit hash stands for the key: a collision only ends a group early */
-    uint64_t h = hash_of(key->data, key->len);
-    for (size_t j = h & (p->pkhash_cap - 1);; j = (j + 1) & (p->pkhash_cap - 1)) {
-        if (p->pkhash[j] == h)
+    for (size_t j = k & (h->cap - 1);; j = (j + 1) & (h->cap - 1)) {
+        if (h->t[j] == k)
             return 1;
-        if (!p->pkhash[j]) {
-            p->pkhash[j] = h;
-            g->haskeys++;
+        if (!h->t[j]) {
+            h->t[j] = k;
+            h->n++;
             return 0;
         }
     }
 }
+
+/* The group being gathered: rows [first, first + rows) with the columns gsig, their lines from
+ * data_off in the plan's data; its primary keys in p->gkeys (upserts). */
+struct group {
+    size_t first, rows, data_off;
+};
 
 static void put_names(const struct pgsink *p, struct sl_buf *b)
 {
@@ -678,9 +701,8 @@ static void on_conflict(const struct pgsink *p, struct sl_buf *sql)
         sl_buf_puts(sql, " DO NOTHING");
 }
 
-/* Ends the group: a step for its rows. *staged says whether a COPY of this plan filled the
- * stage already (the next one empties it first). 0 or -1 (out of memory). */
-static int close_group(struct pgsink *p, struct ps_plan *pl, struct group *g, int *staged)
+/* Ends the group: a step for its rows. 0 or -1 (out of memory). */
+static int close_group(struct pgsink *p, struct ps_plan *pl, struct group *g)
 {
     if (!g->rows)
         return 0;
@@ -691,7 +713,25 @@ static int close_group(struct pgsink *p, struct ps_plan *pl, struct group *g, in
     s->data_off = g->data_off;
     s->data_len = pl->data.len - g->data_off;
     struct sl_buf *q = &pl->sql;
-    if (g->rows == 1) {
+    s->names_off = q->len;
+    put_names(p, q);
+    sl_buf_putc(q, 0);
+    s->copy_off = q->len; /* COPY into the table, or into the stage and merged from there */
+    sl_buf_printf(q, "COPY %s (", p->upsert ? "sluice_stage" : p->qtable);
+    put_names(p, q);
+    sl_buf_puts(q, ") FROM STDIN");
+    if (p->upsert) {
+        sl_buf_printf(q, "; INSERT INTO %s (", p->qtable);
+        put_names(p, q);
+        sl_buf_puts(q, ") SELECT ");
+        put_names(p, q);
+        sl_buf_puts(q, " FROM sluice_stage");
+        on_conflict(p, q);
+    }
+    sl_buf_putc(q, 0);
+    s->sql_off = s->copy_off;
+    if (g->rows == 1) { /* alone (in a plan of several statements, or isolated): an INSERT */
+        s->sql_off = q->len;
         s->nparams = p->ngsig;
         sl_buf_printf(q, "INSERT INTO %s (", p->qtable);
         put_names(p, q);
@@ -700,25 +740,8 @@ static int close_group(struct pgsink *p, struct ps_plan *pl, struct group *g, in
             sl_buf_printf(q, "%s$%zu", i ? "," : "", i + 1);
         sl_buf_putc(q, ')');
         on_conflict(p, q);
-    } else if (!p->upsert) {
-        sl_buf_printf(q, "COPY %s (", p->qtable);
-        put_names(p, q);
-        sl_buf_puts(q, ") FROM STDIN");
-    } else {
-        /* the stage is emptied at COMMIT (ON COMMIT DELETE ROWS); within one transaction the
-         * second COPY empties it first */
-        sl_buf_puts(q,
-                    *staged ? "TRUNCATE sluice_stage; COPY sluice_stage (" : "COPY sluice_stage (");
-        put_names(p, q);
-        sl_buf_printf(q, ") FROM STDIN; INSERT INTO %s (", p->qtable);
-        put_names(p, q);
-        sl_buf_puts(q, ") SELECT ");
-        put_names(p, q);
-        sl_buf_puts(q, " FROM sluice_stage");
-        on_conflict(p, q);
-        *staged = 1;
+        sl_buf_putc(q, 0);
     }
-    sl_buf_putc(q, 0);
     g->rows = 0;
     return q->failed ? -1 : 0;
 }
@@ -747,13 +770,12 @@ static int delete_step(struct pgsink *p, struct ps_plan *pl, size_t i)
 int ps_encode(struct pgsink *p, const struct sl_rec *recs, size_t n, struct ps_plan *pl,
               size_t *bad, char *why, size_t whylen, char *state)
 {
-    pl->n = 0;
+    pl->n = pl->nkeys = 0;
     sl_buf_reset(&pl->sql);
     sl_buf_reset(&pl->data);
     p->reloaded = 0;
     state[0] = 0;
     struct group g = {0};
-    int staged = 0;
     for (size_t i = 0; i < n; i++) {
         *bad = i;
         if (!p->ncols) {
@@ -775,8 +797,8 @@ int ps_encode(struct pgsink *p, const struct sl_rec *recs, size_t n, struct ps_p
         int del = 0, rc = 0;
         if (!row_fast(p, &recs[i]) && (rc = row_slow(p, &recs[i], &del, why, whylen)) < 0)
             return -1;
-        if (rc == 1) { /* a column added since? read them, once per batch */
-            if (close_group(p, pl, &g, &staged) < 0) /* its names are the old columns' */
+        if (rc == 1) {                      /* a column added since? read them, once per batch */
+            if (close_group(p, pl, &g) < 0) /* its names are the old columns' */
                 goto oom;
             char w2[200];
             ps_idle(p);
@@ -786,32 +808,41 @@ int ps_encode(struct pgsink *p, const struct sl_rec *recs, size_t n, struct ps_p
             continue;
         }
         if (del) {
-            if (close_group(p, pl, &g, &staged) < 0 || delete_step(p, pl, i) < 0)
+            if (close_group(p, pl, &g) < 0 || delete_step(p, pl, i) < 0)
                 goto oom;
             continue;
         }
         int same =
             g.rows && p->nsig == p->ngsig && !memcmp(p->sig, p->gsig, p->nsig * sizeof(p->sig[0]));
-        if (!same || (p->upsert && p->key.len && key_seen(p, &g, &p->key))) {
+        uint64_t kh = p->upsert && p->key.len ? hash_of(p->key.data, p->key.len) : 0;
+        if (pl->nkeys == pl->cap_keys) {
+            size_t nc = pl->cap_keys ? pl->cap_keys * 2 : 256;
+            uint64_t *k = realloc(pl->keys, nc * sizeof(*k));
+            if (!k)
+                goto oom;
+            pl->keys = k;
+            pl->cap_keys = nc;
+        }
+        pl->keys[pl->nkeys++] = kh;
+        /* a 64-bit hash stands for the key: a collision only ends a group early */
+        if (!same || (kh && ps_hset_add(&p->gkeys, kh) != 0)) {
             /* another column set, or a key the group holds (an upsert may not touch one row
              * twice in a statement) */
-            if (close_group(p, pl, &g, &staged) < 0)
+            if (close_group(p, pl, &g) < 0)
                 goto oom;
             memcpy(p->gsig, p->sig, p->nsig * sizeof(p->sig[0]));
             p->ngsig = p->nsig;
             g.first = i;
             g.data_off = pl->data.len;
-            g.haskeys = 0;
-            if (p->pkhash_cap)
-                memset(p->pkhash, 0, p->pkhash_cap * sizeof(*p->pkhash));
-            if (p->upsert && p->key.len)
-                key_seen(p, &g, &p->key);
+            ps_hset_clear(&p->gkeys);
+            if (kh && ps_hset_add(&p->gkeys, kh) < 0)
+                goto oom;
         }
         sl_buf_append(&pl->data, p->line.data, p->line.len);
         sl_buf_putc(&pl->data, '\n');
         g.rows++;
     }
-    if (close_group(p, pl, &g, &staged) < 0 || pl->data.failed)
+    if (close_group(p, pl, &g) < 0 || pl->data.failed)
         goto oom;
     return 0;
 oom:

@@ -102,11 +102,11 @@ static int ps_check_config(json_t *cfg, struct sl_err *err)
 
 /* ---- the sink ---- */
 
-#define PS_INFLIGHT 2 /* one batch on the wire while the next is encoded */
-
 static void flight_release(struct ps_flight *f)
 {
     free(f->reject);
+    free(f->stored);
+    free(f->map);
     free(f->recs);
     sl_buf_release(&f->bytes);
     ps_plan_release(&f->plan);
@@ -122,9 +122,11 @@ static void ps_close(void *self)
         PQfinish(p->conn);
     for (int i = 0; i < PS_INFLIGHT; i++)
         flight_release(&p->fl[i]);
-    free(p->memo.reject);
+    free(p->memo.stored);
     free(p->reject);
-    free(p->pkhash);
+    ps_hset_release(&p->gkeys);
+    ps_hset_release(&p->txn_keys);
+    sl_buf_release(&p->txn_names);
     free(p->params);
     sl_buf_release(&p->line);
     sl_buf_release(&p->key);
@@ -192,7 +194,10 @@ static int ps_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
     snprintf(p->qtable, sizeof(p->qtable), "%.*s", (int)q.len, (const char *)q.data);
     sl_buf_release(&q);
     info->batch_max = (uint64_t)json_integer_value(json_object_get(cfg, "batch.size"));
-    info->max_inflight = PS_INFLIGHT;
+    /* a transaction spans the batches in flight: about PS_TXN_ROWS rows, 2 batches at least */
+    p->cap = PS_TXN_ROWS / (info->batch_max ? info->batch_max : 1);
+    p->cap = p->cap < 2 ? 2 : p->cap > PS_INFLIGHT ? PS_INFLIGHT : p->cap;
+    info->max_inflight = (unsigned)p->cap;
     p->params = calloc(PS_MAX_COLS, sizeof(*p->params));
     if (!p->params) {
         ps_close(p);
@@ -204,6 +209,7 @@ static int ps_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
     sl_buf_init(&p->json, 0);
     sl_buf_init(&p->sqlbuf, 0);
     sl_buf_init(&p->pstore, 0);
+    sl_buf_init(&p->txn_names, 0);
     *self = p;
     return 0;
 }
@@ -246,17 +252,6 @@ static void take_result(struct pgsink *p, PGresult *r)
     PQclear(r);
 }
 
-static void wait_results(struct pgsink *p)
-{
-    PGresult *r;
-    while ((r = PQgetResult(p->conn)))
-        take_result(p, r);
-    if (!p->rfailed && PQstatus(p->conn) != CONNECTION_OK) {
-        p->rfailed = 1;
-        snprintf(p->rwhy, sizeof(p->rwhy), "PostgreSQL: %s", PQerrorMessage(p->conn));
-    }
-}
-
 static void sent_failed(struct pgsink *p)
 {
     if (!p->rfailed) {
@@ -269,9 +264,18 @@ static void sent_failed(struct pgsink *p)
     }
 }
 
-/* Sends sql, whose first COPY ... FROM STDIN takes data (statements may follow it). 0: the
- * results after the COPY's are on the wire; -1: failed, every result read. */
-static int start_copy(struct pgsink *p, const char *sql, const uint8_t *data, size_t len)
+static void wait_results(struct pgsink *p)
+{
+    PGresult *r;
+    while ((r = PQgetResult(p->conn)))
+        take_result(p, r);
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        sent_failed(p);
+}
+
+/* Sends sql, whose first COPY ... FROM STDIN then takes rows (put_rows, end_copy); statements
+ * may follow it. 0, or -1: failed, every result read. */
+static int start_copy(struct pgsink *p, const char *sql)
 {
     if (!PQsendQuery(p->conn, sql)) {
         sent_failed(p);
@@ -285,24 +289,34 @@ static int start_copy(struct pgsink *p, const char *sql, const uint8_t *data, si
         return -1;
     }
     PQclear(r);
-    int ok = 1;
-    for (size_t off = 0; ok && off < len;) { /* libpq takes an int length */
-        size_t n = len - off < (1u << 30) ? len - off : (1u << 30);
-        ok = PQputCopyData(p->conn, (const char *)data + off, (int)n) == 1;
-        off += n;
-    }
-    if (PQputCopyEnd(p->conn, ok ? NULL : "could not send the rows") != 1)
-        sent_failed(p);
     return 0;
 }
 
-/* Runs a plan: every statement but the last one's answer waited for. Returns 1 when the last
- * statement is on the wire (async: wait_results() later), 0 when all succeeded (!async), -1 on
- * a failure (p->rfailed, every result read; a transaction may be open: rollback()). */
-static int run_plan(struct pgsink *p, const struct ps_plan *pl, int async)
+static void put_rows(struct pgsink *p, const uint8_t *data, size_t len)
+{
+    for (size_t off = 0; off < len;) { /* libpq takes an int length */
+        size_t n = len - off < (1u << 30) ? len - off : (1u << 30);
+        if (PQputCopyData(p->conn, (const char *)data + off, (int)n) != 1) {
+            sent_failed(p);
+            return;
+        }
+        off += n;
+    }
+}
+
+static void end_copy(struct pgsink *p)
+{
+    if (PQputCopyEnd(p->conn, p->rfailed ? "could not send the rows" : NULL) != 1)
+        sent_failed(p);
+}
+
+/* Runs a plan of several statements (deletes, other column sets) in one transaction, waiting
+ * for each answer. 0, or -1 on a failure (p->rfailed, every result read; a transaction may be
+ * open: rollback()). */
+static int run_plan(struct pgsink *p, const struct ps_plan *pl)
 {
     p->rfailed = 0;
-    int multi = pl->n > 1;
+    int multi = pl->n > 1, staged = 0;
     struct sl_buf *q = &p->sqlbuf;
     for (size_t i = 0; i < pl->n; i++) {
         const struct ps_step *s = &pl->steps[i];
@@ -312,16 +326,22 @@ static int run_plan(struct pgsink *p, const struct ps_plan *pl, int async)
         if (s->kind == ST_COPY) { /* BEGIN and COMMIT ride in the same query string */
             sl_buf_reset(q);
             sl_buf_puts(q, i == 0 ? "BEGIN; " : "");
+            /* the stage is emptied at COMMIT (ON COMMIT DELETE ROWS); within one transaction
+             * the second COPY into it empties it first */
+            sl_buf_puts(q, p->upsert && staged ? "TRUNCATE sluice_stage; " : "");
             sl_buf_puts(q, sql);
             sl_buf_puts(q, last ? "; COMMIT" : "");
             sl_buf_putc(q, 0);
+            staged = 1;
             if (q->failed) {
                 snprintf(p->rwhy, sizeof(p->rwhy), "out of memory");
                 p->rfailed = 1;
                 return -1;
             }
-            if (start_copy(p, (const char *)q->data, data, s->data_len) < 0)
+            if (start_copy(p, (const char *)q->data) < 0)
                 return -1;
+            put_rows(p, data, s->data_len);
+            end_copy(p);
         } else {
             if (i == 0 && multi) {
                 if (!PQsendQuery(p->conn, "BEGIN")) {
@@ -350,8 +370,6 @@ static int run_plan(struct pgsink *p, const struct ps_plan *pl, int async)
                 }
             }
         }
-        if (last && async)
-            return 1;
         wait_results(p);
         if (p->rfailed)
             return -1;
@@ -366,16 +384,26 @@ static void rollback(struct pgsink *p)
         PQclear(PQexec(p->conn, "ROLLBACK"));
 }
 
+/* A data error (the rows' fault): 22 data exception, 23 integrity, 42703 undefined column,
+ * 42804 datatype mismatch; "" = a record that could not be turned into SQL. */
 static int data_error(const char *state)
 {
     return !state[0] || !strncmp(state, "22", 2) || !strncmp(state, "23", 2) ||
            !strcmp(state, "42703") || !strcmp(state, "42804");
 }
 
+/* ---- batches: outcomes, isolation ---- */
+
+static struct ps_flight *fl_at(struct pgsink *p, size_t i)
+{
+    return &p->fl[(p->head + i) % PS_INFLIGHT];
+}
+
 static void set_outcome(struct ps_flight *f, enum sl_result r, const char *why)
 {
     f->r = r;
     f->done = 1;
+    f->in_txn = 0;
     if (why)
         snprintf(f->error, sizeof(f->error), "%.250s", why);
 }
@@ -394,26 +422,29 @@ static int add_reject(struct ps_flight *f, size_t i)
     return 0;
 }
 
-/* Remembers what isolation stored of f, for the framework's re-send of the same records. */
+/* Remembers which records of f isolation stored. */
 static void remember(struct pgsink *p, const struct ps_flight *f)
 {
     struct ps_memo *m = &p->memo;
-    m->valid = 0;
-    if (f->nrej > m->cap) {
-        size_t *r = realloc(m->reject, f->nrej * sizeof(*r));
-        if (!r)
+    size_t n = f->n_sent;
+    if (n > m->cap) {
+        uint8_t *r = realloc(m->stored, n);
+        if (!r) {
+            m->valid = 0;
             return;
-        m->reject = r;
-        m->cap = f->nrej;
+        }
+        m->stored = r;
+        m->cap = n;
     }
-    memcpy(m->reject, f->reject, f->nrej * sizeof(*m->reject));
-    m->nrej = f->nrej;
+    if (!m->valid || m->n != n || m->first_seq != f->recs[0].seq - f->map[0] ||
+        strcmp(m->strand, f->strand))
+        memset(m->stored, 0, n);
+    for (size_t i = 0; i < f->n; i++)
+        if (f->stored[i])
+            m->stored[f->map[i]] = 1;
     snprintf(m->strand, sizeof(m->strand), "%s", f->strand);
-    m->first_seq = f->recs[0].seq;
-    m->n = f->n;
-    m->r = f->r;
-    m->accepted = f->accepted;
-    snprintf(m->error, sizeof(m->error), "%s", f->error);
+    m->first_seq = f->recs[0].seq - f->map[0];
+    m->n = n;
     m->valid = 1;
 }
 
@@ -424,6 +455,7 @@ static void isolate(struct pgsink *p, struct ps_flight *f)
     f->nrej = 0;
     f->accepted = 0;
     f->error[0] = 0;
+    memset(f->stored, 0, f->n);
     for (size_t i = 0; i < f->n; i++) {
         char why[512] = "", state[8] = "";
         size_t bad;
@@ -431,13 +463,14 @@ static void isolate(struct pgsink *p, struct ps_flight *f)
         if (rc == -1) { /* the record's fault */
             if (!f->nrej)
                 snprintf(f->error, sizeof(f->error), "%.250s", why);
-            if (add_reject(f, i) < 0)
-                rc = -2;
-            else
+            if (add_reject(f, i) == 0)
                 continue;
+            rc = -2;
         }
-        if (rc == 0 && run_plan(p, &f->plan, 0) == 0)
+        if (rc == 0 && run_plan(p, &f->plan) == 0) {
+            f->stored[i] = 1;
             continue;
+        }
         if (rc == 0) {
             rollback(p);
             snprintf(why, sizeof(why), "%s", p->rwhy);
@@ -460,111 +493,191 @@ static void isolate(struct pgsink *p, struct ps_flight *f)
     remember(p, f);
 }
 
-/* The outcome of f once its statements were answered (p->rfailed says how). */
-static void conclude(struct pgsink *p, struct ps_flight *f)
+/* After a failure (every result read, p->rfailed): 1 if the rows may be at fault, so that
+ * they are tried one by one. */
+static int after_failure(struct pgsink *p)
 {
-    if (!p->rfailed && PQstatus(p->conn) == CONNECTION_OK) {
-        set_outcome(f, SL_R_OK, NULL);
-        return;
-    }
-    if (PQstatus(p->conn) != CONNECTION_OK) {
-        set_outcome(f, SL_R_NOT_CONNECTED, p->rwhy);
-        return;
-    }
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return 0;
     rollback(p);
-    char why[512], state[8];
-    snprintf(why, sizeof(why), "%s", p->rwhy);
-    snprintf(state, sizeof(state), "%s", p->rstate);
-    if (!strcmp(state, "42703") || !strcmp(state, "42P01")) { /* the table changed */
+    if (!strcmp(p->rstate, "42703") || !strcmp(p->rstate, "42P01")) { /* the table changed */
         char w2[200];
         ps_load_cols(p, w2, sizeof(w2));
         PQclear(PQexec(p->conn, "DROP TABLE IF EXISTS sluice_stage"));
         p->staged = 0;
     }
-    if (!data_error(state)) {
-        set_outcome(f, SL_R_RETRY, why);
-        return;
-    }
-    isolate(p, f);
+    return data_error(p->rstate);
 }
 
-/* The batch on the wire, answered. */
-static void finish(struct pgsink *p)
+/* The outcome of the batches of the transaction on the wire, once it is answered. */
+static void txn_done(struct pgsink *p)
 {
-    struct ps_flight *f = p->wire;
-    p->wire = NULL;
-    wait_results(p);
-    conclude(p, f);
+    size_t n = p->txn_n;
+    p->txn = p->copying = 0;
+    p->txn_n = 0;
+    ps_hset_clear(&p->txn_keys);
+    int ok = !p->rfailed && PQstatus(p->conn) == CONNECTION_OK;
+    int data = !ok && after_failure(p);
+    enum sl_result r = ok                                   ? SL_R_OK
+                       : PQstatus(p->conn) != CONNECTION_OK ? SL_R_NOT_CONNECTED
+                                                            : SL_R_RETRY;
+    char why[600];
+    snprintf(why, sizeof(why), "%s%s", n > 1 && data ? "rolled back with other batches: " : "",
+             p->rwhy);
+    if (data && n > 1) /* each of them on its own next, to find the one at fault */
+        p->solo = n;
+    for (size_t i = 0; i < p->count; i++) {
+        struct ps_flight *f = fl_at(p, i);
+        if (!f->in_txn)
+            continue;
+        if (data && n == 1)
+            isolate(p, f);
+        else
+            set_outcome(f, r, ok ? NULL : why);
+    }
 }
 
 void ps_idle(struct pgsink *p)
 {
-    if (p->wire)
-        finish(p);
+    if (!p->txn)
+        return;
+    if (p->copying)
+        end_copy(p);
+    p->copying = 0;
+    wait_results(p);
+    txn_done(p);
 }
 
-/* Copies the records of b (send() returns before the batch is answered). */
-static int copy_batch(struct ps_flight *f, const struct sl_batch *b)
+/* Opens the transaction of f's rows: one query, BEGIN; COPY ... FROM STDIN; [the merge;]
+ * COMMIT, whose COPY takes the rows of the batches that join it until end_copy(). */
+static void txn_start(struct pgsink *p, struct ps_flight *f)
+{
+    const struct ps_step *s = &f->plan.steps[0];
+    struct sl_buf *q = &p->sqlbuf;
+    p->rfailed = 0;
+    sl_buf_reset(q);
+    sl_buf_printf(q, "BEGIN; %s; COMMIT", (const char *)f->plan.sql.data + s->copy_off);
+    sl_buf_putc(q, 0);
+    sl_buf_reset(&p->txn_names);
+    sl_buf_puts(&p->txn_names, (const char *)f->plan.sql.data + s->names_off);
+    p->txn = 1;
+    p->txn_n = 1;
+    p->txn_solo = p->solo > 0;
+    if (p->solo)
+        p->solo--;
+    f->in_txn = 1;
+    for (size_t i = 0; i < f->plan.nkeys; i++)
+        if (f->plan.keys[i])
+            ps_hset_add(&p->txn_keys, f->plan.keys[i]);
+    if (q->failed || p->txn_names.failed || start_copy(p, (const char *)q->data) < 0) {
+        if (!p->rfailed) {
+            p->rfailed = 1;
+            snprintf(p->rwhy, sizeof(p->rwhy), "out of memory");
+        }
+        txn_done(p);
+        return;
+    }
+    p->copying = 1;
+    put_rows(p, f->plan.data.data + s->data_off, s->data_len);
+}
+
+/* 1 if f's rows can go into the COPY on the wire: one statement with the same columns, and
+ * (upserts) no key the transaction holds already. */
+static int can_join(struct pgsink *p, const struct ps_flight *f)
+{
+    if (!p->txn || !p->copying || p->txn_solo || p->rfailed || p->txn_n >= p->cap ||
+        f->plan.n != 1 || f->plan.steps[0].kind == ST_DELETE ||
+        strcmp((const char *)p->txn_names.data,
+               (const char *)f->plan.sql.data + f->plan.steps[0].names_off))
+        return 0;
+    for (size_t i = 0; i < f->plan.nkeys; i++)
+        if (f->plan.keys[i] && ps_hset_has(&p->txn_keys, f->plan.keys[i]))
+            return 0;
+    for (size_t i = 0; i < f->plan.nkeys; i++)
+        if (f->plan.keys[i] && ps_hset_add(&p->txn_keys, f->plan.keys[i]) < 0)
+            return 0;
+    return 1;
+}
+
+/* Copies the records of b (send() returns before the batch is answered), leaving out those
+ * skip flags (stored already). */
+static int copy_batch(struct ps_flight *f, const struct sl_batch *b, const uint8_t *skip)
 {
     size_t total = 0;
     for (size_t i = 0; i < b->n; i++)
         total += b->recs[i].payload_len;
     if (b->n > f->cap_recs) {
         struct sl_rec *r = realloc(f->recs, b->n * sizeof(*r));
-        if (!r)
+        uint8_t *st = r ? realloc(f->stored, b->n) : NULL;
+        size_t *mp = st ? realloc(f->map, b->n * sizeof(*mp)) : NULL;
+        if (r)
+            f->recs = r;
+        if (st)
+            f->stored = st;
+        if (!mp)
             return -1;
-        f->recs = r;
+        f->map = mp;
         f->cap_recs = b->n;
     }
     sl_buf_reset(&f->bytes);
     if (sl_buf_reserve(&f->bytes, total + 1) < 0)
         return -1;
+    size_t n = 0;
     for (size_t i = 0; i < b->n; i++) {
-        f->recs[i] = b->recs[i];
-        f->recs[i].source = NULL;
-        f->recs[i].source_len = 0;
-        f->recs[i].hash = NULL;
-        f->recs[i].payload = f->bytes.data + f->bytes.len;
+        if (skip && skip[i])
+            continue;
+        f->map[n] = i;
+        f->recs[n] = b->recs[i];
+        f->recs[n].source = NULL;
+        f->recs[n].source_len = 0;
+        f->recs[n].hash = NULL;
+        f->recs[n].payload = f->bytes.data + f->bytes.len;
         sl_buf_append(&f->bytes, b->recs[i].payload, b->recs[i].payload_len);
+        n++;
     }
-    f->n = b->n;
+    f->n = n;
+    f->n_sent = b->n;
     snprintf(f->strand, sizeof(f->strand), "%s", b->strand ? b->strand : "");
     return 0;
 }
 
-/* send() takes the batch and returns QUEUED; flush() reports it. While PostgreSQL works on one
- * batch (COPY, merge, COMMIT), the next one is encoded; it goes on the wire only once the one
- * before is committed, so a failed batch never has a later one stored behind it. */
+/* A batch taken before f and not accepted: f must not be stored (it is sent again after it). */
+static int before_failed(struct pgsink *p)
+{
+    for (size_t i = 0; i + 1 < p->count; i++)
+        if (fl_at(p, i)->done && fl_at(p, i)->r != SL_R_OK)
+            return 1;
+    return 0;
+}
+
+/* send() takes the batch and returns QUEUED; flush() reports it. The batches sent while the
+ * framework has more (up to max_inflight) stream into one COPY of one transaction, committed
+ * when the framework waits for the oldest or has caught up (ready()); PostgreSQL parses the
+ * rows while the next batch is encoded. A batch with deletes or several column sets is a
+ * transaction of its own. */
 static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_outcome *out)
 {
     struct pgsink *p = self;
     if (b->n == 0)
         return SL_R_OK;
-    struct ps_flight *prev = p->fl[p->head].used ? &p->fl[p->head] : NULL;
-    struct ps_flight *f = prev ? &p->fl[p->head ^ 1] : &p->fl[p->head];
-    if (f->used) { /* the framework keeps within max_inflight */
+    if (p->count == p->cap) { /* the framework keeps within max_inflight */
         snprintf(out->error, sizeof(out->error), "more batches than max_inflight");
         return SL_R_RETRY;
     }
-    f->used = 1;
-    f->done = 0;
+    struct ps_flight *f = fl_at(p, p->count++);
+    f->done = f->in_txn = 0;
     f->nrej = f->accepted = 0;
     f->error[0] = 0;
-    struct ps_memo *m = &p->memo;
-    if (m->valid && m->n == b->n && m->first_seq == b->recs[0].seq &&
-        !strcmp(m->strand, b->strand ? b->strand : "")) {
-        /* the records isolation stored: the same answer, nothing stored twice */
-        f->nrej = 0;
-        for (size_t i = 0; i < m->nrej; i++)
-            if (add_reject(f, m->reject[i]) < 0)
-                break;
-        f->accepted = m->accepted;
-        set_outcome(f, m->r, m->error);
+    /* the batch isolation stored part of, sent again: only the rest goes out */
+    const struct ps_memo *m = &p->memo;
+    int again = m->valid && m->n == b->n && m->first_seq == b->recs[0].seq &&
+                !strcmp(m->strand, b->strand ? b->strand : "");
+    if (copy_batch(f, b, again ? m->stored : NULL) < 0) {
+        set_outcome(f, SL_R_RETRY, "out of memory");
         return SL_R_QUEUED;
     }
-    m->valid = 0;
-    if (copy_batch(f, b) < 0) {
-        set_outcome(f, SL_R_RETRY, "out of memory");
+    if (!f->n) {
+        set_outcome(f, SL_R_OK, NULL);
         return SL_R_QUEUED;
     }
     char why[512] = "", state[8] = "";
@@ -577,9 +690,15 @@ static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_ou
         }
     }
     int rc = ps_encode(p, f->recs, f->n, &f->plan, &bad, why, sizeof(why), state);
-    ps_idle(p); /* the batch before: answered now */
-    if (prev && prev->r != SL_R_OK) {
-        set_outcome(f, SL_R_RETRY, "not sent: the batch before it failed");
+    if (rc == 0 && !before_failed(p) && can_join(p, f)) {
+        f->in_txn = 1;
+        p->txn_n++;
+        put_rows(p, f->plan.data.data + f->plan.steps[0].data_off, f->plan.steps[0].data_len);
+        return SL_R_QUEUED;
+    }
+    ps_idle(p); /* the transaction on the wire: committed, answered */
+    if (before_failed(p)) {
+        set_outcome(f, SL_R_RETRY, "not sent: a batch before it failed");
         return SL_R_QUEUED;
     }
     if (PQstatus(p->conn) != CONNECTION_OK) {
@@ -611,28 +730,36 @@ static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_ou
     }
     if (rc == -1) { /* a record cannot become SQL: each on its own */
         isolate(p, f);
-        return SL_R_QUEUED;
+    } else if (f->plan.n == 1 && f->plan.steps[0].kind != ST_DELETE) {
+        txn_start(p, f);
+    } else if (run_plan(p, &f->plan) == 0) {
+        set_outcome(f, SL_R_OK, NULL);
+    } else if (after_failure(p)) {
+        isolate(p, f);
+    } else {
+        set_outcome(f, PQstatus(p->conn) != CONNECTION_OK ? SL_R_NOT_CONNECTED : SL_R_RETRY,
+                    p->rwhy);
     }
-    if (run_plan(p, &f->plan, 1) == 1)
-        p->wire = f;
-    else
-        conclude(p, f);
     return SL_R_QUEUED;
 }
 
-/* The oldest batch's outcome (waiting for PostgreSQL's answer if need be). */
+/* The oldest batch's outcome (committing its transaction and waiting for the answer if need
+ * be). */
 static enum sl_result ps_flush(void *self, struct sl_outcome *out)
 {
     struct pgsink *p = self;
-    struct ps_flight *f = &p->fl[p->head];
-    if (!f->used)
+    if (!p->count)
         return SL_R_OK;
-    if (!f->done && p->wire == f)
-        finish(p);
-    f->used = 0;
-    p->head ^= 1;
+    struct ps_flight *f = fl_at(p, 0);
+    if (!f->done)
+        ps_idle(p);
+    p->head = (p->head + 1) % PS_INFLIGHT;
+    p->count--;
+    /* indexes into the batch the framework sent (records stored before are left out of f) */
     snprintf(out->error, sizeof(out->error), "%s", f->error);
-    out->accepted = f->accepted;
+    out->accepted = f->accepted < f->n ? f->map[f->accepted] : f->n_sent;
+    for (size_t i = 0; i < f->nrej; i++)
+        f->reject[i] = f->map[f->reject[i]];
     if (f->r == SL_R_REJECT && f->nrej) {
         if (f->nrej > p->cap_reject) {
             size_t *r = realloc(p->reject, f->nrej * sizeof(*r));
@@ -650,23 +777,26 @@ static enum sl_result ps_flush(void *self, struct sl_outcome *out)
     return f->r;
 }
 
-/* 1 once the oldest batch is answered (flush() will not wait). */
+/* 1 once the oldest batch is answered (flush() will not wait). The framework asks when it has
+ * nothing more to send: the COPY on the wire ends there and its transaction commits. */
 static int ps_ready(void *self, int timeout_ms)
 {
     struct pgsink *p = self;
-    struct ps_flight *f = &p->fl[p->head];
-    if (!f->used || f->done || p->wire != f)
+    if (!p->count || fl_at(p, 0)->done || !p->txn)
         return 1;
+    if (p->copying) {
+        end_copy(p);
+        p->copying = 0;
+    }
     struct pollfd pfd = {.fd = PQsocket(p->conn), .events = POLLIN};
     if (!PQisBusy(p->conn) || poll(&pfd, 1, timeout_ms) != 0) {
         PQconsumeInput(p->conn);
         while (!PQisBusy(p->conn)) {
             PGresult *r = PQgetResult(p->conn);
             if (!r) {
-                p->wire = NULL;
-                if (!p->rfailed && PQstatus(p->conn) != CONNECTION_OK)
+                if (PQstatus(p->conn) != CONNECTION_OK)
                     sent_failed(p);
-                conclude(p, f);
+                txn_done(p);
                 return 1;
             }
             take_result(p, r);

@@ -12,6 +12,8 @@
 
 #define PS_MAX_COLS 1600 /* PostgreSQL's limit */
 #define PS_MAX_PK 64
+#define PS_INFLIGHT 64    /* batches taken before the oldest is reported (the framework's most) */
+#define PS_TXN_ROWS 32768 /* a transaction holds about this many rows (at least two batches) */
 
 /* How a JSON value becomes a column's text (text_of's rules, by the column's format_type). */
 enum ps_ckind { CK_TEXT, CK_JSON, CK_ARRAY, CK_BYTEA, CK_TS };
@@ -32,7 +34,9 @@ enum ps_step_kind {
 
 struct ps_step {
     enum ps_step_kind kind;
-    size_t first, rows;       /* records of the batch it covers */
+    size_t names_off;   /* its column list ("a", "b"), NUL-ended, in plan.sql */
+    size_t copy_off;    /* its rows as COPY ... FROM STDIN [; the upsert's merge], in plan.sql */
+    size_t first, rows; /* records of the batch it covers */
     size_t sql_off, data_off; /* in plan.sql (NUL-ended) and plan.data */
     size_t data_len, nparams; /* COPY text lines; for ST_ONE/ST_DELETE one line of fields */
 };
@@ -41,13 +45,26 @@ struct ps_plan {
     struct ps_step *steps;
     size_t n, cap;
     struct sl_buf sql, data;
+    uint64_t *keys; /* upsert: each row's primary-key hash (0: none), in row order */
+    size_t nkeys, cap_keys;
 };
+
+/* A set of 64-bit hashes standing for primary keys (0 is never one). */
+struct ps_hset {
+    uint64_t *t;
+    size_t cap, n;
+};
+void ps_hset_clear(struct ps_hset *h);
+void ps_hset_release(struct ps_hset *h);
+int ps_hset_has(const struct ps_hset *h, uint64_t k);
+/* 1 if k was there already, 0 once added; -1 out of memory. */
+int ps_hset_add(struct ps_hset *h, uint64_t k);
 
 /* A batch send() took: its records (copied: a failure is isolated record by record after
  * send() returned), its plan, and its outcome once known. */
 struct ps_flight {
-    int used;
-    int done; /* outcome below is final; else its statements are on the wire */
+    int done;   /* the outcome below is final */
+    int in_txn; /* its rows are in the transaction on the wire */
     enum sl_result r;
     char error[256];
     size_t accepted;
@@ -57,19 +74,21 @@ struct ps_flight {
     struct sl_buf bytes; /* the payloads recs point into */
     struct ps_plan plan;
     char strand[256];
+    uint8_t *stored; /* isolation: which records are stored */
+    size_t *map;     /* each record's index in the batch the framework sent */
+    size_t n_sent;   /* the framework's batch size */
 };
 
-/* The outcome of the last batch that was isolated, kept for the framework's re-send of the
- * same records after a pipelined failure (it must not store them twice). */
+/* Which records of the last batch that was isolated are stored (each in its own transaction).
+ * When the framework sends that batch again (after a pipelined failure it sends it again
+ * whole; a dead letter is replayed), those are not stored twice: only the others are sent. */
 struct ps_memo {
     int valid;
     char strand[256];
     uint64_t first_seq;
     size_t n;
-    enum sl_result r;
-    char error[256];
-    size_t accepted;
-    size_t *reject, nrej, cap;
+    uint8_t *stored; /* n flags */
+    size_t cap;
 };
 
 struct pgsink {
@@ -84,11 +103,17 @@ struct pgsink {
     char qtable[300]; /* quoted */
     int staged;       /* the connection has the staging table (upsert) */
     int reloaded;     /* the columns were read again during this batch's encoding */
-    /* pipelining: at most two batches, the older one's statements possibly on the wire */
-    struct ps_flight fl[2];
-    int head; /* index of the oldest flight */
-    struct ps_flight *wire;
-    /* the results of the statements on the wire, as they come */
+    /* the batches taken, oldest first (a ring) */
+    struct ps_flight fl[PS_INFLIGHT];
+    size_t head, count, cap; /* cap: max_inflight, from batch.size and PS_TXN_ROWS */
+    /* the transaction on the wire: one query whose COPY takes the rows of each batch that
+     * joins it (same columns), then commits */
+    int txn, copying, txn_solo;
+    size_t txn_n;            /* batches in it */
+    struct sl_buf txn_names; /* its COPY's column list */
+    struct ps_hset txn_keys; /* upsert: the keys in it (the merge may not touch one twice) */
+    size_t solo;             /* batches that get a transaction of their own (finding a bad one) */
+    /* the results of what is on the wire, as they come */
     int rfailed;
     char rstate[8], rwhy[512];
     struct ps_memo memo;
@@ -100,9 +125,7 @@ struct pgsink {
     uint16_t sig[PS_MAX_COLS], gsig[PS_MAX_COLS];
     size_t nsig, ngsig;
     uint32_t seen[PS_MAX_COLS], seen_gen;
-    uint64_t *pkhash; /* open addressing: 0 = empty */
-    size_t pkhash_cap;
-    size_t *pkrow;
+    struct ps_hset gkeys; /* the keys of the group being gathered */
 };
 
 /* encode.c */
