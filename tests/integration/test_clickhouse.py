@@ -229,7 +229,7 @@ with t.section("kill -9 of Sluice mid-batch: exactly once with dedup_column, at 
          "dedup_column: every record exactly once")
     n2, u2 = map(int, q("SELECT count(), uniqExact(id) FROM k2 FORMAT TSV").split())
     # the cursor is saved after each batch, at most every 5 ms while busy: a kill re-sends the
-    # batches in flight (max_in_flight 4 by default) and what was delivered since the last save
+    # batches in flight (max_in_flight, 2 by default) and what was delivered since the last save
     t.ok(u2 == N and N <= n2 <= N + 6 * B,
          "no dedup_column: every record; copies only of the unsaved tail (batches of %d): %d rows" % (B, n2))
     t.note("without dedup_column %d duplicate rows after the kill (ClickHouse 18.16 MergeTree keeps them)" % (n2 - N))

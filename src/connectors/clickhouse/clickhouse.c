@@ -83,7 +83,7 @@ static const struct sl_field f_clickhouse[] = {
      "Request body compression: lz4 (ClickHouse's own checksummed LZ4 blocks, decompress=1), "
      "gzip (Content-Encoding), none.",
      0, 0, g_compression, NULL},
-    {"max_in_flight", SL_F_INT, 0, "4", 0,
+    {"max_in_flight", SL_F_INT, 0, "2", 0,
      "Inserts sent before the oldest is answered (1: one at a time). The cursor moves in order; "
      "inserts may complete out of order (a ReplacingMergeTree without a version column keeps "
      "the last one to complete: use 1 there).",

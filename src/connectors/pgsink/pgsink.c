@@ -2,9 +2,11 @@
  * JSON object) becomes a row of `table.name`, its fields mapped to columns by name (the table's
  * columns are read from the catalog at open and again after a schema error) and converted to the
  * column's type (jsonb/json from objects and arrays, arrays of scalars, timestamptz from epoch ms
- * or ISO text, bytea from base64, numeric exact). A batch is one transaction of multi-row
- * INSERTs (insert.mode insert) or INSERT ... ON CONFLICT (pk.fields) DO UPDATE (upsert); the
- * framework's cursor moves after COMMIT. CDC records (postgres_cdc's or datagen's envelope, or
+ * or ISO text, bytea from base64, numeric exact). Rows go in with COPY (encode.c writes its
+ * text): straight into the table (insert.mode insert), or into a temp stage merged with
+ * INSERT ... SELECT ... ON CONFLICT (pk.fields) DO UPDATE (upsert). The batches in flight stream
+ * into the COPY of one transaction (below, ps_send); the framework's cursor moves after COMMIT.
+ * CDC records (postgres_cdc's or datagen's envelope, or
  * rows unwrapped with ExtractNewRecordState's rewrite mode) apply their operation: a delete is
  * DELETE ... WHERE pk, anything else an upsert, so PostgreSQL -> Sluice -> PostgreSQL
  * replication works. A batch PostgreSQL refuses for a data reason (SQLSTATE classes 22, 23) is
