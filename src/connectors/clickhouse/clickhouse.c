@@ -496,7 +496,8 @@ static int load_cols(struct ch *c, char *why, size_t n)
         c->ncols++;
         p = nl ? nl + 1 : end;
     }
-    qsort(c->cols, c->ncols, sizeof(char *), cmp_str);
+    if (c->ncols) /* qsort(NULL, 0) is undefined (UBSan: a table that does not exist) */
+        qsort(c->cols, c->ncols, sizeof(char *), cmp_str);
     return c->ncols ? 0 : 1;
 }
 
