@@ -816,8 +816,6 @@ static size_t all_rows(struct ch *c, const struct sl_batch *b)
     return b->n;
 }
 
-/* Sends c->body as an insert: 0 inserted, else the class of the failure (1 + SL_CH_*) with out
- * filled; *row the 1-based row ClickHouse named, or 0. */
 /* The request body of rows[0..len) in z (compression lz4 or gzip); 0, or -1 with why. */
 static int compress_rows(const struct ch *c, const void *rows, size_t len, struct sl_buf *z,
                          char *why, size_t n)
@@ -835,6 +833,8 @@ static int compress_rows(const struct ch *c, const void *rows, size_t len, struc
     return 0;
 }
 
+/* Sends c->body as an insert: 0 inserted, else the class of the failure (1 + SL_CH_*) with out
+ * filled; *row the 1-based row ClickHouse named, or 0. */
 static int insert(struct ch *c, struct sl_outcome *out, long *row)
 {
     const void *body = c->wire;
