@@ -144,7 +144,8 @@ void ps_plan_release(struct ps_plan *pl);
  * store. Returns the number of fields. */
 size_t ps_params_of(const char *line, size_t len, struct sl_buf *store, const char **params,
                     size_t max);
-/* pgsink.c: makes the connection idle (the batch on the wire answered), for a catalog query. */
+/* pgsink.c: makes the connection idle (the transaction on the wire committed and answered, its
+ * batches given their outcome), for a catalog query. */
 void ps_idle(struct pgsink *p);
 
 #endif
