@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # bench/pgsink.sh [N=200000] - the PostgreSQL sink against COPY, same run, same PostgreSQL 15
-# (tests/peers/pg.sh, a temp cluster). Not part of `make test`.
+# (tests/peers/pg.sh, a temp cluster). Not part of `make test`. The issue's figure is N=1000000.
 #   copy:   psql's COPY FROM STDIN of the N rows (CSV) into an empty table: PostgreSQL's own
 #           fastest load, the reference
 #   sink:   the same N rows written to a strand first, then a postgres_sink (upsert on the key,
-#           batch.size 500, start earliest) into an empty table; time from create to all
-#           delivered
+#           batch.size 500 or $BATCH, start earliest) into an empty table; time from create to
+#           all delivered
 #   insert: the same with insert.mode insert
-# Prints rows/s for each and the ratios sink/copy, insert/copy. Environment: SLUICE_BIN.
+# Prints rows/s for each and the ratios sink/copy, insert/copy. Environment: SLUICE_BIN, BATCH.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-200000}
@@ -58,7 +58,7 @@ def run(mode, table):
     t0 = time.monotonic()
     r = srv.req("POST", "/v1/connectors", {"name": table, "kind": "postgres_sink", "strands": ["orders"], "config": {
         "start": "earliest", "connection.url": pg.url(), "table.name": table, "pk.fields": "id",
-        "insert.mode": mode, "batch.size": 500}})
+        "insert.mode": mode, "batch.size": int(os.environ.get("BATCH", "500"))}})
     assert r.status == 201, r
     cid = r.json["id"]
     while srv.req("GET", "/v1/connectors/" + cid).json["stats"]["delivered"] < n:
@@ -72,7 +72,7 @@ sink_s = run("upsert", "t_sink")
 ins_s = run("insert", "t_insert")
 srv.stop()
 pgpeer.stop_all()
-print("RESULT rows=%d copy_per_s=%.0f sink_upsert_per_s=%.0f (%.2fx copy) sink_insert_per_s=%.0f (%.2fx copy)" % (
-    n, n / copy_s, n / sink_s, copy_s / sink_s, n / ins_s, copy_s / ins_s))
+print("RESULT rows=%d batch=%s copy_per_s=%.0f sink_upsert_per_s=%.0f (%.2fx copy) sink_insert_per_s=%.0f (%.2fx copy)" % (
+    n, os.environ.get("BATCH", "500"), n / copy_s, n / sink_s, copy_s / sink_s, n / ins_s, copy_s / ins_s))
 os._exit(0)
 PYEOF

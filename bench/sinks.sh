@@ -6,13 +6,16 @@
 #     client: `clickhouse-client --query "INSERT INTO t FORMAT JSONEachRow" < file` of the N rows
 #             into an empty MergeTree table (native protocol, LZ4): the reference
 #     sink:   the same N rows written to a strand first, then a clickhouse sink (mapping payload,
-#             batch_size 10000, start earliest) into an empty table; time from create to all
-#             delivered (and counted by ClickHouse)
+#             batch_size 10000 or $CH_BATCH, compression none, max_in_flight 2 (the default), start
+#             earliest) into an empty table; time from create to all delivered (and counted by
+#             ClickHouse)
+#     one:    the same with max_in_flight 1 (one insert at a time, as before pipelining)
+#     lz4:    the same with compression lz4 (ClickHouse's compressed blocks, decompress=1)
 #     dedup:  the same with dedup_column (the record hash in a column)
 #   elasticsearch (the _bulk stand-in, tests/peers/es_standin.py):
 #     docs/s of the elasticsearch sink's bulk bodies delivered to the stand-in, and the
 #     stand-in's own cost (its CPU seconds parsing them)
-# Prints rows/s (docs/s) and the ratios. Environment: SLUICE_BIN.
+# Prints rows/s (docs/s) and the ratios. Environment: SLUICE_BIN, CH_BATCH.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-200000}
@@ -82,7 +85,7 @@ if "clickhouse" in which:
         mine0 = cpu_s(srv.proc.pid)
         t0 = time.monotonic()
         cfg = dict({"url": ch.url, "table": table, "mapping": "payload", "start": "earliest",
-                    "compression": "none"}, **extra)
+                    "compression": "none", "batch_size": int(os.environ.get("CH_BATCH", "10000"))}, **extra)
         r = srv.req("POST", "/v1/connectors", {"name": table, "kind": "clickhouse", "strands": ["orders"],
                                                "config": cfg})
         assert r.status == 201, r
@@ -94,13 +97,12 @@ if "clickhouse" in which:
 
     cpu = {}
 
-    sink_s = run("t_sink")
-    dedup_s = run("t_dedup", dedup_column="rh")
+    secs = {"t_sink": run("t_sink"), "t_one": run("t_one", max_in_flight=1),
+            "t_lz4": run("t_lz4", compression="lz4"), "t_dedup": run("t_dedup", dedup_column="rh")}
     ch.stop()
-    out.append("clickhouse rows=%d client_per_s=%.0f sink_per_s=%.0f (%.2fx client, sluice_cpu_s=%.2f) "
-               "sink_dedup_per_s=%.0f (%.2fx client, sluice_cpu_s=%.2f)"
-               % (n, n / client_s, n / sink_s, client_s / sink_s, cpu["t_sink"], n / dedup_s, client_s / dedup_s,
-                  cpu["t_dedup"]))
+    out.append("clickhouse rows=%d client_per_s=%.0f " % (n, n / client_s) + " ".join(
+        "%s_per_s=%.0f (%.2fx client, sluice_cpu_s=%.2f)" % (name, n / secs[t], client_s / secs[t], cpu[t])
+        for name, t in (("sink", "t_sink"), ("one_in_flight", "t_one"), ("lz4", "t_lz4"), ("dedup", "t_dedup"))))
 
 if "elasticsearch" in which:
     from es_standin import EsStandin

@@ -84,6 +84,36 @@ with t.section("batches: multi-row upserts, a key repeated within a batch, mixed
          "after ALTER TABLE ADD COLUMN, records with the new field land in it",
          pg.psql("SELECT count(*) FROM bulk WHERE extra IS NOT NULL"))
 
+with t.section("insert mode: batches stream into one COPY; refused rows isolated, the rest land once", srv):
+    pg.psql("CREATE TABLE ins (id int PRIMARY KEY, name text NOT NULL, n int, meta jsonb, at timestamptz)")
+    items = []
+    for i in range(3000):
+        row = {"id": i, "name": "n-%d\tx\\y" % i, "n": i, "meta": {"i": i, "s": "a\nb"}, "at": 1700000000000 + i}
+        if i == 1234:
+            del row["name"]  # NOT NULL: refused (23502)
+        if i == 2500:
+            row["id"] = 10  # a key stored already: refused (23505)
+        items.append({"strand": "ins", "payload": row})
+    r = srv.req("POST", "/v1/records/batch", items)
+    t.eq(r.status, 201, "3000 records written before the sink exists")
+    r = srv.req("POST", "/v1/connectors", {"name": "ins", "kind": "postgres_sink", "strands": ["ins"],
+                                           "config": {"start": "earliest", "connection.url": pg.url(),
+                                                      "table.name": "ins", "insert.mode": "insert",
+                                                      "batch.size": 100}})
+    iid = r.json["id"]
+    t.ok(wait(lambda: conn(iid)["stats"]["delivered"] + conn(iid)["stats"]["dead_lettered"] >= 3000, 30),
+         "all handled", conn(iid)["stats"])
+    t.eq([conn(iid)["stats"]["delivered"], conn(iid)["stats"]["dead_lettered"]], [2998, 2],
+         "2998 delivered, 2 dead letters")
+    dl = sorted(srv.req("GET", "/v1/connectors/%s/dead-letters" % iid).json["dead_letters"], key=lambda d: d["seq"])
+    t.ok([d["seq"] for d in dl] == [1234, 2500] and "23502" in dl[0]["last_error"] and "23505" in dl[1]["last_error"],
+         "the dead letters are the NOT NULL row and the repeated key, with their SQLSTATEs", dl)
+    t.eq(pg.psql("SELECT count(*), count(DISTINCT id), sum(n) FROM ins")[0],
+         ["2998", "2998", str(sum(range(3000)) - 1234 - 2500)], "every other row stored once")
+    t.eq(pg.psql("SELECT name = E'n-10\\tx\\\\y', meta->>'s' = E'a\\nb', at AT TIME ZONE 'UTC' FROM ins WHERE id = 10")[0],
+         ["t", "t", "2023-11-14 22:13:20.01"],
+         "tabs, backslashes and newlines survive COPY's escaping; epoch ms became timestamptz")
+
 with t.section("PostgreSQL -> postgres_cdc -> strand -> postgres_sink -> PostgreSQL", srv):
     pg.psql("CREATE TABLE src (id int PRIMARY KEY, name text, n int); CREATE TABLE dst (id int PRIMARY KEY, name text, n int)")
     r = srv.req("POST", "/v1/connectors", {"name": "cdc", "kind": "postgres_cdc", "config": {

@@ -59,7 +59,7 @@ static void test_format(void)
     T_EQ_STR(
         s,
         "POST /?database=default&query=INSERT%20INTO%20default.events%20FORMAT%20JSONEachRow"
-        "&max_insert_block_size=1048576\n"
+        "&max_insert_block_size=1048576&decompress=1\n"
         "{\"event_type\":\"write\",\"stream\":\"orders\",\"namespace\":\"agent-1\","
         "\"timestamp\":\"2023-11-14T22:13:20.123Z\",\"data\":\"{\\\"id\\\":1,\\\"name\\\":"
         "\\\"a\\\\\\\"b\\\"}\",\"metadata\":\"{\\\"seq\\\":7,\\\"record_hash\\\":\\\"" HASH0
@@ -72,7 +72,7 @@ static void test_format(void)
                2);
     T_EQ_STR(s,
              "POST /?database=db&query=INSERT%20INTO%20db.t%20FORMAT%20JSONEachRow"
-             "&max_insert_block_size=1048576\n"
+             "&max_insert_block_size=1048576&decompress=1\n"
              "{\"rh\":\"" HASH0 "\",\"id\":1,\"name\":\"a\\\"b\"}\n{\"rh\":\"" HASH1 "\"}\n",
              "payload mapping: the fields are the columns, dedup_column first");
     free(s);
@@ -161,12 +161,64 @@ static void test_errors(void)
             "row errors, setup errors, and the rest transient");
 }
 
+/* CityHash v1.0.2's 128-bit hash (the block checksum): values this function gave for bytes
+ * i * 7 + 3, across its length classes (0-16, 17-127 CityMurmur, 128+ the long loop and its
+ * tail); ClickHouse 18.16 accepted blocks checksummed by it at 15 lengths from 9 bytes to 2.7 MB
+ * and refused one with a bit flipped (tests/integration/test_clickhouse.py reads lz4 back). */
+static void test_cityhash(void)
+{
+    static const struct {
+        size_t len;
+        uint64_t lo, hi;
+    } want[] = {
+        {0, 0x3df09dfc64c09a2bull, 0x3cb540c392e51e29ull},
+        {5, 0x769b42b3bb8e4249ull, 0xcd00ae16776dd6f3ull},
+        {8, 0xb6ad7c9a5953432full, 0x9f0e02109921888cull},
+        {16, 0x21e79cab7f9c2b79ull, 0xa35615c235313f7aull},
+        {17, 0x0cd5bb13faea6e4cull, 0x32bf719178f6bbfeull},
+        {127, 0x1f1c2a3c62829942ull, 0x5d5820604b01deeaull},
+        {128, 0x11d00b10d6694d31ull, 0x108fb9e5b83fdff4ull},
+        {200, 0x6bfc6588f8397554ull, 0xe3706db480814454ull},
+        {999, 0xd84cc25c2dc52ed1ull, 0x8dd0db40e3de93bcull},
+    };
+    static uint8_t buf[1000];
+    for (int i = 0; i < 1000; i++)
+        buf[i] = (uint8_t)(i * 7 + 3);
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        uint64_t lo, hi;
+        sl_ch_cityhash128(buf, want[i].len, &lo, &hi);
+        T_CHECK(lo == want[i].lo && hi == want[i].hi, "CityHash128 v1.0.2 of %zu bytes",
+                want[i].len);
+    }
+    /* a block: checksum, 0x82, sizes, then an LZ4 block of the input; 1 MiB at most each */
+    struct sl_buf out;
+    sl_buf_init(&out, 0);
+    static uint8_t big[(1u << 20) + 5];
+    memset(big, 'x', sizeof(big));
+    T_EQ_INT(sl_ch_lz4_blocks(big, sizeof(big), &out), 0, "lz4 blocks");
+    uint32_t c1 =
+        out.data[17] | out.data[18] << 8 | out.data[19] << 16 | (uint32_t)out.data[20] << 24;
+    uint32_t u1 =
+        out.data[21] | out.data[22] << 8 | out.data[23] << 16 | (uint32_t)out.data[24] << 24;
+    uint64_t lo, hi, got_lo = 0, got_hi = 0;
+    sl_ch_cityhash128(out.data + 16, c1, &lo, &hi);
+    for (int i = 7; i >= 0; i--) {
+        got_lo = got_lo << 8 | out.data[i];
+        got_hi = got_hi << 8 | out.data[8 + i];
+    }
+    T_CHECK(out.data[16] == 0x82 && u1 == (1u << 20) && lo == got_lo && hi == got_hi &&
+                out.len > 16 + c1 && out.data[16 + c1 + 16] == 0x82,
+            "two blocks; the first holds 1 MiB, its checksum covers method, sizes and data");
+    sl_buf_release(&out);
+}
+
 int main(void)
 {
     make_records();
     test_format();
     test_config();
     test_errors();
+    test_cityhash();
     for (int i = 0; i < 3; i++)
         sl_buf_release(&mp[i]);
     return T_DONE();

@@ -17,6 +17,16 @@
  * one). Anything else (no answer, a timeout, a server error, a refused login, a missing table)
  * is retried: nothing is lost.
  *
+ * Pipelining. With max_in_flight > 1 a batch whose rows all go is one insert on a curl multi
+ * handle and send() returns at once; flush() reports the oldest, so the cursor moves in order
+ * while ClickHouse parses one insert and Sluice makes the next. A batch with a refused row, rows
+ * stored already or doubt after a failure goes the careful way (the code below, one request at
+ * a time). A failed pipelined insert is reported as a retry and its batch goes the careful way;
+ * the framework then sends the batches after it again, and the seq ranges this sink knows are
+ * stored (a ring) are left out, so a refused row does not make copies of its neighbours.
+ *
+ * Compression lz4 is ClickHouse's own block framing (chblock.c) with decompress=1.
+ *
  * Duplicates. ClickHouse 18.16 deduplicates inserted blocks only in Replicated*MergeTree tables
  * (insert_deduplicate, through ZooKeeper): a batch sent again into a MergeTree after an attempt
  * whose answer was lost (a timeout, a crash of Sluice) is stored twice. With dedup_column the
@@ -41,6 +51,8 @@
 #define EXCERPT 4096
 #define MAX_COLS 4096
 #define NAME_MAX_LEN 128
+#define CH_MAX_FLIGHT 16
+#define CH_INSERTED 256 /* seq ranges known to be in the table, remembered */
 
 static const char *const g_compression[] = {"lz4", "none", "gzip", NULL};
 static const char *const g_mapping[] = {"envelope", "payload", NULL};
@@ -68,9 +80,14 @@ static const struct sl_field f_clickhouse[] = {
     {"flush_interval_secs", SL_F_INT, 0, "5", 0,
      "Seconds a partial batch may wait for more rows (0: send at once).", 0, 3600, NULL, NULL},
     {"compression", SL_F_ENUM, 0, "\"lz4\"", 0,
-     "Request body compression: gzip (Content-Encoding), none; lz4 is sent uncompressed (18.16 "
-     "takes LZ4 only in its native block framing, not written yet).",
+     "Request body compression: lz4 (ClickHouse's own checksummed LZ4 blocks, decompress=1), "
+     "gzip (Content-Encoding), none.",
      0, 0, g_compression, NULL},
+    {"max_in_flight", SL_F_INT, 0, "2", 0,
+     "Inserts sent before the oldest is answered (1: one at a time). The cursor moves in order; "
+     "inserts may complete out of order (a ReplacingMergeTree without a version column keeps "
+     "the last one to complete: use 1 there).",
+     1, CH_MAX_FLIGHT, NULL, NULL},
     {"validation", SL_F_BOOL, 0, "true", 0,
      "Read the table's columns at start (and after a failure): a missing table or column is "
      "reported before sending, a payload field with no column refuses its row.",
@@ -209,7 +226,7 @@ static int ch_check_config(json_t *cfg, struct sl_err *err)
 struct ch {
     const struct sl_sink_ctx *ctx;
     const char *db, *table, *user, *password, *token, *dedup;
-    int gzip, validation, skip_invalid, payload_mapping;
+    int gzip, lz4, validation, skip_invalid, payload_mapping;
     long timeout_ms;
     char *insert_url, *query_url;
     CURL *curl;
@@ -226,6 +243,35 @@ struct ch {
     size_t wire_len;
     char reasons[256]; /* why each refused row was refused ("seq N: ...; seq M: ..."): the
                         * outcome has one error for all the records it refuses */
+    /* max_in_flight > 1: inserts on a curl multi handle, oldest first (a ring) */
+    CURLM *multi;
+    struct chflight *fl;
+    unsigned nfl, fhead, fcount;
+    int careful; /* a pipelined insert failed: the next batch goes the careful way */
+    /* the seq ranges inserts stored lately: after a pipelined failure the framework sends the
+     * failed batch and the ones after it again, and rows of these ranges are not inserted twice
+     * (a ring: the oldest are forgotten) */
+    struct {
+        char strand[128];
+        uint64_t from, to;
+    } inserted[CH_INSERTED];
+    unsigned ninserted;
+};
+
+/* One insert on the multi handle, or the outcome of a batch send() decided itself. */
+struct chflight {
+    CURL *easy;
+    struct sl_buf body;
+    struct sl_httpc_resp resp;
+    struct curl_slist *hdrs;
+    int active;  /* on the multi handle, not answered yet */
+    int decided; /* the outcome below is final (out.reject points into reject) */
+    CURLcode cc;
+    struct sl_outcome out;
+    enum sl_result r;
+    size_t *reject, cap_reject;
+    char strand[128];
+    uint64_t first_seq, n;
 };
 
 enum { ST_SEND, ST_PRESENT, ST_REJECT };
@@ -244,6 +290,19 @@ static void ch_close(void *self)
     struct ch *c = self;
     if (!c)
         return;
+    for (unsigned i = 0; c->fl && i < c->nfl; i++) {
+        struct chflight *f = &c->fl[i];
+        if (f->active)
+            curl_multi_remove_handle(c->multi, f->easy);
+        curl_easy_cleanup(f->easy);
+        curl_slist_free_all(f->hdrs);
+        sl_buf_release(&f->body);
+        sl_httpc_resp_release(&f->resp);
+        free(f->reject);
+    }
+    free(c->fl);
+    if (c->multi)
+        curl_multi_cleanup(c->multi);
     free_cols(c);
     curl_easy_cleanup(c->curl);
     sl_httpc_resp_release(&c->resp);
@@ -290,6 +349,7 @@ static int ch_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
     c->dedup = json_string_value(json_object_get(cfg, "dedup_column"));
     const char *comp = json_string_value(json_object_get(cfg, "compression"));
     c->gzip = strcmp(comp, "gzip") == 0;
+    c->lz4 = strcmp(comp, "lz4") == 0;
     c->validation = json_is_true(json_object_get(cfg, "validation"));
     c->skip_invalid = json_is_true(json_object_get(cfg, "skip_invalid_rows"));
     c->payload_mapping = strcmp(json_string_value(json_object_get(cfg, "mapping")), "payload") == 0;
@@ -300,8 +360,8 @@ static int ch_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
     /* names are identifiers (check_config): nothing to escape; one block per insert */
     snprintf(q, sizeof(q),
              "database=%s&query=INSERT%%20INTO%%20%s.%s%%20FORMAT%%20JSONEachRow"
-             "&max_insert_block_size=1048576",
-             c->db, c->db, c->table);
+             "&max_insert_block_size=1048576%s",
+             c->db, c->db, c->table, c->lz4 ? "&decompress=1" : "");
     c->insert_url = url_with(url, q);
     snprintf(q, sizeof(q), "database=%s", c->db);
     c->query_url = url_with(url, q);
@@ -316,10 +376,26 @@ static int ch_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
         ch_close(c);
         return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
     }
-    if (strcmp(comp, "lz4") == 0)
-        ctx->host->log(ctx->id, 0,
-                       "compression lz4: sent uncompressed (ClickHouse 18.16's HTTP interface "
-                       "takes LZ4 only in its native block framing); gzip compresses");
+    long long inflight = json_integer_value(json_object_get(cfg, "max_in_flight"));
+    if (inflight > 1) {
+        c->nfl = (unsigned)(inflight < CH_MAX_FLIGHT ? inflight : CH_MAX_FLIGHT);
+        c->fl = calloc(c->nfl, sizeof(*c->fl));
+        c->multi = c->fl ? curl_multi_init() : NULL;
+        for (unsigned i = 0; c->multi && i < c->nfl; i++) {
+            sl_buf_init(&c->fl[i].body, 0);
+            sl_httpc_resp_init(&c->fl[i].resp, EXCERPT);
+            if (!(c->fl[i].easy = curl_easy_init())) {
+                curl_multi_cleanup(c->multi);
+                c->multi = NULL;
+            }
+        }
+        if (!c->multi) {
+            ch_close(c);
+            return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+        }
+        curl_multi_setopt(c->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)c->nfl);
+        info->max_inflight = c->nfl;
+    }
     info->batch_max = (uint64_t)json_integer_value(json_object_get(cfg, "batch_size"));
     info->linger_ms =
         (uint64_t)json_integer_value(json_object_get(cfg, "flush_interval_secs")) * 1000;
@@ -329,8 +405,7 @@ static int ch_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
 
 /* One request to ClickHouse: body[0..len) POSTed to url (gzip-encoded when told), the answer in
  * c->resp (at most max_body bytes kept). */
-static CURLcode request(struct ch *c, const char *url, const void *body, size_t len, int gz,
-                        size_t max_body, long *status)
+static struct curl_slist *headers(const struct ch *c, int gz)
 {
     struct curl_slist *h = NULL;
     char line[1200];
@@ -346,7 +421,13 @@ static CURLcode request(struct ch *c, const char *url, const void *body, size_t 
     }
     if (gz)
         h = curl_slist_append(h, "Content-Encoding: gzip");
-    h = curl_slist_append(h, "Expect:");
+    return curl_slist_append(h, "Expect:");
+}
+
+static CURLcode request(struct ch *c, const char *url, const void *body, size_t len, int gz,
+                        size_t max_body, long *status)
+{
+    struct curl_slist *h = headers(c, gz);
     sl_httpc_resp_release(&c->resp);
     sl_httpc_resp_init(&c->resp, max_body);
     CURLcode cc = h ? sl_httpc_send(c->curl, "POST", url, h, body, len, c->timeout_ms, &c->resp,
@@ -357,7 +438,8 @@ static CURLcode request(struct ch *c, const char *url, const void *body, size_t 
 }
 
 /* "why" of a failed request: curl's error, or ClickHouse's message. */
-static void describe(const struct ch *c, CURLcode cc, long status, char *out, size_t n)
+static void describe_resp(const struct sl_httpc_resp *r, CURLcode cc, long status, char *out,
+                          size_t n)
 {
     if (cc != CURLE_OK) {
         snprintf(out, n, "ClickHouse unreachable: %s",
@@ -365,8 +447,13 @@ static void describe(const struct ch *c, CURLcode cc, long status, char *out, si
         return;
     }
     char msg[400];
-    sl_ch_message((const char *)c->resp.body.data, c->resp.body.len, msg, sizeof(msg));
+    sl_ch_message((const char *)r->body.data, r->body.len, msg, sizeof(msg));
     snprintf(out, n, "ClickHouse answered %ld: %.200s", status, msg[0] ? msg : "(no message)");
+}
+
+static void describe(const struct ch *c, CURLcode cc, long status, char *out, size_t n)
+{
+    describe_resp(&c->resp, cc, status, out, n);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -409,7 +496,8 @@ static int load_cols(struct ch *c, char *why, size_t n)
         c->ncols++;
         p = nl ? nl + 1 : end;
     }
-    qsort(c->cols, c->ncols, sizeof(char *), cmp_str);
+    if (c->ncols) /* qsort(NULL, 0) is undefined (UBSan: a table that does not exist) */
+        qsort(c->cols, c->ncols, sizeof(char *), cmp_str);
     return c->ncols ? 0 : 1;
 }
 
@@ -728,6 +816,23 @@ static size_t all_rows(struct ch *c, const struct sl_batch *b)
     return b->n;
 }
 
+/* The request body of rows[0..len) in z (compression lz4 or gzip); 0, or -1 with why. */
+static int compress_rows(const struct ch *c, const void *rows, size_t len, struct sl_buf *z,
+                         char *why, size_t n)
+{
+    struct sl_err e = {0};
+    sl_buf_reset(z);
+    if (c->lz4 && sl_ch_lz4_blocks(rows, len, z) < 0) {
+        snprintf(why, n, "lz4: cannot compress");
+        return -1;
+    }
+    if (c->gzip && sl_ff_compress(SL_FF_GZIP, rows, len, z, &e) < 0) {
+        snprintf(why, n, "gzip: %.200s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
 /* Sends c->body as an insert: 0 inserted, else the class of the failure (1 + SL_CH_*) with out
  * filled; *row the 1-based row ClickHouse named, or 0. */
 static int insert(struct ch *c, struct sl_outcome *out, long *row)
@@ -735,13 +840,9 @@ static int insert(struct ch *c, struct sl_outcome *out, long *row)
     const void *body = c->wire;
     size_t len = c->wire_len;
     *row = 0;
-    if (c->gzip) {
-        struct sl_err e = {0};
-        sl_buf_reset(&c->zbody);
-        if (sl_ff_compress(SL_FF_GZIP, c->wire, c->wire_len, &c->zbody, &e) < 0) {
-            snprintf(out->error, sizeof(out->error), "gzip: %.200s", e.msg);
+    if (c->gzip || c->lz4) {
+        if (compress_rows(c, c->wire, c->wire_len, &c->zbody, out->error, sizeof(out->error)) < 0)
             return 1 + SL_CH_TRANSIENT;
-        }
         body = c->zbody.data;
         len = c->zbody.len;
     }
@@ -826,10 +927,12 @@ static enum sl_result one_by_one(struct ch *c, const struct sl_batch *b, struct 
     return finish(c, b, out);
 }
 
-static enum sl_result ch_send(void *self, const struct sl_batch *b, struct sl_outcome *out)
+/* The rows make_rows() made of b (bad of them could not be rows), inserted one request at a time:
+ * refused rows isolated or dead-lettering the batch, rows already in the table (ST_PRESENT)
+ * left out. */
+static enum sl_result send_rows(struct ch *c, const struct sl_batch *b, long bad,
+                                struct sl_outcome *out)
 {
-    struct ch *c = self;
-    long bad = make_rows(c, b);
     if (bad < 0) {
         snprintf(out->error, sizeof(out->error), "out of memory");
         return SL_R_RETRY;
@@ -862,6 +965,228 @@ static enum sl_result ch_send(void *self, const struct sl_batch *b, struct sl_ou
     return finish(c, b, out);
 }
 
+/* ---- several inserts in flight (max_in_flight > 1) ---- */
+
+/* Marks ST_PRESENT the rows of b that a pipelined insert stored already. How many. */
+static size_t mark_inserted(struct ch *c, const struct sl_batch *b)
+{
+    size_t found = 0;
+    uint64_t first = b->recs[0].seq, end = first + b->n;
+    for (unsigned k = 0; k < CH_INSERTED && k < c->ninserted; k++) {
+        if (c->inserted[k].to <= first || c->inserted[k].from >= end ||
+            strcmp(c->inserted[k].strand, b->strand ? b->strand : ""))
+            continue;
+        for (size_t i = 0; i < b->n; i++)
+            if (c->state[i] == ST_SEND && b->recs[i].seq >= c->inserted[k].from &&
+                b->recs[i].seq < c->inserted[k].to) {
+                c->state[i] = ST_PRESENT;
+                found++;
+            }
+    }
+    return found;
+}
+
+static void add_inserted(struct ch *c, const char *strand, uint64_t from, uint64_t to)
+{
+    unsigned k = c->ninserted++ % CH_INSERTED;
+    snprintf(c->inserted[k].strand, sizeof(c->inserted[k].strand), "%s", strand);
+    c->inserted[k].from = from;
+    c->inserted[k].to = to;
+}
+
+/* The outcome of f once its transfer ended. */
+static void land(struct ch *c, struct chflight *f)
+{
+    long status = 0;
+    if (f->cc == CURLE_OK)
+        curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+    enum sl_result r = sl_httpc_outcome(f->cc, status, &f->resp, &f->out);
+    if (r == SL_R_OK) {
+        add_inserted(c, f->strand, f->first_seq, f->first_seq + f->n);
+    } else {
+        /* sent again the careful way, which tells a refused row from the rest (and, with
+         * dedup_column, first asks which rows made it) */
+        describe_resp(&f->resp, f->cc, status, f->out.error, sizeof(f->out.error));
+        c->uncertain = 1;
+        c->careful = 1;
+        if (r == SL_R_REJECT)
+            r = SL_R_RETRY;
+    }
+    f->r = r;
+    f->decided = 1;
+    f->active = 0;
+}
+
+/* Lands the inserts whose transfers ended. */
+static void collect(struct ch *c)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(c->multi, &left)))
+        for (unsigned i = 0; m->msg == CURLMSG_DONE && i < c->nfl; i++)
+            if (c->fl[i].active && c->fl[i].easy == m->easy_handle) {
+                c->fl[i].cc = m->data.result;
+                curl_multi_remove_handle(c->multi, m->easy_handle);
+                land(c, &c->fl[i]);
+            }
+}
+
+/* Puts c->rows (every row of the batch) on the wire as f's insert. 0, or -1 with f->out.error. */
+static int start_insert(struct ch *c, struct chflight *f)
+{
+    if (c->gzip || c->lz4) {
+        if (compress_rows(c, c->rows.data, c->rows.len, &f->body, f->out.error,
+                          sizeof(f->out.error)) < 0)
+            return -1;
+    } else { /* the rows as they are: the buffers change places */
+        struct sl_buf t = f->body;
+        f->body = c->rows;
+        c->rows = t;
+    }
+    curl_slist_free_all(f->hdrs);
+    f->hdrs = headers(c, c->gzip);
+    sl_httpc_resp_reset(&f->resp);
+    sl_httpc_prepare(f->easy, "POST", c->insert_url, f->hdrs, f->body.data, f->body.len,
+                     c->timeout_ms, &f->resp);
+    if (!f->hdrs || f->body.failed || curl_multi_add_handle(c->multi, f->easy) != CURLM_OK) {
+        snprintf(f->out.error, sizeof(f->out.error), "out of memory");
+        return -1;
+    }
+    f->active = 1;
+    int running;
+    curl_multi_perform(c->multi, &running); /* start it now */
+    return 0;
+}
+
+/* After the careful way: remembers which rows of b are in the table (all but the refused ones
+ * when it succeeded or refused some; the accepted prefix when it is to be retried). */
+static void remember(struct ch *c, const struct sl_batch *b, enum sl_result r,
+                     const struct sl_outcome *o)
+{
+    int all = r == SL_R_OK || (r == SL_R_REJECT && o->reject && o->n_reject);
+    size_t end = all ? b->n : o->accepted < b->n ? o->accepted : b->n;
+    for (size_t i = 0; i < end;) { /* runs of stored rows */
+        if (c->state[i] == ST_REJECT) {
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < end && c->state[j] != ST_REJECT)
+            j++;
+        add_inserted(c, b->strand ? b->strand : "", b->recs[i].seq, b->recs[j - 1].seq + 1);
+        i = j;
+    }
+}
+
+/* Keeps r and out as f's outcome (a batch answered inside send()). */
+static void decide(struct chflight *f, enum sl_result r, const struct sl_outcome *out)
+{
+    f->out = *out;
+    f->r = r;
+    f->decided = 1;
+    if (out->reject && out->n_reject) {
+        if (out->n_reject > f->cap_reject) {
+            size_t *t = realloc(f->reject, out->n_reject * sizeof(*t));
+            if (!t) {
+                f->r = SL_R_RETRY;
+                f->out.reject = NULL;
+                f->out.n_reject = 0;
+                snprintf(f->out.error, sizeof(f->out.error), "out of memory");
+                return;
+            }
+            f->reject = t;
+            f->cap_reject = out->n_reject;
+        }
+        memcpy(f->reject, out->reject, out->n_reject * sizeof(*f->reject));
+        f->out.reject = f->reject;
+    }
+}
+
+/* A batch whose rows all go (no refused row, none stored already, no doubt after a failure) is
+ * one insert on the multi handle; any other goes the careful way at once (the inserts in flight
+ * go on meanwhile). Either way flush() reports it, oldest first. */
+static enum sl_result ch_send(void *self, const struct sl_batch *b, struct sl_outcome *out)
+{
+    struct ch *c = self;
+    if (!c->multi)
+        return send_rows(c, b, make_rows(c, b), out);
+    if (b->n == 0)
+        return SL_R_OK;
+    if (c->fcount == c->nfl) { /* the framework keeps within max_inflight */
+        snprintf(out->error, sizeof(out->error), "more inserts than max_in_flight");
+        return SL_R_RETRY;
+    }
+    struct chflight *f = &c->fl[(c->fhead + c->fcount++) % c->nfl];
+    memset(&f->out, 0, sizeof(f->out));
+    f->out.retry_after_ms = -1;
+    f->decided = f->active = 0;
+    snprintf(f->strand, sizeof(f->strand), "%s", b->strand ? b->strand : "");
+    f->first_seq = b->recs[0].seq;
+    f->n = b->n;
+    long bad = make_rows(c, b);
+    size_t present = bad < 0 ? 0 : mark_inserted(c, b);
+    if (bad == 0 && !present && !c->careful && !(c->dedup && c->uncertain)) {
+        if (start_insert(c, f) < 0)
+            decide(f, SL_R_RETRY, &f->out);
+        return SL_R_QUEUED;
+    }
+    struct sl_outcome o;
+    memset(&o, 0, sizeof(o));
+    o.retry_after_ms = -1;
+    enum sl_result r = send_rows(c, b, bad, &o);
+    if (c->fcount == 1) /* nothing else in flight: the batch the framework sent again */
+        c->careful = 0;
+    remember(c, b, r, &o);
+    decide(f, r, &o);
+    return SL_R_QUEUED;
+}
+
+static enum sl_result ch_flush(void *self, struct sl_outcome *out)
+{
+    struct ch *c = self;
+    if (!c->multi || !c->fcount) {
+        snprintf(out->error, sizeof(out->error), "no insert in flight");
+        return SL_R_RETRY;
+    }
+    struct chflight *f = &c->fl[c->fhead];
+    while (!f->decided) {
+        int running;
+        curl_multi_perform(c->multi, &running);
+        collect(c);
+        if (f->decided)
+            break;
+        if (c->ctx->cancelled && c->ctx->cancelled(c->ctx->arg)) {
+            for (unsigned i = 0; i < c->nfl; i++) /* a disable aborts every insert */
+                if (c->fl[i].active) {
+                    curl_multi_remove_handle(c->multi, c->fl[i].easy);
+                    c->fl[i].cc = CURLE_ABORTED_BY_CALLBACK;
+                    land(c, &c->fl[i]);
+                }
+            break;
+        }
+        curl_multi_poll(c->multi, NULL, 0, 20, NULL);
+    }
+    c->fhead = (c->fhead + 1) % c->nfl;
+    c->fcount--;
+    *out = f->out;
+    return f->r;
+}
+
+/* 1 once the oldest insert is answered (flush() will not wait). */
+static int ch_ready(void *self, int timeout_ms)
+{
+    struct ch *c = self;
+    struct chflight *f = c->multi && c->fcount ? &c->fl[c->fhead] : NULL;
+    int running;
+    for (int round = 0; f && !f->decided && round < 2; round++) {
+        if (round)
+            curl_multi_poll(c->multi, NULL, 0, timeout_ms, NULL);
+        curl_multi_perform(c->multi, &running);
+        collect(c);
+    }
+    return !f || f->decided;
+}
+
 /* The request send() would make for b: "POST <path and query>\n" and the rows (uncompressed). */
 static int ch_format(void *self, const struct sl_batch *b, uint8_t **bytes, size_t *len)
 {
@@ -884,9 +1209,11 @@ static int ch_format(void *self, const struct sl_batch *b, uint8_t **bytes, size
 static const struct sl_sink_ops ch_ops = {
     .open = ch_open,
     .send = ch_send,
+    .flush = ch_flush,
     .check = ch_check,
     .format = ch_format,
     .close = ch_close,
+    .ready = ch_ready,
 };
 
 const struct sl_connector sl_conn_clickhouse = {

@@ -3,7 +3,10 @@
 #ifndef SL_CONNECTORS_CLICKHOUSE_H
 #define SL_CONNECTORS_CLICKHOUSE_H
 
+#include "core/buf.h"
+
 #include <stddef.h>
+#include <stdint.h>
 
 /* What an error of ClickHouse is about, from its code. */
 enum sl_ch_class {
@@ -25,5 +28,12 @@ enum sl_ch_class sl_ch_classify(int code);
 /* The message of an error answer without ClickHouse's boilerplate (", e.what() = ...", the
  * trailing newline), in out (NUL-ended, truncated to n). */
 void sl_ch_message(const char *body, size_t len, char *out, size_t n);
+
+/* CityHash128 of data as CityHash v1.0.2 computes it (ClickHouse's block checksum). */
+void sl_ch_cityhash128(const void *data, size_t len, uint64_t *lo, uint64_t *hi);
+
+/* Appends in[0..len) to out as ClickHouse compressed blocks (LZ4, checksummed), what its HTTP
+ * interface takes with decompress=1. 0, or -1 (out of memory). */
+int sl_ch_lz4_blocks(const void *in, size_t len, struct sl_buf *out);
 
 #endif

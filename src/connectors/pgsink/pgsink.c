@@ -2,28 +2,28 @@
  * JSON object) becomes a row of `table.name`, its fields mapped to columns by name (the table's
  * columns are read from the catalog at open and again after a schema error) and converted to the
  * column's type (jsonb/json from objects and arrays, arrays of scalars, timestamptz from epoch ms
- * or ISO text, bytea from base64, numeric exact). A batch is one transaction of multi-row
- * INSERTs (insert.mode insert) or INSERT ... ON CONFLICT (pk.fields) DO UPDATE (upsert); the
- * framework's cursor moves after COMMIT. CDC records (postgres_cdc's or datagen's envelope, or
+ * or ISO text, bytea from base64, numeric exact). Rows go in with COPY (encode.c writes its
+ * text): straight into the table (insert.mode insert), or into a temp stage merged with
+ * INSERT ... SELECT ... ON CONFLICT (pk.fields) DO UPDATE (upsert). The batches in flight stream
+ * into the COPY of one transaction (below, ps_send); the framework's cursor moves after COMMIT.
+ * CDC records (postgres_cdc's or datagen's envelope, or
  * rows unwrapped with ExtractNewRecordState's rewrite mode) apply their operation: a delete is
  * DELETE ... WHERE pk, anything else an upsert, so PostgreSQL -> Sluice -> PostgreSQL
  * replication works. A batch PostgreSQL refuses for a data reason (SQLSTATE classes 22, 23) is
  * sent again record by record, each in its own transaction, so only the rows at fault become dead
  * letters (with SQLSTATE and message); a lost connection is retried. */
+#include "connectors/pgsink/pgsink.h"
 #include "connectors/pg/cdc.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "engine/kinds.h"
-#include "formats/mp_jansson.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define MAX_COLS 1600 /* PostgreSQL's limit */
-#define MAX_PARAMS 65535
 
 static const char *const g_modes[] = {"insert", "upsert", NULL};
 static const char *const g_formats[] = {"json", NULL};
@@ -104,43 +104,14 @@ static int ps_check_config(json_t *cfg, struct sl_err *err)
 
 /* ---- the sink ---- */
 
-struct col {
-    char *name, *type; /* format_type() */
-};
-
-struct pgsink {
-    const struct sl_sink_ctx *ctx;
-    const char *url, *table;
-    int upsert, strict, autocreate;
-    char pk[64][64];
-    size_t npk;
-    PGconn *conn;
-    struct col cols[MAX_COLS];
-    size_t ncols;
-    char qtable[300]; /* quoted */
-    int staged;       /* the connection has the staging table (COPY path) */
-    size_t *reject;
-    size_t cap_reject;
-};
-
-static void quote_ident(struct sl_buf *b, const char *s, size_t n)
+static void flight_release(struct ps_flight *f)
 {
-    sl_buf_putc(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] == '"')
-            sl_buf_putc(b, '"');
-        sl_buf_putc(b, s[i]);
-    }
-    sl_buf_putc(b, '"');
-}
-
-static void free_cols(struct pgsink *p)
-{
-    for (size_t i = 0; i < p->ncols; i++) {
-        free(p->cols[i].name);
-        free(p->cols[i].type);
-    }
-    p->ncols = 0;
+    free(f->reject);
+    free(f->stored);
+    free(f->map);
+    free(f->recs);
+    sl_buf_release(&f->bytes);
+    ps_plan_release(&f->plan);
 }
 
 static void ps_close(void *self)
@@ -148,10 +119,23 @@ static void ps_close(void *self)
     struct pgsink *p = self;
     if (!p)
         return;
-    free_cols(p);
+    ps_free_cols(p);
     if (p->conn)
         PQfinish(p->conn);
+    for (int i = 0; i < PS_INFLIGHT; i++)
+        flight_release(&p->fl[i]);
+    free(p->memo.stored);
     free(p->reject);
+    ps_hset_release(&p->gkeys);
+    ps_hset_release(&p->txn_keys);
+    sl_buf_release(&p->txn_names);
+    free(p->params);
+    sl_buf_release(&p->line);
+    sl_buf_release(&p->key);
+    sl_buf_release(&p->text);
+    sl_buf_release(&p->json);
+    sl_buf_release(&p->sqlbuf);
+    sl_buf_release(&p->pstore);
     free(p);
 }
 
@@ -181,38 +165,6 @@ static int connect_db(struct pgsink *p, char *why, size_t n)
     return 0;
 }
 
-/* Reads the table's columns. 0, 1 if the table does not exist, -1 on a connection error. */
-static int load_cols(struct pgsink *p, char *why, size_t n)
-{
-    free_cols(p);
-    const char *params[1] = {p->qtable};
-    PGresult *r = PQexecParams(p->conn,
-                               "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM "
-                               "pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
-                               "AND NOT a.attisdropped ORDER BY a.attnum",
-                               1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        snprintf(why, n, "PostgreSQL: %s", PQresultErrorMessage(r));
-        PQclear(r);
-        return -1;
-    }
-    for (int i = 0; i < PQntuples(r) && p->ncols < MAX_COLS; i++) {
-        p->cols[p->ncols].name = strdup(PQgetvalue(r, i, 0));
-        p->cols[p->ncols].type = strdup(PQgetvalue(r, i, 1));
-        p->ncols++;
-    }
-    PQclear(r);
-    return p->ncols ? 0 : 1;
-}
-
-static const struct col *col_of(const struct pgsink *p, const char *name)
-{
-    for (size_t i = 0; i < p->ncols; i++)
-        if (!strcmp(p->cols[i].name, name))
-            return &p->cols[i];
-    return NULL;
-}
-
 static int ps_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_info *info,
                    struct sl_err *err)
 {
@@ -235,15 +187,31 @@ static int ps_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
     sl_buf_init(&q, 0);
     const char *dot = strchr(p->table, '.');
     if (dot) {
-        quote_ident(&q, p->table, (size_t)(dot - p->table));
+        ps_quote_ident(&q, p->table, (size_t)(dot - p->table));
         sl_buf_putc(&q, '.');
-        quote_ident(&q, dot + 1, strlen(dot + 1));
+        ps_quote_ident(&q, dot + 1, strlen(dot + 1));
     } else {
-        quote_ident(&q, p->table, strlen(p->table));
+        ps_quote_ident(&q, p->table, strlen(p->table));
     }
     snprintf(p->qtable, sizeof(p->qtable), "%.*s", (int)q.len, (const char *)q.data);
     sl_buf_release(&q);
     info->batch_max = (uint64_t)json_integer_value(json_object_get(cfg, "batch.size"));
+    /* a transaction spans the batches in flight: about PS_TXN_ROWS rows, 2 batches at least */
+    p->cap = PS_TXN_ROWS / (info->batch_max ? info->batch_max : 1);
+    p->cap = p->cap < 2 ? 2 : p->cap > PS_INFLIGHT ? PS_INFLIGHT : p->cap;
+    info->max_inflight = (unsigned)p->cap;
+    p->params = calloc(PS_MAX_COLS, sizeof(*p->params));
+    if (!p->params) {
+        ps_close(p);
+        return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    }
+    sl_buf_init(&p->line, 0);
+    sl_buf_init(&p->key, 0);
+    sl_buf_init(&p->text, 0);
+    sl_buf_init(&p->json, 0);
+    sl_buf_init(&p->sqlbuf, 0);
+    sl_buf_init(&p->pstore, 0);
+    sl_buf_init(&p->txn_names, 0);
     *self = p;
     return 0;
 }
@@ -253,9 +221,10 @@ static int ps_check(void *self, struct sl_err *err)
 {
     struct pgsink *p = self;
     char why[400] = "";
+    ps_idle(p);
     if (connect_db(p, why, sizeof(why)) < 0)
         return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "%s", why);
-    int rc = load_cols(p, why, sizeof(why));
+    int rc = ps_load_cols(p, why, sizeof(why));
     if (rc < 0)
         return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "%s", why);
     if (rc == 1 && !p->autocreate)
@@ -264,585 +233,157 @@ static int ps_check(void *self, struct sl_err *err)
     return 0;
 }
 
-/* ---- values ---- */
+/* ---- statements and their results ---- */
 
-static int b64v(char c)
+/* Keeps the first failure among the results of what is on the wire. */
+static void take_result(struct pgsink *p, PGresult *r)
 {
-    return c >= 'A' && c <= 'Z'   ? c - 'A'
-           : c >= 'a' && c <= 'z' ? c - 'a' + 26
-           : c >= '0' && c <= '9' ? c - '0' + 52
-           : c == '+' || c == '-' ? 62
-           : c == '/' || c == '_' ? 63
-                                  : -1;
-}
-
-/* bytea's hex input ("\x0a1b") from base64 text; -1 if it is not base64. */
-static int bytea_of(const char *s, struct sl_buf *out)
-{
-    sl_buf_puts(out, "\\x");
-    unsigned acc = 0;
-    int bits = 0;
-    for (; *s && *s != '='; s++) {
-        int v = b64v(*s);
-        if (v < 0)
-            return -1;
-        acc = (acc << 6) | (unsigned)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            sl_buf_printf(out, "%02x", (acc >> bits) & 0xff);
-        }
-    }
-    return 0;
-}
-
-/* A PostgreSQL array literal from a JSON array of scalars; -1 if an element is not a scalar. */
-static int array_of(const json_t *a, struct sl_buf *out)
-{
-    sl_buf_putc(out, '{');
-    size_t i;
-    json_t *x;
-    json_array_foreach(a, i, x)
-    {
-        if (i)
-            sl_buf_putc(out, ',');
-        if (json_is_null(x)) {
-            sl_buf_puts(out, "NULL");
-        } else if (json_is_string(x)) {
-            sl_buf_putc(out, '"');
-            for (const char *c = json_string_value(x); *c; c++) {
-                if (*c == '"' || *c == '\\')
-                    sl_buf_putc(out, '\\');
-                sl_buf_putc(out, *c);
-            }
-            sl_buf_putc(out, '"');
-        } else if (json_is_number(x) || json_is_boolean(x)) {
-            char *t = json_dumps(x, JSON_ENCODE_ANY);
-            sl_buf_puts(out, t ? t : "NULL");
-            free(t);
-        } else {
-            return -1;
-        }
-    }
-    sl_buf_putc(out, '}');
-    return 0;
-}
-
-/* The text PostgreSQL takes for v in a column of type type (NUL-ended, in out), or NULL for SQL
- * NULL; -1 with why if it cannot be converted. */
-static int text_of(const json_t *v, const char *type, struct sl_buf *out, const char *col,
-                   char *why, size_t n)
-{
-    sl_buf_reset(out);
-    if (!v || json_is_null(v))
-        return 1; /* NULL */
-    int is_json = !strncmp(type, "json", 4);
-    if (is_json) {
-        char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-        sl_buf_puts(out, t ? t : "null");
-        free(t);
-    } else if (strstr(type, "[]") && json_is_array(v)) {
-        if (array_of(v, out) < 0) {
-            snprintf(why, n, "%s: an array of objects does not fit %s", col, type);
-            return -1;
-        }
-    } else if (!strcmp(type, "bytea") && json_is_string(v)) {
-        if (bytea_of(json_string_value(v), out) < 0) {
-            snprintf(why, n, "%s: not base64 (bytea takes base64 text)", col);
-            return -1;
-        }
-    } else if (!strncmp(type, "timestamp", 9) && json_is_integer(v)) {
-        long long ms = json_integer_value(v);
-        time_t secs = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-        struct tm tm;
-        gmtime_r(&secs, &tm);
-        sl_buf_printf(out, "%04d-%02d-%02d %02d:%02d:%02d.%03lld+00", tm.tm_year + 1900,
-                      tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                      ms - (long long)secs * 1000);
-    } else if (json_is_string(v)) {
-        sl_buf_append(out, json_string_value(v), json_string_length(v));
-    } else if (json_is_object(v) || json_is_array(v)) {
-        snprintf(why, n, "%s: an %s does not fit %s", col, json_is_object(v) ? "object" : "array",
-                 type);
-        return -1;
-    } else {
-        char *t = json_dumps(v, JSON_ENCODE_ANY);
-        sl_buf_puts(out, t ? t : "");
-        free(t);
-    }
-    sl_buf_putc(out, 0);
-    return out->failed ? (snprintf(why, n, "out of memory"), -1) : 0;
-}
-
-/* ---- records ---- */
-
-/* What record r asks for: the row (a new reference) and whether it is a delete. 0, or -1 with
- * why (not a JSON object). */
-static int row_of(const struct sl_rec *r, json_t **row, int *del, char *why, size_t n)
-{
-    const uint8_t *mp = r->payload;
-    json_t *v = sl_mp_to_jansson(&mp, r->payload + r->payload_len, 128);
-    *row = NULL;
-    *del = 0;
-    if (!json_is_object(v)) {
-        json_decref(v);
-        snprintf(why, n, "the payload is not a JSON object (a row needs one)");
-        return -1;
-    }
-    const json_t *op = json_object_get(v, "op");
-    if (json_is_string(op) && json_object_get(v, "source") &&
-        (json_object_get(v, "after") || json_object_get(v, "before"))) { /* a CDC envelope */
-        *del = !strcmp(json_string_value(op), "d");
-        json_t *img = json_object_get(v, *del ? "before" : "after");
-        *row = json_is_object(img) ? json_incref(img) : json_object();
-        json_decref(v);
-        return 0;
-    }
-    const json_t *d = json_object_get(v, "__deleted"); /* ExtractNewRecordState rewrite */
-    *del = (json_is_string(d) && !strcmp(json_string_value(d), "true")) ||
-           (r->flags & SL_REC_TOMBSTONE);
-    json_object_del(v, "__deleted");
-    *row = v;
-    return 0;
-}
-
-/* Runs one statement with params; 0, or -1 with why and *sqlstate (class) filled. */
-static int exec(struct pgsink *p, const char *sql, int n, const char *const *vals, char *why,
-                size_t whylen, char *sqlstate)
-{
-    PGresult *r = PQexecParams(p->conn, sql, n, NULL, vals, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
-    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
-    if (!ok) {
+    if (st == PGRES_COPY_IN) { /* not ours to feed: end it */
+        PQputCopyEnd(p->conn, "unexpected COPY");
+    } else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && !p->rfailed) {
         const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        snprintf(sqlstate, 6, "%s", code ? code : "");
-        snprintf(why, whylen, "PostgreSQL %s: %s", code ? code : "(no SQLSTATE)",
+        p->rfailed = 1;
+        snprintf(p->rstate, sizeof(p->rstate), "%s", code ? code : "");
+        snprintf(p->rwhy, sizeof(p->rwhy), "PostgreSQL %s: %s", code ? code : "(no SQLSTATE)",
                  PQresultErrorMessage(r));
-        for (char *c = why; *c; c++)
+        for (char *c = p->rwhy; *c; c++)
             if (*c == '\n')
                 *c = ' ';
     }
     PQclear(r);
-    return ok ? 0 : -1;
 }
 
-/* CREATE TABLE from the first row (auto.create). */
-static int create_table(struct pgsink *p, const json_t *row, char *why, size_t n, char *state)
+static void sent_failed(struct pgsink *p)
 {
-    struct sl_buf sql;
-    sl_buf_init(&sql, 0);
-    sl_buf_printf(&sql, "CREATE TABLE IF NOT EXISTS %s (", p->qtable);
-    const char *k;
-    json_t *v;
-    int first = 1;
-    json_object_foreach((json_t *)row, k, v)
-    {
-        sl_buf_puts(&sql, first ? "" : ", ");
-        first = 0;
-        quote_ident(&sql, k, strlen(k));
-        sl_buf_puts(&sql, json_is_integer(v)                      ? " bigint"
-                          : json_is_real(v)                       ? " double precision"
-                          : json_is_boolean(v)                    ? " boolean"
-                          : json_is_object(v) || json_is_array(v) ? " jsonb"
-                                                                  : " text");
-    }
-    if (p->npk) {
-        sl_buf_puts(&sql, ", PRIMARY KEY (");
-        for (size_t i = 0; i < p->npk; i++) {
-            sl_buf_puts(&sql, i ? ", " : "");
-            quote_ident(&sql, p->pk[i], strlen(p->pk[i]));
-        }
-        sl_buf_putc(&sql, ')');
-    }
-    sl_buf_puts(&sql, ")");
-    sl_buf_putc(&sql, 0);
-    int rc = exec(p, (const char *)sql.data, 0, NULL, why, n, state);
-    sl_buf_release(&sql);
-    if (rc == 0)
-        rc = load_cols(p, why, n) == 0 ? 0 : -1;
-    return rc;
-}
-
-/* Rows waiting to go out as one multi-row INSERT: the same columns, no primary key twice (an
- * upsert may not touch one row twice in a statement). */
-struct group {
-    struct sl_buf names, sets, sig, pks, vals; /* vals: the parameters, NUL-ended, back to back */
-    size_t *off;                               /* each parameter's offset in vals, or SIZE_MAX */
-    size_t np, cap, ncols, rows, first;
-};
-
-static void group_reset(struct group *g)
-{
-    sl_buf_reset(&g->names);
-    sl_buf_reset(&g->sets);
-    sl_buf_reset(&g->sig);
-    sl_buf_reset(&g->pks);
-    sl_buf_reset(&g->vals);
-    g->np = g->ncols = g->rows = 0;
-}
-
-static int add_param(struct group *g, const struct sl_buf *text, int null)
-{
-    if (g->np == g->cap) {
-        size_t nc = g->cap ? g->cap * 2 : 256;
-        size_t *o = realloc(g->off, nc * sizeof(*o));
-        if (!o)
-            return -1;
-        g->off = o;
-        g->cap = nc;
-    }
-    g->off[g->np++] = null ? SIZE_MAX : g->vals.len;
-    if (!null)
-        sl_buf_append(&g->vals, text->data, text->len); /* text_of NUL-ended it */
-    return g->vals.failed ? -1 : 0;
-}
-
-/* COPY's text format of one value. */
-static void copy_text(struct sl_buf *b, const char *s)
-{
-    for (; *s; s++) {
-        char c = *s;
-        if (c == '\\' || c == '\t' || c == '\n' || c == '\r') {
-            sl_buf_putc(b, '\\');
-            c = c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : c;
-        }
-        sl_buf_putc(b, c);
+    if (!p->rfailed) {
+        p->rfailed = 1;
+        p->rstate[0] = 0;
+        snprintf(p->rwhy, sizeof(p->rwhy), "PostgreSQL: %s", PQerrorMessage(p->conn));
+        for (char *c = p->rwhy; *c; c++)
+            if (*c == '\n')
+                *c = ' ';
     }
 }
 
-/* The ON CONFLICT clause of an upsert (nothing for insert.mode insert). */
-static void on_conflict(const struct pgsink *p, const struct group *g, struct sl_buf *sql)
+static void wait_results(struct pgsink *p)
 {
-    if (!p->upsert || !p->npk)
-        return;
-    sl_buf_puts(sql, " ON CONFLICT (");
-    for (size_t j = 0; j < p->npk; j++) {
-        sl_buf_puts(sql, j ? ", " : "");
-        quote_ident(sql, p->pk[j], strlen(p->pk[j]));
-    }
-    if (g->sets.len)
-        sl_buf_printf(sql, ") DO UPDATE SET %.*s", (int)g->sets.len, (const char *)g->sets.data);
-    else
-        sl_buf_puts(sql, ") DO NOTHING");
+    PGresult *r;
+    while ((r = PQgetResult(p->conn)))
+        take_result(p, r);
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        sent_failed(p);
 }
 
-/* Several rows: COPY into a temporary staging table shaped like the target, then one
- * INSERT ... SELECT (with the upsert's ON CONFLICT) and a TRUNCATE of the stage, all in the
- * batch's transaction. The group never holds a key twice, so the SELECT needs no DISTINCT.
- * 0 or -1 (why, state). */
-static int flush_copy(struct pgsink *p, struct group *g, char *why, size_t whylen, char *state)
+/* Sends sql, whose first COPY ... FROM STDIN then takes rows (put_rows, end_copy); statements
+ * may follow it. 0, or -1: failed, every result read. */
+static int start_copy(struct pgsink *p, const char *sql)
 {
-    struct sl_buf sql, data;
-    sl_buf_init(&sql, 0);
-    sl_buf_init(&data, 0);
-    int rc = 0;
-    if (!p->staged) {
-        sl_buf_printf(&sql,
-                      "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (LIKE %s INCLUDING DEFAULTS)"
-                      " ON COMMIT DELETE ROWS",
-                      p->qtable);
-        sl_buf_putc(&sql, 0);
-        rc = exec(p, (const char *)sql.data, 0, NULL, why, whylen, state);
-        p->staged = rc == 0;
-        sl_buf_reset(&sql);
-    }
-    if (rc == 0) {
-        sl_buf_printf(&sql, "COPY sluice_stage (%.*s) FROM STDIN", (int)g->names.len,
-                      (const char *)g->names.data);
-        sl_buf_putc(&sql, 0);
-        PGresult *r = PQexec(p->conn, (const char *)sql.data);
-        if (PQresultStatus(r) != PGRES_COPY_IN) {
-            snprintf(why, whylen, "PostgreSQL: %s", PQresultErrorMessage(r));
-            const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-            snprintf(state, 6, "%s", code ? code : "");
-            rc = -1;
-        }
-        PQclear(r);
-    }
-    if (rc == 0) {
-        for (size_t row = 0, k = 0; row < g->rows; row++) {
-            for (size_t c = 0; c < g->ncols; c++, k++) {
-                if (c)
-                    sl_buf_putc(&data, '\t');
-                if (g->off[k] == SIZE_MAX)
-                    sl_buf_puts(&data, "\\N");
-                else
-                    copy_text(&data, (const char *)g->vals.data + g->off[k]);
-            }
-            sl_buf_putc(&data, '\n');
-        }
-        int ok =
-            !data.failed && PQputCopyData(p->conn, (const char *)data.data, (int)data.len) == 1;
-        ok = PQputCopyEnd(p->conn, ok ? NULL : "out of memory") == 1 && ok;
-        PGresult *r;
-        while ((r = PQgetResult(p->conn))) {
-            if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-                const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-                snprintf(state, 6, "%s", code ? code : "");
-                snprintf(why, whylen, "PostgreSQL %s: %s", code ? code : "",
-                         PQresultErrorMessage(r));
-                ok = 0;
-            }
-            PQclear(r);
-        }
-        rc = ok ? 0 : -1;
-    }
-    if (rc == 0) {
-        sl_buf_reset(&sql);
-        sl_buf_printf(&sql, "INSERT INTO %s (%.*s) SELECT %.*s FROM sluice_stage", p->qtable,
-                      (int)g->names.len, (const char *)g->names.data, (int)g->names.len,
-                      (const char *)g->names.data);
-        on_conflict(p, g, &sql);
-        sl_buf_puts(&sql, "; TRUNCATE sluice_stage");
-        sl_buf_putc(&sql, 0);
-        PGresult *r = PQexec(p->conn, (const char *)sql.data);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            const char *code = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-            snprintf(state, 6, "%s", code ? code : "");
-            snprintf(why, whylen, "PostgreSQL %s: %s", code ? code : "", PQresultErrorMessage(r));
-            rc = -1;
-        }
-        PQclear(r);
-    }
-    for (char *c = why; rc < 0 && *c; c++)
-        if (*c == '\n')
-            *c = ' ';
-    sl_buf_release(&sql);
-    sl_buf_release(&data);
-    group_reset(g);
-    return rc;
-}
-
-/* Sends the group's rows: one INSERT for one row, COPY + INSERT ... SELECT for several. 0 or -1
- * (why, state). */
-static int flush_group(struct pgsink *p, struct group *g, char *why, size_t whylen, char *state)
-{
-    if (!g->rows)
-        return 0;
-    if (g->rows > 1)
-        return flush_copy(p, g, why, whylen, state);
-    struct sl_buf sql;
-    sl_buf_init(&sql, 0);
-    sl_buf_printf(&sql, "INSERT INTO %s (%.*s) VALUES ", p->qtable, (int)g->names.len,
-                  (const char *)g->names.data);
-    for (size_t r = 0, k = 1; r < g->rows; r++) {
-        sl_buf_puts(&sql, r ? ",(" : "(");
-        for (size_t c = 0; c < g->ncols; c++, k++)
-            sl_buf_printf(&sql, "%s$%zu", c ? "," : "", k);
-        sl_buf_putc(&sql, ')');
-    }
-    on_conflict(p, g, &sql);
-    sl_buf_putc(&sql, 0);
-    const char **params = malloc((g->np ? g->np : 1) * sizeof(*params));
-    int rc = -1;
-    if (params && !sql.failed) {
-        for (size_t i = 0; i < g->np; i++)
-            params[i] = g->off[i] == SIZE_MAX ? NULL : (const char *)g->vals.data + g->off[i];
-        rc = exec(p, (const char *)sql.data, (int)g->np, params, why, whylen, state);
-    } else {
-        snprintf(why, whylen, "out of memory");
-    }
-    free(params);
-    sl_buf_release(&sql);
-    group_reset(g);
-    return rc;
-}
-
-/* A DELETE of row's primary key. 0 or -1. */
-static int delete_row(struct pgsink *p, const json_t *row, struct sl_buf *vals, char *why,
-                      size_t whylen, char *state)
-{
-    if (!p->npk) {
-        snprintf(why, whylen, "a delete needs pk.fields to find its row");
+    if (!PQsendQuery(p->conn, sql)) {
+        sent_failed(p);
         return -1;
     }
-    struct sl_buf sql;
-    sl_buf_init(&sql, 0);
-    sl_buf_printf(&sql, "DELETE FROM %s WHERE ", p->qtable);
-    const char *params[64];
-    int rc = 0;
-    for (size_t k = 0; rc == 0 && k < p->npk; k++) {
-        const struct col *c = col_of(p, p->pk[k]);
-        if (!c) {
-            snprintf(why, whylen, "pk.fields: %s is not a column of %s", p->pk[k], p->table);
-            rc = -1;
-            break;
-        }
-        int t = text_of(json_object_get(row, p->pk[k]), c->type, &vals[k], p->pk[k], why, whylen);
-        if (t == 1)
-            snprintf(why, whylen, "the delete has no value for %s", p->pk[k]);
-        if (t != 0) {
-            rc = -1;
-            break;
-        }
-        sl_buf_puts(&sql, k ? " AND " : "");
-        quote_ident(&sql, p->pk[k], strlen(p->pk[k]));
-        sl_buf_printf(&sql, " = $%zu", k + 1);
-        params[k] = (const char *)vals[k].data;
+    PGresult *r;
+    while ((r = PQgetResult(p->conn)) && PQresultStatus(r) != PGRES_COPY_IN)
+        take_result(p, r);
+    if (!r) { /* a statement before the COPY failed */
+        sent_failed(p);
+        return -1;
     }
-    sl_buf_putc(&sql, 0);
-    if (rc == 0)
-        rc = exec(p, (const char *)sql.data, (int)p->npk, params, why, whylen, state);
-    sl_buf_release(&sql);
-    return rc;
+    PQclear(r);
+    return 0;
 }
 
-/* Applies records [0, n) of recs in the current transaction: runs of rows with the same columns
- * go out as multi-row INSERTs (at most 65,535 parameters each), a delete as its own DELETE, in
- * record order. 0, or -1 with why, *bad (a record of the batch when the failure is the records'
- * — the first of the statement that failed —, n when it is not) and state. */
-static int apply(struct pgsink *p, const struct sl_rec *recs, size_t n, size_t *bad, char *why,
-                 size_t whylen, char *state)
+static void put_rows(struct pgsink *p, const uint8_t *data, size_t len)
 {
-    struct sl_buf text, vals[64];
-    sl_buf_init(&text, 0);
-    for (size_t i = 0; i < 64; i++)
-        sl_buf_init(&vals[i], 0);
-    struct group g = {0};
-    sl_buf_init(&g.names, 0);
-    sl_buf_init(&g.sets, 0);
-    sl_buf_init(&g.sig, 0);
-    sl_buf_init(&g.pks, 0);
-    sl_buf_init(&g.vals, 0);
-    int reloaded = 0;
-    struct sl_buf sig, pkv, names, sets;
-    sl_buf_init(&sig, 0);
-    sl_buf_init(&pkv, 0);
-    sl_buf_init(&names, 0);
-    sl_buf_init(&sets, 0);
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        json_t *row;
-        int del;
-        *bad = i;
-        state[0] = 0;
-        if (row_of(&recs[i], &row, &del, why, whylen) < 0) {
-            rc = -1;
-            break;
+    for (size_t off = 0; off < len;) { /* libpq takes an int length */
+        size_t n = len - off < (1u << 30) ? len - off : (1u << 30);
+        if (PQputCopyData(p->conn, (const char *)data + off, (int)n) != 1) {
+            sent_failed(p);
+            return;
         }
-        if (!p->ncols && p->autocreate && create_table(p, row, why, whylen, state) < 0) {
-            json_decref(row);
-            *bad = n;
-            rc = -1;
-            break;
-        }
-        if (del) {
-            *bad = g.rows ? g.first : i;
-            rc = flush_group(p, &g, why, whylen, state);
-            *bad = i;
-            if (rc == 0)
-                rc = delete_row(p, row, vals, why, whylen, state);
-            json_decref(row);
-            continue;
-        }
-        /* the row's columns (its signature), its primary key, and its values */
-        sl_buf_reset(&sig);
-        sl_buf_reset(&pkv);
-        sl_buf_reset(&names);
-        sl_buf_reset(&sets);
-        size_t ncols = 0, start_np;
-        const char *k;
-        json_t *v;
-        json_object_foreach(row, k, v)
-        {
-            if (!col_of(p, k) && !reloaded) { /* a column added since? once per batch */
-                char w2[200];
-                load_cols(p, w2, sizeof(w2));
-                reloaded = 1;
+        off += n;
+    }
+}
+
+static void end_copy(struct pgsink *p)
+{
+    if (PQputCopyEnd(p->conn, p->rfailed ? "could not send the rows" : NULL) != 1)
+        sent_failed(p);
+}
+
+/* Runs a plan of several statements (deletes, other column sets) in one transaction, waiting
+ * for each answer. 0, or -1 on a failure (p->rfailed, every result read; a transaction may be
+ * open: rollback()). */
+static int run_plan(struct pgsink *p, const struct ps_plan *pl)
+{
+    p->rfailed = 0;
+    int multi = pl->n > 1, staged = 0;
+    struct sl_buf *q = &p->sqlbuf;
+    for (size_t i = 0; i < pl->n; i++) {
+        const struct ps_step *s = &pl->steps[i];
+        int last = i + 1 == pl->n;
+        const char *sql = (const char *)pl->sql.data + s->sql_off;
+        const uint8_t *data = pl->data.data + s->data_off;
+        if (s->kind == ST_COPY) { /* BEGIN and COMMIT ride in the same query string */
+            sl_buf_reset(q);
+            sl_buf_puts(q, i == 0 ? "BEGIN; " : "");
+            /* the stage is emptied at COMMIT (ON COMMIT DELETE ROWS); within one transaction
+             * the second COPY into it empties it first */
+            sl_buf_puts(q, p->upsert && staged ? "TRUNCATE sluice_stage; " : "");
+            sl_buf_puts(q, sql);
+            sl_buf_puts(q, last ? "; COMMIT" : "");
+            sl_buf_putc(q, 0);
+            staged = 1;
+            if (q->failed) {
+                snprintf(p->rwhy, sizeof(p->rwhy), "out of memory");
+                p->rfailed = 1;
+                return -1;
             }
-            if (!col_of(p, k)) {
-                if (p->strict) {
-                    snprintf(why, whylen, "%s: no such column in %s (fields.unknown error)", k,
-                             p->table);
-                    rc = -1;
-                    break;
+            if (start_copy(p, (const char *)q->data) < 0)
+                return -1;
+            put_rows(p, data, s->data_len);
+            end_copy(p);
+        } else {
+            if (i == 0 && multi) {
+                if (!PQsendQuery(p->conn, "BEGIN")) {
+                    sent_failed(p);
+                    return -1;
                 }
-                continue;
+                wait_results(p);
+                if (p->rfailed)
+                    return -1;
             }
-            sl_buf_printf(&sig, "%s%c", k, 0x1f);
-            sl_buf_puts(&names, ncols ? ", " : "");
-            quote_ident(&names, k, strlen(k));
-            int is_pk = 0;
-            for (size_t j = 0; j < p->npk; j++)
-                is_pk |= !strcmp(p->pk[j], k);
-            if (is_pk) {
-                char *pt = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
-                sl_buf_printf(&pkv, "%s%c", pt ? pt : "", 0x1f);
-                free(pt);
-            } else {
-                sl_buf_puts(&sets, sets.len ? ", " : "");
-                quote_ident(&sets, k, strlen(k));
-                sl_buf_puts(&sets, " = EXCLUDED.");
-                quote_ident(&sets, k, strlen(k));
+            size_t np =
+                ps_params_of((const char *)data, s->data_len, &p->pstore, p->params, s->nparams);
+            if (np != s->nparams ||
+                !PQsendQueryParams(p->conn, sql, (int)np, NULL, p->params, NULL, NULL, 0)) {
+                sent_failed(p);
+                wait_results(p);
+                return -1;
             }
-            ncols++;
-        }
-        if (rc == 0 && !ncols) {
-            snprintf(why, whylen, "no field of the record is a column of %s", p->table);
-            rc = -1;
-        }
-        if (rc < 0) {
-            json_decref(row);
-            break;
-        }
-        sl_buf_putc(&pkv, 0x1e);
-        int same = g.rows && g.sig.len == sig.len && !memcmp(g.sig.data, sig.data, sig.len) &&
-                   g.np + ncols <= MAX_PARAMS;
-        if (same && p->upsert && pkv.len > 1 && g.pks.len &&
-            memmem(g.pks.data, g.pks.len, pkv.data, pkv.len)) /* that key is in the group */
-            same = 0;
-        if (!same) {
-            *bad = g.first; /* a multi-row statement: one of its rows (isolation finds which) */
-            if ((rc = flush_group(p, &g, why, whylen, state)) < 0) {
-                json_decref(row);
-                break;
-            }
-            sl_buf_append(&g.sig, sig.data, sig.len);
-            sl_buf_append(&g.names, names.data, names.len);
-            sl_buf_append(&g.sets, sets.data, sets.len);
-            g.ncols = ncols;
-            g.first = i;
-        }
-        *bad = i;
-        start_np = g.np;
-        json_object_foreach(row, k, v)
-        {
-            const struct col *c = col_of(p, k);
-            if (!c)
-                continue;
-            int t = text_of(v, c->type, &text, k, why, whylen);
-            if (t < 0 || add_param(&g, &text, t == 1) < 0) {
-                if (t >= 0)
-                    snprintf(why, whylen, "out of memory");
-                g.np = start_np;
-                rc = -1;
-                break;
+            if (last && multi) {
+                wait_results(p);
+                if (p->rfailed)
+                    return -1;
+                if (!PQsendQuery(p->conn, "COMMIT")) {
+                    sent_failed(p);
+                    return -1;
+                }
             }
         }
-        json_decref(row);
-        if (rc == 0) {
-            sl_buf_append(&g.pks, pkv.data, pkv.len);
-            g.rows++;
-        }
+        wait_results(p);
+        if (p->rfailed)
+            return -1;
     }
-    if (rc == 0) {
-        *bad = g.first;
-        rc = flush_group(p, &g, why, whylen, state);
-    }
-    sl_buf_release(&text);
-    for (size_t i = 0; i < 64; i++)
-        sl_buf_release(&vals[i]);
-    sl_buf_release(&g.names);
-    sl_buf_release(&g.sets);
-    sl_buf_release(&g.sig);
-    sl_buf_release(&g.pks);
-    sl_buf_release(&g.vals);
-    free(g.off);
-    sl_buf_release(&sig);
-    sl_buf_release(&pkv);
-    sl_buf_release(&names);
-    sl_buf_release(&sets);
-    return rc;
+    return 0;
+}
+
+static void rollback(struct pgsink *p)
+{
+    PGTransactionStatusType t = PQtransactionStatus(p->conn);
+    if (t == PQTRANS_INTRANS || t == PQTRANS_INERROR)
+        PQclear(PQexec(p->conn, "ROLLBACK"));
 }
 
 /* A data error (the rows' fault): 22 data exception, 23 integrity, 42703 undefined column,
@@ -853,95 +394,425 @@ static int data_error(const char *state)
            !strcmp(state, "42703") || !strcmp(state, "42804");
 }
 
-/* One transaction for recs[0, n): 0 committed, -1 failed (rolled back). */
-static int txn(struct pgsink *p, const struct sl_rec *recs, size_t n, size_t *bad, char *why,
-               size_t whylen, char *state)
+/* ---- batches: outcomes, isolation ---- */
+
+static struct ps_flight *fl_at(struct pgsink *p, size_t i)
 {
-    char ign[8];
-    if (exec(p, "BEGIN", 0, NULL, why, whylen, state) < 0) {
-        *bad = n;
-        return -1;
+    return &p->fl[(p->head + i) % PS_INFLIGHT];
+}
+
+static void set_outcome(struct ps_flight *f, enum sl_result r, const char *why)
+{
+    f->r = r;
+    f->done = 1;
+    f->in_txn = 0;
+    if (why)
+        snprintf(f->error, sizeof(f->error), "%.250s", why);
+}
+
+static int add_reject(struct ps_flight *f, size_t i)
+{
+    if (f->nrej == f->cap_reject) {
+        size_t nc = f->cap_reject ? f->cap_reject * 2 : 64;
+        size_t *r = realloc(f->reject, nc * sizeof(*r));
+        if (!r)
+            return -1;
+        f->reject = r;
+        f->cap_reject = nc;
     }
-    int rc = apply(p, recs, n, bad, why, whylen, state);
-    if (rc == 0) {
-        *bad = n;
-        rc = exec(p, "COMMIT", 0, NULL, why, whylen, state);
+    f->reject[f->nrej++] = i;
+    return 0;
+}
+
+/* Remembers which records of f isolation stored. */
+static void remember(struct pgsink *p, const struct ps_flight *f)
+{
+    struct ps_memo *m = &p->memo;
+    size_t n = f->n_sent;
+    if (n > m->cap) {
+        uint8_t *r = realloc(m->stored, n);
+        if (!r) {
+            m->valid = 0;
+            return;
+        }
+        m->stored = r;
+        m->cap = n;
     }
-    if (rc < 0) {
-        char w2[64];
-        exec(p, "ROLLBACK", 0, NULL, w2, sizeof(w2), ign);
-        p->staged = 0; /* a stage created in this transaction is gone: IF NOT EXISTS next time */
+    if (!m->valid || m->n != n || m->first_seq != f->recs[0].seq - f->map[0] ||
+        strcmp(m->strand, f->strand))
+        memset(m->stored, 0, n);
+    for (size_t i = 0; i < f->n; i++)
+        if (f->stored[i])
+            m->stored[f->map[i]] = 1;
+    snprintf(m->strand, sizeof(m->strand), "%s", f->strand);
+    m->first_seq = f->recs[0].seq - f->map[0];
+    m->n = n;
+    m->valid = 1;
+}
+
+/* Each record of f in a transaction of its own (its own statement): the ones PostgreSQL
+ * refuses for a data reason, or that cannot become SQL, are rejected; the others stored. */
+static void isolate(struct pgsink *p, struct ps_flight *f)
+{
+    f->nrej = 0;
+    f->accepted = 0;
+    f->error[0] = 0;
+    memset(f->stored, 0, f->n);
+    for (size_t i = 0; i < f->n; i++) {
+        char why[512] = "", state[8] = "";
+        size_t bad;
+        int rc = ps_encode(p, f->recs + i, 1, &f->plan, &bad, why, sizeof(why), state);
+        if (rc == -1) { /* the record's fault */
+            if (!f->nrej)
+                snprintf(f->error, sizeof(f->error), "%.250s", why);
+            if (add_reject(f, i) == 0)
+                continue;
+            rc = -2;
+        }
+        if (rc == 0 && run_plan(p, &f->plan) == 0) {
+            f->stored[i] = 1;
+            continue;
+        }
+        if (rc == 0) {
+            rollback(p);
+            snprintf(why, sizeof(why), "%s", p->rwhy);
+            snprintf(state, sizeof(state), "%s", p->rstate);
+        }
+        if (rc == -2 || PQstatus(p->conn) != CONNECTION_OK || !data_error(state) ||
+            add_reject(f, i) < 0) {
+            /* stored for good: those before i, but a refused one must be sent again */
+            f->accepted = f->nrej ? f->reject[0] : i;
+            f->nrej = 0;
+            set_outcome(f, PQstatus(p->conn) != CONNECTION_OK ? SL_R_NOT_CONNECTED : SL_R_RETRY,
+                        why);
+            remember(p, f);
+            return;
+        }
+        if (f->nrej == 1)
+            snprintf(f->error, sizeof(f->error), "%.250s", why);
+    }
+    set_outcome(f, f->nrej ? SL_R_REJECT : SL_R_OK, NULL); /* OK: failed together, each passed */
+    remember(p, f);
+}
+
+/* After a failure (every result read, p->rfailed): 1 if the rows may be at fault, so that
+ * they are tried one by one. */
+static int after_failure(struct pgsink *p)
+{
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return 0;
+    rollback(p);
+    if (!strcmp(p->rstate, "42703") || !strcmp(p->rstate, "42P01")) { /* the table changed */
+        char w2[200];
+        ps_load_cols(p, w2, sizeof(w2));
+        PQclear(PQexec(p->conn, "DROP TABLE IF EXISTS sluice_stage"));
+        p->staged = 0;
+    }
+    return data_error(p->rstate);
+}
+
+/* The outcome of the batches of the transaction on the wire, once it is answered. */
+static void txn_done(struct pgsink *p)
+{
+    size_t n = p->txn_n;
+    p->txn = p->copying = 0;
+    p->txn_n = 0;
+    ps_hset_clear(&p->txn_keys);
+    int ok = !p->rfailed && PQstatus(p->conn) == CONNECTION_OK;
+    int data = !ok && after_failure(p);
+    enum sl_result r = ok                                   ? SL_R_OK
+                       : PQstatus(p->conn) != CONNECTION_OK ? SL_R_NOT_CONNECTED
+                                                            : SL_R_RETRY;
+    char why[600];
+    snprintf(why, sizeof(why), "%s%s", n > 1 && data ? "rolled back with other batches: " : "",
+             p->rwhy);
+    if (data && n > 1) /* each of them on its own next, to find the one at fault */
+        p->solo = n;
+    for (size_t i = 0; i < p->count; i++) {
+        struct ps_flight *f = fl_at(p, i);
+        if (!f->in_txn)
+            continue;
+        if (data && n == 1)
+            isolate(p, f);
+        else
+            set_outcome(f, r, ok ? NULL : why);
+    }
+}
+
+void ps_idle(struct pgsink *p)
+{
+    if (!p->txn)
+        return;
+    if (p->copying)
+        end_copy(p);
+    p->copying = 0;
+    wait_results(p);
+    txn_done(p);
+}
+
+/* Opens the transaction of f's rows: one query, BEGIN; COPY ... FROM STDIN; [the merge;]
+ * COMMIT, whose COPY takes the rows of the batches that join it until end_copy(). */
+static void txn_start(struct pgsink *p, struct ps_flight *f)
+{
+    const struct ps_step *s = &f->plan.steps[0];
+    struct sl_buf *q = &p->sqlbuf;
+    p->rfailed = 0;
+    sl_buf_reset(q);
+    sl_buf_printf(q, "BEGIN; %s; COMMIT", (const char *)f->plan.sql.data + s->copy_off);
+    sl_buf_putc(q, 0);
+    sl_buf_reset(&p->txn_names);
+    sl_buf_puts(&p->txn_names, (const char *)f->plan.sql.data + s->names_off);
+    p->txn = 1;
+    p->txn_n = 1;
+    p->txn_solo = p->solo > 0;
+    if (p->solo)
+        p->solo--;
+    f->in_txn = 1;
+    for (size_t i = 0; i < f->plan.nkeys; i++)
+        if (f->plan.keys[i])
+            ps_hset_add(&p->txn_keys, f->plan.keys[i]);
+    if (q->failed || p->txn_names.failed || start_copy(p, (const char *)q->data) < 0) {
+        if (!p->rfailed) {
+            p->rfailed = 1;
+            snprintf(p->rwhy, sizeof(p->rwhy), "out of memory");
+        }
+        txn_done(p);
+        return;
+    }
+    p->copying = 1;
+    put_rows(p, f->plan.data.data + s->data_off, s->data_len);
+}
+
+/* 1 if f's rows can go into the COPY on the wire: one statement with the same columns, and
+ * (upserts) no key the transaction holds already. */
+static int can_join(struct pgsink *p, const struct ps_flight *f)
+{
+    if (!p->txn || !p->copying || p->txn_solo || p->rfailed || p->txn_n >= p->cap ||
+        f->plan.n != 1 || f->plan.steps[0].kind == ST_DELETE ||
+        strcmp((const char *)p->txn_names.data,
+               (const char *)f->plan.sql.data + f->plan.steps[0].names_off))
+        return 0;
+    for (size_t i = 0; i < f->plan.nkeys; i++)
+        if (f->plan.keys[i] && ps_hset_has(&p->txn_keys, f->plan.keys[i]))
+            return 0;
+    for (size_t i = 0; i < f->plan.nkeys; i++)
+        if (f->plan.keys[i] && ps_hset_add(&p->txn_keys, f->plan.keys[i]) < 0)
+            return 0;
+    return 1;
+}
+
+/* Copies the records of b (send() returns before the batch is answered), leaving out those
+ * skip flags (stored already). */
+static int copy_batch(struct ps_flight *f, const struct sl_batch *b, const uint8_t *skip)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < b->n; i++)
+        total += b->recs[i].payload_len;
+    if (b->n > f->cap_recs) {
+        struct sl_rec *r = realloc(f->recs, b->n * sizeof(*r));
+        uint8_t *st = r ? realloc(f->stored, b->n) : NULL;
+        size_t *mp = st ? realloc(f->map, b->n * sizeof(*mp)) : NULL;
+        if (r)
+            f->recs = r;
+        if (st)
+            f->stored = st;
+        if (!mp)
+            return -1;
+        f->map = mp;
+        f->cap_recs = b->n;
+    }
+    sl_buf_reset(&f->bytes);
+    if (sl_buf_reserve(&f->bytes, total + 1) < 0)
         return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        if (skip && skip[i])
+            continue;
+        f->map[n] = i;
+        f->recs[n] = b->recs[i];
+        f->recs[n].source = NULL;
+        f->recs[n].source_len = 0;
+        f->recs[n].hash = NULL;
+        f->recs[n].payload = f->bytes.data + f->bytes.len;
+        sl_buf_append(&f->bytes, b->recs[i].payload, b->recs[i].payload_len);
+        n++;
+    }
+    f->n = n;
+    f->n_sent = b->n;
+    snprintf(f->strand, sizeof(f->strand), "%s", b->strand ? b->strand : "");
+    return 0;
+}
+
+/* A batch taken before f and not accepted: f must not be stored (it is sent again after it). */
+static int before_failed(struct pgsink *p)
+{
+    for (size_t i = 0; i + 1 < p->count; i++)
+        if (fl_at(p, i)->done && fl_at(p, i)->r != SL_R_OK)
+            return 1;
+    return 0;
+}
+
+/* send() takes the batch and returns QUEUED; flush() reports it. The batches sent while the
+ * framework has more (up to max_inflight) stream into one COPY of one transaction, committed
+ * when the framework waits for the oldest or has caught up (ready()); PostgreSQL parses the
+ * rows while the next batch is encoded. A batch with deletes or several column sets is a
+ * transaction of its own. */
+static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_outcome *out)
+{
+    struct pgsink *p = self;
+    if (b->n == 0)
+        return SL_R_OK;
+    if (p->count == p->cap) { /* the framework keeps within max_inflight */
+        snprintf(out->error, sizeof(out->error), "more batches than max_inflight");
+        return SL_R_RETRY;
+    }
+    struct ps_flight *f = fl_at(p, p->count++);
+    f->done = f->in_txn = 0;
+    f->nrej = f->accepted = 0;
+    f->error[0] = 0;
+    /* the batch isolation stored part of, sent again: only the rest goes out */
+    const struct ps_memo *m = &p->memo;
+    int again = m->valid && m->n == b->n && m->first_seq == b->recs[0].seq &&
+                !strcmp(m->strand, b->strand ? b->strand : "");
+    if (copy_batch(f, b, again ? m->stored : NULL) < 0) {
+        set_outcome(f, SL_R_RETRY, "out of memory");
+        return SL_R_QUEUED;
+    }
+    if (!f->n) {
+        set_outcome(f, SL_R_OK, NULL);
+        return SL_R_QUEUED;
+    }
+    char why[512] = "", state[8] = "";
+    size_t bad = 0;
+    if (!p->conn || PQstatus(p->conn) != CONNECTION_OK) {
+        ps_idle(p);
+        if (connect_db(p, why, sizeof(why)) < 0) {
+            set_outcome(f, SL_R_NOT_CONNECTED, why);
+            return SL_R_QUEUED;
+        }
+    }
+    int rc = ps_encode(p, f->recs, f->n, &f->plan, &bad, why, sizeof(why), state);
+    if (rc == 0 && !before_failed(p) && can_join(p, f)) {
+        f->in_txn = 1;
+        p->txn_n++;
+        put_rows(p, f->plan.data.data + f->plan.steps[0].data_off, f->plan.steps[0].data_len);
+        return SL_R_QUEUED;
+    }
+    ps_idle(p); /* the transaction on the wire: committed, answered */
+    if (before_failed(p)) {
+        set_outcome(f, SL_R_RETRY, "not sent: a batch before it failed");
+        return SL_R_QUEUED;
+    }
+    if (PQstatus(p->conn) != CONNECTION_OK) {
+        if (connect_db(p, why, sizeof(why)) < 0) {
+            set_outcome(f, SL_R_NOT_CONNECTED, why);
+            return SL_R_QUEUED;
+        }
+        rc = ps_encode(p, f->recs, f->n, &f->plan, &bad, why, sizeof(why), state);
+    }
+    if (rc == -2) {
+        set_outcome(f, PQstatus(p->conn) != CONNECTION_OK ? SL_R_NOT_CONNECTED : SL_R_RETRY, why);
+        return SL_R_QUEUED;
+    }
+    if (p->upsert && !p->staged) { /* one stage per connection, emptied at each COMMIT */
+        struct sl_buf q;
+        sl_buf_init(&q, 0);
+        sl_buf_printf(&q,
+                      "CREATE TEMP TABLE IF NOT EXISTS sluice_stage (LIKE %s INCLUDING DEFAULTS)"
+                      " ON COMMIT DELETE ROWS",
+                      p->qtable);
+        sl_buf_putc(&q, 0);
+        p->staged = ps_exec(p, (const char *)q.data, 0, NULL, why, sizeof(why), state) == 0;
+        sl_buf_release(&q);
+        if (!p->staged) {
+            set_outcome(f, PQstatus(p->conn) != CONNECTION_OK ? SL_R_NOT_CONNECTED : SL_R_RETRY,
+                        why);
+            return SL_R_QUEUED;
+        }
+    }
+    if (rc == -1) { /* a record cannot become SQL: each on its own */
+        isolate(p, f);
+    } else if (f->plan.n == 1 && f->plan.steps[0].kind != ST_DELETE) {
+        txn_start(p, f);
+    } else if (run_plan(p, &f->plan) == 0) {
+        set_outcome(f, SL_R_OK, NULL);
+    } else if (after_failure(p)) {
+        isolate(p, f);
+    } else {
+        set_outcome(f, PQstatus(p->conn) != CONNECTION_OK ? SL_R_NOT_CONNECTED : SL_R_RETRY,
+                    p->rwhy);
+    }
+    return SL_R_QUEUED;
+}
+
+/* The oldest batch's outcome (committing its transaction and waiting for the answer if need
+ * be). */
+static enum sl_result ps_flush(void *self, struct sl_outcome *out)
+{
+    struct pgsink *p = self;
+    if (!p->count)
+        return SL_R_OK;
+    struct ps_flight *f = fl_at(p, 0);
+    if (!f->done)
+        ps_idle(p);
+    p->head = (p->head + 1) % PS_INFLIGHT;
+    p->count--;
+    /* indexes into the batch the framework sent (records stored before are left out of f) */
+    snprintf(out->error, sizeof(out->error), "%s", f->error);
+    out->accepted = f->accepted < f->n ? f->map[f->accepted] : f->n_sent;
+    for (size_t i = 0; i < f->nrej; i++)
+        f->reject[i] = f->map[f->reject[i]];
+    if (f->r == SL_R_REJECT && f->nrej) {
+        if (f->nrej > p->cap_reject) {
+            size_t *r = realloc(p->reject, f->nrej * sizeof(*r));
+            if (!r) {
+                snprintf(out->error, sizeof(out->error), "out of memory");
+                return SL_R_RETRY;
+            }
+            p->reject = r;
+            p->cap_reject = f->nrej;
+        }
+        memcpy(p->reject, f->reject, f->nrej * sizeof(*f->reject));
+        out->reject = p->reject;
+        out->n_reject = f->nrej;
+    }
+    return f->r;
+}
+
+/* 1 once the oldest batch is answered (flush() will not wait). The framework asks when it has
+ * nothing more to send: the COPY on the wire ends there and its transaction commits. */
+static int ps_ready(void *self, int timeout_ms)
+{
+    struct pgsink *p = self;
+    if (!p->count || fl_at(p, 0)->done || !p->txn)
+        return 1;
+    if (p->copying) {
+        end_copy(p);
+        p->copying = 0;
+    }
+    struct pollfd pfd = {.fd = PQsocket(p->conn), .events = POLLIN};
+    if (!PQisBusy(p->conn) || poll(&pfd, 1, timeout_ms) != 0) {
+        PQconsumeInput(p->conn);
+        while (!PQisBusy(p->conn)) {
+            PGresult *r = PQgetResult(p->conn);
+            if (!r) {
+                if (PQstatus(p->conn) != CONNECTION_OK)
+                    sent_failed(p);
+                txn_done(p);
+                return 1;
+            }
+            take_result(p, r);
+        }
     }
     return 0;
 }
 
-static enum sl_result ps_send(void *self, const struct sl_batch *b, struct sl_outcome *out)
-{
-    struct pgsink *p = self;
-    char why[512] = "", state[8] = "";
-    if (connect_db(p, why, sizeof(why)) < 0) {
-        snprintf(out->error, sizeof(out->error), "%.250s", why);
-        return SL_R_NOT_CONNECTED;
-    }
-    if (!p->ncols) {
-        int rc = load_cols(p, why, sizeof(why));
-        if (rc < 0 || (rc == 1 && !p->autocreate)) {
-            snprintf(out->error, sizeof(out->error), "%.250s",
-                     rc < 0 ? why : "the table does not exist (create it, or set auto.create)");
-            return SL_R_RETRY;
-        }
-    }
-    size_t bad;
-    if (txn(p, b->recs, b->n, &bad, why, sizeof(why), state) == 0)
-        return SL_R_OK;
-    if (PQstatus(p->conn) != CONNECTION_OK) {
-        snprintf(out->error, sizeof(out->error), "%.250s", why);
-        return SL_R_NOT_CONNECTED;
-    }
-    if (!strcmp(state, "42703") || !strcmp(state, "42P01")) { /* the table changed */
-        char w2[64], st2[8];
-        load_cols(p, why + strlen(why), 0);
-        exec(p, "DROP TABLE IF EXISTS sluice_stage", 0, NULL, w2, sizeof(w2), st2);
-    }
-    if (!data_error(state) || bad == b->n) {
-        snprintf(out->error, sizeof(out->error), "%.250s", why);
-        return SL_R_RETRY;
-    }
-    /* isolate: each record in its own transaction; the failing ones are refused */
-    if (b->n > p->cap_reject) {
-        size_t *r = realloc(p->reject, b->n * sizeof(*r));
-        if (!r) {
-            snprintf(out->error, sizeof(out->error), "out of memory");
-            return SL_R_RETRY;
-        }
-        p->reject = r;
-        p->cap_reject = b->n;
-    }
-    size_t nrej = 0;
-    for (size_t i = 0; i < b->n; i++) {
-        char w[512] = "", st[8] = "";
-        if (txn(p, b->recs + i, 1, &bad, w, sizeof(w), st) == 0)
-            continue;
-        if (PQstatus(p->conn) != CONNECTION_OK || !data_error(st) || bad != 0) {
-            /* committed for good: those before i, but a refused one must be sent again */
-            out->accepted = nrej ? p->reject[0] : i;
-            snprintf(out->error, sizeof(out->error), "%.250s", w);
-            return SL_R_RETRY;
-        }
-        if (!nrej)
-            snprintf(out->error, sizeof(out->error), "%.250s", w);
-        p->reject[nrej++] = i;
-    }
-    if (!nrej)
-        return SL_R_OK; /* the batch failed together but each record alone passed */
-    out->reject = p->reject;
-    out->n_reject = nrej;
-    return SL_R_REJECT;
-}
-
-static const struct sl_sink_ops ps_ops = {
-    .open = ps_open, .send = ps_send, .check = ps_check, .close = ps_close};
+static const struct sl_sink_ops ps_ops = {.open = ps_open,
+                                          .send = ps_send,
+                                          .flush = ps_flush,
+                                          .check = ps_check,
+                                          .close = ps_close,
+                                          .ready = ps_ready};
 
 static const char *const ps_aliases[] = {"postgres-sink", NULL};
 
