@@ -2,7 +2,8 @@
 """Crash tests for the Kafka connectors against librdkafka's mock cluster, kcat on the other side.
 
 Source: kcat produces 30,000 keyed messages into 4 partitions (10,000 of them while Sluice is
-down); Sluice is killed with SIGKILL twice while it consumes. At the end every message is in the
+down); Sluice is killed with SIGKILL twice while it consumes (and once more, 25,000 messages, with
+assignment all: no group membership, offsets committed from outside the group). At the end every message is in the
 strand exactly once (by partition and offset: offsets are committed only after fsync, and what
 was appended but not committed is skipped by the position read back from the strand), and the
 chain verifies.
@@ -29,7 +30,7 @@ why = kafka.available()
 if why:
     t.ok(False, "the Kafka test peers are here: " + why)
     t.done()
-m = kafka.start(1, [("orders", 4), ("replica", 4)], st.at_cleanup)
+m = kafka.start(1, [("orders", 4), ("replica", 4), ("events", 4)], st.at_cleanup)
 srv = st.Server().start()
 C = "/v1/connectors"
 
@@ -68,6 +69,23 @@ with t.section("source: kill -9 twice while consuming", srv):
         seen[p["partition"]] = p["offset"]
     t.ok(order_ok, "per partition, offsets increase along the strand")
     rc, out, err = st.run_verify(srv.data, "orders")
+    t.ok(rc == 0, "the chain verifies (sluice verify)", out[-400:] + err[-400:])
+
+with t.section("source, assignment all (no group membership): kill -9 while consuming", srv):
+    m.produce("events", lines(0, 20000), key_sep="\t")
+    r = srv.req("POST", C, {"name": "events in", "kind": "kafka-source", "config": {
+        "brokers": m.brokers, "topic": "events", "consumer_group": "crash-all", "assignment": "all",
+        "start_offset": "earliest", "strand": "events"}})
+    assert r.status == 201, r
+    t.ok(st.wait_until(lambda: count("events") > 5000, 60), "more than 5,000 records appended")
+    srv.kill()
+    m.produce("events", lines(20000, 25000), key_sep="\t")  # while Sluice is down
+    srv.start()
+    t.ok(st.wait_until(lambda: count("events") >= 25000, 90), "25,000 records after the kill",
+         count("events"))
+    ns = [r["payload"]["value"]["n"] for r in st.all_records(srv.port, "events")]
+    t.eq(sorted(ns), list(range(25000)), "every message once: nothing lost, nothing twice")
+    rc, out, err = st.run_verify(srv.data, "events")
     t.ok(rc == 0, "the chain verifies (sluice verify)", out[-400:] + err[-400:])
 
 with t.section("sink: kill -9 while producing", srv):
