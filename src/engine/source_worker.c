@@ -22,8 +22,8 @@
 #include <string.h>
 
 #define INFLIGHT_BYTES (64u << 20)
-#define POOL_MAX 4 /* groups kept for reuse: a fresh one of MiBs costs page faults on every poll   \
-                    */
+/* groups kept for reuse: a fresh one (MiBs, mmapped) costs page faults on every poll */
+#define POOL_MAX 4
 #define SCAN_BACK 1000000 /* records read back at most when looking for our last one */
 
 struct source;

@@ -113,8 +113,8 @@ static int kafka_check_config(json_t *c, struct sl_err *err)
 #define GROUP_MAX 10000
 #define GROUP_BYTES (8u << 20)
 #define PEND_MAX 1024
-#define RESCAN_NS                                                                                  \
-    (30ull * 1000000000u) /* assignment all: how often new partitions are looked for */
+/* assignment all: how often partitions added to the topic are looked for */
+#define RESCAN_NS (30ull * 1000000000u)
 
 struct ksrc {
     const struct sl_source_ctx *ctx;
