@@ -2,11 +2,11 @@
 """Crash tests for the Kafka connectors against librdkafka's mock cluster, kcat on the other side.
 
 Source: kcat produces 30,000 keyed messages into 4 partitions (10,000 of them while Sluice is
-down); Sluice is killed with SIGKILL twice while it consumes (and once more, 25,000 messages, with
-assignment all: no group membership, offsets committed from outside the group). At the end every message is in the
-strand exactly once (by partition and offset: offsets are committed only after fsync, and what
-was appended but not committed is skipped by the position read back from the strand), and the
-chain verifies.
+down); Sluice is killed with SIGKILL twice while it consumes (and once more, 25,000 messages,
+with assignment all: no group membership, offsets committed from outside the group). At the end
+every message is in the strand exactly once (by partition and offset: offsets are committed only
+after fsync, and what was appended but not committed is skipped by the position read back from
+the strand), and the chain verifies.
 
 Sink: 20,000 records go to a topic through an idempotent kafka_sink; Sluice is killed with
 SIGKILL while it produces. At the end kcat reads every record (nothing the broker acknowledged
