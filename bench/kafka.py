@@ -6,11 +6,17 @@ first; then kcat -C -e reads the topic to /dev/null, and a Sluice kafka source (
 group, start_offset earliest) appends them to a durable strand. Sluice's time runs from the POST
 that creates the connector until the strand holds N records (so it includes the consumer group
 join, which kcat -C without -G does not do); the time from its first record is printed too.
+Then kcat -C -e reads the topic once more, and a second Sluice kafka source with assignment all
+(every partition assigned by itself, no group join, as kcat -C does; offsets still committed to
+its group after the fsync) reads the same topic into another strand, timed the same way and
+compared with that second kcat time.
 
 Sink: the same N payloads are written to a strand first; then kcat -P produces the same file to
 one topic, and a Sluice kafka_sink (start earliest, idempotent) produces the strand to another.
 Sluice's time runs from the POST until the connector's cursor is at the head (every delivery
-report received).
+report received). The sink's messages carry more than the file's lines: a 64-character key (the
+record_hash) and three headers (strand, seq, record_hash); kcat -P -K -H producing messages of
+that shape (same keys and header sizes) is timed too, as the like-for-like figure.
 
 librdkafka's mock cluster keeps at most 5 MiB (and 100,000 message sets) per partition and drops
 the oldest beyond that, so the topics have PARTS=128 partitions (about 2 MiB each for 1,000,000 messages of 200 bytes).
@@ -47,6 +53,29 @@ def message(i):
     return head + "x" * (SIZE - len(head) - 2) + '"}'
 
 
+def timed_source(srv, m, name, strand, extra):
+    """POST a kafka source reading topic src into strand; (seconds from the POST, from the first
+    record) until the strand holds N records."""
+    cfg = {"brokers": m.brokers, "topic": "src", "consumer_group": name, "start_offset": "earliest",
+           "strand": strand}
+    cfg.update(extra)
+    t0 = time.monotonic()
+    r = srv.req("POST", "/v1/connectors", {"name": name, "kind": "kafka-source", "config": cfg})
+    assert r.status == 201, r
+    first = None
+    while True:
+        c = st.counts(srv.port).get(strand) or 0
+        if c and first is None:
+            first = time.monotonic()
+        if c >= N:
+            break
+        if time.monotonic() - t0 > 600:
+            sys.exit("the source did not finish in 600 s (%d records)" % c)
+        time.sleep(0.05)
+    end = time.monotonic()
+    return end - t0, end - first
+
+
 def main():
     why = kafka.available()
     if why:
@@ -56,7 +85,8 @@ def main():
     with open(data, "w") as f:
         for i in range(N):
             f.write(message(i) + "\n")
-    m = kafka.start(1, [("src", PARTS), ("kcat_out", PARTS), ("sluice_out", PARTS)], st.at_cleanup)
+    m = kafka.start(1, [("src", PARTS), ("kcat_out", PARTS), ("sluice_out", PARTS), ("kcat_keyed", PARTS)],
+                    st.at_cleanup)
     log("mock cluster at %s; %d messages of %d bytes, %d partitions" % (m.bootstrap, N, SIZE, PARTS))
 
     # ---- kcat -P: the file into topic src (also the sink's peer figure) ----
@@ -78,24 +108,14 @@ def main():
                  % (held, N))
 
     srv = st.Server().start()
-    t0 = time.monotonic()
-    r = srv.req("POST", "/v1/connectors", {"name": "bench src", "kind": "kafka-source", "config": {
-        "brokers": m.brokers, "topic": "src", "consumer_group": "bench", "start_offset": "earliest",
-        "strand": "kin"}})
-    assert r.status == 201, r
-    first = None
-    while True:
-        c = st.counts(srv.port).get("kin") or 0
-        if c and first is None:
-            first = time.monotonic()
-        if c >= N:
-            break
-        if time.monotonic() - t0 > 600:
-            sys.exit("the source did not finish in 600 s (%d records)" % c)
-        time.sleep(0.05)
-    sl_c = time.monotonic() - t0
-    sl_c_first = time.monotonic() - first
+    sl_c, sl_c_first = timed_source(srv, m, "bench", "kin", {})
     log("Sluice kafka source: %.2f s (%.2f s from its first record)" % (sl_c, sl_c_first))
+    t0 = time.monotonic()  # kcat -C again, next to this run (the load moves)
+    subprocess.run("kcat -b %s -C -t src -o beginning -e -q >/dev/null" % m.bootstrap, shell=True, check=True)
+    kcat_c2 = time.monotonic() - t0
+    log("kcat -C -e (again, next to the next source): %.2f s" % kcat_c2)
+    sl_a, sl_a_first = timed_source(srv, m, "bench-all", "kin_all", {"assignment": "all"})
+    log("Sluice kafka source, assignment all: %.2f s (%.2f s from its first record)" % (sl_a, sl_a_first))
 
     # ---- sink: the same payloads from a strand vs kcat -P ----
     with open(data) as f:
@@ -128,6 +148,18 @@ def main():
         subprocess.run(["kcat", "-b", m.bootstrap, "-P", "-t", "kcat_out"] + SPREAD, stdin=f, check=True)
     kcat_p2 = time.monotonic() - t0
     log("kcat -P (again, same run as the sink): %.2f s" % kcat_p2)
+    # like for like: the key and headers the sink's messages carry (record_hash hex, strand, seq)
+    keyed = os.path.join(tmp, "keyed.txt")
+    with open(data) as f, open(keyed, "w") as g:
+        for i, line in enumerate(f):
+            g.write("%064x\t%s" % (i * 2654435761 + 1, line))
+    t0 = time.monotonic()
+    with open(keyed, "rb") as f:
+        subprocess.run(["kcat", "-b", m.bootstrap, "-P", "-t", "kcat_keyed", "-K", "\t",
+                        "-H", "strand=out", "-H", "seq=%d" % (N // 2),
+                        "-H", "record_hash=%064x" % 1] + SPREAD, stdin=f, check=True)
+    kcat_pk = time.monotonic() - t0
+    log("kcat -P -K -H (the sink's message shape): %.2f s" % kcat_pk)
     srv.stop()
 
     res = {
@@ -135,14 +167,21 @@ def main():
         "kcat_consume_s": round(kcat_c, 2), "sluice_source_s": round(sl_c, 2),
         "sluice_source_from_first_s": round(sl_c_first, 2),
         "source_ratio": round(kcat_c / sl_c, 2), "source_ratio_from_first": round(kcat_c / sl_c_first, 2),
+        "kcat_consume_again_s": round(kcat_c2, 2), "sluice_source_all_s": round(sl_a, 2),
+        "source_all_ratio": round(kcat_c2 / sl_a, 2),
         "kcat_produce_s": round(min(kcat_p, kcat_p2), 2), "sluice_sink_s": round(sl_p, 2),
         "sink_ratio": round(min(kcat_p, kcat_p2) / sl_p, 2),
+        "kcat_produce_keyed_s": round(kcat_pk, 2), "sink_ratio_keyed": round(kcat_pk / sl_p, 2),
     }
     print("source: kcat -C -e %.2f s (%.0f msg/s), Sluice durable %.2f s (%.0f msg/s; %.2f s from the first "
           "record): ratio %.2fx (%.2fx without the group join)"
           % (kcat_c, N / kcat_c, sl_c, N / sl_c, sl_c_first, res["source_ratio"], res["source_ratio_from_first"]))
+    print("source, assignment all: kcat -C -e again %.2f s, Sluice durable %.2f s (%.0f msg/s; %.2f s from "
+          "the first record): ratio %.2fx" % (kcat_c2, sl_a, N / sl_a, sl_a_first, res["source_all_ratio"]))
     print("sink:   kcat -P %.2f s (%.0f msg/s), Sluice kafka_sink %.2f s (%.0f msg/s): ratio %.2fx"
           % (min(kcat_p, kcat_p2), N / min(kcat_p, kcat_p2), sl_p, N / sl_p, res["sink_ratio"]))
+    print("sink, like for like: kcat -P -K -H (key and 3 headers per message) %.2f s: ratio %.2fx"
+          % (kcat_pk, res["sink_ratio_keyed"]))
     print(json.dumps(res))
 
 

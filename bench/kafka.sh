@@ -4,7 +4,9 @@
 #
 #   source: N (1,000,000) messages of SIZE (200) bytes pre-produced; kcat -C -e | wc -l vs
 #           a Sluice kafka source into a durable strand: ratio kcat time / Sluice time
-#   sink:   the same payloads in a strand; kcat -P of the file vs a Sluice kafka_sink
+#   source: also a Sluice kafka source with assignment all (no group join, as kcat -C)
+#   sink:   the same payloads in a strand; kcat -P of the file vs a Sluice kafka_sink (and kcat
+#           -P -K -H with the key and headers the sink produces, like for like)
 #
 # Environment: N, SIZE, PARTS (128: the mock cluster keeps only 5 MiB per partition), IDEMPOTENT (1: the sink is idempotent), SLUICE_BIN.
 # Needs build/sluice and build/tests/peers/kafka_mock (make all unit-tests) and kcat.

@@ -22,6 +22,8 @@
 #include <string.h>
 
 #define INFLIGHT_BYTES (64u << 20)
+/* groups kept for reuse: a fresh one (MiBs, mmapped) costs page faults on every poll */
+#define POOL_MAX 4
 #define SCAN_BACK 1000000 /* records read back at most when looking for our last one */
 
 struct source;
@@ -33,8 +35,10 @@ struct group {
     uint8_t (*hashes)[SL_HASH_LEN];
     uint8_t *data;
     size_t bytes;
+    size_t cap_n, cap_bytes; /* of recs/hashes and data */
     uint8_t pos[SL_POSITION_MAX];
     size_t pos_len;
+    struct group *next_free;
 };
 
 struct source {
@@ -59,6 +63,8 @@ struct source {
     int idle;
     int give_up;              /* poll()'s thread: the source called ctx.give_up during this poll */
     struct sl_transforms *tr; /* config.transforms, applied in emit() */
+    struct group *pool;       /* under mu: durable groups kept for reuse, at most POOL_MAX */
+    size_t npool;
 };
 
 /* Under s->mu, nothing in flight: an idle position emitted after the last group is durable. */
@@ -80,6 +86,59 @@ static void group_free(struct group *g)
     free(g->hashes);
     free(g->data);
     free(g);
+}
+
+/* A group for n records of `bytes` bytes: one from the pool (grown if it is too small) or a new
+ * one; NULL when out of memory. Its sl_append is cleared. */
+static struct group *group_get(struct source *s, size_t n, size_t bytes)
+{
+    pthread_mutex_lock(&s->mu);
+    struct group *g = s->pool;
+    if (g) {
+        s->pool = g->next_free;
+        s->npool--;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!g && !(g = calloc(1, sizeof(*g))))
+        return NULL;
+    if (n > g->cap_n) {
+        size_t cap = n > 2 * g->cap_n ? n : 2 * g->cap_n;
+        void *r = realloc(g->recs, cap * sizeof(*g->recs));
+        if (r)
+            g->recs = r;
+        void *h = r ? realloc(g->hashes, cap * sizeof(*g->hashes)) : NULL;
+        if (h)
+            g->hashes = h;
+        if (!r || !h) {
+            group_free(g);
+            return NULL;
+        }
+        g->cap_n = cap;
+    }
+    if (bytes > g->cap_bytes || !g->data) {
+        size_t cap = bytes > 2 * g->cap_bytes ? bytes : 2 * g->cap_bytes;
+        void *d = realloc(g->data, cap ? cap : 1);
+        if (!d) {
+            group_free(g);
+            return NULL;
+        }
+        g->data = d;
+        g->cap_bytes = cap;
+    }
+    memset(&g->a, 0, sizeof(g->a));
+    g->next_free = NULL;
+    return g;
+}
+
+/* Under s->mu: g into the pool (NULL is returned), or g back when the pool is full. */
+static struct group *group_pool(struct source *s, struct group *g)
+{
+    if (s->npool >= POOL_MAX)
+        return g;
+    g->next_free = s->pool;
+    s->pool = g;
+    s->npool++;
+    return NULL;
 }
 
 /* The committer thread: the group is durable (or failed). */
@@ -107,6 +166,7 @@ static void on_durable(struct sl_append *a)
     memcpy(ipos, s->idle_pos, ilen);
     if (idle)
         idle_durable(s);
+    g = group_pool(s, g); /* before the broadcast: drain() may return right after it */
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     if (idle)
@@ -135,13 +195,9 @@ static int emit_raw(struct source *s, const struct sl_emit_rec *recs, size_t n,
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
         bytes += recs[i].payload_len;
-    struct group *g = calloc(1, sizeof(*g));
-    if (!g || !(g->recs = calloc(n ? n : 1, sizeof(*g->recs))) ||
-        !(g->hashes = calloc(n ? n : 1, sizeof(*g->hashes))) ||
-        !(g->data = malloc(bytes ? bytes : 1))) {
-        group_free(g);
+    struct group *g = group_get(s, n, bytes);
+    if (!g)
         return SL_E_NOMEM;
-    }
     g->src = s;
     g->bytes = bytes;
     memcpy(g->pos, position, position_len);
@@ -470,6 +526,11 @@ void *sl_source_worker_main(void *arg)
     if (s.ops->stop)
         s.ops->stop(s.self);
 out:
+    while (s.pool) {
+        struct group *g = s.pool;
+        s.pool = g->next_free;
+        group_free(g);
+    }
     sl_transforms_free(s.tr);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);

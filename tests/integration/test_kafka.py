@@ -284,6 +284,32 @@ with t.section("source: the broker goes down and comes back while consuming", sr
          len(strand_payloads("kin4")))
     t.eq(sorted(p["value"]["n"] for p in strand_payloads("kin4")), list(range(500)), "every message once")
 
+with t.section("source: assignment all reads every partition without joining; offsets still committed", srv):
+    m.cmd("topic in5 3")
+    m.produce("in5", ['k%d\t{"n":%d}' % (i % 7, i) for i in range(300)], key_sep="\t")
+    a = create({"name": "all parts", "kind": "kafka-source", "config": {
+        "brokers": m.brokers, "topic": "in5", "consumer_group": "allg", "start_offset": "earliest",
+        "assignment": "all", "strand": "kin5"}})
+    t.eq(a["config"].get("assignment"), "all", "assignment all is kept")
+    t.ok(st.wait_until(lambda: len(strand_payloads("kin5")) >= 300, 60), "300 consumed",
+         len(strand_payloads("kin5")))
+    t.eq(sorted({p["partition"] for p in strand_payloads("kin5")}), [0, 1, 2], "from all 3 partitions")
+    srv.stop()
+    srv.start()
+    m.produce("in5", ['k%d\t{"n":%d}' % (i % 7, i) for i in range(300, 320)], key_sep="\t")
+    t.ok(st.wait_until(lambda: len(strand_payloads("kin5")) >= 320, 60), "after a restart, the new ones arrive")
+    t.eq(sorted(p["value"]["n"] for p in strand_payloads("kin5")), list(range(320)), "and nothing twice")
+    srv.req("DELETE", C + "/" + a["id"])
+    m.produce("in5", ['k%d\t{"n":%d}' % (i % 7, i) for i in range(320, 330)], key_sep="\t")
+    b = create({"name": "group member", "kind": "kafka-source", "config": {
+        "brokers": m.brokers, "topic": "in5", "consumer_group": "allg", "start_offset": "earliest",
+        "strand": "kin6"}})
+    t.ok(st.wait_until(lambda: len(strand_payloads("kin6")) >= 10, 60), "a member of the same group reads on",
+         len(strand_payloads("kin6")))
+    t.eq(sorted(p["value"]["n"] for p in strand_payloads("kin6")), list(range(320, 330)),
+         "from the offsets the first one committed: only the 10 new ones")
+    srv.req("DELETE", C + "/" + b["id"])
+
 with t.section("source: a second connector of another group reads the topic again (SapixDB keys)", srv):
     a = create({"name": "sapix", "kind": "kafka", "config": {
         "brokers": m.brokers, "topic": "in", "group_id": "other", "auto_offset_reset": "earliest",

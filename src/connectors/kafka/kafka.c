@@ -8,7 +8,13 @@
  * the next offset of every partition this connector appended; the last record of every group
  * carries it (sluice_next_offsets), so after a crash the framework reads it back from the strand
  * and messages already appended are skipped by (partition, offset), even when their commit never
- * reached Kafka: nothing is written twice into the strand. */
+ * reached Kafka: nothing is written twice into the strand.
+ *
+ * With assignment "all" the connector does not join the group: it assigns every partition of
+ * the topic itself (looking for added partitions every 30 s), as kcat -C does, so it starts
+ * without the broker's initial rebalance delay (3 s for a new group); offsets are committed to
+ * the group all the same (a commit from outside the group, which Kafka accepts while the group
+ * has no members), at the same moments. */
 #include "connectors/kafka/kafka.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -20,6 +26,7 @@
 #include <string.h>
 
 static const char *const g_offset_reset[] = {"latest", "earliest", NULL};
+static const char *const g_assignment[] = {"group", "all", NULL};
 
 static const struct sl_field f_kafka[] = {
     {"brokers", SL_F_STRING_LIST, 1, NULL, 0, "Bootstrap brokers, host:port.", 0, 0, NULL, NULL},
@@ -33,6 +40,12 @@ static const struct sl_field f_kafka[] = {
     {"start_offset", SL_F_INT, 0, NULL, 0,
      "Rivven's start_offset N: a partition without a committed offset starts at offset N.", 0,
      INT64_MAX, NULL, NULL},
+    {"assignment", SL_F_ENUM, 0, "\"group\"", 0,
+     "group: a member of the consumer group (partitions shared among its members; a new group "
+     "waits for the broker's group.initial.rebalance.delay.ms, 3 s by default). all: reads every "
+     "partition of the topic itself, without joining the group (as kcat -C does): no join "
+     "wait, no sharing; offsets are still committed to the group after the fsync.",
+     0, 0, g_assignment, NULL},
     {"security", SL_F_OBJECT, 0, "{}", 0, "TLS and SASL (librdkafka's security.* settings).", 0, 0,
      NULL, sl_kafka_security_fields},
     {"strand", SL_F_STRAND, 0, "\"default\"", 0, "Strand the messages are written to.", 0, 0, NULL,
@@ -100,12 +113,16 @@ static int kafka_check_config(json_t *c, struct sl_err *err)
 #define GROUP_MAX 10000
 #define GROUP_BYTES (8u << 20)
 #define PEND_MAX 1024
+/* assignment all: how often partitions added to the topic are looked for */
+#define RESCAN_NS (30ull * 1000000000u)
 
 struct ksrc {
     const struct sl_source_ctx *ctx;
     rd_kafka_t *rk;
     const char *topic;
     int64_t start_offset; /* -1: none */
+    int all;              /* assignment all: every partition, no group membership */
+    uint64_t scanned_ns;  /* assignment all: when the partitions were last looked up */
     /* poll's thread: the next offset of every partition appended (skip what is below) */
     struct sl_kafka_offsets emitted;
     pthread_mutex_t mu; /* durable() runs on the committer's thread */
@@ -206,6 +223,50 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* assignment all: assigns the partitions of the topic not assigned yet (all of them at start, later
+ * the ones added to the topic), each where on_assign says. 0, or -1 with why in errstr. */
+static int assign_all(struct ksrc *k, int timeout_ms, char *errstr, size_t n)
+{
+    rd_kafka_topic_t *t = rd_kafka_topic_new(k->rk, k->topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e =
+        t ? rd_kafka_metadata(k->rk, 0, t, &md, timeout_ms) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+    int rc = 0;
+    if (e || md->topic_cnt != 1 || md->topics[0].err) {
+        snprintf(errstr, n, "partitions of %s: %s", k->topic,
+                 rd_kafka_err2str(e                    ? e
+                                  : md->topic_cnt == 1 ? md->topics[0].err
+                                                       : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC));
+        rc = -1;
+    } else {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+        for (int i = 0; i < md->topics[0].partition_cnt; i++) {
+            int32_t p = md->topics[0].partitions[i].id;
+            pthread_mutex_lock(&k->mu);
+            int have = sl_kafka_offsets_get(&k->assigned, p) >= 0;
+            pthread_mutex_unlock(&k->mu);
+            if (!have)
+                rd_kafka_topic_partition_list_add(l, k->topic, p);
+        }
+        if (l->cnt) {
+            on_assign(k, l);
+            rd_kafka_error_t *ae = rd_kafka_incremental_assign(k->rk, l);
+            if (ae) {
+                snprintf(errstr, n, "assign: %s", rd_kafka_error_string(ae));
+                rd_kafka_error_destroy(ae);
+                rc = -1;
+            }
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (t)
+        rd_kafka_topic_destroy(t);
+    k->scanned_ns = sl_mono_ns();
+    return rc;
+}
+
 /* librdkafka reconnects by itself; "all brokers down" is remembered so that poll reports it
  * (last_error) until a broker answers again. Runs on poll's thread (the consumer queue). */
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -265,6 +326,8 @@ static int ksrc_start(void **self, const struct sl_source_ctx *ctx, struct sl_er
     k->topic = json_string_value(json_object_get(c, "topic"));
     json_t *so = json_object_get(c, "start_offset");
     k->start_offset = so ? (int64_t)json_integer_value(so) : -1;
+    const char *asg = json_string_value(json_object_get(c, "assignment"));
+    k->all = asg && strcmp(asg, "all") == 0;
     if (ctx->position &&
         sl_kafka_pos_decode(ctx->position, ctx->position_len, k->topic, &k->emitted) == 0)
         k->durable = k->emitted;
@@ -297,6 +360,14 @@ static int ksrc_start(void **self, const struct sl_source_ctx *ctx, struct sl_er
     if (sl_kafka_probe(k->rk, k->topic, 5000, errstr, sizeof(errstr)) < 0) {
         ksrc_stop(k);
         return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "kafka: %s", errstr);
+    }
+    if (k->all) {
+        if (assign_all(k, 5000, errstr, sizeof(errstr)) < 0) {
+            ksrc_stop(k);
+            return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "kafka: %s", errstr);
+        }
+        *self = k;
+        return 0;
     }
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(sub, k->topic, RD_KAFKA_PARTITION_UA);
@@ -426,6 +497,11 @@ static enum sl_result ksrc_poll(void *self, struct sl_emitter *em, int timeout_m
     }
     k->polls++;
     k->latency_us += (sl_mono_ns() - t0) / 1000u;
+    if (k->all && sl_mono_ns() - k->scanned_ns > RESCAN_NS) { /* partitions added? */
+        char why2[256];
+        if (assign_all(k, 1000, why2, sizeof(why2)) < 0)
+            k->ctx->host->log(k->ctx->id, 2, "kafka: %s", why2);
+    }
     if (n) {
         for (size_t i = 0; i < n; i++) {
             k->recs[i].payload = k->mp.data + k->offs[i];
