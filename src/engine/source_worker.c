@@ -64,6 +64,7 @@ struct source {
     int give_up;              /* poll()'s thread: the source called ctx.give_up during this poll */
     struct sl_transforms *tr; /* config.transforms, applied in emit() */
     struct group *pool;       /* under mu: durable groups kept for reuse, at most POOL_MAX */
+    int calling;              /* under mu: durable() calls for idle positions running */
     size_t npool;
 };
 
@@ -164,14 +165,21 @@ static void on_durable(struct sl_append *a)
     uint8_t ipos[SL_POSITION_MAX];
     size_t ilen = s->idle_len;
     memcpy(ipos, s->idle_pos, ilen);
-    if (idle)
+    if (idle) {
         idle_durable(s);
+        s->calling++; /* drain() waits for the call below: the source may be stopped after it */
+    }
     g = group_pool(s, g); /* before the broadcast: drain() may return right after it */
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    if (idle)
-        s->ops->durable(s->self, ipos, ilen);
     group_free(g);
+    if (idle) {
+        s->ops->durable(s->self, ipos, ilen);
+        pthread_mutex_lock(&s->mu);
+        s->calling--;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+    }
 }
 
 static int emit_raw(struct source *s, const struct sl_emit_rec *recs, size_t n,
@@ -341,11 +349,11 @@ static int emit(struct sl_emitter *em, const struct sl_emit_rec *recs, size_t n,
     return rc;
 }
 
-/* Waits until every submitted group is durable (or failed). */
+/* Waits until every submitted group is durable (or failed) and its durable() calls returned. */
 static void drain(struct source *s)
 {
     pthread_mutex_lock(&s->mu);
-    while (s->inflight > 0)
+    while (s->inflight > 0 || s->calling > 0)
         pthread_cond_wait(&s->cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
 }
