@@ -534,11 +534,15 @@ static void on_committed(struct sl_append *a)
     j->deadline_ns = sl_mono_ns() + b->o.timeout_ms * 1000000;
     if (!b->dual && j->strand_status == 0) {
         j->state = ST_DISABLED;
-        answer(j, 0); /* durable is all it waits for; indexed by the service thread next */
         j->answered = 1;
+        /* counted before the answer leaves: a client that reads right after its answer finds
+         * the event (readers wait for the index to catch up with this count) */
+        pthread_mutex_lock(&b->mu);
+        b->early_answered++;
+        pthread_mutex_unlock(&b->mu);
+        answer(j, 0); /* durable is all it waits for; indexed by the service thread next */
     }
     pthread_mutex_lock(&b->mu);
-    b->early_answered += (uint64_t)j->answered;
     *b->in_tail = j;
     b->in_tail = &j->next;
     pthread_cond_signal(&b->cv);
