@@ -83,6 +83,11 @@ with open(dec, "rb") as f:
     rows_dec = sum(1 for line in f if line.startswith(b"### INSERT INTO `app`.`bench`"))
 log("mariadb-binlog decoding: %d rows in %.2f s" % (rows_dec, t_dec))
 
+perf = None
+if os.environ.get("PERF"):  # PERF=file: a call-graph profile of Sluice during its drain
+    perf = subprocess.Popen(["perf", "record", "-q"] + os.environ.get("PERF_ARGS", "-g").split() + ["-o", os.environ["PERF"], "-p", str(srv.proc.pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
 t0 = time.monotonic()
 r = srv.req("PATCH", "/v1/connectors/" + cid, {"enabled": True})
 assert r.status == 200, r
@@ -91,6 +96,9 @@ while st.counts(srv.port).get("bench", 0) < N:
         raise SystemExit("Sluice did not drain %d rows in 600 s" % N)
     time.sleep(0.02)
 t_sluice = time.monotonic() - t0
+if perf:
+    perf.send_signal(2)
+    perf.wait()
 log("Sluice: %d rows durable in %.2f s" % (N, t_sluice))
 
 log("lag: %d rows/s for %d s" % (RATE, LAG_SECS))
@@ -116,6 +124,17 @@ lags = sorted(r["timestamp_ms"] - at_ms(r["payload"]["after"]["at"]) for r in re
 p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]  # noqa: E731
 srv.stop()
 rc, _, _ = st.run_verify(srv.data, "bench")
+
+# the floors (bench/mysql_floor.c) on the binlog files --raw wrote: decoding alone, the strand alone
+floor = {}
+if os.environ.get("FLOOR", "1") != "0":
+    raws = sorted(os.path.join(my.dir, f) for f in os.listdir(my.dir) if f.startswith("raw-"))
+    fdir = os.path.join(my.dir, "floor-data")
+    out = subprocess.run([os.path.join(ROOT, "build", "bench", "mysql_floor"), fdir] + raws, check=True,
+                         capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        name, rest = line.split(":", 1)
+        floor[name] = float(rest.split(" rows/s")[0].split()[-1])
 my.stop()
 
 print("mysql-cdc drain of %d rows (%d transactions of %d), MariaDB %s" % (N, (N + step - 1) // step, step,
@@ -126,6 +145,11 @@ print("  mariadb-binlog -v (rows decoded to text):   %8.0f rows/s  (%.2f s, %d r
 print("  Sluice mysql-cdc (fsynced):                 %8.0f rows/s  (%.2f s)" % (N / t_sluice, t_sluice))
 print("  ratio Sluice / mariadb-binlog --raw:        %8.2f" % (t_raw / t_sluice))
 print("  ratio Sluice / mariadb-binlog decoding:     %8.2f" % ((N / t_sluice) / (rows_dec / t_dec)))
+for name, what in (("decode", "decoding only, no strand (mysql_floor)"),
+                   ("strand", "strand appends only, same records (mysql_floor)")):
+    if name in floor:
+        print("  floor: %-43s %8.0f rows/s  (ratio vs --raw %.2f)" % (what + ":", floor[name],
+                                                                    t_raw * floor[name] / N))
 print("commit -> durable in the strand at %.0f rows/s (target %d), %d records:" % (achieved, RATE, len(lags)))
 print("  p50 %.0f ms   p99 %.0f ms   max %.0f ms" % (p(0.50), p(0.99), lags[-1]))
 print("sluice verify: %s" % ("ok" if rc == 0 else "FAILED"))

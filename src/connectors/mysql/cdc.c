@@ -1,7 +1,9 @@
 /* The mysql-cdc source on the connector contract (include/sluice/connector.h): a binlog client
  * (libmariadb's mariadb_rpl_* API for the transport, binlog.c for the bytes) that emits one strand
- * record per row change and each committed transaction as one group at its XID (transactions over
- * CHUNK_BYTES of records in chunks before it).
+ * record per row change, decoded straight into the group's buffer. A group holds whole committed
+ * transactions: as many as the server has already sent, up to GROUP_BYTES or GROUP_MS, so that a
+ * backlog is appended in few strand commits while a lone transaction goes out at its XID
+ * (transactions over CHUNK_BYTES of records go in chunks before it).
  *
  * Resume: every record carries (file, pos, snapshot, row): pos is the start of its transaction's
  * GTID event, row its index in the transaction (struct key). At start the framework hands back
@@ -33,6 +35,7 @@
 #include <mysql.h>
 /* after mysql.h, which it needs */
 #include <mariadb_rpl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -42,6 +45,8 @@
 #include <time.h>
 
 #define CHUNK_BYTES (8u << 20)    /* a transaction is emitted in groups of at most this */
+#define GROUP_BYTES (1u << 20)    /* whole transactions gathered into one group up to this */
+#define GROUP_MS 20               /* ... or while the oldest of them waited less than this */
 #define SNAP_ROWS 5000            /* rows per group during the snapshot */
 #define SNAP_KEY "mysql.snapshot" /* connector state: 1 = snapshot pending, 2 = done */
 #define IDLE_POS_MS 200           /* a position with no records is emitted at most this often */
@@ -108,8 +113,14 @@ struct cdc {
     uint64_t tx_pos;
     uint32_t tx_row;
     int64_t tx_ts_ms;
-    /* the group being gathered */
-    struct sl_buf data, tmp, before, after;
+    /* the group being gathered: records in data, pend[i] each one's bytes; bound_* = where the
+     * last whole transaction in it ends */
+    struct sl_buf data, after;
+    size_t bound_len, bound_npend;
+    uint64_t group_t0_ns;
+    struct sl_my_srcenc srcenc; /* the source block of srcenc_t in the transaction tx_gen */
+    const struct sl_my_table *srcenc_t;
+    uint64_t tx_gen, srcenc_gen;
     struct pending *pend;
     size_t npend, cappend;
     struct sl_emit_rec *recs;
@@ -419,11 +430,11 @@ static int check_server(struct cdc *c)
 static void group_reset(struct cdc *c)
 {
     sl_buf_reset(&c->data);
-    c->npend = 0;
+    c->npend = c->bound_len = c->bound_npend = 0;
 }
 
-/* Adds the envelope in c->tmp with key k to the group. */
-static int group_add(struct cdc *c, const struct key *k, uint32_t flags)
+/* Adds the record at data[off..len) with key k to the group. */
+static int group_add(struct cdc *c, const struct key *k, uint32_t flags, size_t off)
 {
     if (c->npend == c->cappend) {
         size_t nc = c->cappend ? c->cappend * 2 : 256;
@@ -437,9 +448,11 @@ static int group_add(struct cdc *c, const struct key *k, uint32_t flags)
         c->recs = r;
         c->cappend = nc;
     }
-    c->pend[c->npend++] = (struct pending){c->data.len, (uint32_t)c->tmp.len, flags};
+    if (!c->npend)
+        c->group_t0_ns = sl_mono_ns();
+    c->pend[c->npend++] = (struct pending){off, (uint32_t)(c->data.len - off), flags};
     c->last = *k;
-    return sl_buf_append(&c->data, c->tmp.data, c->tmp.len);
+    return c->data.failed ? -1 : 0;
 }
 
 /* Emits the group (or, with none, the position k alone). */
@@ -506,6 +519,7 @@ static int on_table_map(struct cdc *c, const uint8_t *body, size_t n)
         sl_my_table_release(&c->maps[i]);
     }
     c->maps[i] = t;
+    c->srcenc_t = NULL;
     c->captured[i] = (uint8_t)captured(c, t.db.s, t.db.len, t.table.s, t.table.len);
     return 0;
 }
@@ -538,17 +552,22 @@ static int on_rows(struct cdc *c, const struct sl_my_header *h, const uint8_t *b
                c->file, (int)t->db.len, t->db.s, (int)t->table.len, t->table.s);
         return -1;
     }
-    struct sl_my_source src = {.db = t->db,
-                               .table = t->table,
-                               .file = c->tx_file,
-                               .pos = c->tx_pos,
-                               .server_id = h->server_id,
-                               .gtid = c->gtid[0] ? c->gtid : NULL,
-                               .ts_ms = c->tx_ts_ms};
+    if (c->srcenc_t != t || c->srcenc_gen != c->tx_gen) { /* once per table and transaction */
+        struct sl_my_source src = {.db = t->db,
+                                   .table = t->table,
+                                   .file = c->tx_file,
+                                   .pos = c->tx_pos,
+                                   .server_id = h->server_id,
+                                   .gtid = c->gtid[0] ? c->gtid : NULL,
+                                   .ts_ms = c->tx_ts_ms};
+        sl_my_source_encode(&c->srcenc, &src);
+        c->srcenc_t = t;
+        c->srcenc_gen = c->tx_gen;
+    }
+    uint64_t now = sl_now_ms();
     for (;;) {
-        sl_buf_reset(&c->before);
-        sl_buf_reset(&c->after);
-        int rc = sl_my_row_next(&r, t, &c->before, &c->after, &why);
+        size_t off = c->data.len;
+        int rc = sl_my_change_next(&c->data, &r, t, &c->srcenc, c->tx_row, now, &why);
         if (rc == 0)
             return 0;
         if (rc < 0) {
@@ -558,13 +577,11 @@ static int on_rows(struct cdc *c, const struct sl_my_header *h, const uint8_t *b
         }
         struct key k = {.pos = c->tx_pos, .stream = 1, .row = c->tx_row++};
         memcpy(k.file, c->tx_file, sizeof(k.file));
-        if (c->tx_replay && key_cmp(&k, &c->key) <= 0)
-            continue; /* already in the strand */
-        src.row = k.row;
-        sl_buf_reset(&c->tmp);
-        if (sl_my_envelope_mp(&c->tmp, r.op, r.op == 'c' ? NULL : &c->before,
-                              r.op == 'd' ? NULL : &c->after, &src, sl_now_ms()) < 0 ||
-            group_add(c, &k, r.op == 'd' ? SL_FLAG_TOMBSTONE : 0) < 0) {
+        if (c->tx_replay && key_cmp(&k, &c->key) <= 0) {
+            c->data.len = off; /* already in the strand */
+            continue;
+        }
+        if (group_add(c, &k, r.op == 'd' ? SL_FLAG_TOMBSTONE : 0, off) < 0) {
             seterr(c, "out of memory encoding a change");
             return -1;
         }
@@ -582,6 +599,15 @@ static void forget_tables(struct cdc *c)
     c->nmaps = 0;
 }
 
+/* Whether the server has sent more than what was read (bytes waiting on the socket): then the
+ * group grows by the next transactions instead of being emitted. Bytes libmariadb already holds
+ * count as none: the group goes out a little early, which is harmless. */
+static int more_waiting(struct cdc *c)
+{
+    struct pollfd p = {.fd = (int)mysql_get_socket(c->m), .events = POLLIN};
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 static int on_commit(struct cdc *c)
 {
     if (!c->in_tx)
@@ -592,8 +618,15 @@ static int on_commit(struct cdc *c)
     forget_tables(c);
     struct key k = {.pos = c->tx_pos, .stream = 1, .row = ROW_ALL};
     memcpy(k.file, c->tx_file, sizeof(k.file));
-    if (c->npend)
-        return group_emit(c, &k);
+    if (c->npend) {
+        /* whole transactions are gathered into one group while the server has more to send:
+         * one strand commit for many of them (a group is atomic: a restart never finds part of
+         * a transaction that fit in one group) */
+        c->last = k;
+        c->bound_len = c->data.len;
+        c->bound_npend = c->npend;
+        return 0; /* emitted by stream() before it would wait, or when large or old enough */
+    }
     if (key_cmp(&k, &c->key) <= 0 || sl_mono_ns() - c->last_emit_ns < IDLE_POS_MS * 1000000ull)
         return 0;
     return group_emit(c, &k);
@@ -623,8 +656,8 @@ static int on_ddl(struct cdc *c, const struct sl_my_header *h, const struct sl_m
                                .server_id = h->server_id,
                                .gtid = c->gtid[0] ? c->gtid : NULL,
                                .ts_ms = c->tx_ts_ms};
-    sl_buf_reset(&c->tmp);
-    if (sl_my_ddl_mp(&c->tmp, &q->sql, &src, sl_now_ms()) < 0 || group_add(c, &k, 0) < 0) {
+    size_t off = c->data.len;
+    if (sl_my_ddl_mp(&c->data, &q->sql, &src, sl_now_ms()) < 0 || group_add(c, &k, 0, off) < 0) {
         seterr(c, "out of memory encoding a schema change");
         return -1;
     }
@@ -645,7 +678,11 @@ static void tx_begin(struct cdc *c, const struct sl_my_header *h, int standalone
     struct key start = {.pos = c->tx_pos, .stream = 1, .row = 0};
     memcpy(start.file, c->tx_file, sizeof(start.file));
     c->tx_replay = key_cmp(&start, &c->key) <= 0; /* some of it may be in the strand */
-    group_reset(c);
+    c->tx_gen++;
+    /* what an unfinished transaction (none is expected: the binlog holds committed ones) left
+     * after the last whole one goes */
+    c->data.len = c->bound_len;
+    c->npend = c->bound_npend;
 }
 
 static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
@@ -728,10 +765,24 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
     }
 }
 
+/* Between transactions: the whole ones gathered go out as one group unless more is waiting
+ * (and the group is still small and young). */
+static int flush_group(struct cdc *c)
+{
+    if (!c->npend || c->in_tx)
+        return 0;
+    if (c->data.len < GROUP_BYTES && sl_mono_ns() - c->group_t0_ns < GROUP_MS * 1000000ull &&
+        more_waiting(c))
+        return 0;
+    return group_emit(c, &c->last);
+}
+
 static int stream(struct cdc *c, int timeout_ms)
 {
     uint64_t deadline = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
     while (!stopped(c) && sl_mono_ns() < deadline) {
+        if (flush_group(c) < 0)
+            return R_RETRY;
         MARIADB_RPL_EVENT *ev = mariadb_rpl_fetch(c->rpl, c->ev);
         if (!ev) {
             c->ev = NULL; /* freed by a failed fetch */
@@ -995,10 +1046,10 @@ static int snapshot_step(struct cdc *c)
         struct key k = {.pos = c->snap_pos, .stream = 0, .row = c->snap_row++};
         memcpy(k.file, c->snap_file, FILE_MAX);
         src.row = k.row;
-        sl_buf_reset(&c->tmp);
+        size_t off = c->data.len;
         if (c->after.failed ||
-            sl_my_envelope_mp(&c->tmp, 'r', NULL, &c->after, &src, sl_now_ms()) < 0 ||
-            group_add(c, &k, 0) < 0) {
+            sl_my_envelope_mp(&c->data, 'r', NULL, &c->after, &src, sl_now_ms()) < 0 ||
+            group_add(c, &k, 0, off) < 0) {
             seterr(c, "out of memory encoding a snapshot row");
             return R_FATAL;
         }
@@ -1113,8 +1164,7 @@ static void cdc_free(struct cdc *c)
     free(c->maps);
     free(c->captured);
     sl_buf_release(&c->data);
-    sl_buf_release(&c->tmp);
-    sl_buf_release(&c->before);
+    sl_buf_release(&c->srcenc.b);
     sl_buf_release(&c->after);
     free(c->pend);
     free(c->recs);
@@ -1143,8 +1193,7 @@ static int my_start(void **self, const struct sl_source_ctx *ctx, struct sl_err 
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     sl_buf_init(&c->data, 0);
-    sl_buf_init(&c->tmp, 0);
-    sl_buf_init(&c->before, 0);
+    sl_buf_init(&c->srcenc.b, 0);
     sl_buf_init(&c->after, 0);
     load_config(c);
     if (ctx->position && key_get(ctx->position, ctx->position_len, &c->key) == 0)
