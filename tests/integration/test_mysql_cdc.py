@@ -391,6 +391,61 @@ with t.section("the stored binlog position was purged: when_needed snapshots aga
     delete(wn["id"])
     delete(ini["id"])
 
+with t.section("resume by GTID: the file of the stored position purged; failover to another server", srv):
+    my.sql("CREATE DATABASE fo; CREATE TABLE fo.t (id INT PRIMARY KEY, v VARCHAR(10))")
+    mark = srv.log_mark()
+    fo = create("failover", my.config("fo", snapshot_mode="never", strand="cdc.fo", server_id=4261))
+    st.wait_until(lambda: "%s: streaming the binlog" % fo["id"] in srv.log_since(mark), 20, 0.05)
+    my.sql("INSERT INTO fo.t VALUES (1, 'a'); INSERT INTO fo.t VALUES (2, 'b')")
+    wait_records("cdc.fo", lambda rs: len(rs) >= 2)
+    assert srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": False}).status == 200
+    old = my.sql("SHOW MASTER STATUS")[0][0]  # the file the stored position names
+    my.sql("FLUSH BINARY LOGS")
+    my.sql("INSERT INTO fo.t VALUES (3, 'c')")
+    cur = my.sql("SHOW MASTER STATUS")[0][0]
+
+    def purged():  # a file a binlog reader still has open is skipped: try until it is free
+        my.sql("PURGE BINARY LOGS TO '%s'" % cur)
+        return old not in [r[0] for r in my.sql("SHOW BINARY LOGS")]
+
+    t.ok(st.wait_until(purged, 20, 0.1), "%s, the file of the stored position, is purged" % old,
+         my.sql("SHOW BINARY LOGS"))
+    mark = srv.log_mark()
+    assert srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": True}).status == 200
+    rs = wait_records("cdc.fo", lambda rs: len(rs) >= 3)
+    log = srv.log_since(mark)
+    t.ok("%s: streaming the binlog from GTID state " % fo["id"] in log,
+         "the restart resumes by GTID state, not by the purged file", log[-600:])
+    t.eq([(r["payload"]["op"], r["payload"]["after"]["id"]) for r in rs], [("c", 1), ("c", 2), ("c", 3)],
+         "the row written after the rotation arrives, once; nothing before it again")
+    t.ok(conn(fo["id"])["state"] == "running", "the connector runs", conn(fo["id"]))
+
+    # failover: a second server whose binlog has other files and offsets but the same GTID
+    # history (as a promoted replica's), and its own new transactions
+    gtids = my.one("SELECT @@gtid_binlog_pos")
+    assert srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": False}).status == 200
+    my2 = MariaDB()
+    my2.sql("RESET MASTER; SET GLOBAL gtid_binlog_state = '%s'; SET sql_log_bin = 0; "
+            "CREATE DATABASE fo; CREATE TABLE fo.t (id INT PRIMARY KEY, v VARCHAR(10)); "
+            "INSERT INTO fo.t VALUES (1, 'a'), (2, 'b'), (3, 'c')" % gtids)
+    my2.sql("INSERT INTO fo.t VALUES (4, 'd'); UPDATE fo.t SET v = 'B' WHERE id = 2")
+    t.ok(my2.one("SELECT @@gtid_binlog_pos") != gtids and my2.sql("SHOW BINARY LOGS")[0][0] != cur,
+         "the new server continues the GTID history in binlog files of its own",
+         (gtids, my2.one("SELECT @@gtid_binlog_pos"), my2.sql("SHOW BINARY LOGS")))
+    mark = srv.log_mark()
+    r = srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": True, "config": my2.config(
+        "fo", snapshot_mode="never", strand="cdc.fo", server_id=4261)})
+    assert r.status == 200, r
+    rs = wait_records("cdc.fo", lambda rs: len(rs) >= 5)
+    t.ok("%s: streaming the binlog from GTID state %s" % (fo["id"], gtids) in srv.log_since(mark),
+         "the connector resumes on the new server from the GTID state it had", srv.log_since(mark)[-600:])
+    t.eq([(r["payload"]["op"], r["payload"]["after"]["id"], r["payload"]["after"]["v"]) for r in rs[3:]],
+         [("c", 4, "d"), ("u", 2, "B")], "the new server's changes arrive once, in order, after the old ones")
+    t.ok(all(r["payload"]["source"]["gtid"] for r in rs), "every record carries its GTID",
+         [r["payload"]["source"]["gtid"] for r in rs])
+    delete(fo["id"])
+    my2.stop()
+
 with t.section("wrong settings fail with a last_error that says how to fix them", srv):
     my.sql("CREATE USER 'nobinlog'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'nobinlog'@'127.0.0.1'")
     c3 = create("no grant", my.config("app", user="nobinlog", password="pw", snapshot_mode="never", server_id=4244))
