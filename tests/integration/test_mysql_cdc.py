@@ -5,6 +5,8 @@ envelope as postgres_cdc; rolled-back work never appears; the initial snapshot a
 neither overlap nor leave a gap; ALTER TABLE mid-stream decodes the rows before and after with
 their own columns; kill -9 of Sluice under load and a MariaDB restart lose nothing and double
 nothing; wrong server settings fail with a last_error that says how to fix them."""
+import os
+import sqlite3
 import subprocess
 import threading
 import time
@@ -50,6 +52,15 @@ def count(strand):
 
 def of(rs, table):
     return [r for r in rs if r["payload"]["source"]["table"] == table]
+
+
+def stored_position(cid):
+    db = sqlite3.connect(os.path.join(srv.data, "meta.db"))
+    try:
+        row = db.execute("SELECT position FROM source_positions WHERE connector_id = ?", (cid,)).fetchone()
+        return bytes(row[0]) if row else b""
+    finally:
+        db.close()
 
 
 def wait_state(cid, state, timeout=20):
@@ -316,7 +327,11 @@ with t.section("kill -9 during the snapshot: the next start takes it again, then
         conn(c8["id"])["stats"]), 30, 0.005)
     srv.kill()
     t.ok(seen is not None, "Sluice was killed in the middle of the snapshot", seen)
+    mark = srv.log_mark()
     srv.start()
+    # once the new snapshot has its consistent view (it logs its binlog position), rows written
+    # are the stream's: written before that, they would rightly be snapshot rows
+    st.wait_until(lambda: "%s: snapshot at binlog" % c8["id"] in srv.log_since(mark, 10 ** 7), 30, 0.005)
     my.sql("INSERT INTO crash.big VALUES (300001, 'after'), (300002, 'after')")
 
     def tail_has_last():
@@ -413,12 +428,19 @@ with t.section("resume by GTID: the file of the stored position purged; failover
     mark = srv.log_mark()
     assert srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": True}).status == 200
     rs = wait_records("cdc.fo", lambda rs: len(rs) >= 3)
-    log = srv.log_since(mark)
+    log = srv.log_since(mark, 10 ** 7)
     t.ok("%s: streaming the binlog from GTID state " % fo["id"] in log,
          "the restart resumes by GTID state, not by the purged file", log[-600:])
     t.eq([(r["payload"]["op"], r["payload"]["after"]["id"]) for r in rs], [("c", 1), ("c", 2), ("c", 3)],
          "the row written after the rotation arrives, once; nothing before it again")
     t.ok(conn(fo["id"])["state"] == "running", "the connector runs", conn(fo["id"]))
+
+    # heartbeats: with nothing to capture, the stored position follows the binlog into a new file
+    my.sql("FLUSH BINARY LOGS")
+    newest = my.sql("SHOW MASTER STATUS")[0][0]
+    t.ok(st.wait_until(lambda: newest.encode() in stored_position(fo["id"]), 15, 0.1),
+         "idle: the stored position moves into the new binlog file %s (heartbeats)" % newest,
+         stored_position(fo["id"]))
 
     # failover: a second server whose binlog has other files and offsets but the same GTID
     # history (as a promoted replica's), and its own new transactions
@@ -437,7 +459,7 @@ with t.section("resume by GTID: the file of the stored position purged; failover
         "fo", snapshot_mode="never", strand="cdc.fo", server_id=4261)})
     assert r.status == 200, r
     rs = wait_records("cdc.fo", lambda rs: len(rs) >= 5)
-    t.ok("%s: streaming the binlog from GTID state %s" % (fo["id"], gtids) in srv.log_since(mark),
+    t.ok("%s: streaming the binlog from GTID state %s" % (fo["id"], gtids) in srv.log_since(mark, 10 ** 7),
          "the connector resumes on the new server from the GTID state it had", srv.log_since(mark)[-600:])
     t.eq([(r["payload"]["op"], r["payload"]["after"]["id"], r["payload"]["after"]["v"]) for r in rs[3:]],
          [("c", 4, "d"), ("u", 2, "B")], "the new server's changes arrive once, in order, after the old ones")

@@ -825,6 +825,24 @@ static void tx_begin(struct cdc *c, const struct sl_my_header *h, int standalone
     c->npend = c->bound_npend;
 }
 
+/* A heartbeat (the binlog is idle): its position is the end of what the server has read, where
+ * the next transaction will start. With nothing being read the position moves there, at most
+ * every heartbeat_interval_ms, so an idle connector's position follows the binlog across
+ * rotations and the files behind it can be purged. stream 0 sorts before the transaction at that
+ * position: a restart from it skips nothing. */
+static int on_heartbeat(struct cdc *c, const struct sl_my_header *h, const uint8_t *body, size_t n)
+{
+    if (c->in_tx || c->npend || !h->next_pos || n == 0 || n >= FILE_MAX ||
+        sl_mono_ns() - c->last_emit_ns < (uint64_t)c->hb_ms * 1000000u)
+        return 0;
+    struct key k = {.pos = h->next_pos, .stream = 0, .row = ROW_ALL};
+    memcpy(k.file, body, n);
+    int d = key_cmp(&k, &c->key);
+    if (d == 0 || (d < 0 && !c->by_gtid)) /* by GTID the last key may be another server's */
+        return 0;
+    return group_emit(c, &k);
+}
+
 static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
 {
     struct sl_my_header h;
@@ -893,6 +911,8 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
         return on_rows(c, &h, body, n);
     case SL_MY_XID:
         return on_commit(c);
+    case SL_MY_HEARTBEAT:
+        return on_heartbeat(c, &h, body, n);
     default:
         if (h.type >= SL_MY_ROWS_COMPRESSED_FIRST && h.type <= SL_MY_ROWS_COMPRESSED_LAST) {
             seterr(c, "compressed row events (log_bin_compress = ON) are not supported: SET "
