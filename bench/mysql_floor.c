@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define GROUP (1u << 20)
@@ -28,6 +29,14 @@ static uint64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_s(void) /* user + system of the whole process */
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 static uint8_t *slurp(const char *path, size_t *n)
@@ -187,10 +196,11 @@ int main(int argc, char **argv)
     struct out o = {.keep = 0};
     sl_buf_init(&o.data, 0);
     uint64_t t0 = now_ns();
+    double c0 = cpu_s();
     uint64_t rows = decode(argv + 2, argc - 2, &o);
     double dt = (double)(now_ns() - t0) / 1e9;
-    printf("decode: %llu rows in %.3f s, %.0f rows/s\n", (unsigned long long)rows, dt,
-           (double)rows / dt);
+    printf("decode: %llu rows in %.3f s (CPU %.3f s), %.0f rows/s\n", (unsigned long long)rows, dt,
+           cpu_s() - c0, (double)rows / dt);
     sl_buf_release(&o.data);
     free(o.ends);
     free(o.gends);
@@ -218,6 +228,7 @@ int main(int argc, char **argv)
                                          .source_len = 11};
     }
     t0 = now_ns();
+    c0 = cpu_s();
     for (size_t g = 0, first = 0; g < k.ng; first = k.gends[g++]) {
         apps[g] = (struct sl_append){
             .recs = recs + first, .n = k.gends[g] - first, .hashes = hashes + first};
@@ -232,8 +243,10 @@ int main(int argc, char **argv)
         pthread_cond_wait(&g_cv, &g_mu);
     pthread_mutex_unlock(&g_mu);
     dt = (double)(now_ns() - t0) / 1e9;
-    printf("strand: %zu records (%.1f MB of payload, %zu groups) in %.3f s, %.0f rows/s%s\n", k.n,
-           (double)k.data.len / 1e6, k.ng, dt, (double)k.n / dt, g_failed ? " (FAILED)" : "");
+    printf("strand: %zu records (%.1f MB of payload, %zu groups) in %.3f s (CPU %.3f s), %.0f "
+           "rows/s%s\n",
+           k.n, (double)k.data.len / 1e6, k.ng, dt, cpu_s() - c0, (double)k.n / dt,
+           g_failed ? " (FAILED)" : "");
     sl_store_close(st);
     free(apps);
     free(recs);

@@ -46,7 +46,7 @@
 
 #define CHUNK_BYTES (8u << 20)    /* a transaction is emitted in groups of at most this */
 #define GROUP_BYTES (1u << 20)    /* whole transactions gathered into one group up to this */
-#define GROUP_MS 20               /* ... or while the oldest of them waited less than this */
+#define GROUP_MS 10               /* ... or while the oldest of them waited less than this */
 #define SNAP_ROWS 5000            /* rows per group during the snapshot */
 #define SNAP_KEY "mysql.snapshot" /* connector state: 1 = snapshot pending, 2 = done */
 #define IDLE_POS_MS 200           /* a position with no records is emitted at most this often */
