@@ -468,6 +468,36 @@ with t.section("resume by GTID: the file of the stored position purged; failover
     delete(fo["id"])
     my2.stop()
 
+with t.section("a transaction appended in chunks, stopped between two: resumed by GTID inside it", srv):
+    n_rows = 400000  # ~180 MB of records: far more than the framework keeps in flight (64 MiB)
+    my.sql("CREATE DATABASE chunk; CREATE TABLE chunk.t (id INT PRIMARY KEY, pad CHAR(200))")
+    mark = srv.log_mark()
+    ch = create("chunks", my.config("chunk", snapshot_mode="never", strand="cdc.chunk", server_id=4271))
+    st.wait_until(lambda: "%s: streaming the binlog" % ch["id"] in srv.log_since(mark, 10 ** 7), 20, 0.05)
+    my.sql("INSERT INTO t SELECT seq, REPEAT('c', 200) FROM seq_1_to_%d" % n_rows, db="chunk")
+    st.wait_until(lambda: count("cdc.chunk") > 0, 60, 0.002)
+    assert srv.req("PATCH", "/v1/connectors/" + ch["id"], {"enabled": False}).status == 200
+    last = [-1]
+
+    def settled():  # what was in flight at the stop is appended; then nothing more
+        n, last[0] = last[0], count("cdc.chunk")
+        return n == last[0]
+
+    st.wait_until(settled, 60, 0.5)
+    t.ok(0 < last[0] < n_rows, "stopped with part of the transaction in the strand", last[0])
+    assert srv.req("PATCH", "/v1/connectors/" + ch["id"], {"enabled": True}).status == 200
+    st.wait_until(lambda: count("cdc.chunk") >= n_rows, 120, 0.1)
+    log = srv.log_since(mark, 10 ** 7)
+    t.ok("%s: streaming the binlog from GTID state " % ch["id"] in log, "the restart is by GTID state",
+         log[-600:])
+    rs = records("cdc.chunk")
+    ids = [r["payload"]["after"]["id"] for r in rs]
+    t.eq(len(ids), n_rows, "every record of the transaction, none twice")
+    t.ok(ids == list(range(1, n_rows + 1)) and [r["payload"]["source"]["row"] for r in rs] == list(range(n_rows)),
+         "every row once, in order: the rest of the transaction after the part written before the stop",
+         (ids[:3], ids[-3:]))
+    delete(ch["id"])
+
 with t.section("wrong settings fail with a last_error that says how to fix them", srv):
     my.sql("CREATE USER 'nobinlog'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'nobinlog'@'127.0.0.1'")
     c3 = create("no grant", my.config("app", user="nobinlog", password="pw", snapshot_mode="never", server_id=4244))
