@@ -12,7 +12,11 @@ Lag: rows are then committed at about RATE rows/s for LAG_SECS seconds (50-row t
 DO SLEEP in one client session) while the connector streams; per record, lag = the strand
 record's timestamp_ms (set by the committer in the group that fsyncs it) - the row's `at` column
 (NOW(6) at insert, just before its commit; the binlog's own commit time has whole seconds only).
-Prints p50/p99/max."""
+Prints p50/p99/max, split at the envelope's ts_ms (when the connector decoded the row).
+Beside the wall times: the CPU seconds of mariadb-binlog --raw and of the Sluice process during its
+drain. Floors (bench/mysql_floor.c, FLOOR=0 skips them) on the files --raw wrote: decoding alone
+(no strand) and the strand alone (the same envelopes, no source). TX = rows per transaction of the
+load (1000); PERF=file records a perf profile of Sluice during its drain (PERF_ARGS, default -g)."""
 import os
 import resource
 import subprocess
@@ -102,7 +106,8 @@ log("mariadb-binlog decoding: %d rows in %.2f s" % (rows_dec, t_dec))
 
 perf = None
 if os.environ.get("PERF"):  # PERF=file: a call-graph profile of Sluice during its drain
-    perf = subprocess.Popen(["perf", "record", "-q"] + os.environ.get("PERF_ARGS", "-g").split() + ["-o", os.environ["PERF"], "-p", str(srv.proc.pid)],
+    perf = subprocess.Popen(["perf", "record", "-q"] + os.environ.get("PERF_ARGS", "-g").split()
+                            + ["-o", os.environ["PERF"], "-p", str(srv.proc.pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
 c0 = cpu_of(srv.proc.pid)
@@ -142,8 +147,8 @@ def at_ms(s):
 lags = sorted(r["timestamp_ms"] - at_ms(r["payload"]["after"]["at"]) for r in recs)
 p = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]  # noqa: E731
 # the envelope's ts_ms is when the connector decoded the row: commit -> decoded, decoded -> durable
-dec = sorted(r["payload"]["ts_ms"] - at_ms(r["payload"]["after"]["at"]) for r in recs)
-dur = sorted(r["timestamp_ms"] - r["payload"]["ts_ms"] for r in recs)
+lag_dec = sorted(r["payload"]["ts_ms"] - at_ms(r["payload"]["after"]["at"]) for r in recs)
+lag_dur = sorted(r["timestamp_ms"] - r["payload"]["ts_ms"] for r in recs)
 p99 = lambda xs: xs[min(len(xs) - 1, int(0.99 * len(xs)))]  # noqa: E731
 srv.stop()
 rc, _, _ = st.run_verify(srv.data, "bench")
@@ -178,6 +183,6 @@ for name, what in (("decode", "decoding only, no strand (mysql_floor)"),
 print("commit -> durable in the strand at %.0f rows/s (target %d), %d records:" % (achieved, RATE, len(lags)))
 print("  p50 %.0f ms   p99 %.0f ms   max %.0f ms" % (p(0.50), p(0.99), lags[-1]))
 print("  of which row written -> decoded by the connector p99 %.0f ms (max %.0f), decoded -> durable p99 %.0f ms "
-      "(max %.0f)" % (p99(dec), dec[-1], p99(dur), dur[-1]))
+      "(max %.0f)" % (p99(lag_dec), lag_dec[-1], p99(lag_dur), lag_dur[-1]))
 print("sluice verify: %s" % ("ok" if rc == 0 else "FAILED"))
 sys.exit(0 if rc == 0 and rows_dec == N else 1)
