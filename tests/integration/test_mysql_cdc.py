@@ -4,7 +4,10 @@ naming the field; every committed row change arrives once, in commit order, type
 envelope as postgres_cdc; rolled-back work never appears; the initial snapshot and the stream
 neither overlap nor leave a gap; ALTER TABLE mid-stream decodes the rows before and after with
 their own columns; kill -9 of Sluice under load and a MariaDB restart lose nothing and double
-nothing; wrong server settings fail with a last_error that says how to fix them."""
+nothing; a restart resumes by GTID state (the stored position's file purged, a failover to a
+second MariaDB with the same GTID history, a stop inside a chunked transaction); an idle
+connector's position follows the binlog by heartbeats; wrong server settings fail with a
+last_error that says how to fix them."""
 import os
 import sqlite3
 import subprocess
