@@ -11,4 +11,5 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/bench/lib.sh"
 bench_need mariadb mariadb-binlog mariadb-install-db
 [ -x "$ROOT/build/sluice" ] || make -C "$ROOT" build/sluice >/dev/null
+make -C "$ROOT" build/bench/mysql_floor >/dev/null
 N=${1:-${N:-1000000}} SLUICE_BIN=${SLUICE_BIN:-$ROOT/build/sluice} exec "$PY" "$ROOT/bench/mysql_cdc.py"

@@ -2,7 +2,8 @@
  * u16 length, as the mysql-cdc worker receives them; the first byte says whether events carry a
  * CRC32 (the format description event may change it). Every event either decodes or is refused
  * with a reason; TABLE_MAP events feed a one-table cache; every row of a ROWS event becomes an
- * envelope that must be valid MessagePack convertible to JSON and whose resume key reads back. */
+ * envelope that must be valid MessagePack convertible to JSON and whose resume key reads back, and
+ * the connector's row path (sl_my_change_next) must write the same bytes or refuse the same row. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,23 +50,39 @@ static void rows(const struct sl_my_header *h, const uint8_t *body, size_t n,
                                .pos = 4,
                                .row = 3,
                                .gtid = "0-1-2"};
+    /* the connector's row path on a second cursor: the same bytes, or the same refusal */
+    struct sl_my_rows r2 = r;
+    struct sl_my_srcenc se;
+    struct sl_buf direct;
+    sl_buf_init(&se.b, 0);
+    sl_buf_init(&direct, 2 << 20);
+    sl_my_source_encode(&se, &src);
     for (int k = 0; k < 1000; k++) {
         sl_buf_reset(&before);
         sl_buf_reset(&after);
         int rc = sl_my_row_next(&r, t, &before, &after, &why);
+        sl_buf_reset(&direct);
+        int rc2 = sl_my_change_next(&direct, &r2, t, &se, 3, 1, &why);
         if (rc <= 0) {
             if (rc == -1 && !why)
+                abort();
+            if (rc != rc2 || (rc2 == -1 && direct.len))
                 abort();
             break;
         }
         sl_buf_reset(&env);
         if (sl_my_envelope_mp(&env, r.op, r.op == 'c' ? NULL : &before, r.op == 'd' ? NULL : &after,
-                              &src, 1) == 0)
+                              &src, 1) == 0) {
             check(&env);
+            if (rc2 != 1 || direct.len != env.len || memcmp(direct.data, env.data, env.len))
+                abort();
+        }
     }
     sl_buf_release(&before);
     sl_buf_release(&after);
     sl_buf_release(&env);
+    sl_buf_release(&direct);
+    sl_buf_release(&se.b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)

@@ -127,60 +127,6 @@ static inline uint64_t rd64(const uint8_t *p)
 
 /* ---- encoders (o must have room for 9 bytes) ---- */
 
-static inline size_t enc_uint(uint8_t *o, uint64_t u)
-{
-    if (u <= 0x7f) {
-        o[0] = (uint8_t)u;
-        return 1;
-    }
-    if (u <= 0xff) {
-        o[0] = 0xcc;
-        o[1] = (uint8_t)u;
-        return 2;
-    }
-    if (u <= 0xffff) {
-        o[0] = 0xcd;
-        be16(o + 1, (uint16_t)u);
-        return 3;
-    }
-    if (u <= 0xffffffff) {
-        o[0] = 0xce;
-        be32(o + 1, (uint32_t)u);
-        return 5;
-    }
-    o[0] = 0xcf;
-    be64(o + 1, u);
-    return 9;
-}
-
-static inline size_t enc_int(uint8_t *o, int64_t v)
-{
-    if (v >= 0)
-        return enc_uint(o, (uint64_t)v);
-    if (v >= -32) {
-        o[0] = (uint8_t)v;
-        return 1;
-    }
-    if (v >= INT8_MIN) {
-        o[0] = 0xd0;
-        o[1] = (uint8_t)v;
-        return 2;
-    }
-    if (v >= INT16_MIN) {
-        o[0] = 0xd1;
-        be16(o + 1, (uint16_t)v);
-        return 3;
-    }
-    if (v >= INT32_MIN) {
-        o[0] = 0xd2;
-        be32(o + 1, (uint32_t)v);
-        return 5;
-    }
-    o[0] = 0xd3;
-    be64(o + 1, (uint64_t)v);
-    return 9;
-}
-
 static inline size_t enc_f64(uint8_t *o, double d)
 {
     uint64_t u;
@@ -188,28 +134,6 @@ static inline size_t enc_f64(uint8_t *o, double d)
     o[0] = 0xcb;
     be64(o + 1, u);
     return 9;
-}
-
-/* String header for n <= UINT32_MAX bytes. */
-static inline size_t enc_str_head(uint8_t *o, size_t n)
-{
-    if (n < 32) {
-        o[0] = (uint8_t)(0xa0 | n);
-        return 1;
-    }
-    if (n <= 0xff) {
-        o[0] = 0xd9;
-        o[1] = (uint8_t)n;
-        return 2;
-    }
-    if (n <= 0xffff) {
-        o[0] = 0xda;
-        be16(o + 1, (uint16_t)n);
-        return 3;
-    }
-    o[0] = 0xdb;
-    be32(o + 1, (uint32_t)n);
-    return 5;
 }
 
 /* Container header; fix is 0x80 (map) or 0x90 (array). */
@@ -268,13 +192,13 @@ int sl_mp_write_bool(struct sl_buf *b, int v)
 int sl_mp_write_int(struct sl_buf *b, int64_t v)
 {
     uint8_t t[9];
-    return sl_buf_append(b, t, enc_int(t, v));
+    return sl_buf_append(b, t, sl_mp_enc_int(t, v));
 }
 
 int sl_mp_write_uint(struct sl_buf *b, uint64_t v)
 {
     uint8_t t[9];
-    return sl_buf_append(b, t, enc_uint(t, v));
+    return sl_buf_append(b, t, sl_mp_enc_uint(t, v));
 }
 
 int sl_mp_write_double(struct sl_buf *b, double v)
@@ -290,7 +214,7 @@ int sl_mp_write_str(struct sl_buf *b, const char *s, size_t n)
         b->failed = 1;
         return -1;
     }
-    size_t hl = enc_str_head(t, n);
+    size_t hl = sl_mp_enc_str_head(t, n);
     if (room(b, hl + n))
         return -1;
     sl_buf_append(b, t, hl);
@@ -572,7 +496,7 @@ static const uint8_t *json_str(const uint8_t *p, const uint8_t *end, struct sl_b
         return NULL;
     }
     uint8_t head[5];
-    size_t hl = enc_str_head(head, n);
+    size_t hl = sl_mp_enc_str_head(head, n);
     if (room(out, hl + n)) {
         e->at = p;
         e->out_full = 1;
@@ -740,11 +664,11 @@ static const uint8_t *json_num(const uint8_t *p, const uint8_t *end, struct sl_b
     }
     if (!isfloat) {
         if (!neg)
-            k = enc_uint(t, m);
+            k = sl_mp_enc_uint(t, m);
         else if (m == (uint64_t)1 << 63)
-            k = enc_int(t, INT64_MIN);
+            k = sl_mp_enc_int(t, INT64_MIN);
         else
-            k = enc_int(t, -(int64_t)m);
+            k = sl_mp_enc_int(t, -(int64_t)m);
     } else {
         double d = parse_double(start, p);
         if (!isfinite(d)) {

@@ -113,4 +113,52 @@ int sl_mp_write_base64(struct sl_buf *b, const void *p, size_t n);
 /* The value at a dotted path (user.id) of a MessagePack map, or NULL. */
 const uint8_t *sl_mp_at_path(const uint8_t *p, const uint8_t *end, const char *path);
 
+/* ---- encoders for writers that build MessagePack in place (o must have room for 9 bytes; a
+ * string head for 5); each returns the bytes written: the smallest form, as above ---- */
+
+static inline void sl_mp_be(uint8_t *o, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        o[i] = (uint8_t)v;
+}
+
+static inline size_t sl_mp_enc_uint(uint8_t *o, uint64_t u)
+{
+    if (u <= 0x7f) {
+        o[0] = (uint8_t)u;
+        return 1;
+    }
+    int n = u <= 0xff ? 1 : u <= 0xffff ? 2 : u <= 0xffffffff ? 4 : 8;
+    o[0] = (uint8_t)(n == 1 ? 0xcc : n == 2 ? 0xcd : n == 4 ? 0xce : 0xcf);
+    sl_mp_be(o + 1, u, n);
+    return (size_t)n + 1;
+}
+
+static inline size_t sl_mp_enc_int(uint8_t *o, int64_t v)
+{
+    if (v >= 0)
+        return sl_mp_enc_uint(o, (uint64_t)v);
+    if (v >= -32) {
+        o[0] = (uint8_t)v;
+        return 1;
+    }
+    int n = v >= INT8_MIN ? 1 : v >= INT16_MIN ? 2 : v >= INT32_MIN ? 4 : 8;
+    o[0] = (uint8_t)(n == 1 ? 0xd0 : n == 2 ? 0xd1 : n == 4 ? 0xd2 : 0xd3);
+    sl_mp_be(o + 1, (uint64_t)v, n);
+    return (size_t)n + 1;
+}
+
+/* String header for n <= UINT32_MAX bytes. */
+static inline size_t sl_mp_enc_str_head(uint8_t *o, size_t n)
+{
+    if (n < 32) {
+        o[0] = (uint8_t)(0xa0 | n);
+        return 1;
+    }
+    int k = n <= 0xff ? 1 : n <= 0xffff ? 2 : 4;
+    o[0] = (uint8_t)(k == 1 ? 0xd9 : k == 2 ? 0xda : 0xdb);
+    sl_mp_be(o + 1, n, k);
+    return (size_t)k + 1;
+}
+
 #endif

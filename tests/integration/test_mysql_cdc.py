@@ -4,7 +4,12 @@ naming the field; every committed row change arrives once, in commit order, type
 envelope as postgres_cdc; rolled-back work never appears; the initial snapshot and the stream
 neither overlap nor leave a gap; ALTER TABLE mid-stream decodes the rows before and after with
 their own columns; kill -9 of Sluice under load and a MariaDB restart lose nothing and double
-nothing; wrong server settings fail with a last_error that says how to fix them."""
+nothing; a restart resumes by GTID state (the stored position's file purged, a failover to a
+second MariaDB with the same GTID history, a stop inside a chunked transaction); an idle
+connector's position follows the binlog by heartbeats; wrong server settings fail with a
+last_error that says how to fix them."""
+import os
+import sqlite3
 import subprocess
 import threading
 import time
@@ -50,6 +55,15 @@ def count(strand):
 
 def of(rs, table):
     return [r for r in rs if r["payload"]["source"]["table"] == table]
+
+
+def stored_position(cid):
+    db = sqlite3.connect(os.path.join(srv.data, "meta.db"))
+    try:
+        row = db.execute("SELECT position FROM source_positions WHERE connector_id = ?", (cid,)).fetchone()
+        return bytes(row[0]) if row else b""
+    finally:
+        db.close()
 
 
 def wait_state(cid, state, timeout=20):
@@ -316,7 +330,11 @@ with t.section("kill -9 during the snapshot: the next start takes it again, then
         conn(c8["id"])["stats"]), 30, 0.005)
     srv.kill()
     t.ok(seen is not None, "Sluice was killed in the middle of the snapshot", seen)
+    mark = srv.log_mark()
     srv.start()
+    # once the new snapshot has its consistent view (it logs its binlog position), rows written
+    # are the stream's: written before that, they would rightly be snapshot rows
+    st.wait_until(lambda: "%s: snapshot at binlog" % c8["id"] in srv.log_since(mark, 10 ** 7), 30, 0.005)
     my.sql("INSERT INTO crash.big VALUES (300001, 'after'), (300002, 'after')")
 
     def tail_has_last():
@@ -390,6 +408,98 @@ with t.section("the stored binlog position was purged: when_needed snapshots aga
          "initial: failed, saying the binlog position is gone and what to do", x["last_error"])
     delete(wn["id"])
     delete(ini["id"])
+
+with t.section("resume by GTID: the file of the stored position purged; failover to another server", srv):
+    my.sql("CREATE DATABASE fo; CREATE TABLE fo.t (id INT PRIMARY KEY, v VARCHAR(10))")
+    mark = srv.log_mark()
+    fo = create("failover", my.config("fo", snapshot_mode="never", strand="cdc.fo", server_id=4261))
+    st.wait_until(lambda: "%s: streaming the binlog" % fo["id"] in srv.log_since(mark), 20, 0.05)
+    my.sql("INSERT INTO fo.t VALUES (1, 'a'); INSERT INTO fo.t VALUES (2, 'b')")
+    wait_records("cdc.fo", lambda rs: len(rs) >= 2)
+    assert srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": False}).status == 200
+    old = my.sql("SHOW MASTER STATUS")[0][0]  # the file the stored position names
+    my.sql("FLUSH BINARY LOGS")
+    my.sql("INSERT INTO fo.t VALUES (3, 'c')")
+    cur = my.sql("SHOW MASTER STATUS")[0][0]
+
+    def purged():  # a file a binlog reader still has open is skipped: try until it is free
+        my.sql("PURGE BINARY LOGS TO '%s'" % cur)
+        return old not in [r[0] for r in my.sql("SHOW BINARY LOGS")]
+
+    t.ok(st.wait_until(purged, 20, 0.1), "%s, the file of the stored position, is purged" % old,
+         my.sql("SHOW BINARY LOGS"))
+    mark = srv.log_mark()
+    assert srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": True}).status == 200
+    rs = wait_records("cdc.fo", lambda rs: len(rs) >= 3)
+    log = srv.log_since(mark, 10 ** 7)
+    t.ok("%s: streaming the binlog from GTID state " % fo["id"] in log,
+         "the restart resumes by GTID state, not by the purged file", log[-600:])
+    t.eq([(r["payload"]["op"], r["payload"]["after"]["id"]) for r in rs], [("c", 1), ("c", 2), ("c", 3)],
+         "the row written after the rotation arrives, once; nothing before it again")
+    t.ok(conn(fo["id"])["state"] == "running", "the connector runs", conn(fo["id"]))
+
+    # heartbeats: with nothing to capture, the stored position follows the binlog into a new file
+    my.sql("FLUSH BINARY LOGS")
+    newest = my.sql("SHOW MASTER STATUS")[0][0]
+    t.ok(st.wait_until(lambda: newest.encode() in stored_position(fo["id"]), 15, 0.1),
+         "idle: the stored position moves into the new binlog file %s (heartbeats)" % newest,
+         stored_position(fo["id"]))
+
+    # failover: a second server whose binlog has other files and offsets but the same GTID
+    # history (as a promoted replica's), and its own new transactions
+    gtids = my.one("SELECT @@gtid_binlog_pos")
+    assert srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": False}).status == 200
+    my2 = MariaDB()
+    my2.sql("RESET MASTER; SET GLOBAL gtid_binlog_state = '%s'; SET sql_log_bin = 0; "
+            "CREATE DATABASE fo; CREATE TABLE fo.t (id INT PRIMARY KEY, v VARCHAR(10)); "
+            "INSERT INTO fo.t VALUES (1, 'a'), (2, 'b'), (3, 'c')" % gtids)
+    my2.sql("INSERT INTO fo.t VALUES (4, 'd'); UPDATE fo.t SET v = 'B' WHERE id = 2")
+    t.ok(my2.one("SELECT @@gtid_binlog_pos") != gtids and my2.sql("SHOW BINARY LOGS")[0][0] != cur,
+         "the new server continues the GTID history in binlog files of its own",
+         (gtids, my2.one("SELECT @@gtid_binlog_pos"), my2.sql("SHOW BINARY LOGS")))
+    mark = srv.log_mark()
+    r = srv.req("PATCH", "/v1/connectors/" + fo["id"], {"enabled": True, "config": my2.config(
+        "fo", snapshot_mode="never", strand="cdc.fo", server_id=4261)})
+    assert r.status == 200, r
+    rs = wait_records("cdc.fo", lambda rs: len(rs) >= 5)
+    t.ok("%s: streaming the binlog from GTID state %s" % (fo["id"], gtids) in srv.log_since(mark, 10 ** 7),
+         "the connector resumes on the new server from the GTID state it had", srv.log_since(mark)[-600:])
+    t.eq([(r["payload"]["op"], r["payload"]["after"]["id"], r["payload"]["after"]["v"]) for r in rs[3:]],
+         [("c", 4, "d"), ("u", 2, "B")], "the new server's changes arrive once, in order, after the old ones")
+    t.ok(all(r["payload"]["source"]["gtid"] for r in rs), "every record carries its GTID",
+         [r["payload"]["source"]["gtid"] for r in rs])
+    delete(fo["id"])
+    my2.stop()
+
+with t.section("a transaction appended in chunks, stopped between two: resumed by GTID inside it", srv):
+    n_rows = 400000  # ~180 MB of records: far more than the framework keeps in flight (64 MiB)
+    my.sql("CREATE DATABASE chunk; CREATE TABLE chunk.t (id INT PRIMARY KEY, pad CHAR(200))")
+    mark = srv.log_mark()
+    ch = create("chunks", my.config("chunk", snapshot_mode="never", strand="cdc.chunk", server_id=4271))
+    st.wait_until(lambda: "%s: streaming the binlog" % ch["id"] in srv.log_since(mark, 10 ** 7), 20, 0.05)
+    my.sql("INSERT INTO t SELECT seq, REPEAT('c', 200) FROM seq_1_to_%d" % n_rows, db="chunk")
+    st.wait_until(lambda: count("cdc.chunk") > 0, 60, 0.002)
+    assert srv.req("PATCH", "/v1/connectors/" + ch["id"], {"enabled": False}).status == 200
+    last = [-1]
+
+    def settled():  # what was in flight at the stop is appended; then nothing more
+        n, last[0] = last[0], count("cdc.chunk")
+        return n == last[0]
+
+    st.wait_until(settled, 60, 0.5)
+    t.ok(0 < last[0] < n_rows, "stopped with part of the transaction in the strand", last[0])
+    assert srv.req("PATCH", "/v1/connectors/" + ch["id"], {"enabled": True}).status == 200
+    st.wait_until(lambda: count("cdc.chunk") >= n_rows, 120, 0.1)
+    log = srv.log_since(mark, 10 ** 7)
+    t.ok("%s: streaming the binlog from GTID state " % ch["id"] in log, "the restart is by GTID state",
+         log[-600:])
+    rs = records("cdc.chunk")
+    ids = [r["payload"]["after"]["id"] for r in rs]
+    t.eq(len(ids), n_rows, "every record of the transaction, none twice")
+    t.ok(ids == list(range(1, n_rows + 1)) and [r["payload"]["source"]["row"] for r in rs] == list(range(n_rows)),
+         "every row once, in order: the rest of the transaction after the part written before the stop",
+         (ids[:3], ids[-3:]))
+    delete(ch["id"])
 
 with t.section("wrong settings fail with a last_error that says how to fix them", srv):
     my.sql("CREATE USER 'nobinlog'@'127.0.0.1' IDENTIFIED BY 'pw'; GRANT SELECT ON *.* TO 'nobinlog'@'127.0.0.1'")

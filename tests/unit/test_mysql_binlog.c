@@ -164,6 +164,15 @@ static const char *g_after = "{\"id\":-5,\"u\":200,\"v\":\"h\xc3\xa9llo\",\"d\":
                              "\"tm\":\"-01:02:03.45\",\"ts\":\"2023-11-14T22:13:20Z\","
                              "\"bt\":682,\"y\":2024}";
 
+/* An UPDATE_ROWS v1 body: v "a" -> "b", n NULL -> 77. */
+static void update_event(void)
+{
+    sl_buf_reset(&M);
+    le(42, 6), le(1, 2), u8(NCOLS), le(0x3fff, 2), le(0x3fff, 2);
+    row_values(1, 1, "a");
+    row_values(0, 1, "b");
+}
+
 static void test_rows(void)
 {
     struct sl_my_table t;
@@ -194,10 +203,7 @@ static void test_rows(void)
     T_EQ_INT(sl_my_row_next(&r, &t, &before, &after, &why), 0, "then the end");
 
     /* UPDATE_ROWS v1: before and after images, the after image with n set */
-    sl_buf_reset(&M);
-    le(42, 6), le(1, 2), u8(NCOLS), le(0x3fff, 2), le(0x3fff, 2);
-    row_values(1, 1, "a");
-    row_values(0, 1, "b");
+    update_event();
     sl_buf_reset(&before);
     sl_buf_reset(&after);
     T_EQ_INT(sl_my_rows_begin(SL_MY_UPDATE_ROWS_V1, M.data, M.len, &r, &why), 0, "UPDATE v1");
@@ -266,6 +272,38 @@ static void test_rows(void)
                           "\"pos\":1234,\"row\":5,\"ts_ms\":1000,\"snapshot\":false"),
             "the envelope: op, before, after, source (%s)", j);
     free(j);
+    /* the row path (straight into the group's buffer) writes the very same bytes, for an insert
+     * and an update, behind what the buffer held */
+    struct sl_my_srcenc se;
+    sl_buf_init(&se.b, 0);
+    sl_my_source_encode(&se, &src);
+    struct sl_buf direct;
+    sl_buf_init(&direct, 0);
+    sl_buf_append(&direct, "xyz", 3);
+    sl_my_rows_begin(SL_MY_WRITE_ROWS, M.data, M.len, &r, &why);
+    T_EQ_INT(sl_my_change_next(&direct, &r, &t, &se, 5, 99, &why), 1, "the row path: one change");
+    T_CHECK(direct.len == env.len + 3 && !memcmp(direct.data + 3, env.data, env.len),
+            "the row path writes the envelope's bytes");
+    T_EQ_INT(sl_my_change_next(&direct, &r, &t, &se, 6, 99, &why), 0, "then the end");
+    update_event();
+    sl_buf_reset(&before);
+    sl_buf_reset(&after);
+    sl_buf_reset(&env);
+    sl_buf_reset(&direct);
+    sl_my_rows_begin(SL_MY_UPDATE_ROWS_V1, M.data, M.len, &r, &why);
+    sl_my_row_next(&r, &t, &before, &after, &why);
+    sl_my_envelope_mp(&env, 'u', &before, &after, &src, 99);
+    sl_my_rows_begin(SL_MY_UPDATE_ROWS_V1, M.data, M.len, &r, &why);
+    T_EQ_INT(sl_my_change_next(&direct, &r, &t, &se, 5, 99, &why), 1, "the row path: an update");
+    T_CHECK(direct.len == env.len && !memcmp(direct.data, env.data, env.len),
+            "the row path writes an update's envelope (before and after) byte for byte");
+    sl_my_rows_begin(SL_MY_UPDATE_ROWS_V1, M.data, M.len - 3, &r, &why);
+    size_t had = direct.len;
+    T_EQ_INT(sl_my_change_next(&direct, &r, &t, &se, 5, 99, &why), -1, "a truncated row: refused");
+    T_EQ_INT(direct.len, had, "and nothing of it is left in the buffer");
+    sl_buf_release(&direct);
+    sl_buf_release(&se.b);
+
     sl_buf_reset(&env);
     struct sl_my_str ddl = {"ALTER TABLE t ADD c INT", 23};
     T_EQ_INT(sl_my_ddl_mp(&env, &ddl, &src, 99), 0, "a schema change record");

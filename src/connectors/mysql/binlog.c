@@ -105,6 +105,86 @@ static int rd_lenenc(struct rd *r, uint64_t *v)
         return -1;                                                                                 \
     } while (0)
 
+/* ---- MessagePack written in place: one capacity check per value, then plain stores (the row
+ * path's cost was the per-byte appends). Each returns 0, or -1 when the buffer is full. ---- */
+
+static inline uint8_t *w_room(struct sl_buf *b, size_t n)
+{
+    if (!b->failed && n < b->cap - b->len && b->len + n <= b->max)
+        return b->data + b->len;
+    return sl_buf_reserve(b, n) == 0 ? b->data + b->len : NULL;
+}
+
+static inline int w_raw(struct sl_buf *b, const void *s, size_t n)
+{
+    uint8_t *o = w_room(b, n);
+    if (!o)
+        return -1;
+    memcpy(o, s, n);
+    b->len += n;
+    return 0;
+}
+
+static inline int w_byte(struct sl_buf *b, uint8_t v)
+{
+    uint8_t *o = w_room(b, 1);
+    if (!o)
+        return -1;
+    *o = v;
+    b->len++;
+    return 0;
+}
+
+static inline int w_uint(struct sl_buf *b, uint64_t v)
+{
+    uint8_t *o = w_room(b, 9);
+    if (!o)
+        return -1;
+    b->len += sl_mp_enc_uint(o, v);
+    return 0;
+}
+
+static inline int w_int(struct sl_buf *b, int64_t v)
+{
+    uint8_t *o = w_room(b, 9);
+    if (!o)
+        return -1;
+    b->len += sl_mp_enc_int(o, v);
+    return 0;
+}
+
+static inline int w_str(struct sl_buf *b, const void *s, size_t n)
+{
+    uint8_t *o = n <= UINT32_MAX ? w_room(b, n + 5) : NULL;
+    if (!o)
+        return -1;
+    size_t h = sl_mp_enc_str_head(o, n);
+    memcpy(o + h, s, n);
+    b->len += h + n;
+    return 0;
+}
+
+static int is_ascii(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    for (uint64_t w; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        if (w & 0x8080808080808080ull)
+            return 0;
+    }
+    for (; i < n; i++)
+        if (p[i] & 0x80)
+            return 0;
+    return 1;
+}
+
+/* Text taken as UTF-8: ASCII (checked 8 bytes at a time) as it is, anything else validated with
+ * invalid bytes as U+FFFD. */
+static int w_text(struct sl_buf *b, const void *s, size_t n)
+{
+    return is_ascii(s, n) ? w_str(b, s, n) : sl_mp_write_str_lossy(b, s, n);
+}
+
 long sl_my_event(const uint8_t *ev, size_t n, int checksum, struct sl_my_header *h,
                  const char **why)
 {
@@ -440,7 +520,32 @@ void sl_my_table_release(struct sl_my_table *t)
         free(t->cols[i].vals);
     free(t->cols);
     free(t->mem);
+    free(t->mp_names);
     memset(t, 0, sizeof(*t));
+}
+
+/* The map keys of the row images, encoded once per table instead of once per value. */
+static int encode_names(struct sl_my_table *t)
+{
+    struct sl_buf b;
+    sl_buf_init(&b, 0);
+    for (uint32_t i = 0; i < t->ncols; i++) {
+        struct sl_my_col *c = &t->cols[i];
+        c->mp_off = (uint32_t)b.len;
+        if (c->name.s) {
+            w_text(&b, c->name.s, c->name.len);
+        } else { /* no names in the binlog (binlog_row_metadata is not FULL) */
+            char nm[16];
+            w_str(&b, nm, (size_t)snprintf(nm, sizeof(nm), "col%u", i + 1));
+        }
+        c->mp_len = (uint32_t)b.len - c->mp_off;
+    }
+    if (b.failed) {
+        sl_buf_release(&b);
+        return -1;
+    }
+    t->mp_names = b.data;
+    return 0;
 }
 
 int sl_my_table_parse(const uint8_t *body, size_t n, struct sl_my_table *t, const char **why)
@@ -500,6 +605,10 @@ int sl_my_table_parse(const uint8_t *body, size_t n, struct sl_my_table *t, cons
     }
     if (m.p != m.end || optional_metadata(&r, t) < 0)
         goto bad;
+    if (encode_names(t) < 0) {
+        sl_my_table_release(t);
+        FAIL("out of memory");
+    }
     *why = NULL;
     return 0;
 bad:
@@ -545,7 +654,7 @@ static int bit(const uint8_t *map, uint32_t i)
 
 static int put_cstr(struct sl_buf *b, const char *s)
 {
-    return sl_mp_write_str(b, s, strlen(s));
+    return w_str(b, s, strlen(s));
 }
 
 static int put_base64(struct sl_buf *b, const uint8_t *p, size_t n)
@@ -554,7 +663,7 @@ static int put_base64(struct sl_buf *b, const uint8_t *p, size_t n)
     sl_buf_init(&t, 0);
     int rc = sl_buf_base64(&t, p, n) < 0 || t.failed
                  ? -1
-                 : sl_mp_write_str(b, t.data ? (const char *)t.data : "", t.len);
+                 : w_str(b, t.data ? (const char *)t.data : "", t.len);
     sl_buf_release(&t);
     return rc;
 }
@@ -576,8 +685,8 @@ static int put_text(struct sl_buf *b, const struct sl_my_col *c, const uint8_t *
 {
     if (c->charset == CS_BINARY)
         return put_base64(b, p, n);
-    if (!is_latin1(c->charset))
-        return sl_mp_write_str_lossy(b, (const char *)p, n);
+    if (!is_latin1(c->charset) || is_ascii(p, n))
+        return w_text(b, (const char *)p, n);
     struct sl_buf t;
     sl_buf_init(&t, 0);
     for (size_t i = 0; i < n; i++) {
@@ -595,7 +704,7 @@ static int put_text(struct sl_buf *b, const struct sl_my_col *c, const uint8_t *
             sl_buf_putc(&t, (uint8_t)(0x80 | (cp & 0x3f)));
         }
     }
-    int rc = t.failed ? -1 : sl_mp_write_str(b, t.data ? (const char *)t.data : "", t.len);
+    int rc = t.failed ? -1 : w_str(b, t.data ? (const char *)t.data : "", t.len);
     sl_buf_release(&t);
     return rc;
 }
@@ -620,11 +729,6 @@ static size_t frac_text(char *out, uint32_t usec, unsigned fsp)
     return fsp + 1;
 }
 
-static int put_fmt(struct sl_buf *b, const char *s, size_t n)
-{
-    return sl_mp_write_str(b, s, n);
-}
-
 static int put_datetime(struct sl_buf *b, unsigned y, unsigned mo, unsigned d, unsigned h,
                         unsigned mi, unsigned s, uint32_t usec, unsigned fsp)
 {
@@ -638,7 +742,7 @@ static int put_datetime(struct sl_buf *b, unsigned y, unsigned mo, unsigned d, u
     int k = (int)(o - out);
     k += (int)frac_text(out + k, usec, fsp);
     out[k++] = 'Z';
-    return put_fmt(b, out, (size_t)k);
+    return w_str(b, out, (size_t)k);
 }
 
 static int put_time(struct sl_buf *b, int neg, unsigned h, unsigned mi, unsigned s, uint32_t usec,
@@ -648,7 +752,7 @@ static int put_time(struct sl_buf *b, int neg, unsigned h, unsigned mi, unsigned
     int k = snprintf(out, sizeof(out), "%s%02u:%02u:%02u", neg ? "-" : "", h % 10000, mi % 100,
                      s % 100);
     k += (int)frac_text(out + k, usec, fsp);
-    return put_fmt(b, out, (size_t)k);
+    return w_str(b, out, (size_t)k);
 }
 
 /* Fraction bytes of a TIME2/DATETIME2/TIMESTAMP2 of precision fsp. */
@@ -732,7 +836,7 @@ static int put_decimal(struct sl_buf *b, uint16_t meta, const uint8_t *src)
             k += snprintf(out + k, sizeof(out) - (size_t)k, "%0*u", scale % 9,
                           (unsigned)be(d + pos, tail));
     }
-    return put_fmt(b, out, (size_t)k);
+    return w_str(b, out, (size_t)k);
 }
 
 /* One value of column c at r->p. 0, -1 malformed (*why), -2 buffer full. */
@@ -755,15 +859,15 @@ static int put_value(struct sl_buf *b, const struct sl_my_col *c, struct rd *r, 
         if (rd_le(r, n, &v) < 0)
             FAIL("row image truncated");
         if (c->is_unsigned)
-            return sl_mp_write_uint(b, v);
+            return w_uint(b, v);
         if (n < 8 && (v >> (8 * n - 1)) & 1)
             v |= ~0ull << (8 * n); /* sign-extend */
-        return sl_mp_write_int(b, (int64_t)v);
+        return w_int(b, (int64_t)v);
     }
     case T_YEAR:
         if (rd_le(r, 1, &v) < 0)
             FAIL("row image truncated");
-        return sl_mp_write_int(b, v ? 1900 + (int64_t)v : 0);
+        return w_int(b, v ? 1900 + (int64_t)v : 0);
     case T_FLOAT: {
         if (take(r, 4, &p) < 0)
             FAIL("row image truncated");
@@ -795,7 +899,7 @@ static int put_value(struct sl_buf *b, const struct sl_my_col *c, struct rd *r, 
             FAIL("row image truncated");
         int k = snprintf(out, sizeof(out), "%04u-%02u-%02u", (unsigned)(v >> 9) % 10000,
                          (unsigned)(v >> 5) & 15, (unsigned)v & 31);
-        return put_fmt(b, out, (size_t)k);
+        return w_str(b, out, (size_t)k);
     }
     case T_TIME: {
         if (rd_le(r, 3, &v) < 0)
@@ -903,13 +1007,13 @@ static int put_value(struct sl_buf *b, const struct sl_my_col *c, struct rd *r, 
                 FAIL("row image truncated");
             if (c->real_type == T_ENUM) {
                 if (v == 0)
-                    return sl_mp_write_str(b, "", 0);
+                    return w_str(b, "", 0);
                 if (v <= c->nvals)
                     return put_text(b, c, (const uint8_t *)c->vals[v - 1].s, c->vals[v - 1].len);
-                return sl_mp_write_uint(b, v); /* no names known (binlog_row_metadata) */
+                return w_uint(b, v); /* no names known (binlog_row_metadata) */
             }
             if (!c->vals && v)
-                return sl_mp_write_uint(b, v);
+                return w_uint(b, v);
             struct sl_buf t;
             sl_buf_init(&t, 0);
             for (uint32_t i = 0; i < 64 && i < c->nvals; i++)
@@ -930,7 +1034,7 @@ static int put_value(struct sl_buf *b, const struct sl_my_col *c, struct rd *r, 
         unsigned n = (nbits + 7) / 8;
         if (n > 8 || take(r, n, &p) < 0)
             FAIL("row image truncated");
-        return sl_mp_write_uint(b, be(p, (int)n));
+        return w_uint(b, be(p, (int)n));
     }
     case T_TINY_BLOB:
     case T_MEDIUM_BLOB:
@@ -944,7 +1048,7 @@ static int put_value(struct sl_buf *b, const struct sl_my_col *c, struct rd *r, 
             return put_base64(b, p, len);
         return put_text(b, c, p, len);
     case T_NULL:
-        return sl_mp_write_nil(b);
+        return w_byte(b, 0xc0);
     default:
         FAIL("unsupported column type");
     }
@@ -968,16 +1072,10 @@ static int put_image(struct sl_buf *b, struct rd *r, const uint8_t *present,
             continue;
         const struct sl_my_col *c = &t->cols[i];
         int rc;
-        if (c->name.s) {
-            rc = sl_mp_write_str_lossy(b, c->name.s, c->name.len);
-        } else { /* no names in the binlog (binlog_row_metadata is not FULL) */
-            char nm[16];
-            rc = sl_mp_write_str(b, nm, (size_t)snprintf(nm, sizeof(nm), "col%u", i + 1));
-        }
-        if (rc < 0)
+        if (w_raw(b, t->mp_names + c->mp_off, c->mp_len) < 0)
             return -2;
         if (bit(nulls, k++))
-            rc = sl_mp_write_nil(b) < 0 ? -2 : 0;
+            rc = w_byte(b, 0xc0) < 0 ? -2 : 0;
         else
             rc = put_value(b, c, r, why);
         if (rc == -1)
@@ -1012,68 +1110,140 @@ int sl_my_datetime_text(struct sl_buf *b, const char *s, size_t n)
 {
     char out[64];
     if (n < 19 || n > 40 || s[10] != ' ')
-        return sl_mp_write_str_lossy(b, s, n);
+        return w_text(b, s, n);
     memcpy(out, s, n);
     out[10] = 'T';
     out[n] = 'Z';
-    return sl_mp_write_str(b, out, n + 1);
+    return w_str(b, out, n + 1);
 }
 
 /* ---- envelope ---- */
 
+#define K_BEFORE                                                                                   \
+    "\xa6"                                                                                         \
+    "before"
+#define K_AFTER                                                                                    \
+    "\xa5"                                                                                         \
+    "after"
+#define K_TS_MS                                                                                    \
+    "\xa5"                                                                                         \
+    "ts_ms"
+
 static int put_row_map(struct sl_buf *b, const struct sl_buf *m)
 {
     if (!m)
-        return sl_mp_write_nil(b);
-    return sl_buf_append(b, m->data, m->len);
+        return w_byte(b, 0xc0);
+    return w_raw(b, m->data, m->len);
+}
+
+/* The "source" key and block up to the value of "row" (part 0), or after it (part 1). */
+static void put_source_part(struct sl_buf *b, const struct sl_my_source *src, int part)
+{
+    if (part == 0) {
+        put_cstr(b, "source");
+        sl_mp_write_map(b, 11);
+        put_cstr(b, "connector");
+        put_cstr(b, "sluice");
+        put_cstr(b, "db");
+        w_text(b, src->db.s, src->db.len);
+        put_cstr(b, "table");
+        w_text(b, src->table.s, src->table.len);
+        put_cstr(b, "server_id");
+        w_uint(b, src->server_id);
+        put_cstr(b, "gtid");
+        if (src->gtid)
+            put_cstr(b, src->gtid);
+        else
+            w_byte(b, 0xc0);
+        put_cstr(b, "file");
+        w_text(b, src->file, strlen(src->file));
+        put_cstr(b, "pos");
+        w_uint(b, src->pos);
+        put_cstr(b, "row");
+        return;
+    }
+    put_cstr(b, "ts_ms");
+    w_int(b, src->ts_ms);
+    put_cstr(b, "snapshot");
+    w_byte(b, src->snapshot ? 0xc3 : 0xc2);
+    put_cstr(b, "query"); /* Debezium's source.query: not captured */
+    w_byte(b, 0xc0);
 }
 
 static void put_source(struct sl_buf *b, const struct sl_my_source *src)
 {
-    put_cstr(b, "source");
-    sl_mp_write_map(b, 11);
-    put_cstr(b, "connector");
-    put_cstr(b, "sluice");
-    put_cstr(b, "db");
-    sl_mp_write_str_lossy(b, src->db.s, src->db.len);
-    put_cstr(b, "table");
-    sl_mp_write_str_lossy(b, src->table.s, src->table.len);
-    put_cstr(b, "server_id");
-    sl_mp_write_uint(b, src->server_id);
-    put_cstr(b, "gtid");
-    if (src->gtid)
-        put_cstr(b, src->gtid);
-    else
-        sl_mp_write_nil(b);
-    put_cstr(b, "file");
-    sl_mp_write_str_lossy(b, src->file, strlen(src->file));
-    put_cstr(b, "pos");
-    sl_mp_write_uint(b, src->pos);
-    put_cstr(b, "row");
-    sl_mp_write_uint(b, src->row);
-    put_cstr(b, "ts_ms");
-    sl_mp_write_int(b, src->ts_ms);
-    put_cstr(b, "snapshot");
-    sl_mp_write_bool(b, src->snapshot);
-    put_cstr(b, "query"); /* Debezium's source.query: not captured */
-    sl_mp_write_nil(b);
+    put_source_part(b, src, 0);
+    w_uint(b, src->row);
+    put_source_part(b, src, 1);
+}
+
+void sl_my_source_encode(struct sl_my_srcenc *e, const struct sl_my_source *src)
+{
+    sl_buf_reset(&e->b);
+    put_source_part(&e->b, src, 0);
+    e->head = e->b.len;
+    put_source_part(&e->b, src, 1);
+}
+
+/* {"op": op, "before": */
+static void put_env_head(struct sl_buf *b, char op)
+{
+    uint8_t h[] = {0x85, 0xa2, 'o', 'p', 0xa1, (uint8_t)op};
+    w_raw(b, h, sizeof(h));
+    w_raw(b, K_BEFORE, sizeof(K_BEFORE) - 1);
 }
 
 int sl_my_envelope_mp(struct sl_buf *b, char op, const struct sl_buf *before,
                       const struct sl_buf *after, const struct sl_my_source *src, uint64_t ts_ms)
 {
-    char ops[2] = {op, 0};
-    sl_mp_write_map(b, 5);
-    put_cstr(b, "op");
-    put_cstr(b, ops);
-    put_cstr(b, "before");
+    put_env_head(b, op);
     put_row_map(b, before);
-    put_cstr(b, "after");
+    w_raw(b, K_AFTER, sizeof(K_AFTER) - 1);
     put_row_map(b, after);
     put_source(b, src);
-    put_cstr(b, "ts_ms");
-    sl_mp_write_uint(b, ts_ms);
+    w_raw(b, K_TS_MS, sizeof(K_TS_MS) - 1);
+    w_uint(b, ts_ms);
     return b->failed ? -1 : 0;
+}
+
+int sl_my_change_next(struct sl_buf *b, struct sl_my_rows *r, const struct sl_my_table *t,
+                      const struct sl_my_srcenc *src, uint32_t row, uint64_t ts_ms,
+                      const char **why)
+{
+    *why = NULL;
+    if (r->at >= r->end)
+        return 0;
+    if (r->ncols != t->ncols)
+        FAIL("the rows event and its table map disagree on the column count");
+    size_t start = b->len;
+    struct rd d = {r->at, r->end};
+    int rc = 0;
+    put_env_head(b, r->op);
+    if (r->op != 'c')
+        rc = put_image(b, &d, r->present, t, why);
+    else
+        w_byte(b, 0xc0);
+    w_raw(b, K_AFTER, sizeof(K_AFTER) - 1);
+    if (rc == 0 && r->op != 'd')
+        rc = put_image(b, &d, r->present_after, t, why);
+    else if (rc == 0)
+        w_byte(b, 0xc0);
+    if (rc == 0) {
+        w_raw(b, src->b.data, src->head);
+        w_uint(b, row);
+        w_raw(b, src->b.data + src->head, src->b.len - src->head);
+        w_raw(b, K_TS_MS, sizeof(K_TS_MS) - 1);
+        w_uint(b, ts_ms);
+        if (b->failed || src->b.failed)
+            rc = -2;
+    }
+    if (rc < 0) {
+        if (!b->failed)
+            b->len = start;
+        return rc;
+    }
+    r->at = d.p;
+    return 1;
 }
 
 int sl_my_ddl_mp(struct sl_buf *b, const struct sl_my_str *sql, const struct sl_my_source *src,
@@ -1081,12 +1251,12 @@ int sl_my_ddl_mp(struct sl_buf *b, const struct sl_my_str *sql, const struct sl_
 {
     sl_mp_write_map(b, 4);
     put_cstr(b, "ddl");
-    sl_mp_write_str_lossy(b, sql->s, sql->len);
+    w_text(b, sql->s, sql->len);
     put_cstr(b, "databaseName");
-    sl_mp_write_str_lossy(b, src->db.s, src->db.len);
+    w_text(b, src->db.s, src->db.len);
     put_source(b, src);
-    put_cstr(b, "ts_ms");
-    sl_mp_write_uint(b, ts_ms);
+    w_raw(b, K_TS_MS, sizeof(K_TS_MS) - 1);
+    w_uint(b, ts_ms);
     return b->failed ? -1 : 0;
 }
 

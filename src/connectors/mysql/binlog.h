@@ -88,9 +88,10 @@ struct sl_my_col {
     uint8_t nullable;
     uint16_t charset; /* collation id; 0 = unknown (taken as UTF-8); 63 = binary */
     struct sl_my_str name;
-    uint32_t nvals;         /* ENUM/SET: the value names */
-    struct sl_my_str *vals; /* in the table's storage */
-    uint8_t key;            /* part of the primary key */
+    uint32_t nvals;          /* ENUM/SET: the value names */
+    struct sl_my_str *vals;  /* in the table's storage */
+    uint8_t key;             /* part of the primary key */
+    uint32_t mp_off, mp_len; /* the name as a MessagePack string, in the table's mp_names */
 };
 
 struct sl_my_table {
@@ -101,6 +102,7 @@ struct sl_my_table {
     struct sl_my_col *cols;
     /* storage: one allocation holding the event copy and the arrays */
     void *mem;
+    uint8_t *mp_names; /* every column's name encoded once (colN when the binlog has none) */
 };
 
 /* Parses a TABLE_MAP body into t (allocating; sl_my_table_release frees). 0 or -1 with *why. */
@@ -150,6 +152,22 @@ struct sl_my_source {
  * sl_my_row_next (NULL: nil). 0 or -1. */
 int sl_my_envelope_mp(struct sl_buf *b, char op, const struct sl_buf *before,
                       const struct sl_buf *after, const struct sl_my_source *src, uint64_t ts_ms);
+
+/* The "source" block of one table's changes in one transaction, encoded once: b holds the block
+ * up to the value of "row" (b.data[0..head)), then the rest. sl_buf_init(&e->b, 0) first. */
+struct sl_my_srcenc {
+    struct sl_buf b;
+    size_t head;
+};
+void sl_my_source_encode(struct sl_my_srcenc *e, const struct sl_my_source *src);
+
+/* The row path: decodes the next row of r (of table t) straight into b as its whole envelope,
+ * the same bytes as sl_my_row_next + sl_my_envelope_mp (src encoded by sl_my_source_encode, row
+ * its index). 1 if a row was appended, 0 at the end, -1 with *why (malformed: b is left as it
+ * was), -2 when b is full / out of memory. */
+int sl_my_change_next(struct sl_buf *b, struct sl_my_rows *r, const struct sl_my_table *t,
+                      const struct sl_my_srcenc *src, uint32_t row, uint64_t ts_ms,
+                      const char **why);
 
 /* A schema change record (include_schema_changes), Debezium's shape: {"ddl": statement,
  * "databaseName", "source": {... "table": ""}, "ts_ms"}; no "op". 0 or -1. */

@@ -1,7 +1,9 @@
 /* The mysql-cdc source on the connector contract (include/sluice/connector.h): a binlog client
  * (libmariadb's mariadb_rpl_* API for the transport, binlog.c for the bytes) that emits one strand
- * record per row change and each committed transaction as one group at its XID (transactions over
- * CHUNK_BYTES of records in chunks before it).
+ * record per row change, decoded straight into the group's buffer. A group holds whole committed
+ * transactions: as many as the server has already sent, up to GROUP_BYTES or GROUP_MS, so that a
+ * backlog is appended in few strand commits while a lone transaction goes out at its XID
+ * (transactions over CHUNK_BYTES of records go in chunks before it).
  *
  * Resume: every record carries (file, pos, snapshot, row): pos is the start of its transaction's
  * GTID event, row its index in the transaction (struct key). At start the framework hands back
@@ -33,6 +35,7 @@
 #include <mysql.h>
 /* after mysql.h, which it needs */
 #include <mariadb_rpl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <regex.h>
 #include <stdarg.h>
@@ -42,11 +45,16 @@
 #include <time.h>
 
 #define CHUNK_BYTES (8u << 20)    /* a transaction is emitted in groups of at most this */
+#define GROUP_BYTES (1u << 20)    /* whole transactions gathered into one group up to this */
+#define GROUP_MS 10               /* ... or while the oldest of them waited less than this */
 #define SNAP_ROWS 5000            /* rows per group during the snapshot */
 #define SNAP_KEY "mysql.snapshot" /* connector state: 1 = snapshot pending, 2 = done */
 #define IDLE_POS_MS 200           /* a position with no records is emitted at most this often */
 #define FILE_MAX 64
 #define ROW_ALL UINT32_MAX /* the key of a whole transaction */
+#define GTID_DOMAINS 8     /* replication domains followed by GTID (more: file and position) */
+#define GTID_MAX 48        /* "domain-server-seq" */
+#define STATE_MAX (GTID_DOMAINS * GTID_MAX)
 
 enum {
     R_OK = SL_CDC_OK,
@@ -64,6 +72,18 @@ struct key {
     uint64_t pos;
     uint8_t stream;
     uint32_t row;
+};
+
+/* ---- GTID state ---- */
+
+/* MariaDB's GTID position: the last transaction (server, seq) of each replication domain, as
+ * gtid_binlog_pos and @slave_connect_state write it ("0-1-100,1-2-7"). */
+struct gtid_state {
+    int known, n; /* known: 0 = no GTIDs to follow (MySQL, or more domains than fit) */
+    struct {
+        uint32_t domain, server;
+        uint64_t seq;
+    } d[GTID_DOMAINS];
 };
 
 struct pending {
@@ -102,14 +122,29 @@ struct cdc {
     struct sl_my_table *maps;
     uint8_t *captured;
     size_t nmaps;
+    /* GTIDs (MariaDB): the state after the last transaction read; the one to connect with and
+     * the transaction/row to skip up to (from the last position emitted, or the start's) */
+    struct gtid_state state;
+    char resume_state[STATE_MAX], skip_gtid[GTID_MAX];
+    uint32_t skip_row;
+    int by_gtid; /* this session started from resume_state */
     /* the transaction being read */
-    int in_tx, standalone, tx_replay;
-    char tx_file[FILE_MAX], gtid[64];
+    int in_tx, standalone, tx_replay, tx_has_gtid;
+    uint32_t tx_domain, tx_server;
+    uint64_t tx_seq;
+    char tx_state[STATE_MAX]; /* state before it */
+    char tx_file[FILE_MAX], gtid[GTID_MAX];
     uint64_t tx_pos;
     uint32_t tx_row;
     int64_t tx_ts_ms;
-    /* the group being gathered */
-    struct sl_buf data, tmp, before, after;
+    /* the group being gathered: records in data, pend[i] each one's bytes; bound_* = where the
+     * last whole transaction in it ends */
+    struct sl_buf data, after;
+    size_t bound_len, bound_npend;
+    uint64_t group_t0_ns;
+    struct sl_my_srcenc srcenc; /* the source block of srcenc_t in the transaction tx_gen */
+    const struct sl_my_table *srcenc_t;
+    uint64_t tx_gen, srcenc_gen;
     struct pending *pend;
     size_t npend, cappend;
     struct sl_emit_rec *recs;
@@ -170,11 +205,14 @@ static int key_cmp(const struct key *a, const struct key *b)
     return a->row == b->row ? 0 : a->row < b->row ? -1 : 1;
 }
 
-/* Position bytes: 2, file length, file, pos (8, big-endian), stream, row (4). */
-static size_t key_put(uint8_t *p, const struct key *k)
+/* Position bytes: 3, file length, file, pos (8, big-endian), stream, row (4), then the GTID
+ * resume: GTID length (1) and the GTID of the key's transaction when the key is inside it, the
+ * state length (2) and the MariaDB GTID state to connect with (empty: resume by file and
+ * position). Version 2 (before GTIDs) has no GTID part. */
+static size_t key_put(uint8_t *p, const struct key *k, const char *gtid, const char *state)
 {
-    size_t fl = strlen(k->file), n = 0;
-    p[n++] = 2;
+    size_t fl = strlen(k->file), n = 0, gl = strlen(gtid), sl = strlen(state);
+    p[n++] = 3;
     p[n++] = (uint8_t)fl;
     memcpy(p + n, k->file, fl);
     n += fl;
@@ -183,14 +221,43 @@ static size_t key_put(uint8_t *p, const struct key *k)
     p[n++] = k->stream;
     for (int i = 0; i < 4; i++)
         p[n++] = (uint8_t)(k->row >> (24 - 8 * i));
-    return n;
+    p[n++] = (uint8_t)gl;
+    memcpy(p + n, gtid, gl);
+    n += gl;
+    p[n++] = (uint8_t)(sl >> 8);
+    p[n++] = (uint8_t)sl;
+    memcpy(p + n, state, sl);
+    return n + sl;
 }
 
-static int key_get(const void *bytes, size_t len, struct key *k)
+/* Reads position bytes; gtid and state (GTID_MAX and STATE_MAX bytes, may be NULL) get the GTID
+ * part ("" for version 2). */
+static int key_get(const void *bytes, size_t len, struct key *k, char *gtid, char *state)
 {
     const uint8_t *p = bytes;
-    if (!p || len < 2 || p[0] != 2 || p[1] >= FILE_MAX || len != 2u + p[1] + 13u)
+    if (gtid)
+        gtid[0] = 0;
+    if (state)
+        state[0] = 0;
+    if (!p || len < 2 || (p[0] != 2 && p[0] != 3) || p[1] >= FILE_MAX || len < 2u + p[1] + 13u ||
+        (p[0] == 2 && len != 2u + p[1] + 13u))
         return -1;
+    if (p[0] == 3) {
+        size_t at = 2u + p[1] + 13u;
+        size_t gl = at < len ? p[at] : GTID_MAX;
+        size_t sat = at + 1 + gl;
+        size_t sl = sat + 2 <= len ? (size_t)p[sat] << 8 | p[sat + 1] : STATE_MAX;
+        if (gl >= GTID_MAX || sl >= STATE_MAX || sat + 2 + sl != len)
+            return -1;
+        if (gtid) {
+            memcpy(gtid, p + at + 1, gl);
+            gtid[gl] = 0;
+        }
+        if (state) {
+            memcpy(state, p + sat + 2, sl);
+            state[sl] = 0;
+        }
+    }
     memset(k, 0, sizeof(*k));
     memcpy(k->file, p + 2, p[1]);
     const uint8_t *q = p + 2 + p[1];
@@ -199,6 +266,51 @@ static int key_get(const void *bytes, size_t len, struct key *k)
     k->stream = q[8];
     k->row = (uint32_t)q[9] << 24 | (uint32_t)q[10] << 16 | (uint32_t)q[11] << 8 | q[12];
     return 0;
+}
+
+/* ---- GTID state ---- */
+
+static int state_parse(struct gtid_state *st, const char *s)
+{
+    memset(st, 0, sizeof(*st));
+    while (s && *s) {
+        char *e;
+        unsigned long long dom = strtoull(s, &e, 10), srv, seq;
+        if (*e != '-' || (srv = strtoull(e + 1, &e, 10), *e != '-'))
+            return -1;
+        seq = strtoull(e + 1, &e, 10);
+        if ((*e && *e != ',') || st->n == GTID_DOMAINS || dom > UINT32_MAX || srv > UINT32_MAX)
+            return -1;
+        st->d[st->n].domain = (uint32_t)dom;
+        st->d[st->n].server = (uint32_t)srv;
+        st->d[st->n++].seq = seq;
+        s = *e ? e + 1 : e;
+    }
+    st->known = 1;
+    return 0;
+}
+
+static void state_put(const struct gtid_state *st, char *out, size_t n)
+{
+    size_t k = 0;
+    out[0] = 0;
+    for (int i = 0; st->known && i < st->n && k < n; i++)
+        k += (size_t)snprintf(out + k, n - k, "%s%u-%u-%llu", i ? "," : "", st->d[i].domain,
+                              st->d[i].server, (unsigned long long)st->d[i].seq);
+}
+
+/* The transaction (domain, server, seq) is read: the position moves past it. */
+static void state_apply(struct gtid_state *st, uint32_t domain, uint32_t server, uint64_t seq)
+{
+    int i = 0;
+    while (i < st->n && st->d[i].domain != domain)
+        i++;
+    if (i == GTID_DOMAINS) {
+        st->known = 0; /* more domains than a position holds: file and position only */
+        return;
+    }
+    st->n += i == st->n;
+    st->d[i].domain = domain, st->d[i].server = server, st->d[i].seq = seq;
 }
 
 /* ---- meta ---- */
@@ -419,11 +531,11 @@ static int check_server(struct cdc *c)
 static void group_reset(struct cdc *c)
 {
     sl_buf_reset(&c->data);
-    c->npend = 0;
+    c->npend = c->bound_len = c->bound_npend = 0;
 }
 
-/* Adds the envelope in c->tmp with key k to the group. */
-static int group_add(struct cdc *c, const struct key *k, uint32_t flags)
+/* Adds the record at data[off..len) with key k to the group. */
+static int group_add(struct cdc *c, const struct key *k, uint32_t flags, size_t off)
 {
     if (c->npend == c->cappend) {
         size_t nc = c->cappend ? c->cappend * 2 : 256;
@@ -437,9 +549,11 @@ static int group_add(struct cdc *c, const struct key *k, uint32_t flags)
         c->recs = r;
         c->cappend = nc;
     }
-    c->pend[c->npend++] = (struct pending){c->data.len, (uint32_t)c->tmp.len, flags};
+    if (!c->npend)
+        c->group_t0_ns = sl_mono_ns();
+    c->pend[c->npend++] = (struct pending){off, (uint32_t)(c->data.len - off), flags};
     c->last = *k;
-    return sl_buf_append(&c->data, c->tmp.data, c->tmp.len);
+    return c->data.failed ? -1 : 0;
 }
 
 /* Emits the group (or, with none, the position k alone). */
@@ -454,8 +568,19 @@ static int group_emit(struct cdc *c, const struct key *k)
         c->recs[i] = (struct sl_emit_rec){.payload = c->data.data + c->pend[i].off,
                                           .payload_len = c->pend[i].len,
                                           .flags = c->pend[i].flags};
-    uint8_t bytes[FILE_MAX + 16];
-    size_t n = c->npend, len = key_put(bytes, &p);
+    /* inside a transaction: connect with the state before it and skip up to the row; at its end
+     * (or outside the stream): connect with the state after it */
+    int inside = p.stream && p.row != ROW_ALL;
+    char st[STATE_MAX];
+    if (inside)
+        snprintf(st, sizeof(st), "%s", c->tx_state);
+    else
+        state_put(&c->state, st, sizeof(st));
+    if (!c->state.known)
+        st[0] = 0;
+    const char *g = inside && st[0] ? c->gtid : "";
+    uint8_t bytes[SL_POSITION_MAX];
+    size_t n = c->npend, len = key_put(bytes, &p, g, st);
     int rc = c->em->emit(c->em, c->recs, n, bytes, len);
     group_reset(c);
     c->last_emit_ns = sl_mono_ns();
@@ -464,7 +589,19 @@ static int group_emit(struct cdc *c, const struct key *k)
         return -1;
     }
     c->key = p;
+    snprintf(c->resume_state, sizeof(c->resume_state), "%s", st);
+    snprintf(c->skip_gtid, sizeof(c->skip_gtid), "%s", g);
+    c->skip_row = p.row;
     return 0;
+}
+
+/* Whether the change k of the transaction being read is in the strand already (a restart
+ * re-reads the transaction of its position). */
+static int in_strand(const struct cdc *c, const struct key *k)
+{
+    if (!c->tx_replay)
+        return 0;
+    return c->by_gtid ? k->row <= c->skip_row : key_cmp(k, &c->key) <= 0;
 }
 
 /* ---- streaming ---- */
@@ -506,6 +643,7 @@ static int on_table_map(struct cdc *c, const uint8_t *body, size_t n)
         sl_my_table_release(&c->maps[i]);
     }
     c->maps[i] = t;
+    c->srcenc_t = NULL;
     c->captured[i] = (uint8_t)captured(c, t.db.s, t.db.len, t.table.s, t.table.len);
     return 0;
 }
@@ -538,17 +676,22 @@ static int on_rows(struct cdc *c, const struct sl_my_header *h, const uint8_t *b
                c->file, (int)t->db.len, t->db.s, (int)t->table.len, t->table.s);
         return -1;
     }
-    struct sl_my_source src = {.db = t->db,
-                               .table = t->table,
-                               .file = c->tx_file,
-                               .pos = c->tx_pos,
-                               .server_id = h->server_id,
-                               .gtid = c->gtid[0] ? c->gtid : NULL,
-                               .ts_ms = c->tx_ts_ms};
+    if (c->srcenc_t != t || c->srcenc_gen != c->tx_gen) { /* once per table and transaction */
+        struct sl_my_source src = {.db = t->db,
+                                   .table = t->table,
+                                   .file = c->tx_file,
+                                   .pos = c->tx_pos,
+                                   .server_id = h->server_id,
+                                   .gtid = c->gtid[0] ? c->gtid : NULL,
+                                   .ts_ms = c->tx_ts_ms};
+        sl_my_source_encode(&c->srcenc, &src);
+        c->srcenc_t = t;
+        c->srcenc_gen = c->tx_gen;
+    }
+    uint64_t now = sl_now_ms();
     for (;;) {
-        sl_buf_reset(&c->before);
-        sl_buf_reset(&c->after);
-        int rc = sl_my_row_next(&r, t, &c->before, &c->after, &why);
+        size_t off = c->data.len;
+        int rc = sl_my_change_next(&c->data, &r, t, &c->srcenc, c->tx_row, now, &why);
         if (rc == 0)
             return 0;
         if (rc < 0) {
@@ -558,13 +701,11 @@ static int on_rows(struct cdc *c, const struct sl_my_header *h, const uint8_t *b
         }
         struct key k = {.pos = c->tx_pos, .stream = 1, .row = c->tx_row++};
         memcpy(k.file, c->tx_file, sizeof(k.file));
-        if (c->tx_replay && key_cmp(&k, &c->key) <= 0)
-            continue; /* already in the strand */
-        src.row = k.row;
-        sl_buf_reset(&c->tmp);
-        if (sl_my_envelope_mp(&c->tmp, r.op, r.op == 'c' ? NULL : &c->before,
-                              r.op == 'd' ? NULL : &c->after, &src, sl_now_ms()) < 0 ||
-            group_add(c, &k, r.op == 'd' ? SL_FLAG_TOMBSTONE : 0) < 0) {
+        if (in_strand(c, &k)) {
+            c->data.len = off; /* already in the strand */
+            continue;
+        }
+        if (group_add(c, &k, r.op == 'd' ? SL_FLAG_TOMBSTONE : 0, off) < 0) {
             seterr(c, "out of memory encoding a change");
             return -1;
         }
@@ -582,6 +723,15 @@ static void forget_tables(struct cdc *c)
     c->nmaps = 0;
 }
 
+/* Whether the server has sent more than what was read (bytes waiting on the socket): then the
+ * group grows by the next transactions instead of being emitted. Bytes libmariadb already holds
+ * count as none: the group goes out a little early, which is harmless. */
+static int more_waiting(struct cdc *c)
+{
+    struct pollfd p = {.fd = (int)mysql_get_socket(c->m), .events = POLLIN};
+    return p.fd >= 0 && poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
 static int on_commit(struct cdc *c)
 {
     if (!c->in_tx)
@@ -590,11 +740,21 @@ static int on_commit(struct cdc *c)
     /* every transaction maps its tables again before its rows: forgetting them here bounds the
      * cache (an ALTER or a FLUSH TABLES gives a table a new id) */
     forget_tables(c);
+    if (c->tx_has_gtid)
+        state_apply(&c->state, c->tx_domain, c->tx_server, c->tx_seq);
     struct key k = {.pos = c->tx_pos, .stream = 1, .row = ROW_ALL};
     memcpy(k.file, c->tx_file, sizeof(k.file));
-    if (c->npend)
-        return group_emit(c, &k);
-    if (key_cmp(&k, &c->key) <= 0 || sl_mono_ns() - c->last_emit_ns < IDLE_POS_MS * 1000000ull)
+    if (c->npend) {
+        /* whole transactions are gathered into one group while the server has more to send:
+         * one strand commit for many of them (a group is atomic: a restart never finds part of
+         * a transaction that fit in one group) */
+        c->last = k;
+        c->bound_len = c->data.len;
+        c->bound_npend = c->npend;
+        return 0; /* emitted by stream() before it would wait, or when large or old enough */
+    }
+    if ((!c->by_gtid && key_cmp(&k, &c->key) <= 0) ||
+        sl_mono_ns() - c->last_emit_ns < IDLE_POS_MS * 1000000ull)
         return 0;
     return group_emit(c, &k);
 }
@@ -613,7 +773,7 @@ static int on_ddl(struct cdc *c, const struct sl_my_header *h, const struct sl_m
         return 0;
     struct key k = {.pos = c->tx_pos, .stream = 1, .row = c->tx_row++};
     memcpy(k.file, c->tx_file, sizeof(k.file));
-    if (c->tx_replay && key_cmp(&k, &c->key) <= 0)
+    if (in_strand(c, &k))
         return 0;
     struct sl_my_source src = {.db = {c->db, dl},
                                .table = {"", 0},
@@ -623,8 +783,8 @@ static int on_ddl(struct cdc *c, const struct sl_my_header *h, const struct sl_m
                                .server_id = h->server_id,
                                .gtid = c->gtid[0] ? c->gtid : NULL,
                                .ts_ms = c->tx_ts_ms};
-    sl_buf_reset(&c->tmp);
-    if (sl_my_ddl_mp(&c->tmp, &q->sql, &src, sl_now_ms()) < 0 || group_add(c, &k, 0) < 0) {
+    size_t off = c->data.len;
+    if (sl_my_ddl_mp(&c->data, &q->sql, &src, sl_now_ms()) < 0 || group_add(c, &k, 0, off) < 0) {
         seterr(c, "out of memory encoding a schema change");
         return -1;
     }
@@ -633,7 +793,8 @@ static int on_ddl(struct cdc *c, const struct sl_my_header *h, const struct sl_m
 
 /* A transaction starts at the event h (its GTID event, or its BEGIN without GTIDs): that event's
  * position is the transaction's resume position. standalone: no XID/COMMIT ends it (DDL). */
-static void tx_begin(struct cdc *c, const struct sl_my_header *h, int standalone)
+static void tx_begin(struct cdc *c, const struct sl_my_header *h, int standalone,
+                     const struct sl_my_gtid *g)
 {
     c->in_tx = 1;
     c->standalone = standalone;
@@ -642,10 +803,44 @@ static void tx_begin(struct cdc *c, const struct sl_my_header *h, int standalone
     c->tx_row = 0;
     c->tx_ts_ms = (int64_t)h->timestamp * 1000;
     c->gtid[0] = 0;
+    c->tx_has_gtid = g != NULL;
+    if (g) {
+        c->tx_domain = g->domain, c->tx_server = h->server_id, c->tx_seq = g->seq;
+        snprintf(c->gtid, sizeof(c->gtid), "%u-%u-%llu", g->domain, h->server_id,
+                 (unsigned long long)g->seq);
+    }
+    state_put(&c->state, c->tx_state, sizeof(c->tx_state));
     struct key start = {.pos = c->tx_pos, .stream = 1, .row = 0};
     memcpy(start.file, c->tx_file, sizeof(start.file));
-    c->tx_replay = key_cmp(&start, &c->key) <= 0; /* some of it may be in the strand */
-    group_reset(c);
+    /* some of it may be in the strand: by GTID, the transaction named by the position (the
+     * server sends nothing older); by file and position, any at or before it */
+    if (c->by_gtid)
+        c->tx_replay = c->skip_gtid[0] && !strcmp(c->gtid, c->skip_gtid);
+    else
+        c->tx_replay = key_cmp(&start, &c->key) <= 0;
+    c->tx_gen++;
+    /* what an unfinished transaction (none is expected: the binlog holds committed ones) left
+     * after the last whole one goes */
+    c->data.len = c->bound_len;
+    c->npend = c->bound_npend;
+}
+
+/* A heartbeat (the binlog is idle): its position is the end of what the server has read, where
+ * the next transaction will start. With nothing being read the position moves there, at most
+ * every heartbeat_interval_ms, so an idle connector's position follows the binlog across
+ * rotations and the files behind it can be purged. stream 0 sorts before the transaction at that
+ * position: a restart from it skips nothing. */
+static int on_heartbeat(struct cdc *c, const struct sl_my_header *h, const uint8_t *body, size_t n)
+{
+    if (c->in_tx || c->npend || !h->next_pos || n == 0 || n >= FILE_MAX ||
+        sl_mono_ns() - c->last_emit_ns < (uint64_t)c->hb_ms * 1000000u)
+        return 0;
+    struct key k = {.pos = h->next_pos, .stream = 0, .row = ROW_ALL};
+    memcpy(k.file, body, n);
+    int d = key_cmp(&k, &c->key);
+    if (d == 0 || (d < 0 && !c->by_gtid)) /* by GTID the last key may be another server's */
+        return 0;
+    return group_emit(c, &k);
 }
 
 static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
@@ -678,14 +873,12 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
             seterr(c, "binlog %s: %s", c->file, why);
             return -1;
         }
-        tx_begin(c, &h, g.flags & 1);
-        snprintf(c->gtid, sizeof(c->gtid), "%u-%u-%llu", g.domain, h.server_id,
-                 (unsigned long long)g.seq);
+        tx_begin(c, &h, g.flags & 1, &g);
         return 0;
     }
     case SL_MY_MYSQL_GTID:
     case SL_MY_MYSQL_GTID + 1: /* MySQL's GTID / anonymous GTID: a transaction starts */
-        tx_begin(c, &h, 0);
+        tx_begin(c, &h, 0, NULL);
         return 0;
     case SL_MY_QUERY: {
         struct sl_my_query q;
@@ -695,7 +888,7 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
         }
         if (q.sql.len == 5 && !strncasecmp(q.sql.s, "BEGIN", 5)) {
             if (!c->in_tx) /* a binlog without GTID events: the transaction starts here */
-                tx_begin(c, &h, 0);
+                tx_begin(c, &h, 0, NULL);
             return 0;
         }
         if (!c->in_tx) /* DDL without a GTID event before it */
@@ -718,6 +911,8 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
         return on_rows(c, &h, body, n);
     case SL_MY_XID:
         return on_commit(c);
+    case SL_MY_HEARTBEAT:
+        return on_heartbeat(c, &h, body, n);
     default:
         if (h.type >= SL_MY_ROWS_COMPRESSED_FIRST && h.type <= SL_MY_ROWS_COMPRESSED_LAST) {
             seterr(c, "compressed row events (log_bin_compress = ON) are not supported: SET "
@@ -728,10 +923,24 @@ static int handle_event(struct cdc *c, const uint8_t *raw, size_t len)
     }
 }
 
+/* Between transactions: the whole ones gathered go out as one group unless more is waiting
+ * (and the group is still small and young). */
+static int flush_group(struct cdc *c)
+{
+    if (!c->npend || c->in_tx)
+        return 0;
+    if (c->data.len < GROUP_BYTES && sl_mono_ns() - c->group_t0_ns < GROUP_MS * 1000000ull &&
+        more_waiting(c))
+        return 0;
+    return group_emit(c, &c->last);
+}
+
 static int stream(struct cdc *c, int timeout_ms)
 {
     uint64_t deadline = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
     while (!stopped(c) && sl_mono_ns() < deadline) {
+        if (flush_group(c) < 0)
+            return R_RETRY;
         MARIADB_RPL_EVENT *ev = mariadb_rpl_fetch(c->rpl, c->ev);
         if (!ev) {
             c->ev = NULL; /* freed by a failed fetch */
@@ -740,11 +949,18 @@ static int stream(struct cdc *c, int timeout_ms)
                 seterr(c, "the binlog at %s:%llu is gone (%s): taking a new snapshot", c->key.file,
                        (unsigned long long)c->key.pos, mysql_error(c->m));
                 memset(&c->key, 0, sizeof(c->key));
+                c->resume_state[0] = c->skip_gtid[0] = 0;
                 c->streamed_before = 0;
                 meta_set(c, SNAP_KEY, 0);
                 return R_RETRY;
             }
-            if (e == 1236)
+            if (e == 1236 && c->by_gtid)
+                seterr(c,
+                       "the server cannot send the binlog from GTID state %s (%s): its binlog "
+                       "was purged past it? Delete and recreate the connector (or use "
+                       "snapshot_mode when_needed)",
+                       c->resume_state, mysql_error(c->m));
+            else if (e == 1236)
                 seterr(c,
                        "the server cannot send binlog %s from %llu (%s): it was purged? Delete "
                        "and recreate the connector (or use snapshot_mode when_needed)",
@@ -772,10 +988,44 @@ static int stream(struct cdc *c, int timeout_ms)
     return R_OK;
 }
 
+/* The GTID state at file:pos (MariaDB's BINLOG_GTID_POS), the one the stream starts from; not
+ * known on MySQL or when the server cannot say (then positions carry no GTID state). */
+static void load_state(struct cdc *c, MYSQL *m, const char *file, uint64_t pos)
+{
+    char esc[2 * FILE_MAX + 1], q[3 * FILE_MAX + 64];
+    mysql_real_escape_string(m, esc, file, (unsigned long)strlen(file));
+    snprintf(q, sizeof(q), "SELECT BINLOG_GTID_POS('%s', %llu)", esc, (unsigned long long)pos);
+    memset(&c->state, 0, sizeof(c->state));
+    if (mysql_query(m, q) != 0)
+        return;
+    MYSQL_RES *res = mysql_store_result(m);
+    MYSQL_ROW row = res ? mysql_fetch_row(res) : NULL;
+    if (row && row[0] && strlen(row[0]) < STATE_MAX)
+        state_parse(&c->state, row[0]);
+    mysql_free_result(res);
+}
+
+/* Starts the dump: from the GTID state of the last position when it has one (MariaDB's
+ * @slave_connect_state, the replication protocol's way: the server finds the binlog file and
+ * offset itself, so a renamed, purged-then-rotated or failed-over binlog resumes right), else from
+ * file:pos. */
 static int start_streaming(struct cdc *c, const char *file, uint64_t pos)
 {
-    char q[128], v[1][128];
+    char q[STATE_MAX + 64], v[1][128];
     int rc, found;
+    struct gtid_state rs;
+    c->by_gtid = c->resume_state[0] && state_parse(&rs, c->resume_state) == 0;
+    if (c->by_gtid) {
+        c->state = rs;
+        snprintf(q, sizeof(q), "SET @slave_connect_state = '%s'", c->resume_state);
+        if ((rc = query(c, c->m, q, "set up the binlog dump by GTID")) != R_OK ||
+            (rc = query(c, c->m,
+                        "SET @slave_gtid_strict_mode = 0, @slave_gtid_ignore_duplicates = 0",
+                        "set up the binlog dump by GTID")) != R_OK)
+            return rc;
+    } else {
+        load_state(c, c->m, file, pos);
+    }
     /* the first event (an artificial ROTATE) comes before the format description that says
      * whether events end with a checksum: take it from the server's setting */
     if ((rc = query_row(c, c->m, "SELECT @@global.binlog_checksum", v, 1, &found)) != R_OK)
@@ -795,18 +1045,33 @@ static int start_streaming(struct cdc *c, const char *file, uint64_t pos)
         return R_FATAL;
     }
     mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_SERVER_ID, (unsigned int)c->server_id);
-    mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_FILENAME, file, strlen(file));
-    mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_START, (unsigned long)pos);
+    /* by GTID: no file (the server's artificial ROTATE names the one it starts in) */
+    mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_FILENAME, c->by_gtid ? "" : file,
+                         c->by_gtid ? (size_t)0 : strlen(file));
+    mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_START, c->by_gtid ? 4ul : (unsigned long)pos);
     mariadb_rpl_optionsv(c->rpl, MARIADB_RPL_FLAGS, (unsigned int)0);
     if (mariadb_rpl_open(c->rpl)) {
-        seterr(c, "binlog dump from %s:%llu: %s", file, (unsigned long long)pos, mysql_error(c->m));
+        if (c->by_gtid)
+            seterr(c, "binlog dump from GTID state %s: %s", c->resume_state, mysql_error(c->m));
+        else
+            seterr(c, "binlog dump from %s:%llu: %s", file, (unsigned long long)pos,
+                   mysql_error(c->m));
         return classify(c, c->m);
     }
     snprintf(c->file, sizeof(c->file), "%s", file);
     c->phase = PH_STREAM;
     c->in_tx = 0;
-    sl_info("connector %s: streaming the binlog from %s:%llu into strand %s", c->id, file,
-            (unsigned long long)pos, c->strand_name);
+    if (c->by_gtid)
+        sl_info("connector %s: streaming the binlog from GTID state %s (last position %s:%llu) "
+                "into strand %s",
+                c->id, c->resume_state, file, (unsigned long long)pos, c->strand_name);
+    else {
+        char st[STATE_MAX];
+        state_put(&c->state, st, sizeof(st));
+        sl_info("connector %s: streaming the binlog from %s:%llu (GTID state '%s') into strand %s",
+                c->id, file, (unsigned long long)pos, c->state.known ? st : "not followed",
+                c->strand_name);
+    }
     if (!c->streamed_before) { /* a durable position will say that it has run */
         c->streamed_before = 1;
         /* a first start: everything from here on (sorts before the stream at pos) */
@@ -854,6 +1119,7 @@ static int snapshot_begin(struct cdc *c)
     }
     snprintf(c->snap_file, sizeof(c->snap_file), "%.*s", FILE_MAX - 1, v[0]);
     c->snap_pos = strtoull(v[1], NULL, 10);
+    load_state(c, c->m, c->snap_file, c->snap_pos); /* positions of snapshot rows carry it */
     char esc[300], q[700];
     mysql_real_escape_string(c->sql, esc, c->db, (unsigned long)strlen(c->db));
     snprintf(q, sizeof(q),
@@ -995,10 +1261,10 @@ static int snapshot_step(struct cdc *c)
         struct key k = {.pos = c->snap_pos, .stream = 0, .row = c->snap_row++};
         memcpy(k.file, c->snap_file, FILE_MAX);
         src.row = k.row;
-        sl_buf_reset(&c->tmp);
+        size_t off = c->data.len;
         if (c->after.failed ||
-            sl_my_envelope_mp(&c->tmp, 'r', NULL, &c->after, &src, sl_now_ms()) < 0 ||
-            group_add(c, &k, 0) < 0) {
+            sl_my_envelope_mp(&c->data, 'r', NULL, &c->after, &src, sl_now_ms()) < 0 ||
+            group_add(c, &k, 0, off) < 0) {
             seterr(c, "out of memory encoding a snapshot row");
             return R_FATAL;
         }
@@ -1113,8 +1379,7 @@ static void cdc_free(struct cdc *c)
     free(c->maps);
     free(c->captured);
     sl_buf_release(&c->data);
-    sl_buf_release(&c->tmp);
-    sl_buf_release(&c->before);
+    sl_buf_release(&c->srcenc.b);
     sl_buf_release(&c->after);
     free(c->pend);
     free(c->recs);
@@ -1143,12 +1408,14 @@ static int my_start(void **self, const struct sl_source_ctx *ctx, struct sl_err 
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     sl_buf_init(&c->data, 0);
-    sl_buf_init(&c->tmp, 0);
-    sl_buf_init(&c->before, 0);
+    sl_buf_init(&c->srcenc.b, 0);
     sl_buf_init(&c->after, 0);
     load_config(c);
-    if (ctx->position && key_get(ctx->position, ctx->position_len, &c->key) == 0)
+    if (ctx->position &&
+        key_get(ctx->position, ctx->position_len, &c->key, c->skip_gtid, c->resume_state) == 0) {
         c->streamed_before = 1;
+        c->skip_row = c->key.row;
+    }
     c->durable_key = c->key;
     *self = c;
     return 0;
@@ -1184,7 +1451,7 @@ static void my_durable(void *self, const void *position, size_t len)
 {
     struct cdc *c = self;
     struct key k;
-    if (key_get(position, len, &k) != 0)
+    if (key_get(position, len, &k, NULL, NULL) != 0)
         return;
     pthread_mutex_lock(&c->mu);
     if (key_cmp(&k, &c->durable_key) > 0)
@@ -1210,7 +1477,7 @@ static int my_position_of(const uint8_t *payload, size_t len, void *position, si
     if (sl_my_envelope_position(payload, len, k.file, sizeof(k.file), &k.pos, &k.row, &snap) != 0)
         return -1;
     k.stream = !snap;
-    *position_len = key_put(position, &k);
+    *position_len = key_put(position, &k, "", ""); /* no GTID state in a record: by file */
     return 0;
 }
 

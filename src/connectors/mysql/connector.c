@@ -45,8 +45,9 @@ static const struct sl_field f_mysql_cdc[] = {
      "\"databaseName\", \"source\", \"ts_ms\"}, no op); rows decode right either way.",
      0, 0, NULL, NULL},
     {"heartbeat_interval_ms", SL_F_INT, 0, "1000", 0,
-     "Binlog heartbeat period asked of the server while the binlog is idle (capped at 250 ms).", 1,
-     86400000, NULL, NULL},
+     "While the binlog is idle, the stored position follows the server's heartbeats (asked every "
+     "min(this, 250 ms)) at most this often, across binlog rotations.",
+     1, 86400000, NULL, NULL},
     {"tls", SL_F_OBJECT, 0, NULL, 0, "{\"mode\": disable|prefer|require}.", 0, 0, NULL, f_tls},
     {"strand", SL_F_STRAND, 0, NULL, 0,
      "Strand the changes are written to (default cdc.<database>).", 0, 0, NULL, NULL},
