@@ -208,11 +208,14 @@ static enum MHD_Result queue(struct sl_http_req *req)
     if (req->queued)
         return MHD_YES;
     req->queued = 1;
-    if (!req->resp) /* out of memory building the answer */
+    struct MHD_Response *resp = req->resp;
+    if (!resp) /* out of memory building the answer */
         return MHD_NO;
-    enum MHD_Result r = MHD_queue_response(req->conn, req->status, req->resp);
-    MHD_destroy_response(req->resp);
+    /* nothing of req after this call: libmicrohttpd may end the request in it (and on_completed
+     * free req) when the answer cannot be started */
     req->resp = NULL;
+    enum MHD_Result r = MHD_queue_response(req->conn, req->status, resp);
+    MHD_destroy_response(resp);
     return r;
 }
 
