@@ -637,7 +637,9 @@ static const uint8_t *find_mp(const struct node *n, const uint8_t *p, const uint
         const struct seg *s = &n->segs[i];
         uint32_t cnt, j;
         if (s->key) {
-            if (sl_mp_read_map(&p, end, &cnt) < 0)
+            if (p < end && *p >= 0x80 && *p <= 0x8f) /* a fixmap, the usual */
+                cnt = *p++ & 15u;
+            else if (sl_mp_read_map(&p, end, &cnt) < 0)
                 return NULL;
             for (j = 0; j < cnt; j++) {
                 const char *k;
@@ -757,6 +759,11 @@ static void sv_json(struct sv *v, json_t *j) /* takes j */
 static int sv_mp(struct sv *v, const uint8_t *p, const uint8_t *end)
 {
     v->t = SV_NULL;
+    if (p < end && (*p <= 0x7f || *p >= 0xe0)) { /* a fixint, the usual */
+        v->t = SV_INT;
+        v->i = (int8_t)*p;
+        return 0;
+    }
     const uint8_t *q = p;
     switch (sl_mp_type(p, end)) {
     case SL_MP_NIL:
