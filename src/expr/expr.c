@@ -956,6 +956,65 @@ static int sv_is_null(const struct sv *v)
     return v->t == SV_NULL || (v->t == SV_JSON && json_is_null(v->j));
 }
 
+/* An N_CMP node's verdict. */
+static int cmp_test(const struct node *n, const struct sl_expr_rec *r)
+{
+    struct sv a, b;
+    sv_eval(n->kids[0], r, &a);
+    sv_eval(n->kids[1], r, &b);
+    int c = sv_compare(&a, &b), res;
+    switch (n->op) {
+    case OP_EQ:
+        res = c == 0;
+        break;
+    case OP_NE:
+        res = c != 0;
+        break;
+    case OP_LT:
+        res = c == -1;
+        break;
+    case OP_LE:
+        res = c == -1 || c == 0;
+        break;
+    case OP_GT:
+        res = c == 1;
+        break;
+    default:
+        res = c == 1 || c == 0;
+    }
+    /* null only equals null; nothing is ordered against null */
+    if (n->op > OP_NE && (sv_is_null(&a) || sv_is_null(&b)))
+        res = 0;
+    sv_release(&a);
+    sv_release(&b);
+    return res;
+}
+
+/* truthy(eval(n, r)) without building the boolean, for the nodes that give one. */
+static int test(const struct node *n, const struct sl_expr_rec *r)
+{
+    switch (n->k) {
+    case N_CMP:
+        return cmp_test(n, r);
+    case N_NOT:
+        return !test(n->kids[0], r);
+    case N_AND:
+    case N_OR:
+        for (size_t i = 0; i < n->nkids; i++) {
+            int t = test(n->kids[i], r);
+            if (n->k == N_AND ? !t : t)
+                return n->k == N_OR;
+        }
+        return n->k == N_AND;
+    default: {
+        json_t *v = eval(n, r);
+        int t = truthy(v);
+        json_decref(v);
+        return t;
+    }
+    }
+}
+
 static json_t *str_fn(int fn, const json_t *a, const json_t *b)
 {
     if (fn == F_LENGTH) {
@@ -1033,37 +1092,8 @@ static json_t *eval(const struct node *n, const struct sl_expr_rec *r)
                 return json_boolean(n->k == N_OR);
         }
         return json_boolean(n->k == N_AND);
-    case N_CMP: {
-        struct sv a, b;
-        sv_eval(n->kids[0], r, &a);
-        sv_eval(n->kids[1], r, &b);
-        int c = sv_compare(&a, &b), res;
-        switch (n->op) {
-        case OP_EQ:
-            res = c == 0;
-            break;
-        case OP_NE:
-            res = c != 0;
-            break;
-        case OP_LT:
-            res = c == -1;
-            break;
-        case OP_LE:
-            res = c == -1 || c == 0;
-            break;
-        case OP_GT:
-            res = c == 1;
-            break;
-        default:
-            res = c == 1 || c == 0;
-        }
-        /* null only equals null; nothing is ordered against null */
-        if (n->op > OP_NE && (sv_is_null(&a) || sv_is_null(&b)))
-            res = 0;
-        sv_release(&a);
-        sv_release(&b);
-        return json_boolean(res);
-    }
+    case N_CMP:
+        return json_boolean(cmp_test(n, r));
     case N_IN: {
         struct sv a;
         sv_eval(n->kids[0], r, &a);
@@ -1115,8 +1145,5 @@ json_t *sl_expr_eval(const struct sl_expr *e, const struct sl_expr_rec *r)
 
 int sl_expr_match(const struct sl_expr *e, const struct sl_expr_rec *r)
 {
-    json_t *v = eval(e->root, r);
-    int t = truthy(v);
-    json_decref(v);
-    return t;
+    return test(e->root, r);
 }
