@@ -38,6 +38,7 @@ static const struct {
 
 struct seg {
     char *key;   /* object member, or NULL */
+    size_t kl;   /* strlen(key) */
     long long i; /* array index when key is NULL */
 };
 
@@ -317,6 +318,7 @@ static struct node *path(struct ps *p)
             break;
         }
         n->segs = v;
+        s.kl = s.key ? strlen(s.key) : 0;
         n->segs[n->nsegs++] = s;
     }
     node_free(n);
@@ -607,24 +609,53 @@ void sl_expr_free(struct sl_expr *e)
 
 static json_t *eval(const struct node *n, const struct sl_expr_rec *r);
 
-/* The value at path n in a MessagePack payload (a new reference), or NULL if absent. */
-static json_t *walk_mp(const struct node *n, const uint8_t *p, const uint8_t *end)
+/* The length of the value at p when that is quick to tell (scalars), else sl_mp_skip's. */
+static inline long skip_value(const uint8_t *p, const uint8_t *end)
+{
+    uint8_t c = *p;
+    size_t av = (size_t)(end - p), n;
+    if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+        n = 1;
+    else if (c >= 0xa0 && c <= 0xbf)
+        n = 1 + (c & 31u);
+    else if (c >= 0xcc && c <= 0xd3)
+        n = 1 + (1u << (c & 3));
+    else if (c == 0xca || c == 0xcb)
+        n = c == 0xca ? 5 : 9;
+    else if (c == 0xd9 && av >= 2)
+        n = 2 + (size_t)p[1];
+    else
+        return sl_mp_skip(p, av, 128);
+    return n <= av ? (long)n : -1;
+}
+
+/* Where the value at path n starts in a MessagePack payload, or NULL if absent (or the
+ * payload is malformed on the way). */
+static const uint8_t *find_mp(const struct node *n, const uint8_t *p, const uint8_t *end)
 {
     for (size_t i = 0; i < n->nsegs; i++) {
         const struct seg *s = &n->segs[i];
         uint32_t cnt, j;
         if (s->key) {
-            if (sl_mp_read_map(&p, end, &cnt) < 0)
+            if (p < end && *p >= 0x80 && *p <= 0x8f) /* a fixmap, the usual */
+                cnt = *p++ & 15u;
+            else if (sl_mp_read_map(&p, end, &cnt) < 0)
                 return NULL;
-            size_t kl = strlen(s->key);
             for (j = 0; j < cnt; j++) {
                 const char *k;
                 uint32_t l;
-                if (sl_mp_read_str(&p, end, &k, &l) < 0)
+                if (p < end && *p >= 0xa0 && *p <= 0xbf) { /* a fixstr key, the usual */
+                    l = *p & 31u;
+                    k = (const char *)p + 1;
+                    if ((size_t)(end - p) <= l)
+                        return NULL;
+                    p += 1 + l;
+                } else if (sl_mp_read_str(&p, end, &k, &l) < 0) {
                     return NULL;
-                if (l == kl && memcmp(k, s->key, kl) == 0)
+                }
+                if (l == s->kl && memcmp(k, s->key, l) == 0)
                     break;
-                long skip = sl_mp_skip(p, (size_t)(end - p), 128);
+                long skip = p < end ? skip_value(p, end) : -1;
                 if (skip < 0)
                     return NULL;
                 p += skip;
@@ -642,7 +673,14 @@ static json_t *walk_mp(const struct node *n, const uint8_t *p, const uint8_t *en
         if (j == cnt)
             return NULL;
     }
-    return sl_mp_to_jansson(&p, end, 128);
+    return p;
+}
+
+/* The value at path n in a MessagePack payload (a new reference), or NULL if absent. */
+static json_t *walk_mp(const struct node *n, const uint8_t *p, const uint8_t *end)
+{
+    p = find_mp(n, p, end);
+    return p ? sl_mp_to_jansson(&p, end, 128) : NULL;
 }
 
 /* The value at path n of the record (a new reference), or NULL if absent. */
@@ -694,6 +732,287 @@ static int compare(const json_t *a, const json_t *b)
     if ((json_is_object(a) && json_is_object(b)) || (json_is_array(a) && json_is_array(b)))
         return json_equal(a, b) ? 0 : -2;
     return -2;
+}
+
+/* A value as eval() would give it, without jansson for scalars: comparisons of fields with
+ * literals (the common filter and query) then allocate nothing per record. Strings point into
+ * the payload, the record or the literal. SV_JSON holds a reference (sv_release). */
+enum { SV_NULL, SV_BOOL, SV_INT, SV_REAL, SV_STR, SV_JSON };
+
+struct sv {
+    int t;
+    int64_t i; /* SV_BOOL, SV_INT */
+    double d;
+    const char *s;
+    size_t n;
+    json_t *j;
+};
+
+static void sv_json(struct sv *v, json_t *j) /* takes j */
+{
+    v->t = SV_JSON;
+    v->j = j;
+}
+
+/* The scalar at p of a MessagePack payload as sl_mp_to_jansson would decode it. 0, or -1 if it
+ * would not decode (v is then null); containers and the rest are decoded (SV_JSON). */
+static int sv_mp(struct sv *v, const uint8_t *p, const uint8_t *end)
+{
+    v->t = SV_NULL;
+    if (p < end && (*p <= 0x7f || *p >= 0xe0)) { /* a fixint, the usual */
+        v->t = SV_INT;
+        v->i = (int8_t)*p;
+        return 0;
+    }
+    const uint8_t *q = p;
+    switch (sl_mp_type(p, end)) {
+    case SL_MP_NIL:
+        return sl_mp_read_nil(&q, end);
+    case SL_MP_BOOL: {
+        int b;
+        if (sl_mp_read_bool(&q, end, &b) < 0)
+            return -1;
+        v->t = SV_BOOL;
+        v->i = b;
+        return 0;
+    }
+    case SL_MP_INT:
+        if (sl_mp_read_int(&q, end, &v->i) == 0) {
+            v->t = SV_INT;
+            return 0;
+        }
+        if (sl_mp_read_double(&q, end, &v->d) < 0) /* a uint64 above INT64_MAX */
+            return -1;
+        v->t = SV_REAL;
+        return 0;
+    case SL_MP_FLOAT:
+        if (sl_mp_read_double(&q, end, &v->d) < 0 || !isfinite(v->d))
+            return -1;
+        v->t = SV_REAL;
+        return 0;
+    case SL_MP_STR: {
+        const char *str;
+        uint32_t n;
+        if (sl_mp_read_str(&q, end, &str, &n) < 0 || !sl_utf8_valid((const uint8_t *)str, n))
+            return -1;
+        v->t = SV_STR;
+        v->s = str;
+        v->n = n;
+        return 0;
+    }
+    default: {
+        json_t *j = sl_mp_to_jansson(&q, end, 128);
+        if (!j)
+            return -1;
+        sv_json(v, j);
+        return 0;
+    }
+    }
+}
+
+/* A jansson value as an sv (strings borrowed; containers referenced). */
+static void sv_of_json(struct sv *v, const json_t *j)
+{
+    v->t = SV_NULL;
+    switch (json_typeof(j)) {
+    case JSON_TRUE:
+    case JSON_FALSE:
+        v->t = SV_BOOL;
+        v->i = json_is_true(j);
+        break;
+    case JSON_INTEGER:
+        v->t = SV_INT;
+        v->i = json_integer_value(j);
+        break;
+    case JSON_REAL:
+        v->t = SV_REAL;
+        v->d = json_real_value(j);
+        break;
+    case JSON_STRING:
+        v->t = SV_STR;
+        v->s = json_string_value(j);
+        v->n = json_string_length(j);
+        break;
+    case JSON_OBJECT:
+    case JSON_ARRAY:
+        sv_json(v, json_incref((json_t *)j));
+        break;
+    default:
+        break;
+    }
+}
+
+/* The value of n on r as an sv; for a path, -1 if it is absent (v is then null). */
+static int sv_eval(const struct node *n, const struct sl_expr_rec *r, struct sv *v)
+{
+    v->t = SV_NULL;
+    switch (n->k) {
+    case N_LIT:
+        sv_of_json(v, n->lit);
+        return 0;
+    case N_PATH:
+        if (n->op)
+            return -1;
+        if (!r->value && r->mp) {
+            const uint8_t *p = find_mp(n, r->mp, r->mp + r->mp_len);
+            return p ? sv_mp(v, p, r->mp + r->mp_len) : -1;
+        } else {
+            json_t *j = walk(n, r);
+            if (!j)
+                return -1;
+            sv_of_json(v, j);
+            json_decref(j); /* r->value holds it */
+            return 0;
+        }
+    case N_META:
+        switch (n->op) {
+        case M_SOURCE:
+            if (r->source) {
+                v->t = SV_STR;
+                v->s = r->source;
+                v->n = r->source_len;
+            }
+            return 0;
+        case M_SEQ:
+        case M_TS:
+        case M_FLAGS:
+            v->t = SV_INT;
+            v->i = n->op == M_SEQ  ? (json_int_t)r->seq
+                   : n->op == M_TS ? (json_int_t)r->timestamp_ms
+                                   : (json_int_t)r->flags;
+            return 0;
+        default:
+            break;
+        }
+        break;
+    default:
+        break;
+    }
+    json_t *j = eval(n, r);
+    if (j)
+        sv_json(v, j);
+    return 0;
+}
+
+static void sv_release(struct sv *v)
+{
+    if (v->t == SV_JSON)
+        json_decref(v->j);
+}
+
+/* v as a new jansson reference. */
+static json_t *sv_to_json(const struct sv *v)
+{
+    switch (v->t) {
+    case SV_BOOL:
+        return json_boolean(v->i);
+    case SV_INT:
+        return json_integer((json_int_t)v->i);
+    case SV_REAL:
+        return json_real(v->d);
+    case SV_STR:
+        return json_stringn_nocheck(v->s, v->n);
+    case SV_JSON:
+        return json_incref(v->j);
+    default:
+        return json_null();
+    }
+}
+
+/* compare() on svs. */
+static int sv_compare(const struct sv *a, const struct sv *b)
+{
+    if (a->t == SV_JSON || b->t == SV_JSON) {
+        json_t *x = sv_to_json(a), *y = sv_to_json(b);
+        int c = compare(x, y);
+        json_decref(x);
+        json_decref(y);
+        return c;
+    }
+    int an = a->t == SV_INT || a->t == SV_REAL, bn = b->t == SV_INT || b->t == SV_REAL;
+    if (an && bn) {
+        if (a->t == SV_INT && b->t == SV_INT)
+            return a->i < b->i ? -1 : a->i > b->i;
+        long double x = a->t == SV_INT ? (long double)a->i : a->d;
+        long double y = b->t == SV_INT ? (long double)b->i : b->d;
+        return x < y ? -1 : x > y ? 1 : 0;
+    }
+    if (a->t != b->t)
+        return -2;
+    switch (a->t) {
+    case SV_STR: {
+        int c = memcmp(a->s, b->s, a->n < b->n ? a->n : b->n);
+        return c ? (c < 0 ? -1 : 1) : a->n < b->n ? -1 : a->n > b->n;
+    }
+    case SV_BOOL:
+        return a->i == b->i ? 0 : -2;
+    default: /* both null */
+        return 0;
+    }
+}
+
+static int sv_is_null(const struct sv *v)
+{
+    return v->t == SV_NULL || (v->t == SV_JSON && json_is_null(v->j));
+}
+
+/* An N_CMP node's verdict. */
+static int cmp_test(const struct node *n, const struct sl_expr_rec *r)
+{
+    struct sv a, b;
+    sv_eval(n->kids[0], r, &a);
+    sv_eval(n->kids[1], r, &b);
+    int c = sv_compare(&a, &b), res;
+    switch (n->op) {
+    case OP_EQ:
+        res = c == 0;
+        break;
+    case OP_NE:
+        res = c != 0;
+        break;
+    case OP_LT:
+        res = c == -1;
+        break;
+    case OP_LE:
+        res = c == -1 || c == 0;
+        break;
+    case OP_GT:
+        res = c == 1;
+        break;
+    default:
+        res = c == 1 || c == 0;
+    }
+    /* null only equals null; nothing is ordered against null */
+    if (n->op > OP_NE && (sv_is_null(&a) || sv_is_null(&b)))
+        res = 0;
+    sv_release(&a);
+    sv_release(&b);
+    return res;
+}
+
+/* truthy(eval(n, r)) without building the boolean, for the nodes that give one. */
+static int test(const struct node *n, const struct sl_expr_rec *r)
+{
+    switch (n->k) {
+    case N_CMP:
+        return cmp_test(n, r);
+    case N_NOT:
+        return !test(n->kids[0], r);
+    case N_AND:
+    case N_OR:
+        for (size_t i = 0; i < n->nkids; i++) {
+            int t = test(n->kids[i], r);
+            if (n->k == N_AND ? !t : t)
+                return n->k == N_OR;
+        }
+        return n->k == N_AND;
+    default: {
+        json_t *v = eval(n, r);
+        int t = truthy(v);
+        json_decref(v);
+        return t;
+    }
+    }
 }
 
 static json_t *str_fn(int fn, const json_t *a, const json_t *b)
@@ -773,51 +1092,27 @@ static json_t *eval(const struct node *n, const struct sl_expr_rec *r)
                 return json_boolean(n->k == N_OR);
         }
         return json_boolean(n->k == N_AND);
-    case N_CMP: {
-        json_t *a = eval(n->kids[0], r), *b = eval(n->kids[1], r);
-        int c = compare(a, b), res;
-        switch (n->op) {
-        case OP_EQ:
-            res = c == 0;
-            break;
-        case OP_NE:
-            res = c != 0;
-            break;
-        case OP_LT:
-            res = c == -1;
-            break;
-        case OP_LE:
-            res = c == -1 || c == 0;
-            break;
-        case OP_GT:
-            res = c == 1;
-            break;
-        default:
-            res = c == 1 || c == 0;
-        }
-        /* null only equals null; nothing is ordered against null */
-        if (n->op > OP_NE && (json_is_null(a) || json_is_null(b)))
-            res = 0;
-        json_decref(a);
-        json_decref(b);
-        return json_boolean(res);
-    }
+    case N_CMP:
+        return json_boolean(cmp_test(n, r));
     case N_IN: {
-        json_t *a = eval(n->kids[0], r);
+        struct sv a;
+        sv_eval(n->kids[0], r, &a);
         int found = 0;
         if (n->kids[1]->k == N_LIST) {
             for (size_t i = 0; i < n->kids[1]->nkids && !found; i++) {
-                json_t *b = eval(n->kids[1]->kids[i], r);
-                found = compare(a, b) == 0;
-                json_decref(b);
+                struct sv b;
+                sv_eval(n->kids[1]->kids[i], r, &b);
+                found = sv_compare(&a, &b) == 0;
+                sv_release(&b);
             }
         } else {
-            json_t *list = eval(n->kids[1], r);
+            json_t *list = eval(n->kids[1], r), *x = sv_to_json(&a);
             for (size_t i = 0; json_is_array(list) && i < json_array_size(list) && !found; i++)
-                found = compare(a, json_array_get(list, i)) == 0;
+                found = compare(x, json_array_get(list, i)) == 0;
             json_decref(list);
+            json_decref(x);
         }
-        json_decref(a);
+        sv_release(&a);
         return json_boolean(found);
     }
     case N_LIST: {
@@ -828,9 +1123,10 @@ static json_t *eval(const struct node *n, const struct sl_expr_rec *r)
     }
     case N_CALL: {
         if (n->op == F_EXISTS) {
-            json_t *v = walk(n->kids[0], r);
-            json_decref(v);
-            return json_boolean(v != NULL);
+            struct sv v;
+            int found = sv_eval(n->kids[0], r, &v) == 0;
+            sv_release(&v);
+            return json_boolean(found);
         }
         json_t *a = eval(n->kids[0], r), *b = n->nkids > 1 ? eval(n->kids[1], r) : NULL;
         json_t *o = str_fn(n->op, a, b);
@@ -849,8 +1145,5 @@ json_t *sl_expr_eval(const struct sl_expr *e, const struct sl_expr_rec *r)
 
 int sl_expr_match(const struct sl_expr *e, const struct sl_expr_rec *r)
 {
-    json_t *v = eval(e->root, r);
-    int t = truthy(v);
-    json_decref(v);
-    return t;
+    return test(e->root, r);
 }

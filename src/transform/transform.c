@@ -1,5 +1,7 @@
 #include "transform/transform.h"
 
+#include "transform/tr_int.h"
+
 #include "core/buf.h"
 #include "core/util.h"
 #include "formats/mp_jansson.h"
@@ -12,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-enum tk { T_FILTER, T_MASK, T_REPLACE, T_INSERT, T_UNWRAP, T_TSCONV, T_CAST, T_ROUTE };
 
 static const char *const g_names[] = {"Filter",
                                       "MaskField",
@@ -38,22 +38,6 @@ static const char *const g_keys[][6] = {
 };
 
 enum { DEL_DROP, DEL_NONE, DEL_REWRITE };
-
-struct tr {
-    enum tk k;
-    json_t *cfg; /* the validated config */
-    struct sl_expr *cond;
-    int keep;      /* Filter */
-    char mask;     /* MaskField */
-    int del_mode;  /* ExtractNewRecordState */
-    int to_string; /* TimestampConverter */
-};
-
-struct sl_transforms {
-    struct tr *v;
-    size_t n;
-    int routes; /* has a ContentRouter */
-};
 
 /* The route chosen while applying (sl_transforms_apply_routed), per thread. */
 static __thread char *g_route;
@@ -235,6 +219,7 @@ void sl_transforms_free(struct sl_transforms *t)
         return;
     for (size_t i = 0; i < t->n; i++) {
         sl_expr_free(t->v[i].cond);
+        sl_tr_fast_release(&t->v[i]);
         json_decref(t->v[i].cfg);
     }
     free(t->v);
@@ -299,6 +284,10 @@ struct sl_transforms *sl_transforms_compile(const json_t *list, struct sl_err *e
         t->n++;
         if (compile_one(tr, i, tr->cfg, err) < 0)
             goto fail;
+    }
+    if (sl_tr_fast_plan(t) < 0) {
+        sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+        goto fail;
     }
     return t;
 fail:
@@ -375,12 +364,11 @@ static int ms_of(const char *s, long long *out)
     return 0;
 }
 
-static int cast(json_t *obj, const char *key, const char *ty, char *why, size_t whylen)
+int sl_tr_cast_value(const json_t *v, const char *key, const char *ty, json_t **res, char *why,
+                     size_t whylen)
 {
-    json_t *v = json_object_get(obj, key);
-    if (!v || json_is_null(v))
-        return 0;
     json_t *out = NULL;
+    *res = NULL;
     if (!strcmp(ty, "string")) {
         if (json_is_string(v))
             return 0;
@@ -427,7 +415,19 @@ static int cast(json_t *obj, const char *key, const char *ty, char *why, size_t 
         free(s);
         return -1;
     }
-    json_object_set_new(obj, key, out);
+    *res = out;
+    return 0;
+}
+
+static int cast(json_t *obj, const char *key, const char *ty, char *why, size_t whylen)
+{
+    json_t *v = json_object_get(obj, key), *out;
+    if (!v || json_is_null(v))
+        return 0;
+    if (sl_tr_cast_value(v, key, ty, &out, why, whylen) < 0)
+        return -1;
+    if (out)
+        json_object_set_new(obj, key, out);
     return 0;
 }
 
@@ -629,9 +629,9 @@ enum sl_tr_result sl_transforms_apply_routed(const struct sl_transforms *t, cons
     return res;
 }
 
-enum sl_tr_result sl_transforms_apply_mp(const struct sl_transforms *t, const uint8_t *mp,
-                                         size_t len, const struct sl_expr_rec *r,
-                                         struct sl_buf *out, char *why, size_t whylen)
+enum sl_tr_result sl_transforms_apply_mp_tree(const struct sl_transforms *t, const uint8_t *mp,
+                                              size_t len, const struct sl_expr_rec *r,
+                                              struct sl_buf *out, char *why, size_t whylen)
 {
     sl_buf_reset(out);
     const uint8_t *p = mp;
@@ -647,4 +647,16 @@ enum sl_tr_result sl_transforms_apply_mp(const struct sl_transforms *t, const ui
     }
     json_decref(v);
     return res;
+}
+
+enum sl_tr_result sl_transforms_apply_mp(const struct sl_transforms *t, const uint8_t *mp,
+                                         size_t len, const struct sl_expr_rec *r,
+                                         struct sl_buf *out, char *why, size_t whylen)
+{
+    if (t && t->fast) {
+        enum sl_tr_fast f = sl_tr_fast_apply(t, mp, len, r, out);
+        if (f != SL_TRF_OTHER)
+            return f == SL_TRF_KEEP ? SL_TR_KEEP : SL_TR_DROP;
+    }
+    return sl_transforms_apply_mp_tree(t, mp, len, r, out, why, whylen);
 }

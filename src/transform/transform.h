@@ -48,6 +48,12 @@ struct sl_buf;
 enum sl_tr_result sl_transforms_apply_mp(const struct sl_transforms *t, const uint8_t *mp,
                                          size_t len, const struct sl_expr_rec *r,
                                          struct sl_buf *out, char *why, size_t whylen);
+/* The same on the reference path: the payload decoded into a jansson tree, the chain applied
+ * to it, the tree encoded. sl_transforms_apply_mp gives the same bytes without the tree when
+ * the chain allows it (tests/unit/test_transform_mp.c compares the two). */
+enum sl_tr_result sl_transforms_apply_mp_tree(const struct sl_transforms *t, const uint8_t *mp,
+                                              size_t len, const struct sl_expr_rec *r,
+                                              struct sl_buf *out, char *why, size_t whylen);
 /* The same, and *route gets the strand a ContentRouter chose ("" if none; 65 bytes). */
 enum sl_tr_result sl_transforms_apply_routed(const struct sl_transforms *t, const uint8_t *mp,
                                              size_t len, const struct sl_expr_rec *r,

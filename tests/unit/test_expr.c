@@ -100,6 +100,33 @@ int main(void)
     value_is("[1, 'x', null]", "[1,\"x\",null]");
     value_is("value.customer.address", "{\"zip\":\"75001\"}");
 
+    /* MessagePack fields a JSON tree cannot hold, read lazily: as sl_mp_to_jansson decodes them
+     * (a uint64 above INT64_MAX is a float; float32 widened; NaN, bin and a string that is not
+     * UTF-8 do not decode: absent, so null) */
+    static const uint8_t odd[] = {0x86, 0xa1, 'u',  0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                  0xff, 0xa1, 'f',  0xca, 0x3f, 0x00, 0x00, 0x00, 0xa1, 'n',  0xcb,
+                                  0x7f, 0xf8, 0,    0,    0,    0,    0,    0,    0xa1, 'b',  0xc4,
+                                  0x01, 0x00, 0xa1, 's',  0xa2, 0xc3, 0x28, 0xa1, 'i',  0xd0, 0x05};
+    struct sl_buf keep = g_mp;
+    json_t *keepv = g_value;
+    sl_buf_init(&g_mp, 0);
+    sl_buf_append(&g_mp, odd, sizeof(odd));
+    g_value = NULL;
+    g_lazy = 1;
+    is("value.u > 1.8e19", 1);
+    is("value.u > 9223372036854775807", 1);
+    is("value.f == 0.5 && value.f < 1 && value.f >= 0.5", 1);
+    is("!exists(value.n) && value.n == null && !(value.n < 1)", 1);
+    is("!exists(value.b) && value.b == null", 1);
+    is("!exists(value.s) && value.s == null && length(value.s) == null", 1);
+    is("value.i == 5 && value.i in [1, 5] && value.i < 5.5 && value.i != '5'", 1);
+    is("value.i in [1, 2] || value.i > 5", 0);
+    is("seq == 42 && flags == 2 && source == 'agent-7' && timestamp_ms > 1", 1);
+    sl_buf_release(&g_mp);
+    g_mp = keep;
+    g_value = keepv;
+    g_lazy = 0;
+
     bad("value.amount >", "column 15: expected a value");
     bad("value.amount = 3", "column 14: '=' is not an operator");
     bad("(value.a > 1", "column 13: expected ')' (to close the '(' at column 1)");
