@@ -221,11 +221,6 @@ int sl_mp_write_str(struct sl_buf *b, const char *s, size_t n)
     return sl_buf_append(b, s, n);
 }
 
-size_t sl_mp_str_head(uint8_t o[5], size_t n)
-{
-    return enc_str_head(o, n);
-}
-
 int sl_mp_write_array(struct sl_buf *b, uint32_t n)
 {
     uint8_t t[5];

@@ -100,8 +100,6 @@ int sl_mp_write_double(struct sl_buf *b, double v);
 int sl_mp_write_str(struct sl_buf *b, const char *s, size_t n); /* s must be valid UTF-8 */
 int sl_mp_write_array(struct sl_buf *b, uint32_t n);
 int sl_mp_write_map(struct sl_buf *b, uint32_t n);
-/* The header sl_mp_write_str writes for a string of n bytes, into o; its length (1..5). */
-size_t sl_mp_str_head(uint8_t o[5], size_t n);
 /* A string whose bytes may not be valid UTF-8 (database text): invalid sequences become U+FFFD;
  * valid input, the normal case, is copied as is. 0 or -1. */
 int sl_mp_write_str_lossy(struct sl_buf *b, const char *s, size_t n);

@@ -359,7 +359,7 @@ static long emit(struct st *s)
     }
     for (size_t i = 0; i < s->n; i++) {
         const struct ent *e = &s->e[i];
-        o += sl_mp_str_head(o, e->kl);
+        o += sl_mp_enc_str_head(o, e->kl);
         memcpy(o, e->k, e->kl);
         o += e->kl;
         memcpy(o, bytes(s, e), e->vl);
@@ -391,7 +391,7 @@ static int mask(struct st *s, const struct tr *t)
             return -1;
         struct ent nv = {.off = s->out->len};
         uint8_t *o = s->out->data + s->out->len;
-        size_t h = sl_mp_str_head(o, n);
+        size_t h = sl_mp_enc_str_head(o, n);
         memset(o + h, t->mask, n);
         s->out->len += h + n;
         nv.vl = h + n;
