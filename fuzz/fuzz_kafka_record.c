@@ -1,8 +1,9 @@
 /* libFuzzer target: the Kafka source's decoders and encoder. The input is split into a message
  * (key, value, a header) that sl_kafka_record() must turn into canonical MessagePack that reads
  * back as JSON and whose offsets read back exactly; the whole input is also fed, as found in a
- * strand, to sl_kafka_record_offsets() (position_of) and as a stored position to
- * sl_kafka_pos_decode(), which must reject or decode it without reading out of bounds. */
+ * strand, to sl_kafka_record_offsets() (position_of) and sl_kafka_pos_fold(), and as a stored
+ * position to sl_kafka_pos_decode(), which must reject or decode it without reading out of
+ * bounds; folding the encoded record must move its partition past its offset. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     char topic[64];
     sl_kafka_record_offsets(d, n, &o, topic, sizeof(topic));
     sl_kafka_pos_decode(d, n, "t", &o);
+    uint8_t fpos[SL_POSITION_MAX];
+    size_t flen = 0;
+    sl_kafka_pos_fold(fpos, &flen, d, n);
     if (n < 3)
         return 0;
     /* d[0], d[1]: key and header lengths (bounded by n); the rest is the value */
@@ -64,6 +68,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     struct sl_kafka_offsets p2;
     if (sl_kafka_pos_decode(pos, pl, "t", &p2) != 0 || p2.n != 2)
         abort();
+    if (sl_kafka_pos_fold(pos, &pl, mp.data, mp.len) != 0 ||
+        sl_kafka_pos_decode(pos, pl, "t", &p2) != 0 ||
+        sl_kafka_offsets_get(&p2, d[1]) < (int64_t)n + 1)
+        abort(); /* the record's own partition is not past it */
     sl_buf_release(&mp);
     sl_buf_release(&j);
     sl_buf_release(&back);

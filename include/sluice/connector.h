@@ -23,7 +23,7 @@
 
 /* Raised whenever a struct below changes layout or meaning; a plugin built for another value is
  * refused at load with a message naming both. */
-#define SL_CONNECTOR_ABI 3
+#define SL_CONNECTOR_ABI 4
 
 struct sl_err;  /* filled through sl_host.fail(); its layout is the host's */
 struct sl_meta; /* the host's metadata store: opaque */
@@ -255,6 +255,14 @@ struct sl_source_ops {
     /* Optional: the gauges this source reports through sl_source_ctx.gauge, ended by a row
      * with a NULL name; at most 8. */
     const struct sl_gauge *gauges;
+    /* Optional, with position_of, for a source that writes its whole position only into the
+     * last record of a group: a crash inside a group's write can leave the group's first
+     * records in the strand without it. At start the framework then takes the position of this
+     * source's last record that has one and folds each of its records after it into it, in
+     * strand order (into the stored position, which may be empty, when none of the records
+     * after it has a whole one). position holds position_len bytes and has room for
+     * SL_POSITION_MAX. 0, or -1 if the record cannot be folded (folding stops there). */
+    int (*position_fold)(void *position, size_t *position_len, const uint8_t *payload, size_t len);
 };
 
 #define SL_POSITION_MAX 512

@@ -382,7 +382,8 @@ static void persist(struct source *s)
 
 /* The position to resume from: the stored one, superseded by the last record this connector
  * appended after it (found by reading back from the head), when the source can tell its
- * position from a payload. */
+ * position from a payload. A source that writes it only into a group's last record has the
+ * records of a group cut by a crash folded in after the last whole position (position_fold). */
 static void resume_position(struct source *s)
 {
     struct worker *w = s->w;
@@ -397,7 +398,9 @@ static void resume_position(struct source *s)
     if (count - floor > SCAN_BACK)
         floor = count - SCAN_BACK;
     size_t idlen = strlen(w->def.id);
-    for (uint64_t seq = count; seq-- > floor;) {
+    uint64_t whole = UINT64_MAX; /* the seq of the last record with a whole position */
+    int after = 0;               /* records of ours after it */
+    for (uint64_t seq = count; seq-- > floor && whole == UINT64_MAX;) {
         struct sl_record r;
         if (sl_strand_read(s->strand, seq, &r) != 0)
             return;
@@ -409,8 +412,27 @@ static void resume_position(struct source *s)
             len <= SL_POSITION_MAX) {
             memcpy(s->pos, pos, len);
             s->pos_len = len;
+            whole = seq;
+        } else if (!s->ops->position_fold) {
+            return; /* the last record of ours carries none: the stored position stands */
+        } else {
+            after = 1;
         }
+    }
+    if (!after)
         return;
+    /* no whole position after the stored one: the records after that are folded into it */
+    for (uint64_t seq = whole == UINT64_MAX ? floor : whole + 1; seq < count; seq++) {
+        struct sl_record r;
+        if (sl_strand_read(s->strand, seq, &r) != 0)
+            return;
+        if (r.source_len != idlen || memcmp(r.source, w->def.id, idlen) != 0)
+            continue;
+        size_t len = s->pos_len;
+        if (s->ops->position_fold(s->pos, &len, r.payload, r.payload_len) != 0 ||
+            len > SL_POSITION_MAX)
+            return;
+        s->pos_len = len;
     }
 }
 

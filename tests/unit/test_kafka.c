@@ -132,6 +132,60 @@ static void test_position(void)
             "too many partitions: the position keeps what fits (%zu)", back.n);
 }
 
+/* A group cut by a crash: its first records are in the strand without sluice_next_offsets; each
+ * is folded into the last whole position so that none of them is consumed twice. */
+static void test_fold(void)
+{
+    struct sl_kafka_offsets o = {0}, back;
+    sl_kafka_offsets_set(&o, 0, 100);
+    sl_kafka_offsets_set(&o, 1, 50);
+    uint8_t pos[SL_POSITION_MAX];
+    size_t n = sl_kafka_pos_encode(&o, "orders", pos);
+    struct sl_buf mp;
+    sl_buf_init(&mp, 0);
+    struct sl_kafka_msg m = {.topic = "orders",
+                             .partition = 1,
+                             .offset = 50,
+                             .value = "1",
+                             .value_len = 1,
+                             .timestamp_ms = -1};
+    sl_kafka_record(&mp, &m, NULL);
+    T_CHECK(sl_kafka_pos_fold(pos, &n, mp.data, mp.len) == 0 &&
+                sl_kafka_pos_decode(pos, n, "orders", &back) == 0 && back.n == 2 &&
+                sl_kafka_offsets_get(&back, 1) == 51 && sl_kafka_offsets_get(&back, 0) == 100,
+            "a record without offsets moves its partition's next offset past it, the others stay");
+    sl_buf_reset(&mp);
+    m.partition = 3;
+    m.offset = 7;
+    sl_kafka_record(&mp, &m, NULL);
+    T_CHECK(sl_kafka_pos_fold(pos, &n, mp.data, mp.len) == 0 &&
+                sl_kafka_pos_decode(pos, n, "orders", &back) == 0 && back.n == 3 &&
+                sl_kafka_offsets_get(&back, 3) == 8,
+            "a partition the position did not have is added");
+    sl_buf_reset(&mp);
+    m.partition = 0;
+    m.offset = 20;
+    sl_kafka_record(&mp, &m, NULL);
+    T_CHECK(sl_kafka_pos_fold(pos, &n, mp.data, mp.len) == 0 &&
+                sl_kafka_pos_decode(pos, n, "orders", &back) == 0 &&
+                sl_kafka_offsets_get(&back, 0) == 100,
+            "a record below its partition's next offset does not move it back");
+    size_t empty = 0;
+    T_CHECK(sl_kafka_pos_fold(pos, &empty, mp.data, mp.len) == 0 &&
+                sl_kafka_pos_decode(pos, empty, "orders", &back) == 0 && back.n == 1 &&
+                sl_kafka_offsets_get(&back, 0) == 21,
+            "no position stored yet: the first record starts one");
+    sl_buf_reset(&mp);
+    m.topic = "other";
+    sl_kafka_record(&mp, &m, NULL);
+    size_t before = empty;
+    T_CHECK(sl_kafka_pos_fold(pos, &empty, mp.data, mp.len) < 0 && empty == before,
+            "a record of another topic is not folded");
+    T_CHECK(sl_kafka_pos_fold(pos, &empty, (const uint8_t *)"\x81\xa1x\x01", 4) < 0,
+            "a payload that is not a Kafka record is not folded");
+    sl_buf_release(&mp);
+}
+
 static void expect(const char *kind, const char *cfg, const char *field)
 {
     struct sl_err err = {0};
@@ -171,6 +225,7 @@ int main(void)
 {
     test_record();
     test_position();
+    test_fold();
     test_config();
     return t_failed_ ? 1 : 0;
 }

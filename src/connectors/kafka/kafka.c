@@ -576,7 +576,8 @@ static const struct sl_source_ops ksrc_ops = {.start = ksrc_start,
                                               .durable = ksrc_durable,
                                               .stop = ksrc_stop,
                                               .position_of = ksrc_position_of,
-                                              .gauges = ksrc_gauges};
+                                              .gauges = ksrc_gauges,
+                                              .position_fold = sl_kafka_pos_fold};
 
 static const char *const kafka_aliases[] = {"kafka-source", NULL};
 

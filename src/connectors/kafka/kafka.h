@@ -80,5 +80,10 @@ int64_t sl_kafka_offsets_get(const struct sl_kafka_offsets *o, int32_t p);
 /* The sluice_next_offsets of a record's payload into o (topic from its `topic`): 0, or -1. */
 int sl_kafka_record_offsets(const uint8_t *payload, size_t len, struct sl_kafka_offsets *o,
                             char *topic, size_t topic_n);
+/* Folds a record without sluice_next_offsets (one of a group whose last record a crash cut
+ * off) into the position pos of *pos_len bytes (0: none yet; room for SL_POSITION_MAX): its
+ * partition's next offset becomes its offset + 1 unless it is already beyond. 0, or -1 (not a
+ * record of this position's topic). */
+int sl_kafka_pos_fold(void *pos, size_t *pos_len, const uint8_t *payload, size_t len);
 
 #endif

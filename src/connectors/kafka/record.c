@@ -200,12 +200,17 @@ int sl_kafka_pos_decode(const void *pos, size_t len, const char *topic, struct s
     return 0;
 }
 
-int sl_kafka_record_offsets(const uint8_t *payload, size_t len, struct sl_kafka_offsets *o,
-                            char *topic, size_t topic_n)
+/* The fields of a record's payload the position needs: its topic, partition and offset, and
+ * its sluice_next_offsets into o when it has them (*have_offsets). 0, or -1. */
+static int record_fields(const uint8_t *payload, size_t len, struct sl_kafka_offsets *o,
+                         int *have_offsets, char *topic, size_t topic_n, int64_t *part,
+                         int64_t *offset)
 {
     const uint8_t *p = payload, *end = payload + len;
     uint32_t n;
-    int have_topic = 0, have_offsets = 0;
+    int have_topic = 0;
+    *have_offsets = 0;
+    *part = *offset = -1;
     o->n = 0;
     if (sl_mp_read_map(&p, end, &n) < 0)
         return -1;
@@ -224,6 +229,14 @@ int sl_kafka_record_offsets(const uint8_t *payload, size_t len, struct sl_kafka_
             have_topic = 1;
             continue;
         }
+        if ((kl == 9 && memcmp(k, "partition", 9) == 0) ||
+            (kl == 6 && memcmp(k, "offset", 6) == 0)) {
+            int64_t v;
+            if (sl_mp_read_int(&p, end, &v) < 0 || v < 0 || (kl == 9 && v > INT32_MAX))
+                return -1;
+            *(kl == 9 ? part : offset) = v;
+            continue;
+        }
         if (kl == 19 && memcmp(k, "sluice_next_offsets", 19) == 0) {
             uint32_t m;
             if (sl_mp_read_map(&p, end, &m) < 0)
@@ -239,12 +252,12 @@ int sl_kafka_record_offsets(const uint8_t *payload, size_t len, struct sl_kafka_
                 memcpy(buf, ps, pl);
                 buf[pl] = 0;
                 char *e;
-                long part = strtol(buf, &e, 10);
-                if (*e || part < 0 || part > INT32_MAX ||
-                    sl_kafka_offsets_set(o, (int32_t)part, next) < 0)
+                long pn = strtol(buf, &e, 10);
+                if (*e || pn < 0 || pn > INT32_MAX ||
+                    sl_kafka_offsets_set(o, (int32_t)pn, next) < 0)
                     return -1;
             }
-            have_offsets = 1;
+            *have_offsets = 1;
             continue;
         }
         long skip = sl_mp_skip(p, (size_t)(end - p), 64);
@@ -252,5 +265,35 @@ int sl_kafka_record_offsets(const uint8_t *payload, size_t len, struct sl_kafka_
             return -1;
         p += skip;
     }
-    return have_topic && have_offsets ? 0 : -1;
+    return have_topic ? 0 : -1;
+}
+
+int sl_kafka_record_offsets(const uint8_t *payload, size_t len, struct sl_kafka_offsets *o,
+                            char *topic, size_t topic_n)
+{
+    int have;
+    int64_t part, offset;
+    if (record_fields(payload, len, o, &have, topic, topic_n, &part, &offset) < 0)
+        return -1;
+    return have ? 0 : -1;
+}
+
+int sl_kafka_pos_fold(void *pos, size_t *pos_len, const uint8_t *payload, size_t len)
+{
+    struct sl_kafka_offsets o, mine;
+    char topic[256];
+    int have;
+    int64_t part, offset;
+    if (record_fields(payload, len, &mine, &have, topic, sizeof(topic), &part, &offset) < 0 ||
+        part < 0 || offset < 0)
+        return -1;
+    if (*pos_len == 0)
+        o.n = 0; /* nothing stored yet: this record starts the position */
+    else if (sl_kafka_pos_decode(pos, *pos_len, topic, &o) < 0)
+        return -1;
+    if (sl_kafka_offsets_get(&o, (int32_t)part) < offset + 1 &&
+        sl_kafka_offsets_set(&o, (int32_t)part, offset + 1) < 0)
+        return -1;
+    *pos_len = sl_kafka_pos_encode(&o, topic, pos);
+    return 0;
 }
