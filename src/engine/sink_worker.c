@@ -485,8 +485,9 @@ static enum sl_result land(struct sink *k, const struct flight *f, struct sl_out
  * flight, collecting results oldest first: the cursor may pass the contiguous prefix the target
  * accepted (*done records). At the first batch that is not accepted, the later ones in flight
  * are collected (their records are sent again after it: at-least-once, and their
- * Idempotency-Keys let a target drop the repeats) and that batch goes through deliver(), with the
- * retry policy, the breaker and dead letters. Returns like deliver(). */
+ * Idempotency-Keys let a target drop the repeats) and that batch, less the prefix the target
+ * reported stored (outcome.accepted), goes through deliver(), with the retry policy, the breaker
+ * and dead letters. Returns like deliver(). */
 static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t head,
                     uint64_t *done)
 {
@@ -546,15 +547,24 @@ static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t
             }
             continue;
         }
+        /* a prefix of the failed batch the target stored for good is not sent again */
+        uint64_t part = 0;
+        if (r != SL_R_OK && !(r == SL_R_REJECT && o.reject && o.n_reject) && o.accepted) {
+            part = o.accepted < f.n ? o.accepted : f.n;
+            note(k, SL_DELIVERED, s, f.from, part, 1, NULL);
+            note_events(w, part);
+            sl_registry_note_delivery(w->reg, w->def.id, part, 0, 0, 0);
+            acc += part;
+        }
         while (qn) { /* collect the rest: they are sent again after the failed one */
             struct sl_outcome o2;
             land(k, &q[qh], &o2);
             qh = (qh + 1) % MAX_INFLIGHT;
             qn--;
         }
-        if (!sl_worker_stopped(w)) { /* the failed batch, under the retry policy */
+        if (part < f.n && !sl_worker_stopped(w)) { /* the failed batch, under the retry policy */
             uint64_t d = 0;
-            rc = deliver(k, s, acc, f.n, &d);
+            rc = deliver(k, s, acc, f.n - part, &d);
             acc += d;
         }
         break;
