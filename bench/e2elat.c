@@ -245,6 +245,8 @@ static double rate, secs;
 static int64_t t_start;
 static uint64_t sent, acked, non2xx, late_1ms, net_err;
 static int64_t max_late;
+static int64_t *ack_lat; /* send -> 2xx answer of every acknowledged record, under mu */
+static uint64_t n_ack_lat, cap_ack_lat;
 
 static void *sender_main(void *arg)
 {
@@ -262,6 +264,8 @@ static void *sender_main(void *arg)
     char body[512], req[1024], resp[8192];
     uint64_t my_sent = 0, my_ack = 0, my_bad = 0, my_late = 0, my_err = 0;
     int64_t my_max_late = 0;
+    uint64_t cap = total / (uint64_t)conns + 2, nmine = 0;
+    int64_t *mine = malloc(sizeof(*mine) * cap);
     for (uint64_t seq = (uint64_t)id; seq < total; seq += (uint64_t)conns) {
         int64_t due = t_start + (int64_t)((double)seq * 1e9 / rate);
         sleep_until(due);
@@ -304,9 +308,11 @@ static void *sender_main(void *arg)
         size_t left = hl + cl > got ? hl + cl - got : 0; /* only the status matters */
         while (left > 0 && (k = read(s, resp, left < sizeof resp ? left : sizeof resp)) > 0)
             left -= (size_t)k;
-        if (ok2)
+        if (ok2) {
             my_ack++;
-        else
+            if (mine && nmine < cap)
+                mine[nmine++] = mono_ns() - now;
+        } else
             my_bad++;
     }
     close(s);
@@ -318,7 +324,14 @@ static void *sender_main(void *arg)
     net_err += my_err;
     if (my_max_late > max_late)
         max_late = my_max_late;
+    if (!ack_lat) {
+        cap_ack_lat = (uint64_t)(rate * secs) + 64;
+        ack_lat = malloc(sizeof(*ack_lat) * cap_ack_lat);
+    }
+    for (uint64_t i = 0; ack_lat && i < nmine && n_ack_lat < cap_ack_lat; i++)
+        ack_lat[n_ack_lat++] = mine[i];
     pthread_mutex_unlock(&mu);
+    free(mine);
     return NULL;
 }
 
@@ -338,6 +351,16 @@ static double pct_us(double p)
     if (r > nlat)
         r = nlat;
     return (double)lat[r - 1] / 1e3;
+}
+
+/* The same, of the send -> answer times (nearest rank). */
+static double ack_pct_us(double p)
+{
+    if (!n_ack_lat)
+        return 0;
+    uint64_t r = (uint64_t)(p / 100.0 * (double)n_ack_lat + 0.999999999);
+    r = r < 1 ? 1 : r > n_ack_lat ? n_ack_lat : r;
+    return (double)ack_lat[r - 1] / 1e3;
 }
 
 static int mode_run(int argc, char **argv)
@@ -393,17 +416,20 @@ static int mode_run(int argc, char **argv)
     pthread_mutex_unlock(&mu);
     nlat = n;
     qsort(lat, nlat, sizeof(*lat), cmp64);
+    if (ack_lat)
+        qsort(ack_lat, n_ack_lat, sizeof(*ack_lat), cmp64);
     printf("rate=%.0f secs=%.0f conns=%d sent=%llu acked=%llu non2xx=%llu net_err=%llu "
            "send_s=%.3f late_1ms=%llu max_late_ms=%.2f delivered=%llu events=%llu dups=%llu "
            "bad_seq=%llu lost=%lld requests=%llu drain_s=%.3f "
-           "p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f\n",
+           "p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f "
+           "ack_p50_us=%.0f ack_p99_us=%.0f\n",
            rate, secs, conns, (unsigned long long)sent, (unsigned long long)acked,
            (unsigned long long)non2xx, (unsigned long long)net_err, send_s,
            (unsigned long long)late_1ms, (double)max_late / 1e6, (unsigned long long)n_unique,
            (unsigned long long)n_events, (unsigned long long)n_dup, (unsigned long long)n_bad_seq,
            (long long)acked - (long long)n_unique, (unsigned long long)n_requests, drain_s,
            pct_us(50), pct_us(90), pct_us(99), pct_us(99.9),
-           nlat ? (double)lat[nlat - 1] / 1e3 : 0.0);
+           nlat ? (double)lat[nlat - 1] / 1e3 : 0.0, ack_pct_us(50), ack_pct_us(99));
     fflush(stdout);
     _exit(0); /* sink threads may still be blocked in read() */
 }
