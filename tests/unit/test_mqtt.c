@@ -202,6 +202,76 @@ static void test_position(void)
             "a released id leaves the pending set");
 }
 
+/* A group cut by a crash: its first records are in the strand without sluice_mqtt_pending; each
+ * QoS 2 one is folded into the last whole position so that the broker's redelivery of it (DUP)
+ * is skipped, not appended a second time. */
+static void test_fold(void)
+{
+    struct sl_mqtt_pending p = {.n = 2, .id = {5, 9}}, back;
+    uint8_t pos[SL_POSITION_MAX], before[SL_POSITION_MAX];
+    size_t n = sl_mqtt_pos_encode(3, &p, pos);
+    uint64_t g;
+    struct sl_buf mp;
+    sl_buf_init(&mp, 0);
+    struct sl_mqtt_msg m = {.topic = "s/1",
+                            .topic_len = 3,
+                            .payload = (const uint8_t *)"21.5",
+                            .payload_len = 4,
+                            .qos = 2,
+                            .id = 12,
+                            .received_ms = 1700000000000ULL};
+    sl_mqtt_record(&mp, &m, 1, 1, NULL);
+    T_CHECK(sl_mqtt_pos_fold(pos, &n, mp.data, mp.len) == 0 &&
+                sl_mqtt_pos_decode(pos, n, &g, &back) == 0 && g == 3 && back.n == 3 &&
+                sl_mqtt_pending_has(&back, 12) && sl_mqtt_pending_has(&back, 5) &&
+                sl_mqtt_pending_has(&back, 9),
+            "a QoS 2 record's packet id joins the pending ids, the others and the group stay");
+    T_CHECK(sl_mqtt_pos_fold(pos, &n, mp.data, mp.len) == 0 &&
+                sl_mqtt_pos_decode(pos, n, &g, &back) == 0 && back.n == 3,
+            "the same packet id folded twice is pending once (%zu)", back.n);
+    sl_buf_reset(&mp);
+    m.qos = 1;
+    m.id = 40;
+    sl_mqtt_record(&mp, &m, 1, 1, NULL);
+    size_t was = n;
+    memcpy(before, pos, n);
+    T_CHECK(sl_mqtt_pos_fold(pos, &n, mp.data, mp.len) == 0 && n == was &&
+                memcmp(pos, before, n) == 0,
+            "a QoS 1 record leaves the position as it is");
+    sl_buf_reset(&mp);
+    m.qos = 2;
+    m.id = 77;
+    sl_mqtt_record(&mp, &m, 1, 1, NULL);
+    size_t empty = 0;
+    T_CHECK(sl_mqtt_pos_fold(pos, &empty, mp.data, mp.len) == 0 &&
+                sl_mqtt_pos_decode(pos, empty, &g, &back) == 0 && g == 0 && back.n == 1 &&
+                back.id[0] == 77,
+            "no position stored yet: the first QoS 2 record starts one");
+    sl_buf_reset(&mp);
+    sl_mqtt_record(&mp, &m, 1, 0, NULL); /* include_metadata false: no qos, no packet_id */
+    was = empty;
+    memcpy(before, pos, empty);
+    T_CHECK(sl_mqtt_pos_fold(pos, &empty, mp.data, mp.len) < 0 && empty == was &&
+                memcmp(pos, before, was) == 0,
+            "a record without its qos and packet_id is not folded, the position unchanged");
+    sl_buf_reset(&mp);
+    sl_mqtt_record(&mp, &m, 1, 1, NULL);
+    T_CHECK(sl_mqtt_pos_fold(pos, &empty, (const uint8_t *)"\xa3qos", 4) < 0 &&
+                sl_mqtt_pos_fold(pos, &empty, mp.data, mp.len - 2) < 0 && empty == was &&
+                memcmp(pos, before, was) == 0,
+            "a payload that is not an MQTT record (not a map; one cut short) is not folded");
+    struct sl_mqtt_pending full = {0};
+    for (int i = 1; i <= SL_MQTT_PENDING_MAX; i++)
+        sl_mqtt_pending_add(&full, (uint16_t)(1000 + i));
+    n = sl_mqtt_pos_encode(4, &full, pos);
+    was = n;
+    memcpy(before, pos, n);
+    T_CHECK(sl_mqtt_pos_fold(pos, &n, mp.data, mp.len) < 0 && n == was &&
+                memcmp(pos, before, n) == 0,
+            "a full pending set cannot take one more: not folded, the position unchanged");
+    sl_buf_release(&mp);
+}
+
 int main(void)
 {
     test_encode();
@@ -210,5 +280,6 @@ int main(void)
     test_url();
     test_record();
     test_position();
+    test_fold();
     return t_failed_ ? 1 : 0;
 }

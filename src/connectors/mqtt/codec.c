@@ -298,21 +298,67 @@ out:
     return rc;
 }
 
-int sl_mqtt_record_pending(const uint8_t *payload, size_t len, struct sl_mqtt_pending *p)
+/* The fields of a record's payload the position needs: its qos and packet_id (-1 when it has
+ * none, packet_id 0 when null: QoS 0), and its sluice_mqtt_pending into p when it has them
+ * (*have_pending). 0, or -1 (not a map, or one of these of the wrong shape). */
+static int record_fields(const uint8_t *payload, size_t len, int *qos, int32_t *id,
+                         struct sl_mqtt_pending *p, int *have_pending)
 {
-    const uint8_t *end = payload + len;
-    const uint8_t *v = sl_mp_at_path(payload, end, "sluice_mqtt_pending");
+    const uint8_t *q = payload, *end = payload + len;
     uint32_t n;
-    if (!v || sl_mp_read_array(&v, end, &n) < 0 || n > SL_MQTT_PENDING_MAX)
-        return -1;
+    *qos = *id = -1;
+    *have_pending = 0;
     p->n = 0;
+    if (sl_mp_read_map(&q, end, &n) < 0)
+        return -1;
     for (uint32_t i = 0; i < n; i++) {
-        int64_t id;
-        if (sl_mp_read_int(&v, end, &id) < 0 || id < 1 || id > 65535)
+        const char *k;
+        uint32_t kl;
+        int64_t v;
+        if (sl_mp_read_str(&q, end, &k, &kl) < 0)
             return -1;
-        p->id[p->n++] = (uint16_t)id;
+        if (kl == 3 && memcmp(k, "qos", 3) == 0) {
+            if (sl_mp_read_int(&q, end, &v) < 0 || v < 0 || v > 2)
+                return -1;
+            *qos = (int)v;
+            continue;
+        }
+        if (kl == 9 && memcmp(k, "packet_id", 9) == 0) {
+            if (sl_mp_read_nil(&q, end) == 0)
+                v = 0;
+            else if (sl_mp_read_int(&q, end, &v) < 0 || v < 1 || v > 65535)
+                return -1;
+            *id = (int32_t)v;
+            continue;
+        }
+        if (kl == 19 && memcmp(k, "sluice_mqtt_pending", 19) == 0) {
+            uint32_t m;
+            if (sl_mp_read_array(&q, end, &m) < 0 || m > SL_MQTT_PENDING_MAX)
+                return -1;
+            p->n = 0;
+            for (uint32_t j = 0; j < m; j++) {
+                if (sl_mp_read_int(&q, end, &v) < 0 || v < 1 || v > 65535)
+                    return -1;
+                p->id[p->n++] = (uint16_t)v;
+            }
+            *have_pending = 1;
+            continue;
+        }
+        long skip = sl_mp_skip(q, (size_t)(end - q), 64);
+        if (skip < 0)
+            return -1;
+        q += skip;
     }
     return 0;
+}
+
+int sl_mqtt_record_pending(const uint8_t *payload, size_t len, struct sl_mqtt_pending *p)
+{
+    int qos, have;
+    int32_t id;
+    if (record_fields(payload, len, &qos, &id, p, &have) < 0)
+        return -1;
+    return have ? 0 : -1;
 }
 
 /* ---- position: "MQ1", group (8 bytes LE), n (2 bytes LE), ids (2 bytes LE each) ---- */
@@ -343,6 +389,27 @@ int sl_mqtt_pos_decode(const void *pos, size_t len, uint64_t *group, struct sl_m
     p->n = n;
     for (size_t i = 0; i < n; i++)
         p->id[i] = sl_get_le16(b + 13 + 2 * i);
+    return 0;
+}
+
+int sl_mqtt_pos_fold(void *pos, size_t *pos_len, const uint8_t *payload, size_t len)
+{
+    struct sl_mqtt_pending p, mine;
+    uint64_t group = 0;
+    int qos, have;
+    int32_t id;
+    if (record_fields(payload, len, &qos, &id, &mine, &have) < 0 || qos < 0 || id < 0 ||
+        (qos == 2 && id == 0))
+        return -1;
+    if (*pos_len == 0)
+        p.n = 0; /* nothing stored yet: this record starts the position */
+    else if (sl_mqtt_pos_decode(pos, *pos_len, &group, &p) < 0)
+        return -1;
+    if (qos < 2)
+        return 0; /* QoS 0 and 1 are not kept in the position */
+    if (sl_mqtt_pending_add(&p, (uint16_t)id) < 0)
+        return -1;
+    *pos_len = sl_mqtt_pos_encode(group, &p, pos);
     return 0;
 }
 

@@ -121,6 +121,13 @@ size_t sl_mqtt_pos_encode(uint64_t group, const struct sl_mqtt_pending *p, uint8
 int sl_mqtt_pos_decode(const void *pos, size_t len, uint64_t *group, struct sl_mqtt_pending *p);
 /* The sluice_mqtt_pending of a record's payload: 0, or -1 if it carries none. */
 int sl_mqtt_record_pending(const uint8_t *payload, size_t len, struct sl_mqtt_pending *p);
+/* Folds a record without sluice_mqtt_pending (one of a group whose last record a crash cut off)
+ * into the position pos of *pos_len bytes (0: none yet, a new one of group 0; room for
+ * SL_POSITION_MAX): a QoS 2 record's packet id joins the pending ids, so that the broker's
+ * redelivery of it is not appended again; a QoS 0 or 1 record leaves pos as it is. 0, or -1 (not
+ * a record of this source, one without its qos and packet_id (include_metadata false), or the
+ * pending ids are full), pos unchanged. */
+int sl_mqtt_pos_fold(void *pos, size_t *pos_len, const uint8_t *payload, size_t len);
 int sl_mqtt_pending_has(const struct sl_mqtt_pending *p, uint16_t id);
 void sl_mqtt_pending_del(struct sl_mqtt_pending *p, uint16_t id);
 int sl_mqtt_pending_add(struct sl_mqtt_pending *p, uint16_t id); /* 0, or -1 if full */
