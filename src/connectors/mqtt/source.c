@@ -8,7 +8,8 @@
  * broker sends every unacknowledged message again after a restart. At QoS 1 such a message can
  * then be in the strand twice (at least once). At QoS 2 it is not: the packet ids received and not
  * yet released are part of the position (and of the last record of each group, read back after a
- * crash), and a message sent again (DUP set) under such an id is acknowledged, not appended.
+ * crash; the records of a group a crash cut short are folded in, sl_mqtt_pos_fold), and a message
+ * sent again (DUP set) under such an id is acknowledged, not appended.
  *
  * All socket I/O runs on poll's thread; durable() (the committer's thread) only records how far
  * the groups are durable and wakes poll through an eventfd, which then sends the acks. */
@@ -476,6 +477,7 @@ static const struct sl_source_ops msrc_ops = {.start = msrc_start,
                                               .durable = msrc_durable,
                                               .stop = msrc_stop,
                                               .position_of = msrc_position_of,
+                                              .position_fold = sl_mqtt_pos_fold,
                                               .gauges = msrc_gauges};
 
 static const char *const mqtt_aliases[] = {"mqtt-source", NULL};
