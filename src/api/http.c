@@ -156,16 +156,21 @@ void sl_http_respond(struct sl_http_req *req, unsigned status, const char *conte
 {
     req->resp = make_resp(content_type, body, req);
     req->status = status;
+    /* Read before the state changes: once it says responded, the loop may send the answer and
+     * free req (on its own thread) at any moment. */
+    struct loop *l = req->loop;
+    struct MHD_Connection *conn = req->conn;
+    int direct = req->deferred && !req->in_handler && l == tl_loop;
     int old = __atomic_exchange_n(&req->state, ST_RESPONDED, __ATOMIC_ACQ_REL);
     if (old == ST_SUSPENDED) {
-        MHD_resume_connection(req->conn);
+        MHD_resume_connection(conn);
         /* libmicrohttpd's own wake-up can be lost in a loop driven from outside (cleared by a
          * pass that already looked for resumed connections, and its timeout ignores them): ours
          * makes the loop run again (also when the loop itself answered, e.g. a suspended write
          * that its group commit took along) */
-        if (req->loop)
-            wake(req->loop);
-    } else if (req->deferred && !req->in_handler && req->loop == tl_loop)
+        if (l)
+            wake(l);
+    } else if (direct)
         queue(req); /* a deferred function on the loop's own thread: straight to the connection */
     /* else: answered in the handler (on_request queues it), or a deferred request answered on
      * another thread: the loop finds it on its next pass (the connection waits unsuspended) */
