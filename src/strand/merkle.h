@@ -19,6 +19,9 @@
 struct sl_mt_src {
     int (*node)(void *ctx, unsigned level, uint64_t index, uint8_t out[SL_HASH_LEN]);
     void *ctx;
+    /* Nonzero, unique to this source for the process's life, when the hash of a range it has
+     * answered never changes (an append-only tree): large ranges' hashes are then cached. */
+    uint64_t id;
 };
 
 /* MTH(D[lo:hi]) for a range the RFC's recursion produces (lo a multiple of a power of two that

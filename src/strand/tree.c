@@ -48,6 +48,7 @@ struct sl_tree {
     struct nmap *maps;
     pthread_mutex_t mmu;
 
+    uint64_t id;         /* unique in the process: the key of its ranges in merkle.c's cache */
     pthread_mutex_t nmu; /* the cached checkpoint */
     char *note;
     size_t note_len;
@@ -127,7 +128,7 @@ static int node(void *ctx, unsigned level, uint64_t index, uint8_t out[SL_HASH_L
 
 struct sl_mt_src sl_tree_src(struct sl_tree *t)
 {
-    struct sl_mt_src s = {.node = node, .ctx = t};
+    struct sl_mt_src s = {.node = node, .ctx = t, .id = t->id};
     return s;
 }
 
@@ -250,6 +251,8 @@ int sl_tree_open(const char *dir, uint64_t count, sl_tree_leaves_fn leaves, void
     struct sl_tree *t = calloc(1, sizeof(*t));
     if (!t)
         return sl_err_set(err, SL_E_NOMEM, "out_of_memory", "out of memory");
+    static uint64_t g_ids;
+    t->id = __atomic_add_fetch(&g_ids, 1, __ATOMIC_RELAXED);
     snprintf(t->dir, sizeof(t->dir), "%s/tree", dir);
     t->durable = durable;
     t->leaves = leaves;

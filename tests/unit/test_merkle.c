@@ -341,6 +341,50 @@ static void test_tree_files(void)
         T_CHECK(0, "cleanup");
 }
 
+/* Ranges of at least 4096 leaves of a source with an id are answered from the thread's cache:
+ * the same hash, no node read; another id or a small range is computed again. */
+static int g_node_calls;
+static int counting_node(void *ctx, unsigned level, uint64_t index, uint8_t out[SL_HASH_LEN])
+{
+    g_node_calls++;
+    return mem_node(ctx, level, index, out);
+}
+
+static void test_range_cache(void)
+{
+    g_nleaves = 10000;
+    for (uint64_t i = 0; i < g_nleaves; i++)
+        leaf_of(i, g_leaves[i]);
+    struct sl_mt_src a = {.node = counting_node, .id = 41}, b = a, none = a;
+    b.id = 42;
+    none.id = 0;
+    uint8_t ref[SL_HASH_LEN], h1[SL_HASH_LEN], h2[SL_HASH_LEN], h3[SL_HASH_LEN];
+    ref_mth(8192, 10000, ref);
+    g_node_calls = 0;
+    int rc1 = sl_mt_range_hash(&a, 8192, 10000, h1);
+    int first = g_node_calls;
+    int rc2 = sl_mt_range_hash(&a, 8192, 10000, h2);
+    T_CHECK(rc1 == 0 && rc2 == 0 && first > 1 && g_node_calls == 2 * first &&
+                memcmp(h1, ref, SL_HASH_LEN) == 0 && memcmp(h2, ref, SL_HASH_LEN) == 0,
+            "a range of 1808 leaves is not cached: read again (%d node reads each time)", first);
+    ref_mth(0, 10000, ref);
+    g_node_calls = 0;
+    rc1 = sl_mt_range_hash(&a, 0, 10000, h1);
+    first = g_node_calls;
+    rc2 = sl_mt_range_hash(&a, 0, 10000, h2);
+    T_CHECK(rc1 == 0 && rc2 == 0 && first > 0 && g_node_calls == first &&
+                memcmp(h1, ref, SL_HASH_LEN) == 0 && memcmp(h2, ref, SL_HASH_LEN) == 0,
+            "a range of 10000 leaves is read once, then answered from the cache, the same hash");
+    int before = g_node_calls;
+    T_CHECK(sl_mt_range_hash(&b, 0, 10000, h3) == 0 && g_node_calls > before &&
+                memcmp(h3, ref, SL_HASH_LEN) == 0,
+            "another source (id) is not answered from the first one's entries");
+    before = g_node_calls;
+    T_CHECK(sl_mt_range_hash(&none, 0, 10000, h3) == 0 && g_node_calls > before &&
+                sl_mt_range_hash(&none, 0, 10000, h3) == 0 && g_node_calls > before + 1,
+            "a source without an id is never cached");
+}
+
 int main(void)
 {
     g_leaves = malloc(MAXLEAVES * SL_HASH_LEN);
@@ -351,6 +395,7 @@ int main(void)
     test_node_hashes();
     test_proofs();
     test_tree_files();
+    test_range_cache();
     free(g_leaves);
     return T_DONE();
 }
