@@ -268,6 +268,20 @@ static enum sl_result call_send(struct sink *k, const struct sl_batch *b, struct
     return r;
 }
 
+/* The records [from, from + n) of a batch that did not succeed but whose first `accepted` the
+ * target stored for good (not a listed reject): counted as delivered. Returns how many. */
+static uint64_t stored_prefix(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t n,
+                              enum sl_result r, const struct sl_outcome *o, int attempts)
+{
+    if (r == SL_R_OK || (r == SL_R_REJECT && o->reject && o->n_reject) || !o->accepted)
+        return 0;
+    uint64_t m = o->accepted < n ? o->accepted : n;
+    note(k, SL_DELIVERED, s, from, m, attempts, NULL);
+    note_events(k->w, m);
+    sl_registry_note_delivery(k->w->reg, k->w->def.id, m, 0, 0, 0);
+    return m;
+}
+
 /* Delivers records [from, from + n) of s: 0 when all are accepted or dead-lettered (the cursor
  * may pass them), 1 when told to stop first (*done says how many were accepted before), 2 when
  * the connector gave up (failed). */
@@ -314,12 +328,7 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
         if (o.files || o.bytes)
             sl_registry_note_files(w->reg, id, o.files, o.bytes);
         int listed = r == SL_R_REJECT && o.reject && o.n_reject;
-        if (r != SL_R_OK && !listed && o.accepted) { /* a prefix is stored for good */
-            note(k, SL_DELIVERED, s, from + acc, o.accepted, attempts, NULL);
-            acc += o.accepted;
-            note_events(w, o.accepted);
-            sl_registry_note_delivery(w->reg, id, o.accepted, 0, 0, 0);
-        }
+        acc += stored_prefix(k, s, from + acc, n - acc, r, &o, attempts);
         if (acc == n && r != SL_R_FATAL)
             r = SL_R_OK; /* nothing of the batch is left to send */
         if (r == SL_R_OK) {
@@ -548,14 +557,8 @@ static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t
             continue;
         }
         /* a prefix of the failed batch the target stored for good is not sent again */
-        uint64_t part = 0;
-        if (r != SL_R_OK && !(r == SL_R_REJECT && o.reject && o.n_reject) && o.accepted) {
-            part = o.accepted < f.n ? o.accepted : f.n;
-            note(k, SL_DELIVERED, s, f.from, part, 1, NULL);
-            note_events(w, part);
-            sl_registry_note_delivery(w->reg, w->def.id, part, 0, 0, 0);
-            acc += part;
-        }
+        uint64_t part = stored_prefix(k, s, f.from, f.n, r, &o, 1);
+        acc += part;
         while (qn) { /* collect the rest: they are sent again after the failed one */
             struct sl_outcome o2;
             land(k, &q[qh], &o2);
