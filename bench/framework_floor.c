@@ -6,6 +6,8 @@
  * generates and encodes (the floor of a run into a sink that does nothing). Prints
  * "floor_ns=... records=..." on stderr. Built from the project's objects
  * (make build/bench/framework_floor). */
+#include "floor.h"
+
 #include "connectors/datagen/datagen.h"
 #include "connectors/stdout/stdout.h"
 #include "formats/json_mp.h"
@@ -18,13 +20,6 @@
 
 #define GROUP 1000
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int main(int argc, char **argv)
 {
     uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 500000;
@@ -36,7 +31,7 @@ int main(int argc, char **argv)
     static struct sl_rec recs[GROUP];
     static size_t offs[GROUP];
     static uint8_t hash[SL_REC_HASH_LEN];
-    uint64_t t0 = now_ns();
+    uint64_t t0 = floor_now_ns();
     for (uint64_t i = 0; i < n; i += GROUP) {
         size_t k = n - i < GROUP ? (size_t)(n - i) : GROUP;
         sl_buf_reset(&mp);
@@ -71,7 +66,7 @@ int main(int argc, char **argv)
             off += (size_t)w;
         }
     }
-    uint64_t t1 = now_ns();
+    uint64_t t1 = floor_now_ns();
     fprintf(stderr, "floor_ns=%llu records=%llu\n", (unsigned long long)(t1 - t0),
             (unsigned long long)n);
     sl_buf_release(&json);

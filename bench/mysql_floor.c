@@ -10,34 +10,18 @@
  *           for these records with no source at all.
  * Usage: mysql_floor DATA_DIR BINLOG_FILE... ; prints "decode ... rows/s" and "strand ... rows/s".
  * Built from the project's objects (make build/bench/mysql_floor). */
+#include "floor.h"
+
 #include "connectors/mysql/binlog.h"
 #include "core/err.h"
 #include "strand/store.h"
 #include "strand/strand.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #define GROUP (1u << 20)
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double cpu_s(void) /* user + system of the whole process */
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
-}
 
 static uint8_t *slurp(const char *path, size_t *n)
 {
@@ -173,20 +157,6 @@ static uint64_t decode(char **files, int nfiles, struct out *o)
     return rows;
 }
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
-static size_t g_done;
-static int g_failed;
-
-static void on_done(struct sl_append *a)
-{
-    pthread_mutex_lock(&g_mu);
-    g_done++;
-    g_failed |= a->status != 0;
-    pthread_cond_signal(&g_cv);
-    pthread_mutex_unlock(&g_mu);
-}
-
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -195,12 +165,12 @@ int main(int argc, char **argv)
     }
     struct out o = {.keep = 0};
     sl_buf_init(&o.data, 0);
-    uint64_t t0 = now_ns();
-    double c0 = cpu_s();
+    uint64_t t0 = floor_now_ns();
+    double c0 = floor_cpu_s();
     uint64_t rows = decode(argv + 2, argc - 2, &o);
-    double dt = (double)(now_ns() - t0) / 1e9;
+    double dt = (double)(floor_now_ns() - t0) / 1e9;
     printf("decode: %llu rows in %.3f s (CPU %.3f s), %.0f rows/s\n", (unsigned long long)rows, dt,
-           cpu_s() - c0, (double)rows / dt);
+           floor_cpu_s() - c0, (double)rows / dt);
     sl_buf_release(&o.data);
     free(o.ends);
     free(o.gends);
@@ -227,26 +197,17 @@ int main(int argc, char **argv)
                                          .source = "mysql-floor",
                                          .source_len = 11};
     }
-    t0 = now_ns();
-    c0 = cpu_s();
-    for (size_t g = 0, first = 0; g < k.ng; first = k.gends[g++]) {
+    for (size_t g = 0, first = 0; g < k.ng; first = k.gends[g++])
         apps[g] = (struct sl_append){
             .recs = recs + first, .n = k.gends[g] - first, .hashes = hashes + first};
-        apps[g].done = on_done;
-        if (sl_strand_submit(s, &apps[g], &err) != 0) {
-            fprintf(stderr, "submit: %s\n", err.msg);
-            return 1;
-        }
-    }
-    pthread_mutex_lock(&g_mu);
-    while (g_done < k.ng)
-        pthread_cond_wait(&g_cv, &g_mu);
-    pthread_mutex_unlock(&g_mu);
-    dt = (double)(now_ns() - t0) / 1e9;
+    t0 = floor_now_ns();
+    c0 = floor_cpu_s();
+    int failed = floor_submit_all(s, apps, k.ng);
+    dt = (double)(floor_now_ns() - t0) / 1e9;
     printf("strand: %zu records (%.1f MB of payload, %zu groups) in %.3f s (CPU %.3f s), %.0f "
            "rows/s%s\n",
-           k.n, (double)k.data.len / 1e6, k.ng, dt, cpu_s() - c0, (double)k.n / dt,
-           g_failed ? " (FAILED)" : "");
+           k.n, (double)k.data.len / 1e6, k.ng, dt, floor_cpu_s() - c0, (double)k.n / dt,
+           failed ? " (FAILED)" : "");
     sl_store_close(st);
     free(apps);
     free(recs);
@@ -254,5 +215,5 @@ int main(int argc, char **argv)
     free(k.ends);
     free(k.gends);
     sl_buf_release(&k.data);
-    return g_failed;
+    return failed ? 1 : 0;
 }

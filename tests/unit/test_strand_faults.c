@@ -25,6 +25,7 @@ static unsigned g_written_by[MAXSEQ]; /* seq -> the pwrite that carried its fram
 static unsigned g_synced_upto;        /* every pwrite with id <= this was followed by a sync */
 static int g_acked_unsynced;          /* acknowledgements of records not yet covered by a sync */
 static int g_fail_pwrite;             /* errno to return from the next pwrite, 0 = none */
+static int g_fail_after;              /* with g_fail_pwrite: pwrites to let through first */
 static int g_fail_sync;               /* errno to return from the next fdatasync */
 static int g_short;                   /* write at most 7 bytes per call */
 
@@ -45,8 +46,11 @@ static void note_frames(const uint8_t *p, size_t n, unsigned id)
 static ssize_t hook_pwrite(int fd, const void *b, size_t n, off_t off)
 {
     pthread_mutex_lock(&g_mu);
-    int fail = g_fail_pwrite;
-    g_fail_pwrite = 0;
+    int fail = g_fail_after > 0 ? 0 : g_fail_pwrite;
+    if (g_fail_after > 0)
+        g_fail_after--;
+    else
+        g_fail_pwrite = 0;
     int sh = g_short;
     pthread_mutex_unlock(&g_mu);
     if (fail) {
@@ -201,6 +205,46 @@ int main(void)
     sl_verify_strand(dir, "f", &vr);
     T_CHECK(vr.ok && vr.count == 16, "the chain verifies after ENOSPC and short writes (%s)",
             vr.reason);
+
+    /* ENOSPC in the middle of a big append: its first frames were written (a batch is written
+     * 256 KiB at a time), the rest not. */
+    snprintf(dir, sizeof(dir), "%s/enospc-big", tmp);
+    T_EQ_INT(sl_strand_open(dir, "f", &o, &s, NULL, NULL), 0, "open");
+    for (int i = 0; i < 3; i++)
+        append1(s, i, NULL);
+    enum { BIG = 3000 };
+    static uint8_t body[BIG][200];
+    static struct sl_append_rec recs[BIG];
+    static uint8_t hashes[BIG][SL_HASH_LEN];
+    for (int i = 0; i < BIG; i++) {
+        memset(body[i], 0xa1, sizeof(body[i]));
+        body[i][0] = 0xc5; /* msgpack bin 16: 197 bytes */
+        body[i][1] = 0;
+        body[i][2] = 197;
+        recs[i] = (struct sl_append_rec){
+            .payload = body[i], .payload_len = 200, .source = "f", .source_len = 1};
+    }
+    struct waiter bw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    struct sl_append big = {.recs = recs, .n = BIG, .hashes = hashes, .done = on_done, .arg = &bw};
+    g_fail_after = 1;
+    g_fail_pwrite = ENOSPC;
+    T_EQ_INT(sl_strand_submit(s, &big, NULL), 0, "a 3000-record append is queued");
+    pthread_mutex_lock(&bw.mu);
+    while (!bw.done)
+        pthread_cond_wait(&bw.cv, &bw.mu);
+    pthread_mutex_unlock(&bw.mu);
+    T_EQ_INT(big.status, SL_E_IO, "its second write failing with ENOSPC fails the whole append");
+    T_EQ_INT(sl_strand_count(s), 3, "nothing of it is published");
+    T_EQ_INT(append1(s, 7, &seq), 0, "the next append succeeds");
+    T_EQ_INT(seq, 3, "with the seq the failed append's first record would have had");
+    sl_strand_close(s);
+    T_EQ_INT(sl_strand_open(dir, "f", &o, &s, NULL, NULL), 0, "a restart opens the strand");
+    T_EQ_INT(sl_strand_count(s), 4,
+             "and finds the 4 acknowledged records, none of the failed append's written frames");
+    T_EQ_INT(append1(s, 8, &seq), 0, "takes writes again");
+    sl_strand_close(s);
+    sl_verify_strand(dir, "f", &vr);
+    T_CHECK(vr.ok && vr.count == 5, "the chain verifies (%s)", vr.reason);
 
     /* EIO on fdatasync */
     snprintf(dir, sizeof(dir), "%s/eio", tmp);
