@@ -72,6 +72,20 @@ with t.section("the stand-in answers _bulk as the Elasticsearch docs say (what t
     t.eq(raw_bulk('{"index":{}}\n{"a":1}\n')[0], 400, "no _index (and none in the path): 400")
     t.eq(raw_bulk('{"index":{}}\n{"a":1}\n', path="/p/_bulk")[0], 200, "the index from the path")
     t.eq(raw_bulk('{"index":{"_index":"s"}}\n{"a":1}\n', ctype="text/plain")[0], 406, "a wrong Content-Type: 406")
+    # Response filtering (filter_path), which the sink asks for: each item's status and error only
+    body = '{"index":{"_index":"f","_id":"1"}}\n{"a":1}\n{"index":{"_index":"f","_id":"2"}}\n{"a":"x"}\n'
+    st_, j = raw_bulk(body, path="/_bulk?filter_path=errors,items.*.status,items.*.error")
+    t.ok(st_ == 200 and j == {"errors": True, "items": [
+        {"index": {"status": 201}},
+        {"index": {"status": 400, "error": j["items"][1]["index"].get("error")}}]}
+         and j["items"][1]["index"]["error"]["type"] == "mapper_parsing_exception",
+         "filter_path=errors,items.*.status,items.*.error keeps only those, items in order", j)
+    st_, j = raw_bulk(body, path="/_bulk?filter_path=items.*.error")
+    t.ok(st_ == 200 and len(j["items"]) == 1 and "error" in j["items"][0]["index"],
+         "filter_path=items.*.error (the docs' example): the failed item alone", j)
+    st_, j = raw_bulk(body, path="/_bulk?filter_path=**.status")
+    t.ok(st_ == 200 and [i["index"]["status"] for i in j["items"]] == [200, 400] and set(j) == {"items"},
+         "filter_path=**.status: every status at any depth, nothing else", j)
 
 
 with t.section("StreamHouse's exact config: an index per topic, the record hash as _id", srv):
@@ -119,6 +133,8 @@ with t.section("per-item results: 429 retried alone, mapper_parsing_exception de
     t.ok(es.stats()["requests"] - before == 2 and len(retry_body) == 4
          and [json.loads(x)["v"] for x in retry_body[1::2]] == [2, 3],
          "one bulk of five, then one of the two 429 items alone", bodies[-2:])
+    t.eq(es.stats()["last_bulk"], "/_bulk?filter_path=errors,items.*.status,items.*.error",
+         "the sink asks for the items' status and error only (response filtering)")
     dl = srv.req("GET", "/v1/connectors/%s/dead-letters" % p).json["dead_letters"]
     t.ok(len(dl) == 1 and "mapper_parsing_exception" in dl[0]["last_error"] and "400" in dl[0]["last_error"],
          "the document that does not fit the mapping is a dead letter with the reason", dl)

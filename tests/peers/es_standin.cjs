@@ -14,6 +14,8 @@
 //     the field's dynamic mapping (the type its first value gave it) 400 mapper_parsing_exception.
 //     The answer is {"took", "errors", "items": [{"<action>": {"_index", "_id", "_version",
 //     "result", "_shards", "_seq_no", "_primary_term", "status"[, "error": {"type", "reason"}]}}]}.
+//     The filter_path query parameter filters the answer as Elasticsearch's response filtering
+//     does (dotted paths, * in names, ** for any levels; what no path reaches is left out).
 //   GET / (the banner), GET /<index>/_count, GET /<index>/_doc/<id>.
 //   Basic auth when started with a user:password (401 security_exception otherwise).
 //
@@ -24,7 +26,8 @@
 //   {"fast": true}                         benchmarks: documents are counted, not parsed or kept
 //                                          (the action lines still are), so that the stand-in's
 //                                          own cost stays small next to the sender's
-// GET /_standin/stats gives {requests, docs, bytes, cpu_s (this process's CPU seconds)};
+// GET /_standin/stats gives {requests, docs, bytes, last_bulk (its path and query), cpu_s (this
+// process's CPU seconds)};
 // GET /_standin/bodies the last 50 bulk bodies, as received.
 //
 // Usage: node es_standin.cjs PORT [user:password]   (PORT 0: any; prints "LISTENING <port>")
@@ -36,7 +39,7 @@ const auth = process.argv[3] ? 'Basic ' + Buffer.from(process.argv[3]).toString(
 const indices = new Map(); // name -> {docs: Map(id -> {source, version}), mapping: Map(field -> type)}
 let seqNo = 0, autoId = 0;
 const ctl = {fail_requests: 0, status: 503, fail_items: 0, item_status: 429, max_body: 100 * 1024 * 1024, fast: false};
-const stats = {requests: 0, docs: 0, bytes: 0};
+const stats = {requests: 0, docs: 0, bytes: 0, last_bulk: null};
 const bodies = [];
 
 function send(res, status, obj) {
@@ -101,7 +104,79 @@ function checkMapping(ix, src, prefix) {
     return null;
 }
 
-function bulk(req, res, urlIndex, raw) {
+// Elasticsearch's response filtering (the filter_path query parameter, "Common options" in its
+// REST docs): comma-separated dotted paths; * in a name matches any characters, a ** segment any
+// number of levels; arrays are transparent. Only what a path reaches is kept, objects and arrays
+// left empty are dropped. Returns the paths as lists of matchers, or null without a filter.
+function compileFilter(spec) {
+    if (spec === null || spec === undefined) return null;
+    const esc = t => t.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+    return spec.split(',').map(x => x.trim()).filter(Boolean)
+        .map(p => p.split('.').map(seg => seg === '**' ? '**' : new RegExp('^' + seg.split('*').map(esc).join('.*') + '$')));
+}
+
+// The paths left after a key k: ** consumes k (and stays) or matches no level.
+function stepFilter(p, k) {
+    if (p.length === 0) return [];
+    if (p[0] === '**') return [p].concat(stepFilter(p.slice(1), k));
+    return p[0].test(k) ? [p.slice(1)] : [];
+}
+
+function applyFilter(v, paths) {
+    if (paths.some(p => p.length === 0 || (p.length === 1 && p[0] === '**'))) return v;
+    if (Array.isArray(v)) {
+        const out = v.map(x => applyFilter(x, paths)).filter(x => x !== undefined);
+        return out.length ? out : undefined;
+    }
+    if (v === null || typeof v !== 'object') return undefined;
+    const out = {};
+    let any = false;
+    for (const [k, x] of Object.entries(v)) {
+        const next = [].concat(...paths.map(p => stepFilter(p, k)));
+        if (next.length === 0) continue;
+        const y = applyFilter(x, next);
+        if (y !== undefined) {
+            out[k] = y;
+            any = true;
+        }
+    }
+    return any ? out : undefined;
+}
+
+// Placeholders in the fast mode's item template.
+const INDEX_MARK = JSON.stringify('\u0001I'), ID_MARK = JSON.stringify('\u0001D'), SEQ_MARK = 987654321987654;
+
+// The line of buf starting at pos: [start, end without its "\r\n" or "\n", start of the next].
+function lineAt(buf, pos) {
+    let nl = buf.indexOf(10, pos);
+    if (nl < 0) nl = buf.length;
+    const end = nl > pos && buf[nl - 1] === 13 ? nl - 1 : nl;
+    return [pos, end, nl + 1];
+}
+
+// An action/metadata line (line index i, 0-based) as {action, index, id, line}, or {error}.
+function actionOf(text, i, urlIndex) {
+    const bad = (type, reason) => ({error: esError(type, reason, 400)});
+    let a;
+    try { a = JSON.parse(text); } catch (e) {
+        return bad('x_content_parse_exception', `[${i + 1}:1] Malformed action/metadata line [${i + 1}]: ${e.message}`);
+    }
+    if (typeof a !== 'object' || a === null || Array.isArray(a) || Object.keys(a).length !== 1)
+        return bad('illegal_argument_exception', `Malformed action/metadata line [${i + 1}], expected a simple value for field [...] but found [START_OBJECT]`);
+    const action = Object.keys(a)[0], meta = a[action];
+    if (!['index', 'create', 'delete', 'update'].includes(action))
+        return bad('illegal_argument_exception', `Malformed action/metadata line [${i + 1}], expected field [create], [delete], [index] or [update] but found [${action}]`);
+    if (typeof meta !== 'object' || meta === null || Array.isArray(meta))
+        return bad('illegal_argument_exception', `Malformed action/metadata line [${i + 1}], expected START_OBJECT`);
+    for (const k of Object.keys(meta))
+        if (!['_index', '_id', 'routing', 'pipeline', 'if_seq_no', 'if_primary_term', 'require_alias', 'version', 'version_type', 'dynamic_templates', 'retry_on_conflict', '_source'].includes(k))
+            return bad('illegal_argument_exception', `Action/metadata line [${i + 1}] contains an unknown parameter [${k}]`);
+    const ix = meta._index || urlIndex;
+    if (!ix) return {error: esError('action_request_validation_exception', 'Validation Failed: 1: index is missing;', 400)};
+    return {action, index: ix, id: meta._id === undefined ? null : String(meta._id), line: i + 1};
+}
+
+function bulk(req, res, urlIndex, raw, filter) {
     stats.requests++;
     stats.bytes += raw.length;
     if (!ctl.fast) {
@@ -116,46 +191,49 @@ function bulk(req, res, urlIndex, raw) {
         return send(res, ctl.status, esError(ctl.status === 429 ? 'es_rejected_execution_exception' : 'unavailable_shards_exception',
             'injected by the stand-in', ctl.status));
     }
-    const text = raw.toString('utf8');
-    if (text.length === 0) return send(res, 400, esError('action_request_validation_exception', 'Validation Failed: 1: no requests added;', 400));
-    if (!text.endsWith('\n'))
+    if (raw.length === 0) return send(res, 400, esError('action_request_validation_exception', 'Validation Failed: 1: no requests added;', 400));
+    if (raw[raw.length - 1] !== 10)
         return send(res, 400, esError('illegal_argument_exception', 'The bulk request must be terminated by a newline [\\n]', 400));
-    const lines = text.slice(0, -1).split('\n').map(l => l.endsWith('\r') ? l.slice(0, -1) : l);
+    // The body's lines, found in the bytes: documents are decoded only when they are kept.
     const ops = [];
-    for (let i = 0; i < lines.length; i++) {
-        if (lines[i] === '') continue; // an empty line is skipped
-        let a;
-        try { a = JSON.parse(lines[i]); } catch (e) {
-            return send(res, 400, esError('x_content_parse_exception', `[${i + 1}:1] Malformed action/metadata line [${i + 1}]: ${e.message}`, 400));
-        }
-        if (typeof a !== 'object' || a === null || Array.isArray(a) || Object.keys(a).length !== 1)
-            return send(res, 400, esError('illegal_argument_exception', `Malformed action/metadata line [${i + 1}], expected a simple value for field [...] but found [START_OBJECT]`, 400));
-        const action = Object.keys(a)[0], meta = a[action];
-        if (!['index', 'create', 'delete', 'update'].includes(action))
-            return send(res, 400, esError('illegal_argument_exception', `Malformed action/metadata line [${i + 1}], expected field [create], [delete], [index] or [update] but found [${action}]`, 400));
-        if (typeof meta !== 'object' || meta === null || Array.isArray(meta))
-            return send(res, 400, esError('illegal_argument_exception', `Malformed action/metadata line [${i + 1}], expected START_OBJECT`, 400));
-        for (const k of Object.keys(meta))
-            if (!['_index', '_id', 'routing', 'pipeline', 'if_seq_no', 'if_primary_term', 'require_alias', 'version', 'version_type', 'dynamic_templates', 'retry_on_conflict', '_source'].includes(k))
-                return send(res, 400, esError('illegal_argument_exception', `Action/metadata line [${i + 1}] contains an unknown parameter [${k}]`, 400));
-        const ix = meta._index || urlIndex;
-        if (!ix) return send(res, 400, esError('action_request_validation_exception', 'Validation Failed: 1: index is missing;', 400));
-        const op = {action, index: ix, id: meta._id === undefined ? null : String(meta._id), line: i + 1};
-        if (action !== 'delete') {
-            if (i + 1 >= lines.length)
-                return send(res, 400, esError('illegal_argument_exception', `The bulk request's ${action} action on line [${i + 1}] has no source line`, 400));
-            op.source = lines[++i];
+    const t0 = Date.now();
+    for (let pos = 0, i = 0; pos < raw.length; i++) {
+        const [from, to, next] = lineAt(raw, pos);
+        pos = next;
+        if (from === to) continue; // an empty line is skipped
+        const op = actionOf(raw.toString('utf8', from, to), i, urlIndex);
+        if (op.error) return send(res, 400, op.error);
+        if (op.action !== 'delete') {
+            if (pos >= raw.length)
+                return send(res, 400, esError('illegal_argument_exception', `The bulk request's ${op.action} action on line [${i + 1}] has no source line`, 400));
+            const [sf, st, sn] = lineAt(raw, pos);
+            pos = sn;
+            i++;
+            if (!ctl.fast) op.source = raw.toString('utf8', sf, st);
         }
         ops.push(op);
     }
-    const t0 = Date.now();
     if (ctl.fast) { // benchmarks: every document taken as it is, the answer built as text
-        const parts = ops.map(op => {
+        const items = filter ? [].concat(...filter.map(p => stepFilter(p, 'items'))) : null;
+        const tmpl = new Map(); // action -> the item's text (filtered) with placeholders, or null
+        const parts = [];
+        for (const op of ops) {
             stats.docs += op.action === 'delete' ? 0 : 1;
-            return `{"${op.action}":{"_index":${JSON.stringify(op.index)},"_id":${JSON.stringify(op.id)},` +
-                `"_version":1,"result":"created","_seq_no":${seqNo++},"_primary_term":1,"status":201}}`;
-        });
-        const text = `{"took":${Date.now() - t0},"errors":false,"items":[${parts.join(',')}]}`;
+            if (!tmpl.has(op.action)) {
+                const it = {[op.action]: {_index: '\u0001I', _id: '\u0001D', _version: 1, result: 'created', _seq_no: SEQ_MARK,
+                    _primary_term: 1, status: 201}};
+                const f = items ? (items.length ? applyFilter(it, items) : undefined) : it;
+                tmpl.set(op.action, f === undefined ? null : JSON.stringify(f));
+            }
+            const t = tmpl.get(op.action), seq = seqNo++;
+            if (t !== null)
+                parts.push(t.replace(INDEX_MARK, () => JSON.stringify(op.index)).replace(ID_MARK, () => JSON.stringify(op.id))
+                    .replace(String(SEQ_MARK), () => String(seq)));
+        }
+        const head = {took: Date.now() - t0, errors: false};
+        const top = JSON.stringify(filter ? applyFilter(head, filter) || {} : head).slice(1, -1);
+        const fields = (top ? [top] : []).concat(!filter || parts.length ? [`"items":[${parts.join(',')}]`] : []);
+        const text = `{${fields.join(',')}}`;
         res.writeHead(200, {'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text)});
         return res.end(text);
     }
@@ -204,7 +282,8 @@ function bulk(req, res, urlIndex, raw) {
             _seq_no: seqNo++, _primary_term: 1, status: prev ? 200 : 201});
         return {[op.action]: r};
     });
-    send(res, 200, {took: Date.now() - t0, errors, items});
+    const answer = {took: Date.now() - t0, errors, items};
+    send(res, 200, filter ? applyFilter(answer, filter) || {} : answer);
 }
 
 const server = http.createServer((req, res) => {
@@ -237,8 +316,9 @@ const server = http.createServer((req, res) => {
         if (req.method === 'GET' && parts.length === 0)
             return send(res, 200, {name: 'es-standin', cluster_name: 'standin', version: {number: '8.15.0', distribution: 'stand-in'},
                 tagline: 'You Know, for Search (a stand-in)'});
-        if (req.method === 'POST' && parts.length === 1 && parts[0] === '_bulk') return bulk(req, res, null, raw);
-        if (req.method === 'POST' && parts.length === 2 && parts[1] === '_bulk') return bulk(req, res, parts[0], raw);
+        if (req.method === 'POST' && parts[parts.length - 1] === '_bulk') stats.last_bulk = req.url;
+        if (req.method === 'POST' && parts.length === 1 && parts[0] === '_bulk') return bulk(req, res, null, raw, compileFilter(url.searchParams.get('filter_path')));
+        if (req.method === 'POST' && parts.length === 2 && parts[1] === '_bulk') return bulk(req, res, parts[0], raw, compileFilter(url.searchParams.get('filter_path')));
         if (req.method === 'GET' && parts.length === 2 && parts[1] === '_count') {
             const ix = indices.get(parts[0]);
             if (!ix) return send(res, 404, esError('index_not_found_exception', `no such index [${parts[0]}]`, 404));

@@ -36,7 +36,9 @@ static void test_format(void)
     char *s = sink_format("elasticsearch-sink", "{\"index.name\":\"logs-{topic}\"}", recs, 1,
                           &sl_host_default);
     T_EQ_STR(s,
-             "POST /_bulk\n{\"index\":{\"_index\":\"logs-orders\",\"_id\":\"" H0 "\"}}\n"
+             "POST "
+             "/_bulk?filter_path=errors,items.*.status,items.*.error\n{\"index\":{\"_index\":"
+             "\"logs-orders\",\"_id\":\"" H0 "\"}}\n"
              "{\"o\":{\"id\":7},\"s\":\"\xc3\xa9\\\"\"}\n",
              "an index action per record: {topic} replaced, the record hash as _id");
     free(s);
@@ -45,7 +47,9 @@ static void test_format(void)
                     3, &sl_host_default);
     T_EQ_STR(
         s,
-        "POST /_bulk\n{\"index\":{\"_index\":\"o\",\"_id\":\"7\"}}\n{\"o\":{\"id\":7},\"s\":"
+        "POST "
+        "/_bulk?filter_path=errors,items.*.status,items.*.error\n{\"index\":{\"_index\":\"o\",\"_"
+        "id\":\"7\"}}\n{\"o\":{\"id\":7},\"s\":"
         "\"\xc3\xa9\\\"\"}\n{\"index\":{\"_index\":\"o\",\"_id\":\"x/y\"}}\n{\"o\":{\"id\":\"x/"
         "y\"}}\n{\"delete\":{\"_index\":\"o\",\"_id\":\"7\"}}\n",
         "document.id: a number or a string as _id; a tombstone is a delete with no source");

@@ -30,6 +30,10 @@
 #define MAX_ANSWER ((size_t)256 << 20) /* bytes of a _bulk answer read */
 #define MAX_INDEX 255                  /* Elasticsearch's limit on an index name, in bytes */
 #define MAX_PATH 16                    /* parts of document.id */
+/* The answer is filtered to what the sink reads (Elasticsearch's and OpenSearch's response
+ * filtering): each item's status and error, in order, and "errors". A 5,000-item answer is then
+ * ~25 bytes per item instead of ~200 for the cluster to build and for the sink to read. */
+#define BULK_PATH "/_bulk?filter_path=errors,items.*.status,items.*.error"
 
 static const struct sl_field f_es[] = {
     {"connection.url", SL_F_URL, 0, "\"http://localhost:9200\"", 0,
@@ -198,7 +202,7 @@ static int es_open(void **self, const struct sl_sink_ctx *ctx, struct sl_sink_in
         p += k + (p[k] == '.');
     }
     const char *url = json_string_value(json_object_get(cfg, "connection.url"));
-    e->bulk_url = join(url, "/_bulk");
+    e->bulk_url = join(url, BULK_PATH);
     e->root_url = join(url, "/");
     const char *user = json_string_value(json_object_get(cfg, "connection.username"));
     const char *pass = json_string_value(json_object_get(cfg, "connection.password"));
@@ -582,7 +586,7 @@ static enum sl_result es_send(void *self, const struct sl_batch *b, struct sl_ou
     return outcome(e, b, transient == SL_R_OK ? SL_R_RETRY : transient, out);
 }
 
-/* The request send() would make for b: "POST /_bulk\n" and the NDJSON body. */
+/* The request send() would make for b: "POST <BULK_PATH>\n" and the NDJSON body. */
 static int es_format(void *self, const struct sl_batch *b, uint8_t **bytes, size_t *len)
 {
     struct es *e = self;
@@ -590,7 +594,7 @@ static int es_format(void *self, const struct sl_batch *b, uint8_t **bytes, size
     index_of(e, b->strand, index, sizeof(index));
     struct sl_buf o;
     sl_buf_init(&o, 0);
-    sl_buf_puts(&o, "POST /_bulk\n");
+    sl_buf_puts(&o, "POST " BULK_PATH "\n");
     for (size_t i = 0; i < b->n; i++)
         if (doc_lines(e, index, &b->recs[i], &o, why, sizeof(why)) < 0) {
             sl_buf_release(&o);
