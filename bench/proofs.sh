@@ -7,7 +7,8 @@
 #      prints records/s and the ratio on/off (median of the rounds);
 #   2. one strand filled with RECORDS records (NDJSON batches of 10,000, durable), then p50/p99
 #      of random inclusion proofs and random consistency proofs to the full size over HTTP
-#      (wrk, get_proof.lua, 1 thread, 4 connections);
+#      (bench/getlat.c: a closed-loop C client, 1 connection for latency, 4 for throughput;
+#      GET /v1/health with the same client beside them);
 #   3. restart time on that strand: after SIGKILL (the tree's unsaved tail is replayed) and after
 #      a clean stop (nothing to replay), exec -> "listening on" and the server's "opened ... in".
 # Not part of `make test` (10M records write ~2.5 GB). Env: ROUNDS=3 CONNS=50 SLUICE_BIN,
@@ -22,7 +23,7 @@ ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-50}
 [[ $N =~ ^[1-9][0-9]*$ && $SECS =~ ^[1-9][0-9]*$ && $ROUNDS =~ ^[1-9][0-9]*$ ]] ||
     bench_die "usage: $0 [RECORDS] [SECONDS]  (env ROUNDS, CONNS)"
-bench_need wrk curl
+bench_need wrk curl cc
 BIN=${SLUICE_BIN:-$ROOT/build/sluice}
 [ -x "$BIN" ] || make -C "$ROOT" build/sluice >/dev/null
 TMP=$(mktemp -d /tmp/sluice-proofs.XXXXXX)
@@ -32,6 +33,8 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+GETLAT=$TMP/getlat
+cc -O2 -pthread -o "$GETLAT" "$ROOT/bench/getlat.c" || bench_die "cannot build bench/getlat.c"
 
 # start DATA_DIR ARGS...: sets PID, PORT, START_MS
 start() {
@@ -142,22 +145,15 @@ curl -sf "127.0.0.1:$PORT/v1/strands/bench/checkpoint" >"$TMP/checkpoint" || ben
 head -2 "$TMP/checkpoint" | tr '\n' ' '
 echo
 # latency with one connection (no queueing in the server), throughput with four; GET /v1/health
-# with the same settings is the floor of the HTTP path on this machine
+# with the same client is the floor of the HTTP path on this machine. bench/getlat.c, not wrk: a
+# wrk Lua script making each request measured its collector's pauses as latency.
 for conns in 1 4; do
     for kind in health inclusion consistency; do
-        url="http://127.0.0.1:$PORT"
-        [ "$kind" != health ] || url="$url/v1/health"
-        lua=$ROOT/bench/wrk/get_proof.lua
-        [ "$kind" != health ] || lua=$ROOT/bench/wrk/post_single.lua
-        if [ "$kind" = health ]; then
-            out=$(wrk -t1 -c"$conns" -d"${SECS}s" --latency "$url" 2>&1) || true
-            echo "GET /v1/health, $conns connection(s): $(grep -E 'Requests/sec|^ +99%' <<<"$out" | tr -s ' ' | tr '\n' ' ')"
-            continue
-        fi
-        out=$(KIND=$kind N=$N STRAND=bench wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$lua" "$url" 2>&1) || true
-        res=$(grep '^WRK_RESULT ' <<<"$out" || true)
-        [ -n "$res" ] && [ "$(bench_kv "$res" non2xx)" = 0 ] || bench_die "proof requests failed: $out"
-        echo "$kind proofs in a tree of $N, $conns connection(s): $(($(bench_kv "$res" requests) * 1000000 / $(bench_kv "$res" duration_us))) req/s, p50 $(bench_kv "$res" p50_us) us, p99 $(bench_kv "$res" p99_us) us, p99.9 $(bench_kv "$res" p999_us) us, max $(bench_kv "$res" max_us) us"
+        out=$("$GETLAT" "$PORT" "$SECS" "$conns" "$kind" "$N" bench) || bench_die "getlat failed: $out"
+        [ "$(bench_kv "$out" non2xx)" = 0 ] || bench_die "requests failed: $out"
+        what="$kind proofs in a tree of $N"
+        [ "$kind" != health ] || what="GET /v1/health"
+        echo "$what, $conns connection(s): $(($(bench_kv "$out" requests) * 1000000 / $(bench_kv "$out" duration_us))) req/s, p50 $(bench_kv "$out" p50_us) us, p99 $(bench_kv "$out" p99_us) us, p99.9 $(bench_kv "$out" p999_us) us, max $(bench_kv "$out" max_us) us"
     done
 done
 
