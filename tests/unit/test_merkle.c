@@ -1,6 +1,7 @@
 /* Merkle tree unit tests: the RFC 6962 test vectors, proofs of every shape against a naive
  * recursive reference, tampered proofs refused, and the persisted tree (tiles, state, replay). */
 #include "core/util.h"
+#include "mth_ref.h"
 #include "strand/merkle.h"
 #include "strand/tree.h"
 #include "t.h"
@@ -22,20 +23,10 @@ static void leaf_of(uint64_t i, uint8_t out[SL_HASH_LEN])
     SHA256(b, sizeof(b), out);
 }
 
-/* MTH(D[lo:hi]) straight from RFC 6962 2.1: the reference everything is compared with. */
+/* MTH(D[lo:hi]) of the test's leaves (mth_ref.h: RFC 6962 2.1, OpenSSL's SHA-256). */
 static void ref_mth(uint64_t lo, uint64_t hi, uint8_t out[SL_HASH_LEN])
 {
-    if (hi - lo == 1) {
-        memcpy(out, g_leaves[lo], SL_HASH_LEN);
-        return;
-    }
-    uint64_t k = 1;
-    while (k * 2 < hi - lo)
-        k *= 2;
-    uint8_t l[SL_HASH_LEN], r[SL_HASH_LEN];
-    ref_mth(lo, lo + k, l);
-    ref_mth(lo + k, hi, r);
-    sl_node_hash(l, r, out);
+    mth_ref(g_leaves, lo, hi, out);
 }
 
 static int mem_node(void *ctx, unsigned level, uint64_t index, uint8_t out[SL_HASH_LEN])

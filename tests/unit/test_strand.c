@@ -1,6 +1,7 @@
 /* Strand unit tests: hash test vector, framing, append/read/lookups, recovery from every
  * truncation point, corruption found by verify. */
 #include "core/util.h"
+#include "mth_ref.h"
 #include "strand/merkle.h"
 #include "strand/record.h"
 #include "strand/segment.h"
@@ -207,23 +208,6 @@ static void test_spares(void)
     T_CHECK(vr.ok && vr.count == 400, "segments made from spares verify (%s)", vr.reason);
 }
 
-/* RFC 6962 MTH of leaves[lo, hi), the plain recursion (OpenSSL's SHA-256). */
-static void ref_mth(uint8_t (*leaves)[SL_HASH_LEN], uint64_t lo, uint64_t hi,
-                    uint8_t out[SL_HASH_LEN])
-{
-    if (hi - lo == 1) {
-        memcpy(out, leaves[lo], SL_HASH_LEN);
-        return;
-    }
-    uint64_t k = 1;
-    while (k * 2 < hi - lo)
-        k *= 2;
-    uint8_t l[SL_HASH_LEN], r[SL_HASH_LEN];
-    ref_mth(leaves, lo, lo + k, l);
-    ref_mth(leaves, lo + k, hi, r);
-    sl_node_hash_evp(l, r, out);
-}
-
 /* The strand's Merkle tree holds every acknowledged record, in order, across segment rolls, and
  * a clean close saves all of it. */
 static void test_tree_feed(void)
@@ -250,7 +234,7 @@ static void test_tree_feed(void)
         sl_record_hash("tf", 2, &r, leaves[i]);
     }
     uint8_t want[SL_HASH_LEN], got[SL_HASH_LEN];
-    ref_mth(leaves, 0, n, want);
+    mth_ref(leaves, 0, n, want);
     struct sl_mt_src src = sl_tree_src(sl_strand_tree(s));
     T_CHECK(ok && sl_mt_root(&src, n, got) == 0 && memcmp(got, want, SL_HASH_LEN) == 0,
             "its root is the RFC 6962 root of the records' hashes, in strand order");
