@@ -3,7 +3,8 @@ records typed by column (jsonb, arrays, timestamptz from epoch ms, bytea from ba
 exact), upsert by pk.fields, a row PostgreSQL refuses isolated into the dead letters with its
 SQLSTATE while the others land, CDC records replayed (PostgreSQL -> Sluice -> PostgreSQL: insert,
 update, delete), StreamHouse's string-valued config, bad configs refused naming the field, a
-missing table keeping the connector unhealthy."""
+missing table keeping the connector unhealthy, auto.create, fields.unknown error, and PostgreSQL
+stopped mid-stream (retried, nothing lost or doubled)."""
 import sluicetest as st
 import pgpeer
 from pgpeer import PG
@@ -147,6 +148,63 @@ with t.section("bad configs are refused naming the field; a missing table keeps 
     nid = r.json["id"]
     t.ok(wait(lambda: conn(nid)["state"] == "unhealthy", 10) and "no_such_table" in (conn(nid)["last_error"] or ""),
          "a missing table: unhealthy, last_error names it", conn(nid))
+with t.section("auto.create: the table made from the first record, its types and key", srv):
+    r = srv.req("POST", "/v1/connectors", {"name": "auto", "kind": "postgres_sink", "strands": ["autos"],
+                                           "config": {"connection.url": pg.url(), "table.name": "auto_t",
+                                                      "insert.mode": "upsert", "pk.fields": "id",
+                                                      "auto.create": True}})
+    t.eq(r.status, 201, "created on a table that does not exist yet")
+    aid = r.json["id"]
+    t.ok(wait(lambda: conn(aid)["state"] == "running", 10), "running (no table is not unhealthy with auto.create)",
+         conn(aid))
+    put("autos", {"id": 1, "name": "x", "score": 1.5, "ok": True, "meta": {"a": 1}})
+    t.ok(wait(lambda: conn(aid)["stats"]["delivered"] == 1, 15), "the first record delivered", conn(aid)["stats"])
+    t.eq(pg.psql("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'auto_t'"
+                 " ORDER BY ordinal_position"),
+         [["id", "bigint"], ["name", "text"], ["score", "double precision"], ["ok", "boolean"], ["meta", "jsonb"]],
+         "columns typed from the first record's values")
+    put("autos", {"id": 1, "name": "y", "score": 2.5, "ok": False, "meta": {"a": 2}})
+    t.ok(wait(lambda: conn(aid)["stats"]["delivered"] == 2, 15), "the second delivered", conn(aid)["stats"])
+    t.eq(pg.psql("SELECT id, name, score, ok, meta::text FROM auto_t"), [["1", "y", "2.5", "f", '{"a": 2}']],
+         "pk.fields became the primary key: the second record upserted the first")
+
+with t.section("fields.unknown error: a field with no column makes the record a dead letter", srv):
+    r = srv.req("POST", "/v1/connectors", {"name": "strict", "kind": "postgres_sink", "strands": ["strict"],
+                                           "config": {"connection.url": pg.url(), "table.name": "orders",
+                                                      "pk.fields": "order_id", "fields.unknown": "error"}})
+    sid = r.json["id"]
+    put("strict", {"order_id": 50, "item": "x", "nope": 1})
+    put("strict", {"order_id": 51, "item": "y"})
+    t.ok(wait(lambda: conn(sid)["stats"]["delivered"] + conn(sid)["stats"]["dead_lettered"] >= 2, 15),
+         "both handled", conn(sid)["stats"])
+    dl = srv.req("GET", "/v1/connectors/%s/dead-letters" % sid).json["dead_letters"]
+    t.ok(len(dl) == 1 and "nope" in dl[0]["last_error"] and "fields.unknown" in dl[0]["last_error"],
+         "the record with the unknown field is the dead letter, naming the field", dl)
+    t.eq(pg.psql("SELECT order_id FROM orders WHERE order_id IN (50, 51)"), [["51"]], "the other row landed")
+
+with t.section("PostgreSQL stopped mid-stream: retried, nothing lost, nothing twice", srv):
+    pg.psql("CREATE TABLE flow (id int PRIMARY KEY, v text)")
+    r = srv.req("POST", "/v1/connectors", {"name": "flow", "kind": "postgres_sink", "strands": ["flow"],
+                                           "config": {"connection.url": pg.url(), "table.name": "flow",
+                                                      "pk.fields": "id", "insert.mode": "upsert",
+                                                      "retry": {"initial_backoff_ms": 50, "max_backoff_ms": 300},
+                                                      "circuit_breaker": {"reset_timeout_secs": 1}}})
+    fid = r.json["id"]
+    for i in range(200):
+        put("flow", {"id": i, "v": "a%d" % i})
+    t.ok(wait(lambda: conn(fid)["stats"]["delivered"] == 200, 20), "200 delivered", conn(fid)["stats"])
+    pg.halt()
+    for i in range(200, 500):
+        put("flow", {"id": i, "v": "a%d" % i})
+    t.ok(wait(lambda: conn(fid)["stats"]["failed"] > 0, 15) and conn(fid)["stats"]["delivered"] == 200,
+         "with PostgreSQL down: attempts fail, nothing counted as delivered", conn(fid))
+    pg.resume()
+    t.ok(wait(lambda: conn(fid)["stats"]["delivered"] == 500, 30), "after it is back: all 500 delivered",
+         conn(fid)["stats"])
+    t.eq(pg.psql("SELECT count(*), count(DISTINCT id), min(id), max(id), sum(length(v)) FROM flow"),
+         [["500", "500", "0", "499", str(sum(len("a%d" % i) for i in range(500)))]],
+         "the table holds each of the 500 records once")
+
 srv.stop()
 pgpeer.stop_all()
 t.done()

@@ -210,7 +210,7 @@ static void test_spares(void)
 
 /* The strand's Merkle tree holds every acknowledged record, in order, across segment rolls, and
  * a clean close saves all of it. */
-static void test_tree_feed(void)
+static void test_tree_rolls(void)
 {
     char dir[512];
     snprintf(dir, sizeof(dir), "%s/tf", g_tmp);
@@ -387,7 +387,7 @@ int main(void)
     test_vector();
     test_append_read();
     test_spares();
-    test_tree_feed();
+    test_tree_rolls();
     test_truncation();
     test_corruption();
     char cmd[300];
