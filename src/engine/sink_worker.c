@@ -29,6 +29,8 @@ enum { BR_CLOSED, BR_OPEN, BR_HALF_OPEN };
 
 /* What one sink worker holds (its thread only, but `final` and `final_until` are read by the
  * cancel callback, on the same thread). */
+struct followed;
+
 struct sink {
     struct worker *w;
     const struct sl_sink_ops *ops;
@@ -56,12 +58,31 @@ struct sink {
     struct sl_buf *tbufs;
     uint64_t prep_from, prep_n;
     int prepared;
+    /* the strands followed and their cursors (the lag shown while a batch is retried); a
+     * transient error is shown as last_error while it lasts (soft_error set) */
+    const struct followed *f;
+    int soft_error;
 };
 
 static long long cfg_int(const json_t *cfg, const char *obj, const char *key)
 {
     const json_t *o = obj ? json_object_get(cfg, obj) : cfg;
     return json_integer_value(json_object_get(o, key));
+}
+
+static uint64_t lag_at(const struct followed *f, const struct sl_strand *s, uint64_t pos);
+
+/* A transient failure is shown as last_error while the batch is retried, with the lag counted
+ * as if strand s's cursor were already at pos (the records before pos were accepted);
+ * why = NULL clears it after a success. */
+static void show_retrying(struct sink *k, const char *why, const struct sl_strand *s, uint64_t pos)
+{
+    if (!why && !k->soft_error)
+        return;
+    sl_registry_set_source_status(k->w->reg, k->w->def.id, NULL, why);
+    k->soft_error = why != NULL;
+    if (why && k->f)
+        sl_registry_set_lag(k->w->reg, k->w->def.id, lag_at(k->f, s, pos));
 }
 
 static void set_breaker(struct sink *k, int state)
@@ -335,6 +356,7 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
             uint64_t m = n - acc;
             note_events(w, m);
             k->consecutive_failures = 0;
+            show_retrying(k, NULL, s, 0);
             if (k->breaker == BR_HALF_OPEN && ++k->half_open_successes >= k->close_after)
                 set_breaker(k, BR_CLOSED);
             sl_registry_note_delivery(w->reg, id, m, 0, attempts > 1 ? m : 0, 0);
@@ -343,6 +365,7 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
             break;
         }
         if (listed) { /* those records are refused for good, the others accepted */
+            show_retrying(k, NULL, s, 0);
             uint64_t dl = dead_letter(k, s, from + base, n - base, attempts, &o);
             note_events(w, (n - base) - dl);
             sl_registry_note_delivery(w->reg, id, (n - base) - dl, 0, 0, dl);
@@ -365,6 +388,7 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
         int transient = r == SL_R_RETRY || r == SL_R_NOT_CONNECTED;
         if (transient) {
             k->consecutive_failures++;
+            show_retrying(k, o.error[0] ? o.error : "the sink failed; retrying", s, from + acc);
             if (k->give_up > 0 && k->consecutive_failures >= k->give_up) {
                 char msg[400];
                 snprintf(msg, sizeof(msg), "gave up after %lld consecutive failures: %s",
@@ -382,6 +406,7 @@ static int deliver(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t 
             }
         }
         if (!transient || (k->max_retries >= 0 && attempts > k->max_retries)) {
+            show_retrying(k, NULL, s, 0); /* the dead letter keeps the error */
             uint64_t dl = dead_letter(k, s, from + acc, n - acc, attempts, &o);
             sl_registry_note_delivery(w->reg, id, 0, 0, 0, dl);
             acc = n;
@@ -547,6 +572,7 @@ static int pipeline(struct sink *k, struct sl_strand *s, uint64_t from, uint64_t
             note_events(w, f.n);
             sl_registry_note_delivery(w->reg, w->def.id, f.n, 0, 0, 0);
             k->consecutive_failures = 0;
+            show_retrying(k, NULL, s, 0);
             acc += f.n;
             if (sl_mono_ns() - persisted >= 5000000u) {
                 struct sl_err err = {0};
@@ -740,13 +766,21 @@ static void follow(struct sink *k, struct followed *f, struct sl_strand *st, int
     f->n++;
 }
 
-/* Records behind the heads of the followed strands. */
-static uint64_t lag_of(const struct followed *f)
+/* Records behind the heads of the followed strands, strand s counted from pos instead of its
+ * cursor (s = NULL: every strand from its cursor). */
+static uint64_t lag_at(const struct followed *f, const struct sl_strand *s, uint64_t pos)
 {
     uint64_t lag = 0;
-    for (size_t i = 0; i < f->n; i++)
-        lag += sl_strand_count(f->s[i]) - f->cur[i];
+    for (size_t i = 0; i < f->n; i++) {
+        uint64_t head = sl_strand_count(f->s[i]), at = f->s[i] == s ? pos : f->cur[i];
+        lag += head > at ? head - at : 0;
+    }
     return lag;
+}
+
+static uint64_t lag_of(const struct followed *f)
+{
+    return lag_at(f, NULL, 0);
 }
 
 /* Follows the strands created since the last look ("*" only). */
@@ -809,6 +843,7 @@ void *sl_sink_worker_main(void *arg)
     int earliest = strcmp(json_string_value(json_object_get(cfg, "start")), "earliest") == 0;
     if (!f || open_sink(&k, w) < 0)
         goto out;
+    k.f = f;
     int stable = (k.info.flags & SL_SINK_STABLE_BATCHES) != 0;
     const char *first = json_string_value(json_array_get(w->def.strands, 0));
     f->all = json_array_size(w->def.strands) == 1 && first && strcmp(first, "*") == 0;

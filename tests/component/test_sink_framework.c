@@ -63,6 +63,8 @@ struct lane {
     size_t n_sends;
     uint64_t naps[MAX_NAPS]; /* milliseconds the worker asked the clock to sleep */
     char nap_breaker[MAX_NAPS][16];
+    char nap_error[MAX_NAPS][64]; /* last_error while it napped ("(null)" when none) */
+    long long nap_lag[MAX_NAPS];  /* stats.lag while it napped */
     size_t n_naps;
     int opens, closes;
     size_t reject[4];            /* outcome.reject points here until the next send */
@@ -89,14 +91,17 @@ static const char *result_name(enum sl_result r)
     return (unsigned)r < 6 ? names[r] : "?";
 }
 
-/* stats.breaker of connector id (the registry's view at this moment). Not under g.mu. */
-static void breaker_of(struct sl_registry *reg, const char *id, char out[16])
+/* stats.breaker, last_error and stats.lag of connector id (the registry's view at this moment).
+ * Not under g.mu. */
+static void view_of(struct sl_registry *reg, const char *id, char br[16], char error[64],
+                    long long *lag)
 {
-    snprintf(out, 16, "?");
     json_t *c = reg ? sl_registry_get(reg, id, NULL) : NULL;
     const char *b = json_string_value(json_object_get(json_object_get(c, "stats"), "breaker"));
-    if (b)
-        snprintf(out, 16, "%s", b);
+    const char *e = json_string_value(json_object_get(c, "last_error"));
+    snprintf(br, 16, "%s", b ? b : "?");
+    snprintf(error, 64, "%s", e ? e : "(null)");
+    *lag = json_integer_value(json_object_get(json_object_get(c, "stats"), "lag"));
     json_decref(c);
 }
 
@@ -145,7 +150,9 @@ static enum sl_result fake_send(void *self, const struct sl_batch *b, struct sl_
     pthread_mutex_lock(&g.mu);
     struct sl_registry *reg = g.reg;
     pthread_mutex_unlock(&g.mu);
-    breaker_of(reg, l->id, s.breaker);
+    char error[64];
+    long long lag;
+    view_of(reg, l->id, s.breaker, error, &lag);
 
     pthread_mutex_lock(&g.mu);
     struct step st = {.r = SL_R_OK, .retry_after_ms = -1};
@@ -280,14 +287,17 @@ static uint64_t fake_mono_ns(void *arg)
 
 static int fake_nap(void *arg, struct worker *w, uint64_t ms)
 {
-    char br[16];
-    breaker_of(w->reg, w->def.id, br);
+    char br[16], error[64];
+    long long lag;
+    view_of(w->reg, w->def.id, br, error, &lag);
     pthread_mutex_lock(&g.mu);
     for (int i = 0; i < NLANES; i++) {
         struct lane *l = &g.lanes[i];
         if (strcmp(l->id, w->def.id) == 0 && l->n_naps < MAX_NAPS) {
             l->naps[l->n_naps] = ms;
             snprintf(l->nap_breaker[l->n_naps], 16, "%s", br);
+            snprintf(l->nap_error[l->n_naps], 64, "%s", error);
+            l->nap_lag[l->n_naps] = lag;
             l->n_naps++;
         }
     }
@@ -589,7 +599,15 @@ static void check_retry_schedule(struct env *e)
         once &= l.sends[i].first == 0 && l.sends[i].n == 1 && (l.sends[i].r == SL_R_OK) == (i == 3);
     T_CHECK(once, "1. retry: the same record each time, delivered once (OK on the 4th, then the "
                   "next record)");
+    for (size_t k = 0; k < l.n_naps && k < 3; k++) {
+        char want[64];
+        snprintf(want, sizeof(want), "fake: retry (send %zu)", k);
+        T_EQ_STR(l.nap_error[k], want, "1. retry: while it waits, last_error is the failure");
+        T_EQ_INT(l.nap_lag[k], 1, "1. retry: while it waits, stats.lag counts the record");
+    }
     json_t *c = conn(e, id);
+    T_CHECK(json_is_null(json_object_get(c, "last_error")),
+            "1. retry: delivered, last_error is cleared (\"%s\")", str_of(c, "last_error"));
     T_CHECK(stat_of(c, "delivered") == 1 && stat_of(c, "retried") == 1 && stat_of(c, "failed") == 3,
             "1. retry: stats delivered 1, retried 1, failed 3 (got %lld, %lld, %lld)",
             stat_of(c, "delivered"), stat_of(c, "retried"), stat_of(c, "failed"));
@@ -643,6 +661,9 @@ static void check_breaker(struct env *e)
     T_CHECK(l.n_naps == 2 && strcmp(l.nap_breaker[1], "open") == 0,
             "3. breaker: two failures open it (stats.breaker \"%s\" while it waits)",
             l.n_naps == 2 ? l.nap_breaker[1] : "-");
+    T_CHECK(l.n_naps == 2 && strcmp(l.nap_error[1], "fake: not_connected (send 1)") == 0,
+            "3. breaker: while open, last_error says why (\"%s\")",
+            l.n_naps == 2 ? l.nap_error[1] : "-");
     T_CHECK(l.n_naps == 2 && l.naps[1] >= 30000 && l.naps[1] <= 30001,
             "3. breaker: the open state waits reset_timeout_secs (%llu ms), nothing sent meanwhile",
             (unsigned long long)(l.n_naps == 2 ? l.naps[1] : 0));

@@ -198,9 +198,14 @@ with t.section("PostgreSQL stopped mid-stream: retried, nothing lost, nothing tw
         put("flow", {"id": i, "v": "a%d" % i})
     t.ok(wait(lambda: conn(fid)["stats"]["failed"] > 0, 15) and conn(fid)["stats"]["delivered"] == 200,
          "with PostgreSQL down: attempts fail, nothing counted as delivered", conn(fid))
+    t.ok(wait(lambda: conn(fid)["last_error"] and conn(fid)["stats"]["lag"] == 300, 15)
+         and conn(fid)["state"] == "running",
+         "while it retries: state running, last_error says why, stats.lag counts the 300 waiting", conn(fid))
     pg.resume()
     t.ok(wait(lambda: conn(fid)["stats"]["delivered"] == 500, 30), "after it is back: all 500 delivered",
          conn(fid)["stats"])
+    t.ok(wait(lambda: conn(fid)["last_error"] is None and conn(fid)["stats"]["lag"] == 0, 10),
+         "delivered: last_error cleared, lag 0", conn(fid))
     t.eq(pg.psql("SELECT count(*), count(DISTINCT id), min(id), max(id), sum(length(v)) FROM flow"),
          [["500", "500", "0", "499", str(sum(len("a%d" % i) for i in range(500)))]],
          "the table holds each of the 500 records once")
