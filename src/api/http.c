@@ -98,6 +98,7 @@ struct loop {
     uint64_t passes; /* atomic */
     struct defer *defers;
     size_t ndef, capdef;
+    unsigned answered; /* answers queued by the pass's deferred functions (its group commit) */
 };
 
 struct sl_http_server {
@@ -170,8 +171,10 @@ void sl_http_respond(struct sl_http_req *req, unsigned status, const char *conte
          * that its group commit took along) */
         if (l)
             wake(l);
-    } else if (direct)
+    } else if (direct) {
         queue(req); /* a deferred function on the loop's own thread: straight to the connection */
+        l->answered++;
+    }
     /* else: answered in the handler (on_request queues it), or a deferred request answered on
      * another thread: the loop finds it on its next pass (the connection waits unsuspended) */
 }
@@ -598,6 +601,8 @@ static void *loop_main(void *arg)
         MHD_UNSIGNED_LONG_LONG to = 1000;
         if (MHD_get_timeout(l->d, &to) != MHD_YES || to > 1000)
             to = 1000;
+        if (l->ndef)
+            to = 0; /* requests read after the last group commit wait for the next one */
         struct epoll_event ev[16];
         int n = epoll_wait(l->ep, ev, 16, (int)to);
         for (int i = 0; i < n; i++)
@@ -611,7 +616,16 @@ static void *loop_main(void *arg)
         if (l->nlinger)
             linger_read(l, -1);
         MHD_run(l->d);
+        l->answered = 0;
         run_defers(l);
+        if (l->answered) {
+            /* The group commit's answers go out now, not after the next wait: a client answered
+             * here sends its next request while the next commit is being written, so it joins
+             * that commit (as in the Redis beforeSleep loop) instead of the one after. The
+             * requests that have arrived meanwhile are read too: their commit is the next pass,
+             * which does not wait (ndef). */
+            MHD_run(l->d);
+        }
         if (!quiesced && __atomic_load_n(&srv->quiesce, __ATOMIC_ACQUIRE)) {
             MHD_socket fd = MHD_quiesce_daemon(l->d);
             if (fd != MHD_INVALID_SOCKET)
