@@ -13,6 +13,8 @@
 #include <stdint.h>
 
 #define SL_SEG_HDR 64u
+/* Writes into a segment end on a page boundary (the page size of the cache, 4 KiB) */
+#define SL_SEG_PAGE 4096u
 #define SL_SEG_MAGIC "SLSEG001"
 #define SL_IDX_MAGIC "SLIDX001"
 #define SL_IDX_HDR 64u

@@ -597,7 +597,15 @@ static int flush_stage(struct sl_strand *s)
     if (s->opts.durable && sl_seg_zero_ahead(a, s->wend, s->wend + s->wbuf.len) < 0)
         sl_warn("strand %s: zero-filling ahead in %s failed: %s (syncs may be slower)", s->name,
                 a->path, strerror(errno));
-    if (sl_pwrite_all(a->fd, s->wbuf.data, s->wbuf.len, s->wend) < 0) {
+    /* Up to the end of the last page, with zeros: a page not in the cache (a spare's zeros went
+     * past it) is then filled by this write instead of read from the disk first; the next
+     * write starts in this page, which is cached now. Past the records there are zeros on
+     * disk already, or stale frames of a failed write that recovery ignores. */
+    size_t len = s->wbuf.len, pad = (SL_SEG_PAGE - (s->wend + len) % SL_SEG_PAGE) % SL_SEG_PAGE;
+    if (s->wend + len + pad > a->size || sl_buf_reserve(&s->wbuf, pad) < 0)
+        pad = 0;
+    memset(s->wbuf.data + len, 0, pad);
+    if (sl_pwrite_all(a->fd, s->wbuf.data, len + pad, s->wend) < 0) {
         sl_error("strand %s: write at offset %llu of %s failed: %s", s->name,
                  (unsigned long long)s->wend, a->path, strerror(errno));
         return SL_E_IO;
