@@ -2,8 +2,9 @@
  * 64 MiB of zeros are written beside it, the way src/strand/segment.c prepares its spare.
  *
  *   cc -O2 -pthread -o spare_stall bench/spare_stall.c
- *   ./spare_stall CHUNKED DIR     (CHUNKED 0: write 64 MiB, then one fdatasync, as before;
- *                                  1: sync_file_range after each 1 MiB, as now)
+ *   ./spare_stall MODE DIR        (MODE 0: write 64 MiB, then one fdatasync, as first built;
+ *                                  1: sync_file_range after each 1 MiB;
+ *                                  2: O_DIRECT, 1 MiB per write, as now)
  *
  * One thread writes 4,000 bytes into a pre-zeroed 64 MiB file and calls fdatasync, over and
  * over, for 5 s (a strand's commits); another, after 0.5 s, makes three spares one second apart.
@@ -24,7 +25,7 @@
 static int g_chunked;
 static const char *g_dir;
 static volatile int g_stop;
-static char g_zero[MIB];
+static char g_zero[MIB] __attribute__((aligned(4096)));
 
 static double now_ms(void)
 {
@@ -48,13 +49,13 @@ static void *spares(void *arg)
     nanosleep(&half, NULL);
     for (int r = 0; r < 3 && !g_stop; r++) {
         double t = now_ms();
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | (g_chunked == 2 ? O_DIRECT : 0), 0644);
         if (fd < 0)
             return NULL;
         for (int i = 0; i < 64; i++) {
             if (pwrite(fd, g_zero, MIB, (off_t)i * MIB) != MIB)
                 break;
-            if (g_chunked)
+            if (g_chunked == 1)
                 sync_file_range(fd, (off_t)i * MIB, MIB,
                                 SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                     SYNC_FILE_RANGE_WAIT_AFTER);
@@ -71,7 +72,7 @@ static void *spares(void *arg)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: spare_stall CHUNKED(0|1) DIR\n");
+        fprintf(stderr, "usage: spare_stall MODE(0|1|2) DIR\n");
         return 2;
     }
     g_chunked = atoi(argv[1]);
