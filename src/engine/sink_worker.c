@@ -27,10 +27,10 @@
 
 enum { BR_CLOSED, BR_OPEN, BR_HALF_OPEN };
 
-/* What one sink worker holds (its thread only, but `final` and `final_until` are read by the
- * cancel callback, on the same thread). */
 struct followed;
 
+/* What one sink worker holds (its thread only, but `final` and `final_until` are read by the
+ * cancel callback, on the same thread). */
 struct sink {
     struct worker *w;
     const struct sl_sink_ops *ops;
