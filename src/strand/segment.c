@@ -198,7 +198,7 @@ fail:
 
 int sl_seg_zero_ahead(struct sl_segment *s, uint64_t from, uint64_t to)
 {
-    static const uint8_t zero[ZERO_AHEAD];
+    static const uint8_t zero[ZERO_AHEAD + SL_SEG_PAGE]; /* the most one call writes */
     if (s->zeroed < from)
         s->zeroed = from; /* below the writer: written already */
     if (s->zeroed >= s->size || s->zeroed >= to + ZERO_AHEAD / 2)
