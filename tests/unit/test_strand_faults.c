@@ -4,7 +4,9 @@
  *   sync);
  * - ENOSPC on a write fails that group only; the chain continues from the last good record;
  * - short writes are completed;
- * - EIO on fdatasync stops the strand (it refuses writes) and a restart recovers. */
+ * - EIO on fdatasync stops the strand (it refuses writes) and a restart recovers;
+ * - every write into a segment ends on a whole page, and past its records a segment holds only
+ *   zeros (the spare's zeros bypass the page cache). */
 #include "core/io.h"
 #include "strand/record.h"
 #include "strand/strand.h"
@@ -69,7 +71,8 @@ static ssize_t hook_pwrite(int fd, const void *b, size_t n, off_t off)
     }
     char link[64], path[4096];
     snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
-    ssize_t k = g_pages && w == (ssize_t)n ? readlink(link, path, sizeof(path) - 1) : -1;
+    int pages = __atomic_load_n(&g_pages, __ATOMIC_ACQUIRE);
+    ssize_t k = pages && w == (ssize_t)n ? readlink(link, path, sizeof(path) - 1) : -1;
     struct stat st;
     if (k > 4 && memcmp(path + k - 4, ".seg", 4) == 0 && fstat(fd, &st) == 0) {
         pthread_mutex_lock(&g_mu);
@@ -301,7 +304,7 @@ int main(void)
     snprintf(dir, sizeof(dir), "%s/pages", tmp);
     struct sl_strand_opts o4 = {.segment_bytes = 4 << 20, .durable = 1}; /* zero-ahead: 1 MiB */
     T_EQ_INT(sl_strand_open(dir, "f", &o4, &s, NULL, NULL), 0, "open");
-    g_pages = 1;
+    __atomic_store_n(&g_pages, 1, __ATOMIC_RELEASE);
     int pages_ok = 1;
     for (int r = 0; r < 5; r++) {
         struct waiter pw = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
@@ -316,7 +319,7 @@ int main(void)
         for (int i = 0; i < 40; i++)
             pages_ok &= append1(s, i, NULL) == 0;
     }
-    g_pages = 0;
+    __atomic_store_n(&g_pages, 0, __ATOMIC_RELEASE);
     T_CHECK(pages_ok && sl_strand_count(s) == 5 * (BIG + 40), "5 big and 200 small appends");
     T_CHECK(g_seg_writes > 200 && g_seg_unaligned == 0,
             "every write into a segment ends on a 4 KiB page or at the segment's end (%u writes, "
