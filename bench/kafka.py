@@ -5,8 +5,9 @@ Source: N messages of SIZE bytes (JSON values) are produced into a topic of PART
 first; then kcat -C -e reads the topic to /dev/null, and a Sluice kafka source (its own consumer
 group, start_offset earliest) appends them to a durable strand. Sluice's time runs from the POST
 that creates the connector until the strand holds N records (so it includes the consumer group
-join, which kcat -C without -G does not do); the time from its first record is printed too.
-Then kcat -C -e reads the topic once more, and a second Sluice kafka source with assignment all
+join, which kcat -C without -G does not do); the time from its first record is printed too,
+and kcat -G (kcat in a consumer group of its own, auto.offset.reset earliest, -e) is timed as the
+like-for-like figure: it waits for the same first join. Then kcat -C -e reads the topic once more, and a second Sluice kafka source with assignment all
 (every partition assigned by itself, no group join, as kcat -C does; offsets still committed to
 its group after the fsync) reads the same topic into another strand, timed the same way and
 compared with that second kcat time.
@@ -110,6 +111,14 @@ def main():
     srv = st.Server().start()
     sl_c, sl_c_first = timed_source(srv, m, "bench", "kin", {})
     log("Sluice kafka source: %.2f s (%.2f s from its first record)" % (sl_c, sl_c_first))
+    # kcat in a consumer group of its own (-G: the same first join as Sluice's), like for like
+    t0 = time.monotonic()
+    out = subprocess.run("kcat -b %s -G kcat-bench -X auto.offset.reset=earliest -e -q src | wc -l"
+                         % m.bootstrap, shell=True, stdout=subprocess.PIPE, check=True).stdout
+    kcat_g = time.monotonic() - t0
+    log("kcat -G (a consumer group) -e | wc -l: %.2f s, %d messages" % (kcat_g, int(out)))
+    if int(out) != N:
+        sys.exit("kcat -G read %d of %d messages" % (int(out), N))
     t0 = time.monotonic()  # kcat -C again, next to this run (the load moves)
     subprocess.run("kcat -b %s -C -t src -o beginning -e -q >/dev/null" % m.bootstrap, shell=True, check=True)
     kcat_c2 = time.monotonic() - t0
@@ -167,6 +176,7 @@ def main():
         "kcat_consume_s": round(kcat_c, 2), "sluice_source_s": round(sl_c, 2),
         "sluice_source_from_first_s": round(sl_c_first, 2),
         "source_ratio": round(kcat_c / sl_c, 2), "source_ratio_from_first": round(kcat_c / sl_c_first, 2),
+        "kcat_group_s": round(kcat_g, 2), "source_group_ratio": round(kcat_g / sl_c, 2),
         "kcat_consume_again_s": round(kcat_c2, 2), "sluice_source_all_s": round(sl_a, 2),
         "source_all_ratio": round(kcat_c2 / sl_a, 2),
         "kcat_produce_s": round(min(kcat_p, kcat_p2), 2), "sluice_sink_s": round(sl_p, 2),
@@ -176,6 +186,8 @@ def main():
     print("source: kcat -C -e %.2f s (%.0f msg/s), Sluice durable %.2f s (%.0f msg/s; %.2f s from the first "
           "record): ratio %.2fx (%.2fx without the group join)"
           % (kcat_c, N / kcat_c, sl_c, N / sl_c, sl_c_first, res["source_ratio"], res["source_ratio_from_first"]))
+    print("source, group like for like: kcat -G (its own consumer group) -e %.2f s, Sluice %.2f s: ratio %.2fx"
+          % (kcat_g, sl_c, res["source_group_ratio"]))
     print("source, assignment all: kcat -C -e again %.2f s, Sluice durable %.2f s (%.0f msg/s; %.2f s from "
           "the first record): ratio %.2fx" % (kcat_c2, sl_a, N / sl_a, sl_a_first, res["source_all_ratio"]))
     print("sink:   kcat -P %.2f s (%.0f msg/s), Sluice kafka_sink %.2f s (%.0f msg/s): ratio %.2fx"

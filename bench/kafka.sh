@@ -4,6 +4,7 @@
 #
 #   source: N (1,000,000) messages of SIZE (200) bytes pre-produced; kcat -C -e | wc -l vs
 #           a Sluice kafka source into a durable strand: ratio kcat time / Sluice time
+#           and kcat -G (a consumer group, the same first join as Sluice's) like for like
 #   source: also a Sluice kafka source with assignment all (no group join, as kcat -C)
 #   sink:   the same payloads in a strand; kcat -P of the file vs a Sluice kafka_sink (and kcat
 #           -P -K -H with the key and headers the sink produces, like for like)
