@@ -196,9 +196,12 @@ fail:
 
 #define ZERO_AHEAD (1u << 20)
 
+/* Zeros for every write of zeros into a segment or a spare: the largest is a zero-ahead write
+ * rounded up to a page; aligned for the spare's O_DIRECT writes. */
+static const uint8_t g_zeros[ZERO_AHEAD + SL_SEG_PAGE] __attribute__((aligned(4096)));
+
 int sl_seg_zero_ahead(struct sl_segment *s, uint64_t from, uint64_t to)
 {
-    static const uint8_t zero[ZERO_AHEAD + SL_SEG_PAGE]; /* the most one call writes */
     if (s->zeroed < from)
         s->zeroed = from; /* below the writer: written already */
     if (s->zeroed >= s->size || s->zeroed >= to + ZERO_AHEAD / 2)
@@ -207,7 +210,7 @@ int sl_seg_zero_ahead(struct sl_segment *s, uint64_t from, uint64_t to)
     end += (SL_SEG_PAGE - end % SL_SEG_PAGE) % SL_SEG_PAGE; /* whole pages (see flush_stage) */
     if (end > s->size)
         end = s->size;
-    if (z < end && sl_pwrite_all(s->fd, zero, end - z, z) < 0)
+    if (z < end && sl_pwrite_all(s->fd, g_zeros, end - z, z) < 0)
         return -1;
     s->zeroed = end;
     return 0;
@@ -231,7 +234,6 @@ int sl_seg_prepare_spare(const char *dir, uint64_t size, int durable, struct sl_
     char spare[4200], tmp[4300];
     snprintf(spare, sizeof(spare), "%s/spare.tmp", dir);
     snprintf(tmp, sizeof(tmp), "%s/spare.part.tmp", dir);
-    static const uint8_t zero[1 << 20] __attribute__((aligned(4096)));
     /* The zeros go past the page cache (O_DIRECT): copied into fresh cache pages they cost as
      * much CPU as the records written over them later (a fifth of the server's time in a batch
      * run), and they would push the records' pages out. The committer then writes whole pages
@@ -241,8 +243,8 @@ int sl_seg_prepare_spare(const char *dir, uint64_t size, int durable, struct sl_
     if (fd < 0)
         return sl_err_sys(err, SL_E_IO, "create %s", tmp);
     for (uint64_t off = 0; off < size;) {
-        uint64_t n = size - off < sizeof(zero) ? size - off : sizeof(zero);
-        if (sl_pwrite_all(fd, zero, n, off) < 0) {
+        uint64_t n = size - off < ZERO_AHEAD ? size - off : ZERO_AHEAD;
+        if (sl_pwrite_all(fd, g_zeros, n, off) < 0) {
             if (direct && errno == EINVAL) { /* alignment the file system refuses: buffered */
                 close(fd);
                 fd = open_spare(tmp, &direct);
@@ -303,11 +305,10 @@ static int scan(struct sl_segment *s, struct sl_seg_recovery *rec)
 /* Returns the offset just past the last nonzero byte in [from, size), or from if all zero. */
 static uint64_t dirty_end(const struct sl_segment *s, uint64_t from)
 {
-    static const uint8_t zero[4096];
     uint64_t last = from;
-    for (uint64_t off = from; off < s->size; off += sizeof(zero)) {
-        uint64_t n = s->size - off < sizeof(zero) ? s->size - off : sizeof(zero);
-        if (memcmp(s->map + off, zero, n) != 0) {
+    for (uint64_t off = from; off < s->size; off += SL_SEG_PAGE) {
+        uint64_t n = s->size - off < SL_SEG_PAGE ? s->size - off : SL_SEG_PAGE;
+        if (memcmp(s->map + off, g_zeros, n) != 0) {
             for (uint64_t i = n; i > 0; i--)
                 if (s->map[off + i - 1]) {
                     last = off + i;
@@ -336,10 +337,9 @@ static void save_cut(const struct sl_segment *s, uint64_t from, uint64_t to)
 static int zero_range(struct sl_segment *s, uint64_t from, uint64_t to, int durable,
                       struct sl_err *err)
 {
-    static const uint8_t zero[65536];
     for (uint64_t off = from; off < to;) {
-        uint64_t n = to - off < sizeof(zero) ? to - off : sizeof(zero);
-        if (sl_pwrite_all(s->fd, zero, n, off) < 0)
+        uint64_t n = to - off < ZERO_AHEAD ? to - off : ZERO_AHEAD;
+        if (sl_pwrite_all(s->fd, g_zeros, n, off) < 0)
             return sl_err_sys(err, SL_E_IO, "zero torn tail of %s", s->path);
         off += n;
     }
