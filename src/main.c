@@ -114,7 +114,8 @@ static int cmd_serve(int argc, char **argv)
     struct sl_store_opts so = {.dir = cfg.data,
                                .segment_bytes = cfg.segment_bytes,
                                .durable = cfg.durable,
-                               .no_tree = !cfg.merkle_tree};
+                               .no_tree = !cfg.merkle_tree,
+                               .spare_max_rate = cfg.spare_max_rate};
     if (sl_store_open(&api.store, &so, &api.recovery, &err) < 0) {
         sl_error("cannot open data directory %s: %s", cfg.data, err.msg);
         return 1;

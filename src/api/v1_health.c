@@ -125,6 +125,11 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req)
          "Records appended per fdatasync since start (group-commit batching)."},
         {"sluice_strand_records", "gauge", "Records in the strand."},
         {"sluice_strand_bytes", "gauge", "Frame bytes stored in the strand."},
+        {"sluice_strand_spares_total", "counter",
+         "Next segments zero-filled in the background since start."},
+        {"sluice_strand_spares_skipped_total", "counter",
+         "Next segments only preallocated since start: the one before filled faster than "
+         "spare_max_rate."},
     };
     for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
         sl_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", fam[f][0], fam[f][2], fam[f][0],
@@ -140,7 +145,9 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req)
                        : f == 3 ? (double)st.commits
                        : f == 4 ? (st.fsyncs ? (double)st.records / (double)st.fsyncs : 0)
                        : f == 5 ? (double)in.count
-                                : (double)in.bytes;
+                       : f == 6 ? (double)in.bytes
+                       : f == 7 ? (double)st.spares
+                                : (double)st.spares_skipped;
             sl_buf_printf(&b, "%s{strand=\"%s\"} %.17g\n", fam[f][0], sl_strand_name(list[i]), v);
         }
     }

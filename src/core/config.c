@@ -35,6 +35,12 @@ static const struct opt g_opts[] = {
      "the last seconds of acknowledged records (a process crash loses nothing)."},
     {"segment_bytes", OT_SIZE, F(segment_bytes), 0, "64M", 65536, (uint64_t)4 << 30,
      "Size of each preallocated segment file; a record must fit in one segment."},
+    {"spare_max_rate", OT_SIZE, F(spare_max_rate), 0, "32M", 0, (uint64_t)1 << 40,
+     "Bytes per second. Once a segment is half full, the next one is zero-filled in the "
+     "background, so that a small commit's fdatasync has no file-system metadata to write; a "
+     "segment whose first half was written faster than this gets no such spare (its successor is "
+     "only preallocated): at batch-load rates each fdatasync covers megabytes, and writing every "
+     "byte twice would halve the disk's bandwidth. 0: always a spare."},
     {"max_body_bytes", OT_SIZE, F(max_body_bytes), 0, "1M", 1024, (uint64_t)1 << 30,
      "Largest accepted HTTP request body; larger requests get 413."},
     {"max_connections", OT_UINT, F(max_connections), 0, "4096", 1, 1000000,

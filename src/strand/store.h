@@ -13,7 +13,8 @@ struct sl_store_opts {
     const char *dir;
     uint64_t segment_bytes;
     int durable;
-    int no_tree; /* strands without a Merkle tree */
+    int no_tree;             /* strands without a Merkle tree */
+    uint64_t spare_max_rate; /* sl_strand_opts.spare_max_rate */
 };
 
 struct sl_store_recovery {

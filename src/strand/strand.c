@@ -74,7 +74,9 @@ struct sl_strand {
     /* the spare segment being zero-filled in the background (committer-private) */
     pthread_t spare_thread;
     int spare_running;
-    int spare_made; /* a spare was made (or attempted) for the active segment */
+    int spare_made; /* a spare was made (or attempted, or skipped) for the active segment */
+    uint64_t seg_t0_ns,
+        seg_w0; /* when the active segment started taking writes, and its end then */
 
     /* committer -> syncer: written but not yet synced batches, in order */
     pthread_mutex_t smu;
@@ -124,7 +126,11 @@ static void reap_spare(struct sl_strand *s)
         s->spare_running = 0;
 }
 
-/* Starts zero-filling the next segment once the active one is half full. */
+/* Starts zero-filling the next segment once the active one is half full, unless its first half
+ * was written faster than opts.spare_max_rate. The zeros spare a small commit's fdatasync the
+ * journal work of converting preallocated blocks, but each byte then goes to the disk twice: at
+ * batch-load rates every fdatasync covers megabytes, the conversion is amortized, and the disk's
+ * bandwidth is what is short (docs/decisions.md). */
 static void maybe_prepare_spare(struct sl_strand *s)
 {
     struct sl_segment *a = s->segs[s->nsegs - 1];
@@ -133,6 +139,14 @@ static void maybe_prepare_spare(struct sl_strand *s)
     reap_spare(s);
     if (s->spare_running || s->spare_made)
         return;
+    if (s->opts.spare_max_rate) {
+        uint64_t dt = sl_mono_ns() - s->seg_t0_ns, bytes = s->wend - s->seg_w0;
+        if ((double)bytes * 1e9 > (double)s->opts.spare_max_rate * (double)dt) {
+            s->spare_made = 1;
+            __atomic_add_fetch(&s->stats.spares_skipped, 1, __ATOMIC_RELAXED);
+            return;
+        }
+    }
     if (pthread_create(&s->spare_thread, NULL, spare_main, s) == 0)
         s->spare_running = s->spare_made = 1;
 }
@@ -295,7 +309,8 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     s->next_seq = s->w_seq = s->count;
     memcpy(s->next_prev, s->head, SL_HASH_LEN);
     memcpy(s->w_prev, s->head, SL_HASH_LEN);
-    s->wend = a->end;
+    s->wend = s->seg_w0 = a->end;
+    s->seg_t0_ns = sl_mono_ns();
     if (!o->no_tree && (rc = sl_tree_open(dir, s->count, tree_leaves, s, o->durable, &s->tree,
                                           &rec->tree_replayed, err)) != 0)
         goto fail;
@@ -688,7 +703,8 @@ static int roll(struct sl_strand *s)
         sl_seg_close(seg);
         return SL_E_NOMEM;
     }
-    s->wend = seg->end;
+    s->wend = s->seg_w0 = seg->end;
+    s->seg_t0_ns = sl_mono_ns();
     s->spare_made = 0; /* the next segment gets its own */
     return 0;
 }
@@ -940,6 +956,7 @@ void sl_strand_stats(struct sl_strand *s, struct sl_strand_stats *st)
     st->commits = __atomic_load_n(&s->stats.commits, __ATOMIC_RELAXED);
     st->sync_ns = __atomic_load_n(&s->stats.sync_ns, __ATOMIC_RELAXED);
     st->spares = __atomic_load_n(&s->stats.spares, __ATOMIC_RELAXED);
+    st->spares_skipped = __atomic_load_n(&s->stats.spares_skipped, __ATOMIC_RELAXED);
     for (int i = 0; i < SL_SYNC_BUCKETS; i++)
         st->sync_hist[i] = __atomic_load_n(&s->stats.sync_hist[i], __ATOMIC_RELAXED);
 }

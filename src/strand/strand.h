@@ -17,9 +17,11 @@
 struct sl_strand;
 
 struct sl_strand_opts {
-    uint64_t segment_bytes; /* segment file size; a record frame must fit in one segment */
-    int durable;            /* 1: fdatasync before acknowledging (durability: fsync) */
-    int no_tree;            /* 1: no Merkle tree (merkle_tree: 0) */
+    uint64_t segment_bytes;  /* segment file size; a record frame must fit in one segment */
+    int durable;             /* 1: fdatasync before acknowledging (durability: fsync) */
+    int no_tree;             /* 1: no Merkle tree (merkle_tree: 0) */
+    uint64_t spare_max_rate; /* bytes/s: a segment whose first half was written faster gets no
+                                zero-filled spare (its successor is only preallocated); 0: always */
 };
 
 /* One record to append; the bytes are borrowed until the append's done callback runs. */
@@ -62,6 +64,7 @@ extern const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1];
 struct sl_strand_stats {
     uint64_t records, bytes, fsyncs, commits;
     uint64_t spares;                     /* next segments zero-filled in the background */
+    uint64_t spares_skipped;             /* not zero-filled: the segment filled too fast */
     uint64_t sync_ns;                    /* total time in fdatasync */
     uint64_t sync_hist[SL_SYNC_BUCKETS]; /* fdatasync durations, not cumulative */
 };

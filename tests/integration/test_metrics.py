@@ -35,6 +35,8 @@ PROMISED = {
     "sluice_strand_records_per_fsync": "gauge",
     "sluice_strand_records": "gauge",
     "sluice_strand_bytes": "gauge",
+    "sluice_strand_spares_total": "counter",
+    "sluice_strand_spares_skipped_total": "counter",
     "sluice_strand_fsync_seconds": "histogram",
     "sluice_recovery_truncations_total": "counter",
     "sluice_recovery_seconds": "gauge",
