@@ -20,10 +20,12 @@ struct envelope {
     int has_strand;
 };
 
-/* Reads one record object {"agent_id"?, "strand"?, "payload", "flags"?} at *p. On error fills
- * msg (naming the field) and returns -1. */
-static int parse_envelope(const uint8_t **p, const uint8_t *end, struct envelope *e, char *msg,
-                          size_t msglen)
+/* Reads one record object {"agent_id"?, "strand"?, "payload", "flags"?} at *p. rec_end, when
+ * known, is where the object's MessagePack ends (sl_json_to_mp wrote it alone): a payload that
+ * is the object's last value then ends there, without walking it again. On error fills msg
+ * (naming the field) and returns -1. */
+static int parse_envelope(const uint8_t **p, const uint8_t *end, const uint8_t *rec_end,
+                          struct envelope *e, char *msg, size_t msglen)
 {
     memset(e, 0, sizeof(*e));
     uint32_t n;
@@ -89,7 +91,9 @@ static int parse_envelope(const uint8_t **p, const uint8_t *end, struct envelope
             }
             e->flags = (uint32_t)v;
         } else {
-            long len = sl_mp_skip(*p, (size_t)(end - *p), SL_JSON_MAX_DEPTH + 1);
+            long len = rec_end && i == n - 1
+                           ? (long)(rec_end - *p)
+                           : sl_mp_skip(*p, (size_t)(end - *p), SL_JSON_MAX_DEPTH + 1);
             if (len < 0) {
                 snprintf(msg, msglen, "payload: malformed value");
                 return -1;
@@ -217,9 +221,12 @@ int sl_records_parse(const struct sl_records_in *in, struct sl_records *out, str
         struct envelope e;
         char msg[300];
         size_t line = starts ? starts[i].line : 0;
-        if (starts)
+        const uint8_t *rec_end = NULL;
+        if (starts) {
             p = out->mp.data + starts[i].off;
-        if (parse_envelope(&p, end, &e, msg, sizeof(msg)) < 0) {
+            rec_end = i + 1 < n ? out->mp.data + starts[i + 1].off : end;
+        }
+        if (parse_envelope(&p, end, rec_end, &e, msg, sizeof(msg)) < 0) {
             if (!in->batch)
                 rc = sl_err_set(err, SL_E_INVAL, "invalid_record", "%s", msg);
             else if (ndjson)

@@ -266,6 +266,20 @@ with t.section("batch as NDJSON", srv):
          "NDJSON records are stored in line order with the answered hashes", [x.get("payload") for x in recs])
     r = post("\n".join(lines[:2]).encode(), "/v1/records/batch", ctype="application/x-ndjson")
     t.ok(r.status == 201 and r.json.get("count") == 2 and r.json.get("first_seq") == 7, "NDJSON without a trailing newline is accepted", r)
+    # the payload as the object's last value and before others, of every JSON type: each is
+    # stored exactly (the parser takes a last payload's end from where its line ended)
+    objs = [{"agent_id": "a", "payload": {"x": [1, {"y": "z\u00e9"}], "n": None}},
+            {"payload": "s", "agent_id": "b"},
+            {"flags": 1, "payload": [1, 2, [3, {"k": []}]]},
+            {"payload": None},
+            {"payload": 12.5, "flags": 2},
+            {"strand": "api-ndjson2", "payload": {"deep": {"er": [True, False, -7]}}},
+            {"payload": {}}]
+    r = post("\n".join(json.dumps(o) for o in objs).encode(), "/v1/records/batch", ctype="application/x-ndjson")
+    recs = st.all_records(P, "api-ndjson2") if r.status == 201 else []
+    t.ok(r.status == 201 and [x.get("payload") for x in recs] == [o["payload"] for o in objs]
+         and [x.get("source") for x in recs][:2] == ["a", "b"] and [x.get("flags") for x in recs][2:5] == [1, 0, 2],
+         "NDJSON payloads last or not, of every JSON type, are stored exactly", (r, [x.get("payload") for x in recs]))
 
 with t.section("batch ?strand=", srv):
     r = post([{"payload": 1}, {"payload": 2, "agent_id": "q"}], "/v1/records/batch?strand=api-qstrand")

@@ -136,6 +136,28 @@ static void sort_log(struct cb_log *l) /* insertion sort by (level, index) */
         }
 }
 
+/* sl_hex_encode (16 bytes at a time where it can) prints every byte value as two lowercase
+ * digits, for lengths that end inside and on a 16-byte step, and ends the text with a NUL. */
+static void test_hex(void)
+{
+    static uint8_t in[300];
+    static char out[2 * sizeof(in) + 1], ref[2 * sizeof(in) + 1];
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (uint8_t)(i < 256 ? i : rnd8());
+    int same = 1;
+    for (size_t n = 0; n <= sizeof(in) && same; n++) {
+        for (size_t off = 0; off < 3 && n + off <= sizeof(in) && same; off++) {
+            memset(out, 'x', sizeof(out));
+            sl_hex_encode(out, in + off, n);
+            for (size_t i = 0; i < n; i++)
+                snprintf(ref + 2 * i, 3, "%02x", in[off + i]);
+            ref[2 * n] = 0;
+            same = memcmp(out, ref, 2 * n + 1) == 0;
+        }
+    }
+    T_CHECK(same, "hex of 0..300 bytes (every byte value) equals printf's %%02x");
+}
+
 static void test_node_hashes(void)
 {
     static uint8_t in[40][SL_HASH_LEN], out[20][SL_HASH_LEN], ref[SL_HASH_LEN];
@@ -383,6 +405,7 @@ int main(void)
         return 1;
     test_vectors();
     test_doc_vector();
+    test_hex();
     test_node_hashes();
     test_proofs();
     test_tree_files();
