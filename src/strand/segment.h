@@ -8,6 +8,7 @@
 #define SL_STRAND_SEGMENT_H
 
 #include "core/err.h"
+#include "core/util.h"
 #include "strand/record.h"
 
 #include <stdint.h>
@@ -89,6 +90,13 @@ void sl_seg_close(struct sl_segment *s);
  * caller passes its hash and timestamp so that the write path never reads the mapping back
  * (touched pages of a mapping count as the process's memory). Caller holds the strand's write
  * lock. Returns -1 if the index cannot grow (OOM). */
+/* Starts loading the index slot a record hash will go to (sl_seg_index_add a few records later
+ * then finds it in the cache: the slots of a full segment are megabytes, one miss per record). */
+static inline void sl_seg_index_prefetch(const struct sl_segment *s, const uint8_t *hash)
+{
+    if (s->nslots)
+        __builtin_prefetch(&s->slots[sl_get_le64(hash) & (s->nslots - 1)], 1);
+}
 int sl_seg_index_add(struct sl_segment *s, uint32_t off, uint32_t len,
                      const uint8_t hash[SL_HASH_LEN], uint64_t ts);
 

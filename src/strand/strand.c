@@ -496,6 +496,8 @@ static int publish(struct sl_strand *s, struct wbatch *b)
     pthread_rwlock_wrlock(&s->lock);
     for (size_t i = 0; i < b->n && rc == 0; i++) {
         struct pending *p = &b->pend[i];
+        if (i + 8 < b->n)
+            sl_seg_index_prefetch(b->seg, b->pend[i + 8].hash);
         if (sl_seg_index_add(b->seg, p->off, p->len, p->hash, p->ts) < 0)
             rc = SL_E_NOMEM;
     }
