@@ -1,7 +1,9 @@
 #!/usr/bin/python3
 """Crash test (issue 2, "Recovery" and "Tests"): concurrent writers, kill -9 at a random moment,
 restart on the same data dir, and every acknowledged record is there. Odd cycles run two HTTP
-event loops, so two loops group-commit the same strands.
+event loops, so two loops group-commit the same strands; in cycles 3-4, 7-8, ... no segment gets
+a zero-filled spare (`--spare-max-rate 1`, as at batch-load rates: the next segment is only
+preallocated), so kills also land around rolls into such segments.
 
 Each cycle: start `sluice serve` on the data dir, run 8 writer threads (single writes and small
 JSON-array / NDJSON batches into two strands, some tombstones) that remember every acknowledged
@@ -193,8 +195,10 @@ for cycle in range(CYCLES):
         if srv.proc is not None:  # left running by a failed cycle
             srv.kill()
         mark = srv.log_mark()
-        # odd cycles with two HTTP event loops: both group-commit the same strands
-        srv.start(["--segment-bytes", str(SEG), "--http-threads", str(1 + cycle % 2)])
+        # odd cycles with two HTTP event loops: both group-commit the same strands; every other
+        # pair of cycles without spares
+        srv.start(["--segment-bytes", str(SEG), "--http-threads", str(1 + cycle % 2)]
+                  + (["--spare-max-rate", "1"] if cycle % 4 >= 2 else []))
         # the previous cycle ended with a clean SIGTERM: recovery must find nothing to cut
         clean_cut = st.metric_total(srv.port, "trunc")
         listing = st.strands(srv.port)
