@@ -86,10 +86,6 @@ int sl_seg_switch_idx(struct sl_segment *s, struct sl_err *err);
 
 void sl_seg_close(struct sl_segment *s);
 
-/* Active segment: records the frame of len bytes at off (already written) in the index. The
- * caller passes its hash and timestamp so that the write path never reads the mapping back
- * (touched pages of a mapping count as the process's memory). Caller holds the strand's write
- * lock. Returns -1 if the index cannot grow (OOM). */
 /* Starts loading the index slot a record hash will go to (sl_seg_index_add a few records later
  * then finds it in the cache: the slots of a full segment are megabytes, one miss per record). */
 static inline void sl_seg_index_prefetch(const struct sl_segment *s, const uint8_t *hash)
@@ -97,6 +93,11 @@ static inline void sl_seg_index_prefetch(const struct sl_segment *s, const uint8
     if (s->nslots)
         __builtin_prefetch(&s->slots[sl_get_le64(hash) & (s->nslots - 1)], 1);
 }
+
+/* Active segment: records the frame of len bytes at off (already written) in the index. The
+ * caller passes its hash and timestamp so that the write path never reads the mapping back
+ * (touched pages of a mapping count as the process's memory). Caller holds the strand's write
+ * lock. Returns -1 if the index cannot grow (OOM). */
 int sl_seg_index_add(struct sl_segment *s, uint32_t off, uint32_t len,
                      const uint8_t hash[SL_HASH_LEN], uint64_t ts);
 
