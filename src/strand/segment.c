@@ -60,12 +60,24 @@ static inline uint64_t hkey(const uint8_t *h)
     return sl_get_le64(h);
 }
 
+/* The first slot a key probes (linear probing from there). */
+static inline uint32_t home_slot(uint64_t key, uint32_t nslots)
+{
+    return (uint32_t)key & (nslots - 1);
+}
+
 static void slots_insert(uint32_t *slots, uint32_t nslots, uint64_t key, uint32_t val)
 {
-    uint32_t m = nslots - 1, i = (uint32_t)key & m;
+    uint32_t m = nslots - 1, i = home_slot(key, nslots);
     while (slots[i])
         i = (i + 1) & m;
     slots[i] = val;
+}
+
+void sl_seg_index_prefetch(const struct sl_segment *s, const uint8_t hash[SL_HASH_LEN])
+{
+    if (s->nslots)
+        __builtin_prefetch(&s->slots[home_slot(hkey(hash), s->nslots)], 1);
 }
 
 const uint8_t *sl_seg_hash_at(const struct sl_segment *s, uint64_t i)
@@ -568,7 +580,7 @@ int sl_seg_find_hash(const struct sl_segment *s, const uint8_t hash[SL_HASH_LEN]
 {
     if (!s->nslots)
         return SL_E_NOTFOUND;
-    uint32_t m = s->nslots - 1, i = (uint32_t)hkey(hash) & m;
+    uint32_t m = s->nslots - 1, i = home_slot(hkey(hash), s->nslots);
     for (uint32_t v; (v = s->slots[i]) != 0; i = (i + 1) & m) {
         if (v <= s->count && memcmp(sl_seg_hash_at(s, v - 1), hash, SL_HASH_LEN) == 0) {
             *seq = s->base_seq + v - 1;

@@ -8,7 +8,6 @@
 #define SL_STRAND_SEGMENT_H
 
 #include "core/err.h"
-#include "core/util.h"
 #include "strand/record.h"
 
 #include <stdint.h>
@@ -88,11 +87,7 @@ void sl_seg_close(struct sl_segment *s);
 
 /* Starts loading the index slot a record hash will go to (sl_seg_index_add a few records later
  * then finds it in the cache: the slots of a full segment are megabytes, one miss per record). */
-static inline void sl_seg_index_prefetch(const struct sl_segment *s, const uint8_t *hash)
-{
-    if (s->nslots)
-        __builtin_prefetch(&s->slots[sl_get_le64(hash) & (s->nslots - 1)], 1);
-}
+void sl_seg_index_prefetch(const struct sl_segment *s, const uint8_t hash[SL_HASH_LEN]);
 
 /* Active segment: records the frame of len bytes at off (already written) in the index. The
  * caller passes its hash and timestamp so that the write path never reads the mapping back

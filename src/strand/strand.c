@@ -126,11 +126,20 @@ static void reap_spare(struct sl_strand *s)
         s->spare_running = 0;
 }
 
+/* The active segment starts taking writes at s->wend, now: maybe_prepare_spare's rate counts
+ * from here. */
+static void start_rate_window(struct sl_strand *s)
+{
+    s->seg_w0 = s->wend;
+    s->seg_t0_ns = sl_mono_ns();
+}
+
 /* Starts zero-filling the next segment once the active one is half full, unless its first half
  * was written faster than opts.spare_max_rate. The zeros spare a small commit's fdatasync the
  * journal work of converting preallocated blocks, but each byte then goes to the disk twice: at
  * batch-load rates every fdatasync covers megabytes, the conversion is amortized, and the disk's
- * bandwidth is what is short (docs/decisions.md). */
+ * bandwidth is what is short (docs/decisions.md). The rate is judged only over at least a
+ * quarter of the segment: one reopened past that (a restart) gets its spare, as before. */
 static void maybe_prepare_spare(struct sl_strand *s)
 {
     struct sl_segment *a = s->segs[s->nsegs - 1];
@@ -139,7 +148,7 @@ static void maybe_prepare_spare(struct sl_strand *s)
     reap_spare(s);
     if (s->spare_running || s->spare_made)
         return;
-    if (s->opts.spare_max_rate) {
+    if (s->opts.spare_max_rate && s->wend - s->seg_w0 >= a->size / 4) {
         uint64_t dt = sl_mono_ns() - s->seg_t0_ns, bytes = s->wend - s->seg_w0;
         if ((double)bytes * 1e9 > (double)s->opts.spare_max_rate * (double)dt) {
             s->spare_made = 1;
@@ -309,8 +318,8 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     s->next_seq = s->w_seq = s->count;
     memcpy(s->next_prev, s->head, SL_HASH_LEN);
     memcpy(s->w_prev, s->head, SL_HASH_LEN);
-    s->wend = s->seg_w0 = a->end;
-    s->seg_t0_ns = sl_mono_ns();
+    s->wend = a->end;
+    start_rate_window(s);
     if (!o->no_tree && (rc = sl_tree_open(dir, s->count, tree_leaves, s, o->durable, &s->tree,
                                           &rec->tree_replayed, err)) != 0)
         goto fail;
@@ -705,8 +714,8 @@ static int roll(struct sl_strand *s)
         sl_seg_close(seg);
         return SL_E_NOMEM;
     }
-    s->wend = s->seg_w0 = seg->end;
-    s->seg_t0_ns = sl_mono_ns();
+    s->wend = seg->end;
+    start_rate_window(s);
     s->spare_made = 0; /* the next segment gets its own */
     return 0;
 }

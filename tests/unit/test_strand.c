@@ -220,6 +220,37 @@ static void test_spare_rate(void)
         sl_verify_strand(dir, cases[c].name, &vr);
         T_CHECK(vr.ok && vr.count == 400, "%s strand verifies (%s)", cases[c].name, vr.reason);
     }
+
+    /* A restart leaves the active segment past its middle: the few bytes written after the
+     * open say nothing of the rate, so that segment gets its spare, as before. */
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/reopen", g_tmp);
+    struct sl_strand_opts o = {.segment_bytes = 8192, .durable = 1, .spare_max_rate = 1};
+    struct sl_strand *s;
+    struct sl_strand_info in;
+    T_EQ_INT(sl_strand_open(dir, "reopen", &o, &s, NULL, NULL), 0, "open");
+    append_n(s, 1, 0, NULL);
+    sl_strand_info(s, &in);
+    uint64_t per = (8192 - SL_SEG_HDR) / in.bytes; /* records a segment holds (one frame size) */
+    int i = 1;
+    for (; in.segments < 2; i++) {
+        append_n(s, 1, i, NULL);
+        sl_strand_info(s, &in);
+    }
+    uint64_t in_second = in.count - per; /* records in the second segment so far */
+    for (; in_second < per * 7 / 10; in_second++, i++)
+        append_n(s, 1, i, NULL);
+    sl_strand_close(s);
+    T_EQ_INT(sl_strand_open(dir, "reopen", &o, &s, NULL, NULL), 0,
+             "reopened with its active segment 70 % full");
+    append_n(s, 1, i, NULL);
+    struct sl_strand_stats st;
+    sl_strand_stats(s, &st);
+    T_CHECK(st.spares == 1 && st.spares_skipped == 0,
+            "the reopened segment gets a spare although spare_max_rate is 1 B/s (%llu spares, "
+            "%llu skipped)",
+            (unsigned long long)st.spares, (unsigned long long)st.spares_skipped);
+    sl_strand_close(s);
 }
 
 /* The strand's Merkle tree holds every acknowledged record, in order, across segment rolls, and
