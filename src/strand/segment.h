@@ -37,6 +37,8 @@ struct sl_segment {
     uint64_t offsets_cap; /* active: capacity of the anonymous mappings, in entries */
     uint32_t *slots;      /* open addressing on the first 8 hash bytes; value = index + 1 */
     uint32_t nslots;      /* power of two */
+    uint32_t *grow;       /* active: the table of 2 × nslots being filled (sl_seg_index_add) */
+    uint64_t grow_done, grow_end; /* keys[0, grow_end) are moved into grow up to grow_done */
     void *idx_map;
     uint64_t idx_len;
     char path[4096];
@@ -92,7 +94,8 @@ void sl_seg_index_prefetch(const struct sl_segment *s, const uint8_t hash[SL_HAS
 /* Active segment: records the frame of len bytes at off (already written) in the index. The
  * caller passes its hash and timestamp so that the write path never reads the mapping back
  * (touched pages of a mapping count as the process's memory). Caller holds the strand's write
- * lock. Returns -1 if the index cannot grow (OOM). */
+ * lock. Bounded work per call: the table grows a few keys at a time. Returns -1 if the index
+ * cannot grow (OOM). */
 int sl_seg_index_add(struct sl_segment *s, uint32_t off, uint32_t len,
                      const uint8_t hash[SL_HASH_LEN], uint64_t ts);
 

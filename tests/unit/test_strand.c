@@ -424,6 +424,81 @@ static void test_corruption(void)
     T_CHECK(vr.ok && vr.count == 10, "restored segment verifies");
 }
 
+/* Every hash is found by sl_seg_find_hash, checked at most every `every` records. */
+static int all_found(const struct sl_segment *g, uint8_t (*hashes)[SL_HASH_LEN], uint64_t n)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t seq;
+        if (sl_seg_find_hash(g, hashes[i], &seq) != 0 || seq != i)
+            return 0;
+    }
+    return 1;
+}
+
+/* The active segment's hash index grows a few keys per add (no pause of the writer): while a
+ * bigger table fills, every earlier record is still found, the table in use stays under half
+ * full (the .idx rule), and a seal in the middle of a growth writes an index that loads, CRC
+ * checked, at the next open. */
+static void test_index_growth(void)
+{
+    char dir[512], path[sizeof(((struct sl_segment *)0)->path)];
+    snprintf(dir, sizeof(dir), "%s/grow", g_tmp);
+    mkdir(dir, 0755);
+    struct sl_segment *g;
+    struct sl_err err = {0};
+    uint8_t zero[SL_HASH_LEN] = {0};
+    T_EQ_INT(sl_seg_create(dir, 0, zero, 1 << 20, 0, 0, &g, &err), 0, "create a segment");
+    /* 4096 slots start growing at 1536 records and take 192 adds: stop in between */
+    enum { N = 1600 };
+    static uint8_t hashes[N][SL_HASH_LEN];
+    uint8_t frame[256], prev[SL_HASH_LEN] = {0};
+    uint64_t off = g->end;
+    int half_ok = 1, bounded = 1, found_ok = 1, grew = 0;
+    for (uint64_t i = 0; i < N; i++) {
+        char payload[32];
+        int plen = snprintf(payload, sizeof(payload), "\xa5r%04u", (unsigned)i);
+        struct sl_record r = {.seq = i,
+                              .timestamp_ms = 1000 + i,
+                              .source_len = 1,
+                              .source = "t",
+                              .payload_len = (uint32_t)plen,
+                              .payload = (const uint8_t *)payload};
+        memcpy(r.prev_hash, prev, SL_HASH_LEN);
+        sl_record_hash("grow", 4, &r, r.hash);
+        uint32_t flen = (uint32_t)sl_frame_len(1, (size_t)plen);
+        sl_frame_encode(&r, frame);
+        T_EQ_INT(sl_pwrite_all(g->fd, frame, flen, off), 0, "write frame");
+        uint64_t done0 = g->grow ? g->grow_done : 0;
+        int growing = g->grow != NULL;
+        if (sl_seg_index_add(g, (uint32_t)off, flen, r.hash, r.timestamp_ms) != 0)
+            found_ok = 0;
+        if (g->grow && growing && g->grow_done - done0 > 8)
+            bounded = 0;
+        grew |= g->grow != NULL;
+        if ((uint64_t)g->nslots < 2 * g->count)
+            half_ok = 0;
+        memcpy(hashes[i], r.hash, SL_HASH_LEN);
+        memcpy(prev, r.hash, SL_HASH_LEN);
+        off += flen;
+        if ((g->grow || i % 97 == 0) && !all_found(g, hashes, i + 1))
+            found_ok = 0;
+    }
+    T_CHECK(grew && g->grow != NULL, "the index was growing (and still is at the seal)");
+    T_CHECK(bounded, "each add moves at most 8 keys into the growing table");
+    T_CHECK(half_ok, "the table in use is never more than half full");
+    T_CHECK(found_ok, "every record is found by hash during the growths");
+    T_EQ_INT(sl_seg_write_idx(g, &err), 0, "seal mid-growth: write the index");
+    T_EQ_INT(sl_seg_switch_idx(g, &err), 0, "switch to the written index");
+    T_CHECK(g->idx_map && all_found(g, hashes, N), "every record found in the written index");
+    snprintf(path, sizeof(path), "%s", g->path);
+    sl_seg_close(g);
+    T_EQ_INT(sl_seg_open(path, 0, 0, &g, NULL, &err), 0, "reopen the sealed segment");
+    T_CHECK(g->idx_map && g->count == N, "opened from its .idx (CRC ok), %llu records",
+            (unsigned long long)g->count);
+    T_CHECK(all_found(g, hashes, N), "every record found after the reopen");
+    sl_seg_close(g);
+}
+
 int main(void)
 {
     snprintf(g_tmp, sizeof(g_tmp), "/tmp/sl-test-strand-XXXXXX");
@@ -431,6 +506,7 @@ int main(void)
         return 1;
     test_vector();
     test_append_read();
+    test_index_growth();
     test_spare_rate();
     test_tree_rolls();
     test_truncation();
