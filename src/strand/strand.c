@@ -112,7 +112,6 @@ static void *spare_main(void *arg)
 {
     struct sl_strand *s = arg;
     struct sl_err err = {0};
-    __atomic_add_fetch(&s->stats.spares, 1, __ATOMIC_RELAXED);
     if (sl_seg_prepare_spare(s->dir, s->opts.segment_bytes, s->opts.durable, &err) < 0)
         sl_warn("strand %s: cannot prepare the next segment (%s); it will be created at roll",
                 s->name, err.msg);
@@ -156,8 +155,12 @@ static void maybe_prepare_spare(struct sl_strand *s)
             return;
         }
     }
-    if (pthread_create(&s->spare_thread, NULL, spare_main, s) == 0)
+    if (pthread_create(&s->spare_thread, NULL, spare_main, s) == 0) {
         s->spare_running = s->spare_made = 1;
+        /* counted here, not in the thread: once the append that started it is answered, the
+         * count says so (a reader right after the answer raced the thread's start) */
+        __atomic_add_fetch(&s->stats.spares, 1, __ATOMIC_RELAXED);
+    }
 }
 
 static void join_spare(struct sl_strand *s)
@@ -652,6 +655,9 @@ static int write_batch(struct sl_strand *s)
     int rc = flush_stage(s);
     if (rc)
         return rc;
+    /* before the batch goes to the syncer: once its appends are answered, the spare decision
+     * for what they wrote is made (and counted) */
+    maybe_prepare_spare(s);
     struct wbatch *nb = calloc(1, sizeof(*nb));
     if (!nb)
         return SL_E_NOMEM;
@@ -670,7 +676,6 @@ static int write_batch(struct sl_strand *s)
     if (!s->inline_commit) /* inline, the caller runs the sync stage itself */
         pthread_cond_signal(&s->scond);
     pthread_mutex_unlock(&s->smu);
-    maybe_prepare_spare(s);
     return 0;
 }
 
