@@ -119,9 +119,8 @@ static uint32_t *slots_alloc(uint32_t n)
     size_t bytes = (size_t)n * 4;
     if (bytes < HUGE_BYTES)
         return calloc(n, 4);
-    uint8_t *m = mmap(NULL, bytes + HUGE_BYTES, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
+    uint8_t *m = anon_reserve(bytes + HUGE_BYTES); /* then trimmed to a 2 MiB boundary */
+    if (!m)
         return NULL;
     uint8_t *p = (uint8_t *)(((uintptr_t)m + HUGE_BYTES - 1) & ~(uintptr_t)(HUGE_BYTES - 1));
     if (p > m)
