@@ -131,7 +131,8 @@ static int cmd_serve(int argc, char **argv)
                                .segment_bytes = cfg.segment_bytes,
                                .durable = cfg.durable,
                                .no_tree = !cfg.merkle_tree,
-                               .spare_max_rate = cfg.spare_max_rate};
+                               .spare_max_rate = cfg.spare_max_rate,
+                               .cache_window = cfg.cache_window};
     if (sl_store_open(&api.store, &so, &api.recovery, &err) < 0) {
         sl_error("cannot open data directory %s: %s", cfg.data, err.msg);
         return 1;

@@ -130,6 +130,8 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req)
         {"sluice_strand_spares_skipped_total", "counter",
          "Next segments only preallocated since start: the one before filled faster than "
          "spare_max_rate."},
+        {"sluice_strand_cache_dropped_bytes_total", "counter",
+         "Durable log bytes dropped from the page cache since start (cache_window)."},
     };
     for (size_t f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
         sl_buf_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", fam[f][0], fam[f][2], fam[f][0],
@@ -147,7 +149,8 @@ void sl_v1_metrics(struct sl_api *api, struct sl_http_req *req)
                        : f == 5 ? (double)in.count
                        : f == 6 ? (double)in.bytes
                        : f == 7 ? (double)st.spares
-                                : (double)st.spares_skipped;
+                       : f == 8 ? (double)st.spares_skipped
+                                : (double)st.cache_dropped;
             sl_buf_printf(&b, "%s{strand=\"%s\"} %.17g\n", fam[f][0], sl_strand_name(list[i]), v);
         }
     }

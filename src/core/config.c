@@ -41,6 +41,12 @@ static const struct opt g_opts[] = {
      "segment whose first half was written faster than this gets no such spare (its successor is "
      "only preallocated): at batch-load rates each fdatasync covers megabytes, and writing every "
      "byte twice would halve the disk's bandwidth. 0: always a spare."},
+    {"cache_window", OT_SIZE, F(cache_window), 0, "256M", 0, (uint64_t)1 << 40,
+     "Bytes of each strand's newest log data kept in the page cache with durability fsync: "
+     "older pages are dropped once durable (as PostgreSQL does for its WAL), so the log's writes "
+     "reuse recycled pages instead of taking fresh ones until memory is full. Readers of older "
+     "records (a sink catching up, a lookup by hash, a proof) read them from the disk. 0: the "
+     "kernel decides."},
     {"max_body_bytes", OT_SIZE, F(max_body_bytes), 0, "1M", 1024, (uint64_t)1 << 30,
      "Largest accepted HTTP request body; larger requests get 413."},
     {"max_connections", OT_UINT, F(max_connections), 0, "4096", 1, 1000000,

@@ -17,6 +17,7 @@ struct sl_config {
     int durable; /* durability: fsync (1) | none (0) */
     uint64_t segment_bytes;
     uint64_t spare_max_rate; /* bytes/s; 0 = every segment gets a zero-filled spare */
+    uint64_t cache_window;   /* bytes of each strand's newest log kept in the page cache; 0 = all */
     uint64_t max_body_bytes;
     uint64_t max_connections;
     uint64_t connection_timeout_s;

@@ -330,6 +330,24 @@ int sl_seg_zero_ahead(struct sl_segment *s, uint64_t from, uint64_t to)
     return 0;
 }
 
+void sl_seg_drop_cache(struct sl_segment *s, uint64_t from, uint64_t to)
+{
+    /* The page cache holds a file in folios of up to 2 MiB, naturally aligned, and fadvise
+     * leaves a folio that sticks out of its range: from the 2 MiB boundary below, the folio cut
+     * by the previous call's end goes now. Pages dropped already cost nothing to pass. */
+    from -= from % (2u << 20);
+    to -= to % SL_SEG_PAGE;
+    if (to > s->size)
+        to = s->size - s->size % SL_SEG_PAGE;
+    if (to <= from)
+        return;
+    /* A page mapped by a reader (a sink, a lookup) is left in the cache by fadvise: unmap it
+     * from our mapping first. A reader between the two calls faults it in again from the cache
+     * or the disk; the bytes are durable and never change. */
+    (void)madvise(s->map + from, to - from, MADV_DONTNEED);
+    (void)posix_fadvise(s->fd, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
+}
+
 /* Opens the spare being written, with O_DIRECT when the file system allows it (direct = 1). */
 static int open_spare(const char *tmp, int *direct)
 {

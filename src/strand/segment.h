@@ -50,6 +50,11 @@ struct sl_segment {
  * segment made from a zero-filled spare needs none. 0 or -1 (errno). */
 int sl_seg_zero_ahead(struct sl_segment *s, uint64_t from, uint64_t to);
 
+/* Drops the pages of [from, to) from this process's mapping and from the page cache: whole
+ * pages inside the range, and those before it up to a 2 MiB boundary. Only for durable bytes:
+ * a dirty page would be written back first. */
+void sl_seg_drop_cache(struct sl_segment *s, uint64_t from, uint64_t to);
+
 /* What recovery of one segment found. */
 struct sl_seg_recovery {
     uint64_t cut_offset;       /* where the valid data ends */

@@ -72,7 +72,8 @@ static int open_strand(struct sl_store *st, const char *name, size_t len, struct
     struct sl_strand_opts so = {.segment_bytes = st->opts.segment_bytes,
                                 .durable = st->opts.durable,
                                 .no_tree = st->opts.no_tree,
-                                .spare_max_rate = st->opts.spare_max_rate};
+                                .spare_max_rate = st->opts.spare_max_rate,
+                                .cache_window = st->opts.cache_window};
     struct sl_strand_recovery sr;
     struct sl_strand *s;
     int rc = sl_strand_open(path, nm, &so, &s, &sr, err);

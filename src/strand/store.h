@@ -15,6 +15,7 @@ struct sl_store_opts {
     int durable;
     int no_tree;             /* strands without a Merkle tree */
     uint64_t spare_max_rate; /* sl_strand_opts.spare_max_rate */
+    uint64_t cache_window;   /* sl_strand_opts.cache_window */
 };
 
 struct sl_store_recovery {

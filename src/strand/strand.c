@@ -97,6 +97,11 @@ struct sl_strand {
     uint64_t w_seq; /* chain state after the last batch that was written successfully */
     uint8_t w_prev[SL_HASH_LEN];
 
+    /* sync stage (under ymu): the log before segs[drop_seg] at drop_off is out of the page
+     * cache (cache_window); segments are never closed before sl_strand_close */
+    size_t drop_seg;
+    uint64_t drop_off;
+
     struct sl_strand_stats stats; /* atomics */
     struct sl_tree *tree;         /* leaves added by the syncer after publish; NULL if none */
 };
@@ -323,6 +328,8 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     memcpy(s->w_prev, s->head, SL_HASH_LEN);
     s->wend = a->end;
     start_rate_window(s);
+    s->drop_seg = s->nsegs - 1; /* what an earlier run left in the cache is the kernel's */
+    s->drop_off = a->end;
     if (!o->no_tree && (rc = sl_tree_open(dir, s->count, tree_leaves, s, o->durable, &s->tree,
                                           &rec->tree_replayed, err)) != 0)
         goto fail;
@@ -537,6 +544,53 @@ static void set_failed(struct sl_strand *s)
     pthread_mutex_unlock(&s->qmu);
 }
 
+/* Drops durable log bytes older than the newest opts.cache_window from the page cache, in steps
+ * of at least a quarter window (8 MiB at most). Sync stage, after the answers. A log written at
+ * batch rates otherwise takes a fresh page for every 4 KiB until memory is full, and on a VM
+ * whose free memory goes back to the host, a fresh page costs more than the copy into it:
+ * recycled pages make the write 5-7x cheaper in CPU (docs/decisions.md). PostgreSQL drops its
+ * WAL segments' pages the same way. Readers of older records read them from the disk. */
+static void drop_cache(struct sl_strand *s)
+{
+    uint64_t win = s->opts.cache_window;
+    if (!win || !s->opts.durable)
+        return;
+    uint64_t step = win / 4 < (8u << 20) ? win / 4 : (8u << 20);
+    struct {
+        struct sl_segment *g;
+        uint64_t from, to, n;
+    } r[4];
+    int nr = 0;
+    pthread_rwlock_rdlock(&s->lock);
+    size_t i = s->nsegs - 1;
+    uint64_t keep = win, cut = s->segs[i]->end; /* durable: everything published is synced */
+    while (cut < keep && i > s->drop_seg) {
+        keep -= cut;
+        cut = s->segs[--i]->end;
+    }
+    cut = cut > keep ? cut - keep : 0;
+    while (s->drop_seg < i && nr < 4) { /* sealed: to its end */
+        struct sl_segment *g = s->segs[s->drop_seg++];
+        r[nr].g = g;
+        r[nr].from = s->drop_off;
+        r[nr].to = g->size; /* with the zeros past its end, also synced */
+        r[nr++].n = g->end > s->drop_off ? g->end - s->drop_off : 0;
+        s->drop_off = 0;
+    }
+    if (s->drop_seg == i && nr < 4 && cut >= s->drop_off + step) {
+        r[nr].g = s->segs[i];
+        r[nr].from = s->drop_off;
+        r[nr].to = cut;
+        r[nr++].n = cut - s->drop_off;
+        s->drop_off = cut;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    for (int k = 0; k < nr; k++) {
+        sl_seg_drop_cache(r[k].g, r[k].from, r[k].to);
+        __atomic_add_fetch(&s->stats.cache_dropped, r[k].n, __ATOMIC_RELAXED);
+    }
+}
+
 /* The sync stage for the batches written so far: one fdatasync, publish, answer. With ymu held
  * (taken here), so batches are published in the order they were written. */
 static void sync_stage(struct sl_strand *s)
@@ -590,6 +644,8 @@ static void sync_stage(struct sl_strand *s)
     s->synced += k;
     pthread_cond_broadcast(&s->sdone);
     pthread_mutex_unlock(&s->smu);
+    if (rc == 0)
+        drop_cache(s);
     pthread_mutex_unlock(&s->ymu);
 }
 
@@ -973,6 +1029,7 @@ void sl_strand_stats(struct sl_strand *s, struct sl_strand_stats *st)
     st->sync_ns = __atomic_load_n(&s->stats.sync_ns, __ATOMIC_RELAXED);
     st->spares = __atomic_load_n(&s->stats.spares, __ATOMIC_RELAXED);
     st->spares_skipped = __atomic_load_n(&s->stats.spares_skipped, __ATOMIC_RELAXED);
+    st->cache_dropped = __atomic_load_n(&s->stats.cache_dropped, __ATOMIC_RELAXED);
     for (int i = 0; i < SL_SYNC_BUCKETS; i++)
         st->sync_hist[i] = __atomic_load_n(&s->stats.sync_hist[i], __ATOMIC_RELAXED);
 }

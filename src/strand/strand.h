@@ -22,6 +22,8 @@ struct sl_strand_opts {
     int no_tree;             /* 1: no Merkle tree (merkle_tree: 0) */
     uint64_t spare_max_rate; /* bytes/s: a segment whose first half was written faster gets no
                                 zero-filled spare (its successor is only preallocated); 0: always */
+    uint64_t cache_window;   /* durable only: log bytes older than the newest cache_window are
+                                dropped from the page cache after their fdatasync; 0: never */
 };
 
 /* One record to append; the bytes are borrowed until the append's done callback runs. */
@@ -65,6 +67,7 @@ struct sl_strand_stats {
     uint64_t records, bytes, fsyncs, commits;
     uint64_t spares;                     /* next segments zero-filled in the background */
     uint64_t spares_skipped;             /* not zero-filled: the segment filled too fast */
+    uint64_t cache_dropped;              /* log bytes dropped from the page cache (cache_window) */
     uint64_t sync_ns;                    /* total time in fdatasync */
     uint64_t sync_hist[SL_SYNC_BUCKETS]; /* fdatasync durations, not cumulative */
 };

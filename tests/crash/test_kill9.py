@@ -3,7 +3,9 @@
 restart on the same data dir, and every acknowledged record is there. Odd cycles run two HTTP
 event loops, so two loops group-commit the same strands; in cycles 3-4, 7-8, ... no segment gets
 a zero-filled spare (`--spare-max-rate 1`, as at batch-load rates: the next segment is only
-preallocated), so kills also land around rolls into such segments.
+preallocated), so kills also land around rolls into such segments; in cycles 1, 4, 7, ... the
+strands keep only their newest 64 KiB in the page cache (`--cache-window 64K`): older pages are
+dropped while the writers run, and the check after the restart reads them from the disk.
 
 Each cycle: start `sluice serve` on the data dir, run 8 writer threads (single writes and small
 JSON-array / NDJSON batches into two strands, some tombstones) that remember every acknowledged
@@ -189,6 +191,7 @@ def check_cycle(cycle, writers, base):
 
 
 t_start = time.monotonic()
+dropped = 0  # bytes dropped from the page cache in the windowed cycles, before their kills
 for cycle in range(CYCLES):
     with t.section("crash cycle %d" % (cycle + 1), srv):
         c0 = time.monotonic()
@@ -197,8 +200,10 @@ for cycle in range(CYCLES):
         mark = srv.log_mark()
         # odd cycles with two HTTP event loops: both group-commit the same strands; every other
         # pair of cycles without spares
+        windowed = cycle % 3 == 0
         srv.start(["--segment-bytes", str(SEG), "--http-threads", str(1 + cycle % 2)]
-                  + (["--spare-max-rate", "1"] if cycle % 4 >= 2 else []))
+                  + (["--spare-max-rate", "1"] if cycle % 4 >= 2 else [])
+                  + (["--cache-window", "64K"] if windowed else []))
         # the previous cycle ended with a clean SIGTERM: recovery must find nothing to cut
         clean_cut = st.metric_total(srv.port, "trunc")
         listing = st.strands(srv.port)
@@ -208,6 +213,8 @@ for cycle in range(CYCLES):
             w.start()
         delay = rng.uniform(0.2, 1.0)
         time.sleep(delay)  # the random kill moment (part of the test design, not a wait)
+        if windowed:  # read before the kill, so it can only count drops that happened
+            dropped += st.metric_total(srv.port, "cache_dropped_bytes") or 0
         srv.kill()
         for w in writers:
             w.stop = True
@@ -236,6 +243,9 @@ for cycle in range(CYCLES):
                 probs.append("sluice verify says %r for %s, the API said %r" % (got.get(s), s, heads.get(s)))
         t.ok(not probs, "cycle %d: kill -9 after %.2fs with %d acknowledged records; all there, chain continues, verify ok (%.1fs)"
              % (cycle + 1, delay, nacks, time.monotonic() - c0), "\n".join(probs) + ("\nserver log of this cycle:\n" + srv.log_since(mark) if probs else ""))
+
+t.ok(dropped > 0, "the windowed cycles dropped %d durable bytes from the page cache before their kills"
+     % dropped, "--cache-window 64K dropped nothing: the check after each restart did not read dropped pages")
 
 with t.section("final check", srv):
     if srv.proc is not None:

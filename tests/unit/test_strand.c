@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static char g_tmp[256];
@@ -251,6 +253,116 @@ static void test_spare_rate(void)
             "%llu skipped)",
             (unsigned long long)st.spares, (unsigned long long)st.spares_skipped);
     sl_strand_close(s);
+}
+
+/* Pages of [0, len) of the file at path in the page cache (mincore on a fresh mapping). */
+static uint64_t cached_pages(const char *path, uint64_t len)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || len == 0) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return 0;
+    uint64_t np = (len + 4095) / 4096, n = 0;
+    unsigned char *v = malloc(np);
+    if (v && mincore(m, len, v) == 0)
+        for (uint64_t i = 0; i < np; i++)
+            n += v[i] & 1;
+    free(v);
+    munmap(m, len);
+    return n;
+}
+
+/* With cache_window, a durable strand keeps only its newest bytes in the page cache: the
+ * pages of older segments are dropped once durable, also those a reader has mapped, and every
+ * record still reads back (from the disk) and verifies. With 0 the kernel keeps them all:
+ * what the residency check measures is the window, not an empty cache. */
+static void test_cache_window(void)
+{
+    struct statfs fs;
+    if (statfs(g_tmp, &fs) == 0 && fs.f_type == 0x01021994) { /* TMPFS_MAGIC */
+        printf("# cache_window: %s is tmpfs, whose pages cannot be dropped; case skipped\n", g_tmp);
+        return;
+    }
+    const uint64_t seg = 256 << 10, win = 128 << 10;
+    for (int c = 0; c < 2; c++) {
+        char dir[512], name[16];
+        snprintf(name, sizeof(name), "cw%d", c);
+        snprintf(dir, sizeof(dir), "%s/%s", g_tmp, name);
+        struct sl_strand_opts o = {.segment_bytes = seg, .durable = 1, .cache_window = c ? 0 : win};
+        struct sl_strand *s;
+        T_EQ_INT(sl_strand_open(dir, name, &o, &s, NULL, NULL), 0, "open");
+        const int per = 500, batches = 80;
+        int io_ok = 1;
+        for (int b = 0; b < batches; b++) {
+            struct sl_record r; /* a reader maps the batch's first page in */
+            if (append_n(s, per, b * per, NULL) != 0 || sl_strand_read(s, (uint64_t)b * per, &r))
+                io_ok = 0;
+        }
+        T_CHECK(io_ok, "%s: %d batches of %d appended, each read back at once", name, batches, per);
+        struct sl_strand_stats st;
+        struct sl_strand_info in;
+        sl_strand_stats(s, &st);
+        sl_strand_info(s, &in);
+        T_CHECK(in.segments >= 6, "%s: %llu segments", name, (unsigned long long)in.segments);
+        uint64_t old_cached = 0, old_pages = 0, nold = 0;
+        /* segments are named by base_seq: in order; all but the newest two are checked */
+        char cmd[700], line[600];
+        snprintf(cmd, sizeof(cmd), "ls %s | grep '[.]seg$' | sort -n", dir);
+        FILE *p = popen(cmd, "r");
+        char names[64][64];
+        int nn = 0;
+        while (p && nn < 64 && fgets(line, sizeof(line), p)) {
+            line[strcspn(line, "\n")] = 0;
+            snprintf(names[nn++], sizeof(names[0]), "%.63s", line);
+        }
+        if (p)
+            pclose(p);
+        T_EQ_INT(nn, (long long)in.segments, "segment files");
+        for (int k = 0; k + 2 < nn; k++, nold++) {
+            char path[4200];
+            snprintf(path, sizeof(path), "%s/%.63s", dir, names[k]);
+            old_cached += cached_pages(path, seg);
+            old_pages += seg / 4096;
+        }
+        uint64_t total = in.bytes + in.segments * SL_SEG_HDR; /* file offsets: with headers */
+        if (c == 0) {
+            T_CHECK(old_cached <= nold * 2,
+                    "cache_window %llu: %llu of %llu pages of the %llu older segments still "
+                    "cached (at most 2 each: the pages at a drop's edges)",
+                    (unsigned long long)win, (unsigned long long)old_cached,
+                    (unsigned long long)old_pages, (unsigned long long)nold);
+            T_CHECK(st.cache_dropped + win + seg >= total && st.cache_dropped + win <= total,
+                    "cache_window %llu: %llu of %llu bytes dropped", (unsigned long long)win,
+                    (unsigned long long)st.cache_dropped, (unsigned long long)total);
+        } else {
+            T_CHECK(old_cached >= old_pages / 2,
+                    "cache_window 0: %llu of %llu pages of the older segments cached",
+                    (unsigned long long)old_cached, (unsigned long long)old_pages);
+            T_EQ_INT(st.cache_dropped, 0, "cache_window 0: nothing dropped");
+        }
+        int bad = 0;
+        for (uint64_t q = 0; q < in.count; q++) {
+            struct sl_record r;
+            char want[16];
+            int len = snprintf(want, sizeof(want), "%c%d", 0xa0 + 8, 10000000 + (int)q);
+            uint64_t at = ~0ull;
+            if (sl_strand_read(s, q, &r) != 0 || r.payload_len != (uint32_t)len ||
+                memcmp(r.payload, want, (size_t)len) != 0 ||
+                sl_strand_find_hash(s, r.hash, &at) != 0 || at != q)
+                bad++;
+        }
+        T_EQ_INT(bad, 0, "every record reads back and is found by its hash");
+        sl_strand_close(s);
+        struct sl_verify_result vr;
+        sl_verify_strand(dir, name, &vr);
+        T_CHECK(vr.ok && vr.count == (uint64_t)per * batches, "%s verifies (%s)", name, vr.reason);
+    }
 }
 
 /* The strand's Merkle tree holds every acknowledged record, in order, across segment rolls, and
@@ -509,6 +621,7 @@ int main(void)
     test_append_read();
     test_index_growth();
     test_spare_rate();
+    test_cache_window();
     test_tree_rolls();
     test_truncation();
     test_corruption();
