@@ -8,6 +8,7 @@
 #include "strand/tree.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ struct wbatch {
     struct pending *pend;
     size_t n, cap;
     uint64_t bytes;
+    int rc;                    /* sync stage: how its appends are answered */
     uint8_t head[SL_HASH_LEN]; /* chain head after this batch */
 };
 
@@ -544,6 +546,13 @@ static void set_failed(struct sl_strand *s)
     pthread_mutex_unlock(&s->qmu);
 }
 
+/* The frames of a batch are staged in wbuf and written whenever it holds STAGE_BYTES: a buffer
+ * that stays in the cache, reused, instead of one that grows to a whole group (a 1000-record
+ * append is ~280 KB; everything queued at once can be a whole segment): the encode and the
+ * kernel's copy into the page cache then touch warm memory, and no fresh pages are faulted in. */
+#define STAGE_BYTES (256u << 10)
+#define BATCH_BYTES (4u << 20)
+
 /* Drops durable log bytes older than the newest opts.cache_window from the page cache, in steps
  * of at least a quarter window (8 MiB at most). Sync stage, after the answers. A log written at
  * batch rates otherwise takes a fresh page for every 4 KiB until memory is full, and on a VM
@@ -607,6 +616,22 @@ static void sync_stage(struct sl_strand *s)
     pthread_mutex_lock(&s->qmu);
     int rc = s->failed ? SL_E_UNAVAIL : 0;
     pthread_mutex_unlock(&s->qmu);
+    /* The tree's nodes for these leaves are hashed while the disk writes their records: the
+     * writeback is started first, the fdatasync then waits for what is left. Nothing of the
+     * tree is visible before the records are durable and published (sl_tree_publish). */
+    int absorbed = 0;
+    if (rc == 0 && s->tree) {
+        uint64_t bytes = 0;
+        for (struct wbatch *b = list; b; b = b->next)
+            bytes += b->bytes;
+        if (s->opts.durable && bytes >= STAGE_BYTES) /* a small group: one syscall more for ~0 */
+            (void)sync_file_range(list->seg->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        for (struct wbatch *b = list; b; b = b->next)
+            for (size_t i = 0; i < b->n; i++)
+                sl_tree_add(s->tree, b->pend[i].hash);
+        sl_tree_absorb(s->tree);
+        absorbed = 1;
+    }
     if (rc == 0 && s->opts.durable) {
         uint64_t t0 = sl_mono_ns();
         int src = sl_io.fdatasync(list->seg->fd);
@@ -622,17 +647,24 @@ static void sync_stage(struct sl_strand *s)
             rc = SL_E_IO;
         }
     }
+    /* Published in order, the tree after them (an acknowledged record is in it), then the
+     * answers; a batch that cannot be published fails with the ones after it. */
+    int prc = rc;
+    for (struct wbatch *b = list; b; b = b->next) {
+        if (prc == 0 && (prc = publish(s, b)) != 0)
+            set_failed(s);
+        b->rc = prc;
+    }
+    if (absorbed) {
+        if (prc == 0)
+            sl_tree_publish(s->tree);
+        else /* holds leaves of batches that are not published */
+            sl_tree_invalidate(s->tree);
+    }
     uint64_t k = 0;
     for (struct wbatch *b = list, *next; b; b = next, k++) {
         next = b->next;
-        if (rc == 0 && (rc = publish(s, b)) != 0)
-            set_failed(s);
-        if (rc == 0 && s->tree) { /* durable and published: into the tree, before the acks */
-            for (size_t i = 0; i < b->n; i++)
-                sl_tree_add(s->tree, b->pend[i].hash);
-            sl_tree_publish(s->tree);
-        }
-        fail_appends(b->done_head, rc);
+        fail_appends(b->done_head, b->rc);
         free(b->pend);
         free(b);
     }
@@ -664,13 +696,6 @@ static void *syncer_main(void *arg)
     }
     return NULL;
 }
-
-/* The frames of a batch are staged in wbuf and written whenever it holds STAGE_BYTES: a buffer
- * that stays in the cache, reused, instead of one that grows to a whole group (a 1000-record
- * append is ~280 KB; everything queued at once can be a whole segment): the encode and the
- * kernel's copy into the page cache then touch warm memory, and no fresh pages are faulted in. */
-#define STAGE_BYTES (256u << 10)
-#define BATCH_BYTES (4u << 20)
 
 /* Writes what is staged at the end of the active segment. Committer thread. The batch's bytes
  * count what was written of it; on failure nothing more is (the caller fails the batch). */

@@ -183,6 +183,19 @@ void sl_tree_add(struct sl_tree *t, const uint8_t leaf[SL_HASH_LEN])
     }
 }
 
+void sl_tree_absorb(struct sl_tree *t)
+{
+    absorb(t);
+}
+
+void sl_tree_invalidate(struct sl_tree *t)
+{
+    if (!__atomic_exchange_n(&t->failed, 1, __ATOMIC_RELAXED))
+        sl_error("tree %s: holds leaves the strand did not publish; proofs are refused until "
+                 "restart",
+                 t->dir);
+}
+
 void sl_tree_publish(struct sl_tree *t)
 {
     absorb(t);

@@ -37,6 +37,12 @@ void sl_tree_close(struct sl_tree *t);
 
 /* Syncer thread: adds one leaf; sl_tree_publish makes the added leaves visible to readers. */
 void sl_tree_add(struct sl_tree *t, const uint8_t leaf[SL_HASH_LEN]);
+/* Hashes the nodes that the added leaves complete, ahead of sl_tree_publish (the syncer does it
+ * while the disk writes those leaves' records); readers see nothing of it until then. */
+void sl_tree_absorb(struct sl_tree *t);
+/* Leaves went in that the strand will not publish (its fdatasync failed): the tree refuses
+ * proofs and is not saved until a restart rebuilds it from the records. */
+void sl_tree_invalidate(struct sl_tree *t);
 void sl_tree_publish(struct sl_tree *t);
 /* Syncs the tiles and records the current size in the state file. Not concurrent with
  * sl_tree_add (the committer calls it while the syncer is drained, or at close). */

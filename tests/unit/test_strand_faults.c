@@ -4,12 +4,15 @@
  *   sync);
  * - ENOSPC on a write fails that group only; the chain continues from the last good record;
  * - short writes are completed;
- * - EIO on fdatasync stops the strand (it refuses writes) and a restart recovers;
+ * - EIO on fdatasync stops the strand (it refuses writes) and a restart recovers; the Merkle
+ *   tree, which hashes a group's leaves while the disk writes it, publishes none of the failed
+ *   group's leaves, refuses proofs until the restart, and is rebuilt to the strand's size;
  * - every write into a segment ends on a whole page, and past its records a segment holds only
  *   zeros (the spare's zeros bypass the page cache, or go through it where O_DIRECT is refused). */
 #include "core/io.h"
 #include "strand/record.h"
 #include "strand/strand.h"
+#include "strand/tree.h"
 #include "strand/verify.h"
 #include "t.h"
 
@@ -363,10 +366,17 @@ int main(void)
     g_fail_sync = EIO;
     T_CHECK(append1(s, 3, NULL) == SL_E_IO, "an append whose fdatasync fails is not acknowledged");
     T_EQ_INT(sl_strand_count(s), 3, "nothing of it is published");
+    T_CHECK(sl_tree_size(sl_strand_tree(s)) == 3 && !sl_tree_ok(sl_strand_tree(s)),
+            "the tree publishes none of its leaves (size %llu) and refuses proofs",
+            (unsigned long long)sl_tree_size(sl_strand_tree(s)));
     T_CHECK(append1(s, 4, NULL) == SL_E_UNAVAIL,
             "after a failed fdatasync the strand refuses further writes");
     sl_strand_close(s);
     T_EQ_INT(sl_strand_open(dir, "f", &o, &s, NULL, NULL), 0, "a restart opens the strand");
+    T_CHECK(sl_tree_ok(sl_strand_tree(s)) && sl_tree_size(sl_strand_tree(s)) == sl_strand_count(s),
+            "after the restart the tree is whole again, at the strand's size (%llu of %llu)",
+            (unsigned long long)sl_tree_size(sl_strand_tree(s)),
+            (unsigned long long)sl_strand_count(s));
     T_CHECK(sl_strand_count(s) >= 3, "every acknowledged record is there after the restart (%llu)",
             (unsigned long long)sl_strand_count(s));
     uint64_t before = sl_strand_count(s);
