@@ -105,7 +105,8 @@ struct sl_strand {
     uint64_t drop_off;
 
     struct sl_strand_stats stats; /* atomics */
-    struct sl_tree *tree;         /* leaves added by the syncer after publish; NULL if none */
+    struct sl_tree *tree; /* sync stage: leaves hashed during the fdatasync, published after the
+                           * records; NULL if none */
 };
 
 const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1] = {50,   100,   200,   500,    1000,   2000,
