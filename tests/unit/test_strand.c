@@ -334,7 +334,7 @@ static void test_cache_window(void)
         if (c == 0) {
             T_CHECK(old_cached <= nold * 2,
                     "cache_window %llu: %llu of %llu pages of the %llu older segments still "
-                    "cached (at most 2 each: the pages at a drop's edges)",
+                    "cached (at most 2 each)",
                     (unsigned long long)win, (unsigned long long)old_cached,
                     (unsigned long long)old_pages, (unsigned long long)nold);
             T_CHECK(st.cache_dropped + win + seg >= total && st.cache_dropped + win <= total,
