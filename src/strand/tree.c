@@ -132,11 +132,19 @@ struct sl_mt_src sl_tree_src(struct sl_tree *t)
     return s;
 }
 
-static void set_failed(struct sl_tree *t, unsigned k)
+/* The tree is not to be trusted until a restart rebuilds it: proofs are refused, it is not
+ * saved. Logged once, with why. */
+static void set_failed(struct sl_tree *t, const char *why)
 {
     if (!__atomic_exchange_n(&t->failed, 1, __ATOMIC_RELAXED))
-        sl_error("tree %s: cannot write nodes-%u: %s; proofs are refused until restart", t->dir,
-                 k * STEP, strerror(errno));
+        sl_error("tree %s: %s; proofs are refused until restart", t->dir, why);
+}
+
+static void nodes_failed(struct sl_tree *t, unsigned k)
+{
+    char why[160];
+    snprintf(why, sizeof(why), "cannot write nodes-%u: %s", k * STEP, strerror(errno));
+    set_failed(t, why);
 }
 
 /* Nodes of a stored level complete in index order: they are gathered and written with one
@@ -150,7 +158,7 @@ static void on_node(void *ctx, unsigned level, uint64_t index, const uint8_t h[S
     if (t->pend[k].len == 0)
         t->pend_first[k] = index;
     if (sl_buf_append(&t->pend[k], h, SL_HASH_LEN) < 0)
-        set_failed(t, k);
+        nodes_failed(t, k);
 }
 
 static void flush_nodes(struct sl_tree *t)
@@ -161,14 +169,14 @@ static void flush_nodes(struct sl_tree *t)
         int fd = nodes_fd(t, k, 1);
         if (fd < 0 ||
             sl_pwrite_all(fd, t->pend[k].data, t->pend[k].len, t->pend_first[k] * SL_HASH_LEN) < 0)
-            set_failed(t, k);
+            nodes_failed(t, k);
         sl_buf_reset(&t->pend[k]);
     }
 }
 
 /* The leaves added since the last call go into the tree, level by level (the independent nodes
  * of a level are hashed several at a time). */
-static void absorb(struct sl_tree *t)
+void sl_tree_absorb(struct sl_tree *t)
 {
     sl_mt_acc_push_many(&t->acc, (uint8_t(*)[SL_HASH_LEN])t->batch.data, t->batch.len / SL_HASH_LEN,
                         on_node, t);
@@ -178,27 +186,19 @@ static void absorb(struct sl_tree *t)
 void sl_tree_add(struct sl_tree *t, const uint8_t leaf[SL_HASH_LEN])
 {
     if (sl_buf_append(&t->batch, leaf, SL_HASH_LEN) < 0) { /* out of memory: one by one */
-        absorb(t);
+        sl_tree_absorb(t);
         sl_mt_acc_push(&t->acc, leaf, on_node, t);
     }
 }
 
-void sl_tree_absorb(struct sl_tree *t)
-{
-    absorb(t);
-}
-
 void sl_tree_invalidate(struct sl_tree *t)
 {
-    if (!__atomic_exchange_n(&t->failed, 1, __ATOMIC_RELAXED))
-        sl_error("tree %s: holds leaves the strand did not publish; proofs are refused until "
-                 "restart",
-                 t->dir);
+    set_failed(t, "holds leaves the strand did not publish");
 }
 
 void sl_tree_publish(struct sl_tree *t)
 {
-    absorb(t);
+    sl_tree_absorb(t);
     flush_nodes(t); /* readers may use every node below the size they see */
     __atomic_store_n(&t->size, t->acc.size, __ATOMIC_RELEASE);
 }
@@ -233,7 +233,7 @@ int sl_tree_save(struct sl_tree *t, struct sl_err *err)
 {
     if (!sl_tree_ok(t))
         return sl_err_set(err, SL_E_IO, "io_error", "tree %s: tiles were not written", t->dir);
-    absorb(t);
+    sl_tree_absorb(t);
     flush_nodes(t);
     uint64_t size = t->acc.size;
     for (unsigned k = 1; k < NSTORED; k++)
