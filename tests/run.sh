@@ -11,13 +11,8 @@ failed=0
 LOG=build/test-logs
 mkdir -p "$LOG"
 
-run_one() { # name, command...
-    local name=$1
-    shift
-    local out="$LOG/$(echo "$name" | tr '/ ' '__').log"
-    local t0=$SECONDS
-    "$@" >"$out" 2>&1
-    local rc=$?
+tally() { # name, log file, exit status, seconds
+    local name=$1 out=$2 rc=$3 secs=$4
     local ok nok
     ok=$(grep -c '^ok - ' "$out")
     nok=$(grep -c '^not ok - ' "$out")
@@ -27,11 +22,21 @@ run_one() { # name, command...
     fi
     passed=$((passed + ok))
     failed=$((failed + nok))
-    printf '%-48s %4d passed %3d failed  (%ds)\n' "$name" "$ok" "$nok" $((SECONDS - t0))
+    printf '%-48s %4d passed %3d failed  (%ds)\n' "$name" "$ok" "$nok" "$secs"
     if [ "$nok" != 0 ]; then
         grep '^not ok - ' "$out" | head -20 | sed 's/^/    /'
         echo "    (full log: $out)"
     fi
+}
+logname() { echo "$LOG/$(echo "$1" | tr '/ ' '__').log"; }
+
+run_one() { # name, command...
+    local name=$1
+    shift
+    local out t0=$SECONDS
+    out=$(logname "$name")
+    "$@" >"$out" 2>&1
+    tally "$name" "$out" $? $((SECONDS - t0))
 }
 
 format_check() {
@@ -78,22 +83,38 @@ for t in build/san/tests/component/test_*; do
 done
 
 # Fuzz targets: replay the seed corpus, then fuzz briefly (long runs: fuzz/README.md).
+# Each target is one CPU-bound process, so they run one per CPU at a time: each gets the
+# same fuzzing time as alone, and the layer takes a CPU count's fraction of the wall time.
+fuzz_one() { # target
+    local f=$1 n tmp
+    n=$(basename "$f")
+    tmp=$(mktemp -d)
+    if "$f" -max_total_time="${SLUICE_FUZZ_SECONDS:-10}" -rss_limit_mb=2048 -artifact_prefix="$tmp/" "$tmp" "fuzz/corpus/$n" >"$tmp/log" 2>&1; then
+        echo "ok - $n: seed corpus and ${SLUICE_FUZZ_SECONDS:-10}s of fuzzing without a crash"
+    else
+        echo "not ok - $n found a crash (input kept in $LOG/):"
+        cp "$tmp"/crash-* "$tmp"/leak-* "$tmp"/timeout-* "$LOG/" 2>/dev/null
+        tail -40 "$tmp/log"
+    fi
+    rm -rf "$tmp"
+}
+fuzz_jobs=$(nproc 2>/dev/null || echo 1)
+fuzz_names=()
 for f in build/fuzz/fuzz_*; do
     [ -x "$f" ] || continue
     n=$(basename "$f")
-    fuzz_one() {
-        local tmp
-        tmp=$(mktemp -d)
-        if "$f" -max_total_time="${SLUICE_FUZZ_SECONDS:-10}" -rss_limit_mb=2048 -artifact_prefix="$tmp/" "$tmp" "fuzz/corpus/$n" >"$tmp/log" 2>&1; then
-            echo "ok - $n: seed corpus and ${SLUICE_FUZZ_SECONDS:-10}s of fuzzing without a crash"
-        else
-            echo "not ok - $n found a crash (input kept in $LOG/$n-crash):"
-            cp "$tmp"/crash-* "$tmp"/leak-* "$tmp"/timeout-* "$LOG/" 2>/dev/null
-            tail -40 "$tmp/log"
-        fi
-        rm -rf "$tmp"
-    }
-    run_one "fuzz/$n" fuzz_one
+    fuzz_names+=("$n")
+    (
+        t0=$SECONDS
+        fuzz_one "$f" >"$(logname "fuzz/$n")" 2>&1
+        echo "$? $((SECONDS - t0))" >"$(logname "fuzz/$n").rc"
+    ) &
+    while [ "$(jobs -rp | wc -l)" -ge "$fuzz_jobs" ]; do wait -n; done
+done
+wait
+for n in "${fuzz_names[@]}"; do
+    read -r rc secs <"$(logname "fuzz/$n").rc"
+    tally "fuzz/$n" "$(logname "fuzz/$n")" "$rc" "$secs"
 done
 
 for t in tests/integration/test_*.py tests/crash/test_*.py; do
