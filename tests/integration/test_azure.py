@@ -247,7 +247,10 @@ with t.section("a wrong account key: Azure refuses it (403), nothing is sent unt
     srv.req("DELETE", "/v1/connectors/" + cid)
 
 with t.section("Azurite stopped mid-stream and started again: nothing lost, nothing twice", srv):
-    cid = create(cfg("outage", batch_size=4, flush_interval_ms=100), ["azout"])
+    # the breaker opens after 5 failures; its trial after 2 s instead of the default 30 keeps the
+    # test short (the breaker itself: test_delivery.py and tests/component/test_sink_framework.c)
+    cid = create(cfg("outage", batch_size=4, flush_interval_ms=100,
+                     circuit_breaker={"reset_timeout_secs": 2}), ["azout"])
     write("azout", 8)
     st.wait_until(lambda: len(listing("outage/")) >= 2, 20)
     az.stop()
