@@ -603,6 +603,9 @@ static void *loop_main(void *arg)
             to = 1000;
         if (l->ndef)
             to = 0; /* requests read after the last group commit wait for the next one */
+        if (__atomic_load_n(&srv->barrier, __ATOMIC_ACQUIRE))
+            to = 0; /* someone waits for whole passes (quiesce, drain): one wake-up ends only
+                     * the pass it lands in; the next must not sleep (a stop took 2 s) */
         struct epoll_event ev[16];
         int n = epoll_wait(l->ep, ev, 16, (int)to);
         for (int i = 0; i < n; i++)

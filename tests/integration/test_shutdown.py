@@ -66,4 +66,14 @@ for durability in ("fsync", "none"):
         code, out, err = st.run_verify(srv.data)
         t.eq(code, 0, "durability %s: sluice verify passes after the shutdown" % durability)
 
+with t.section("an idle server stops at once"):
+    # quiesce and drain wait for whole passes of the event loops: a loop woken once must not
+    # then sleep out its idle timeout (each of the two took 1 s, every restart 2 s)
+    srv = st.Server().start()
+    t0 = time.monotonic()
+    rc = srv.stop()
+    took = time.monotonic() - t0
+    t.eq(rc, 0, "SIGTERM exits 0")
+    t.ok(took < 1.0, "within 1 s of SIGTERM (took %.2f s)" % took)
+
 t.done()
