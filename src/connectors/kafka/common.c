@@ -210,11 +210,28 @@ rd_kafka_t *sl_kafka_new(rd_kafka_type_t type, const json_t *config, const char 
     return rk;
 }
 
-int sl_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, char *errstr, size_t n)
+int sl_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int (*stop)(void *),
+                   void *arg, char *errstr, size_t n)
 {
     rd_kafka_topic_t *t = topic ? rd_kafka_topic_new(rk, topic, NULL) : NULL;
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, t ? 0 : 1, t, &md, timeout_ms);
+    /* in slices, so that a connector being stopped (the server shutting down) does not wait
+     * out a broker that does not answer */
+    uint64_t until = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    rd_kafka_resp_err_t e;
+    for (;;) {
+        uint64_t now = sl_mono_ns();
+        int left = now < until ? (int)((until - now) / 1000000u) : 0;
+        e = rd_kafka_metadata(rk, t ? 0 : 1, t, &md, left < 250 ? (left > 0 ? left : 1) : 250);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || sl_mono_ns() >= until)
+            break;
+        if (stop && stop(arg)) {
+            if (t)
+                rd_kafka_topic_destroy(t);
+            snprintf(errstr, n, "stopped while waiting for a broker");
+            return -1;
+        }
+    }
     int rc = 0;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         char denied[300] = "";

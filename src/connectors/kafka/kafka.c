@@ -357,7 +357,7 @@ static int ksrc_start(void **self, const struct sl_source_ctx *ctx, struct sl_er
     rd_kafka_poll_set_consumer(k->rk);
     k->queue = rd_kafka_queue_get_consumer(k->rk);
     /* the health check: a broker answers and the topic exists, or the connector is not running */
-    if (sl_kafka_probe(k->rk, k->topic, 5000, errstr, sizeof(errstr)) < 0) {
+    if (sl_kafka_probe(k->rk, k->topic, 5000, ctx->stopped, ctx->arg, errstr, sizeof(errstr)) < 0) {
         ksrc_stop(k);
         return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "kafka: %s", errstr);
     }
@@ -522,7 +522,7 @@ static enum sl_result ksrc_poll(void *self, struct sl_emitter *em, int timeout_m
                   k->polls ? k->latency_us / k->polls / 1000u : 0);
     if (!n && k->down) { /* still down unless a broker answers now */
         char probe[256];
-        if (sl_kafka_probe(k->rk, NULL, 200, probe, sizeof(probe)) == 0) {
+        if (sl_kafka_probe(k->rk, NULL, 200, NULL, NULL, probe, sizeof(probe)) == 0) {
             k->down = 0;
         } else {
             snprintf(error, errlen, "%s", k->down_why);

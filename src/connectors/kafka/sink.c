@@ -560,7 +560,8 @@ static int ks_check(void *self, struct sl_err *err)
     struct ksink *k = self;
     char why[400];
     int t = k->timeout_ms < 5000 ? k->timeout_ms : 5000;
-    if (sl_kafka_probe(k->rk, k->topic_name, t, why, sizeof(why)) == 0)
+    if (sl_kafka_probe(k->rk, k->topic_name, t, k->ctx->cancelled, k->ctx->arg, why, sizeof(why)) ==
+        0)
         return 0;
     return sl_err_set(err, SL_E_UNAVAIL, "unhealthy", "kafka: %s", why);
 }
