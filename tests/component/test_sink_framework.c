@@ -1021,11 +1021,13 @@ static void check_pipelining(struct env *e)
     for (int i = 0; i < 12; i++)
         all &= seen[i];
     T_CHECK(all && ordered, "11. pipelining: every record sent, in seq order after the replay");
+    T_CHECK(quiesce(e, id, L), "11. pipelining: disabled");
+    /* read once the worker has stopped: with batches in flight the sentinel of settle() can be
+     * sent before the results of the last ones are collected (they are, at the stop) */
     json_t *c = conn(e, id);
     T_EQ_INT(stat_of(c, "delivered"), 12,
              "11. pipelining: stats.delivered counts each record once");
     json_decref(c);
-    T_CHECK(quiesce(e, id, L), "11. pipelining: disabled");
     T_EQ_INT(cursor(e, id, "c11-pipe"), 12,
              "11. pipelining: the cursor passes the contiguous prefix");
     drop(e, id);
