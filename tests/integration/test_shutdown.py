@@ -2,6 +2,7 @@
 acknowledged is on disk, requests that arrive during shutdown get 503 or a closed connection
 (never a crash), and the chain verifies. A regression test: closing the store while open
 keep-alive connections still sent requests used to crash the server."""
+import socket
 import threading
 import time
 
@@ -75,5 +76,49 @@ with t.section("an idle server stops at once"):
     took = time.monotonic() - t0
     t.eq(rc, 0, "SIGTERM exits 0")
     t.ok(took < 1.0, "within 1 s of SIGTERM (took %.2f s)" % took)
+
+with t.section("SIGTERM while a connector waits for a server that never answers"):
+    # a TCP listener that accepts and never says a word: a database or broker that hangs. Each
+    # connector below is stopped while its first connection waits on it (connect timeouts of 5 s,
+    # or none for the PostgreSQL sink's URL): the stop must not wait them out.
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(64)
+    port = lsock.getsockname()[1]
+    held = []
+
+    def accept():
+        while True:
+            try:
+                held.append(lsock.accept()[0])
+            except OSError:
+                return
+    threading.Thread(target=accept, daemon=True).start()
+    cases = [
+        {"name": "pg", "kind": "postgres_cdc", "config": {
+            "host": "127.0.0.1", "port": port, "database": "d", "user": "u", "password": "p"}},
+        {"name": "my", "kind": "mysql-cdc", "config": {
+            "host": "127.0.0.1", "port": port, "database": "d", "user": "u", "password": "p",
+            "server_id": 7}},
+        {"name": "ps", "kind": "postgres_sink", "strands": ["x"], "config": {
+            "connection.url": "postgres://u:p@127.0.0.1:%d/d" % port, "table.name": "t",
+            "insert.mode": "insert"}},
+        {"name": "k", "kind": "kafka", "config": {"brokers": ["127.0.0.1:%d" % port], "topic": "t"}},
+        {"name": "ks", "kind": "kafka_sink", "strands": ["x"], "config": {
+            "brokers": ["127.0.0.1:%d" % port], "topic": "t"}},
+    ]
+    for body in cases:
+        srv = st.Server().start()
+        srv.req("POST", "/v1/records?strand=x", {"n": 1})
+        n0 = len(held)
+        r = srv.req("POST", "/v1/connectors", body)
+        connecting = r.status == 201 and st.wait_until(lambda: len(held) > n0, 10)
+        t.ok(connecting, "%s: created, its first connection waits on the silent server" % body["kind"], r)
+        t0 = time.monotonic()
+        rc = srv.stop()
+        took = time.monotonic() - t0
+        t.ok(rc == 0 and took < 2.0, "%s: SIGTERM exits 0 within 2 s (took %.2f s, status %s)"
+             % (body["kind"], took, rc))
+    lsock.close()
 
 t.done()

@@ -31,6 +31,7 @@
 #include "strand/record.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <fnmatch.h>
 #include <mysql.h>
 /* after mysql.h, which it needs */
@@ -407,6 +408,69 @@ static int captured(const struct cdc *c, const char *db, size_t dblen, const cha
 
 /* ---- connections ---- */
 
+/* mysql_real_connect, in steps (libmariadb's non-blocking API) driven with poll() 250 ms at a
+ * time, so that a connector being stopped (the server shutting down) does not wait out a
+ * server that does not answer; the library's own timeouts still apply, and limit_s bounds
+ * the whole handshake. The connection is used with the blocking API afterwards. */
+static int connect_stepwise(struct cdc *c, MYSQL *m, const char *host, unsigned limit_s)
+{
+    MYSQL *ret = NULL;
+    uint64_t until = sl_mono_ns() + (uint64_t)limit_s * 1000000000ull, lib_until = 0;
+    int st =
+        mysql_options(m, MYSQL_OPT_NONBLOCK, 0) == 0
+            ? mysql_real_connect_start(&ret, m, host, c->user, c->password, NULL, c->port, NULL, 0)
+            : -1;
+    if (st < 0) { /* no non-blocking support: as before */
+        ret = mysql_real_connect(m, host, c->user, c->password, NULL, c->port, NULL, 0);
+        st = 0;
+    }
+    while (st) {
+        if ((st & MYSQL_WAIT_TIMEOUT) && !lib_until)
+            lib_until = sl_mono_ns() + (uint64_t)mysql_get_timeout_value_ms(m) * 1000000u;
+        struct pollfd pfd = {.fd = mysql_get_socket(m),
+                             .events = (short)((st & MYSQL_WAIT_READ ? POLLIN : 0) |
+                                               (st & MYSQL_WAIT_WRITE ? POLLOUT : 0) |
+                                               (st & MYSQL_WAIT_EXCEPT ? POLLPRI : 0))};
+        int r = pfd.fd >= 0 && pfd.events ? poll(&pfd, 1, 250) : poll(NULL, 0, 10);
+        int ready = 0;
+        if (r > 0) {
+            if (pfd.revents & (POLLIN | POLLERR | POLLHUP))
+                ready |= st & MYSQL_WAIT_READ;
+            if (pfd.revents & (POLLOUT | POLLERR | POLLHUP))
+                ready |= st & MYSQL_WAIT_WRITE;
+            if (pfd.revents & POLLPRI)
+                ready |= MYSQL_WAIT_EXCEPT;
+        } else if (r < 0 && errno != EINTR) {
+            seterr(c, "cannot connect to MySQL/MariaDB at %s:%u: poll: %s", c->host, c->port,
+                   strerror(errno));
+            return -1;
+        }
+        uint64_t now = sl_mono_ns();
+        if (!ready && lib_until && now >= lib_until)
+            ready = MYSQL_WAIT_TIMEOUT;
+        if (!ready) {
+            if (stopped(c)) {
+                seterr(c, "cannot connect to MySQL/MariaDB at %s:%u: stopped while connecting",
+                       c->host, c->port);
+                return -1;
+            }
+            if (now >= until) {
+                seterr(c, "cannot connect to MySQL/MariaDB at %s:%u: no answer within %u s",
+                       c->host, c->port, limit_s);
+                return -1;
+            }
+            continue;
+        }
+        lib_until = 0;
+        st = mysql_real_connect_cont(&ret, m, ready);
+    }
+    if (!ret) {
+        seterr(c, "cannot connect to MySQL/MariaDB at %s:%u: %s", c->host, c->port, mysql_error(m));
+        return -1;
+    }
+    return 0;
+}
+
 static MYSQL *connect_my(struct cdc *c, unsigned read_timeout)
 {
     MYSQL *m = mysql_init(NULL);
@@ -435,8 +499,7 @@ static MYSQL *connect_my(struct cdc *c, unsigned read_timeout)
         }
         host = addr;
     }
-    if (!mysql_real_connect(m, host, c->user, c->password, NULL, c->port, NULL, 0)) {
-        seterr(c, "cannot connect to MySQL/MariaDB at %s:%u: %s", c->host, c->port, mysql_error(m));
+    if (connect_stepwise(c, m, host, ct + read_timeout) < 0) {
         mysql_close(m);
         return NULL;
     }

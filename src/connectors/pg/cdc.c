@@ -347,7 +347,8 @@ static int captured(const struct cdc *c, const char *nsp, const char *rel)
 /* ---- connections and errors ---- */
 
 /* Connects with the config's connection settings; on failure writes libpq's reason to why. */
-static PGconn *connect_cfg(const json_t *cfg, int replication, char *why, size_t whylen)
+static PGconn *connect_cfg(const json_t *cfg, int replication, int (*stop)(void *), void *arg,
+                           char *why, size_t whylen)
 {
     const char *keys[16], *vals[16];
     int n = 0;
@@ -375,7 +376,7 @@ static PGconn *connect_cfg(const json_t *cfg, int replication, char *why, size_t
     keys[n] = "application_name", vals[n++] = "sluice";
     keys[n] = "connect_timeout", vals[n++] = "5";
     keys[n] = NULL, vals[n] = NULL;
-    PGconn *conn = sl_pg_connect(keys, vals, why, whylen);
+    PGconn *conn = sl_pg_connect(keys, vals, stop, arg, why, whylen);
     if (!conn)
         return NULL;
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -389,7 +390,7 @@ static PGconn *connect_cfg(const json_t *cfg, int replication, char *why, size_t
 static PGconn *connect_pg(struct cdc *c, int replication)
 {
     char why[sizeof(c->err)];
-    PGconn *conn = connect_cfg(c->config, replication, why, sizeof(why));
+    PGconn *conn = connect_cfg(c->config, replication, c->stopped_fn, c->arg, why, sizeof(why));
     if (!conn)
         seterr(c, "cannot connect to PostgreSQL: %s", why);
     return conn;
@@ -1477,7 +1478,7 @@ void sl_pg_cdc_cleanup(const json_t *config, const char *id, struct sl_meta *met
     if (!own_slot && !own_pub)
         return;
     char why[600];
-    PGconn *conn = connect_cfg(config, 0, why, sizeof(why));
+    PGconn *conn = connect_cfg(config, 0, NULL, NULL, why, sizeof(why));
     if (!conn) {
         oneline(why);
         char msg[700];

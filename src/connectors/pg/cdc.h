@@ -42,10 +42,11 @@ int sl_pg_conninfo_check_field(const char *s, const char *field, struct sl_err *
  * without resolving again (host stays, for TLS verification and the password file); a hostaddr
  * given is checked as it is; Unix-socket hosts are local and allowed. Returns the connection
  * (check PQstatus), or NULL with why ("outbound policy: ..." or the name that did not resolve).
- * conninfo.c; any thread. */
+ * stop (may be NULL) is asked every 250 ms while connecting: nonzero gives up at once ("stopped
+ * while connecting"). conninfo.c; any thread. */
 struct pg_conn;
-struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, char *why,
-                              size_t whylen);
+struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, int (*stop)(void *),
+                              void *arg, char *why, size_t whylen);
 
 /* The default strand of a config without "strand": "cdc.<database>" (the database of the
  * connection string or of the Rivven "database" field, made a valid strand name). */

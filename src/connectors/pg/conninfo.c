@@ -11,10 +11,13 @@
 
 #include "core/err.h"
 #include "core/netpolicy.h"
+#include "core/util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <libpq-fe.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,8 +159,56 @@ int sl_pg_conninfo_check_field(const char *s, const char *field, struct sl_err *
 
 /* ---- connecting within the outbound policy ---- */
 
-struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, char *why,
-                              size_t whylen)
+/* PQconnectdbParams, in steps: libpq's connection sequence driven with poll() 250 ms at a
+ * time, so that stop() (asked between steps) ends the wait at once. libpq enforces
+ * connect_timeout only in its blocking calls: the effective one (from the keys, a URL's
+ * parameters or PGCONNECT_TIMEOUT) bounds the whole sequence here. */
+static PGconn *connect_stepwise(const char *const *keys, const char *const *vals,
+                                int (*stop)(void *), void *arg, char *why, size_t whylen)
+{
+    PGconn *conn = PQconnectStartParams(keys, vals, 1);
+    if (!conn) {
+        snprintf(why, whylen, "out of memory");
+        return NULL;
+    }
+    int timeout_s = 0;
+    PQconninfoOption *opts = PQconninfo(conn);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val)
+            timeout_s = atoi(o->val);
+    PQconninfoFree(opts);
+    uint64_t until = timeout_s > 0 ? sl_mono_ns() + (uint64_t)timeout_s * 1000000000ull : 0;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
+        struct pollfd pfd = {.fd = PQsocket(conn),
+                             .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        int r = pfd.fd >= 0 ? poll(&pfd, 1, 250) : (errno = EBADF, -1);
+        if (r > 0) {
+            st = PQconnectPoll(conn);
+            continue;
+        }
+        if (r < 0 && errno != EINTR) {
+            snprintf(why, whylen, "poll: %s", strerror(errno));
+            PQfinish(conn);
+            return NULL;
+        }
+        if (stop && stop(arg)) {
+            snprintf(why, whylen, "stopped while connecting");
+            PQfinish(conn);
+            return NULL;
+        }
+        if (until && sl_mono_ns() >= until) {
+            snprintf(why, whylen, "timeout expired (connect_timeout %d s)", timeout_s);
+            PQfinish(conn);
+            return NULL;
+        }
+    }
+    return conn; /* CONNECTION_OK, or BAD with PQerrorMessage saying why */
+}
+
+struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, int (*stop)(void *),
+                              void *arg, char *why, size_t whylen)
 {
     /* the effective host and hostaddr: the expanded dbname's, then later keywords over them */
     char *host = NULL, *hostaddr = NULL;
@@ -228,11 +279,11 @@ struct pg_conn *sl_pg_connect(const char *const *keys, const char *const *vals, 
             k2[n] = "hostaddr";
             v2[n++] = pinned;
         }
-        conn = PQconnectdbParams(k2, v2, 1);
+        conn = connect_stepwise(k2, v2, stop, arg, why, whylen);
+    } else {
+        snprintf(why, whylen, "out of memory");
     }
     free(k2);
     free(v2);
-    if (!conn)
-        snprintf(why, whylen, "out of memory");
     return conn;
 }

@@ -148,7 +148,7 @@ static int connect_db(struct pgsink *p, char *why, size_t n)
     p->staged = 0;
     const char *keys[] = {"dbname", NULL}, *vals[] = {p->url, NULL};
     char denied[300];
-    p->conn = sl_pg_connect(keys, vals, denied, sizeof(denied));
+    p->conn = sl_pg_connect(keys, vals, p->ctx->cancelled, p->ctx->arg, denied, sizeof(denied));
     if (!p->conn) {
         snprintf(n ? why : NULL, n, "PostgreSQL: %s", denied);
         return -1;
