@@ -239,6 +239,15 @@ def row_count(h):
     return sum(rows(tb, "record_hash = '%s'" % h) for tb in TABLES.values())
 
 
+def row_counts(hs):
+    """row_count of each hash in hs, with one query (a psql run per hash and table took 10 s)."""
+    union = " UNION ALL ".join("SELECT record_hash FROM %s" % tb for tb in TABLES.values())
+    out = sb.sql("SELECT record_hash, count(*) FROM (%s) u WHERE record_hash IN (%s) GROUP BY 1"
+                 % (union, ",".join("'%s'" % h for h in hs)))
+    got = dict(line.split("|") for line in out.splitlines() if line)
+    return [int(got.get(h, 0)) for h in hs]
+
+
 with t.section("dual-write to the Supabase stand-in (seed variable names)", dw):
     s = status(dw)
     t.eq(s["integration_phase"], "Phase 1 \u2014 dual-write (Sluice + Supabase)", "the phase text is the seed's, Sluice for SapixDB")
@@ -385,7 +394,7 @@ with t.section("the retry queue survives a crash: every event lands once after r
     dw.start(FAST)
     t.ok(wait(lambda: status(dw)["mirror_pending"] == 0, 15), "after kill -9 and a restart the queue drains",
          status(dw))
-    t.eq([row_count(h) for h in hs], [1] * 30, "each of the 30 records is in PostgreSQL exactly once")
+    t.eq(row_counts(hs), [1] * 30, "each of the 30 records is in PostgreSQL exactly once")
     t.ok(sb.control()["rejected"] > 0, "(the stand-in did refuse them while failing)")
 
 with t.section("many connections: mirror calls do not serialize", dw):
