@@ -99,6 +99,7 @@ fuzz_one() { # target
     rm -rf "$tmp"
 }
 fuzz_jobs=$(nproc 2>/dev/null || echo 1)
+[ "$fuzz_jobs" -gt 4 ] && fuzz_jobs=4 # each may use up to 2 GB (-rss_limit_mb)
 fuzz_names=()
 for f in build/fuzz/fuzz_*; do
     [ -x "$f" ] || continue
