@@ -215,14 +215,16 @@ int sl_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int (*stop
 {
     rd_kafka_topic_t *t = topic ? rd_kafka_topic_new(rk, topic, NULL) : NULL;
     const struct rd_kafka_metadata *md = NULL;
-    /* in slices, so that a connector being stopped (the server shutting down) does not wait
-     * out a broker that does not answer */
+    /* In slices, so that a connector being stopped (the server shutting down) does not wait
+     * out a broker that does not answer. Each slice sends a new request and an answer that comes
+     * after its slice is lost, so slices double (250 ms, 500 ms, 1 s, 2 s, the rest): a broker
+     * whose round trip is long is still heard, as with one call of timeout_ms. */
     uint64_t until = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
     rd_kafka_resp_err_t e;
-    for (;;) {
+    for (int slice = 250;; slice *= 2) {
         uint64_t now = sl_mono_ns();
         int left = now < until ? (int)((until - now) / 1000000u) : 0;
-        e = rd_kafka_metadata(rk, t ? 0 : 1, t, &md, left < 250 ? (left > 0 ? left : 1) : 250);
+        e = rd_kafka_metadata(rk, t ? 0 : 1, t, &md, left < slice ? (left > 0 ? left : 1) : slice);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR || sl_mono_ns() >= until)
             break;
         if (stop && stop(arg)) {

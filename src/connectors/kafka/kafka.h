@@ -35,7 +35,7 @@ rd_kafka_t *sl_kafka_new(rd_kafka_type_t type, const json_t *config, const char 
 
 /* Metadata of `topic` (all topics if NULL) within timeout_ms: 0, or -1 with why in errstr
  * (no broker reachable, or the topic does not exist and cannot be created). stop (may be NULL)
- * is asked every 250 ms: nonzero gives up at once. */
+ * is asked between slices of 250 ms, 500 ms, 1 s, 2 s ...: nonzero gives up at once. */
 int sl_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int (*stop)(void *),
                    void *arg, char *errstr, size_t n);
 
