@@ -34,9 +34,12 @@ static inline uint64_t sl_frame_len(size_t source_len, size_t payload_len)
     return SL_FRAME_OVERHEAD + (uint64_t)source_len + (uint64_t)payload_len;
 }
 
-/* record_hash = SHA-256(0x00 || canonical) over the fields of r (r->hash is not read). */
+/* record_hash = SHA-256(0x00 || canonical) over the fields of r (r->hash is not read). Uses
+ * the CPU's SHA extensions when it has them; sl_record_hash_evp is OpenSSL's (tests). */
 void sl_record_hash(const char *strand, size_t strand_len, const struct sl_record *r,
                     uint8_t out[SL_HASH_LEN]);
+void sl_record_hash_evp(const char *strand, size_t strand_len, const struct sl_record *r,
+                        uint8_t out[SL_HASH_LEN]);
 
 /* The Merkle tree's interior node (RFC 6962): SHA-256(0x01 || left || right). Uses the CPU's
  * SHA extensions when it has them; sl_node_hash_evp is OpenSSL's (the reference in tests). */
