@@ -107,6 +107,14 @@ struct sl_strand {
     struct sl_strand_stats stats; /* atomics */
     struct sl_tree *tree; /* sync stage: leaves hashed during the fdatasync, published after the
                            * records; NULL if none */
+    /* A big group's leaves are hashed into the tree by this helper while the sync stage waits in
+     * fdatasync (started with the first such group): tlist is the job, NULL once it is done. */
+    pthread_mutex_t tmu;
+    pthread_cond_t tcond;
+    struct wbatch *tlist;
+    int tstop;
+    pthread_t tthread;
+    int tthread_started;
 };
 
 const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1] = {50,   100,   200,   500,    1000,   2000,
@@ -239,6 +247,8 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     pthread_mutex_init(&s->smu, NULL);
     pthread_cond_init(&s->scond, NULL);
     pthread_cond_init(&s->sdone, NULL);
+    pthread_mutex_init(&s->tmu, NULL);
+    pthread_cond_init(&s->tcond, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -364,24 +374,26 @@ fail:
     return rc;
 }
 
+/* Sets a thread's stop flag under its mutex, wakes it and waits for it to end. */
+static void stop_join(pthread_mutex_t *mu, pthread_cond_t *cv, int *flag, pthread_t th)
+{
+    pthread_mutex_lock(mu);
+    *flag = 1;
+    pthread_cond_broadcast(cv);
+    pthread_mutex_unlock(mu);
+    pthread_join(th, NULL);
+}
+
 void sl_strand_close(struct sl_strand *s)
 {
     if (!s)
         return;
-    if (s->thread_started) {
-        pthread_mutex_lock(&s->qmu);
-        s->stopping = 1;
-        pthread_cond_signal(&s->qcond);
-        pthread_mutex_unlock(&s->qmu);
-        pthread_join(s->thread, NULL);
-    }
-    if (s->sthread_started) { /* after the committer: it has enqueued its last batch */
-        pthread_mutex_lock(&s->smu);
-        s->sstop = 1;
-        pthread_cond_signal(&s->scond);
-        pthread_mutex_unlock(&s->smu);
-        pthread_join(s->sthread, NULL);
-    }
+    if (s->thread_started)
+        stop_join(&s->qmu, &s->qcond, &s->stopping, s->thread);
+    if (s->sthread_started) /* after the committer: it has enqueued its last batch */
+        stop_join(&s->smu, &s->scond, &s->sstop, s->sthread);
+    if (s->tthread_started) /* after the syncer: no job is posted any more */
+        stop_join(&s->tmu, &s->tcond, &s->tstop, s->tthread);
     join_spare(s);
     if (s->tree && s->thread_started) {
         struct sl_err err = {0};
@@ -405,6 +417,8 @@ void sl_strand_close(struct sl_strand *s)
     pthread_mutex_destroy(&s->smu);
     pthread_cond_destroy(&s->scond);
     pthread_cond_destroy(&s->sdone);
+    pthread_mutex_destroy(&s->tmu);
+    pthread_cond_destroy(&s->tcond);
     pthread_cond_destroy(&s->wcond);
     free(s);
 }
@@ -601,6 +615,61 @@ static void drop_cache(struct sl_strand *s)
     }
 }
 
+/* Groups of at least this many leaves are hashed into the tree by the helper thread during the
+ * fdatasync; smaller ones by the sync stage itself before it (the hand-off costs two wake-ups). */
+#define TREE_ASYNC_LEAVES 1024
+
+static void tree_absorb_list(struct sl_tree *t, struct wbatch *list)
+{
+    for (struct wbatch *b = list; b; b = b->next)
+        for (size_t i = 0; i < b->n; i++)
+            sl_tree_add(t, b->pend[i].hash);
+    sl_tree_absorb(t);
+}
+
+static void *tree_main(void *arg)
+{
+    struct sl_strand *s = arg;
+    pthread_mutex_lock(&s->tmu);
+    for (;;) {
+        while (!s->tlist && !s->tstop)
+            pthread_cond_wait(&s->tcond, &s->tmu);
+        if (!s->tlist)
+            break;
+        struct wbatch *list = s->tlist;
+        pthread_mutex_unlock(&s->tmu);
+        tree_absorb_list(s->tree, list);
+        pthread_mutex_lock(&s->tmu);
+        s->tlist = NULL;
+        pthread_cond_broadcast(&s->tcond);
+    }
+    pthread_mutex_unlock(&s->tmu);
+    return NULL;
+}
+
+/* Hands list's leaves to the helper (started on first use); 0, or -1 if there is no helper. */
+static int tree_post(struct sl_strand *s, struct wbatch *list)
+{
+    if (!s->tthread_started) {
+        if (pthread_create(&s->tthread, NULL, tree_main, s) != 0)
+            return -1;
+        s->tthread_started = 1;
+    }
+    pthread_mutex_lock(&s->tmu);
+    s->tlist = list;
+    pthread_cond_broadcast(&s->tcond);
+    pthread_mutex_unlock(&s->tmu);
+    return 0;
+}
+
+static void tree_wait(struct sl_strand *s)
+{
+    pthread_mutex_lock(&s->tmu);
+    while (s->tlist)
+        pthread_cond_wait(&s->tcond, &s->tmu);
+    pthread_mutex_unlock(&s->tmu);
+}
+
 /* The sync stage for the batches written so far: one fdatasync, publish, answer. With ymu held
  * (taken here), so batches are published in the order they were written. */
 static void sync_stage(struct sl_strand *s)
@@ -617,20 +686,25 @@ static void sync_stage(struct sl_strand *s)
     pthread_mutex_lock(&s->qmu);
     int rc = s->failed ? SL_E_UNAVAIL : 0;
     pthread_mutex_unlock(&s->qmu);
-    /* The tree's nodes for these leaves are hashed while the disk writes their records: the
-     * writeback is started first, the fdatasync then waits for what is left. Nothing of the
-     * tree is visible before the records are durable and published (sl_tree_publish). */
-    int absorbed = 0;
+    /* The tree's nodes for these leaves are hashed while the disk writes their records: a big
+     * group's by the helper during the fdatasync, a small one's here after the writeback is
+     * started. Nothing of the tree is visible before the records are durable and published
+     * (sl_tree_publish). */
+    int absorbed = 0, posted = 0;
     if (rc == 0 && s->tree) {
         uint64_t bytes = 0;
-        for (struct wbatch *b = list; b; b = b->next)
+        size_t leaves = 0;
+        for (struct wbatch *b = list; b; b = b->next) {
             bytes += b->bytes;
-        if (s->opts.durable && bytes >= STAGE_BYTES) /* a small group: one syscall more for ~0 */
-            (void)sync_file_range(list->seg->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-        for (struct wbatch *b = list; b; b = b->next)
-            for (size_t i = 0; i < b->n; i++)
-                sl_tree_add(s->tree, b->pend[i].hash);
-        sl_tree_absorb(s->tree);
+            leaves += b->n;
+        }
+        if (s->opts.durable && leaves >= TREE_ASYNC_LEAVES && tree_post(s, list) == 0) {
+            posted = 1;
+        } else {
+            if (s->opts.durable && bytes >= STAGE_BYTES) /* small: one syscall more for ~0 */
+                (void)sync_file_range(list->seg->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            tree_absorb_list(s->tree, list);
+        }
         absorbed = 1;
     }
     if (rc == 0 && s->opts.durable) {
@@ -648,6 +722,8 @@ static void sync_stage(struct sl_strand *s)
             rc = SL_E_IO;
         }
     }
+    if (posted)
+        tree_wait(s);
     /* Published in order, the tree after them (an acknowledged record is in it), then the
      * answers; a batch that cannot be published fails with the ones after it. */
     int prc = rc;

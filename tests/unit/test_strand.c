@@ -366,29 +366,34 @@ static void test_cache_window(void)
 }
 
 /* The strand's Merkle tree holds every acknowledged record, in order, across segment rolls, and
- * a clean close saves all of it. */
-static void test_tree_rolls(void)
+ * a clean close saves all of it. big: appends of 1 to 3,000 records, so that groups of 1,024 and
+ * more are hashed by the helper thread during the fdatasync and smaller ones inline. */
+static void test_tree_rolls(int big)
 {
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/tf", g_tmp);
-    struct sl_strand_opts o = {.segment_bytes = 8192, .durable = 1};
+    const char *name = big ? "tg" : "tf";
+    snprintf(dir, sizeof(dir), "%s/%s", g_tmp, name);
+    struct sl_strand_opts o = {.segment_bytes = big ? 1u << 20 : 8192, .durable = 1};
     struct sl_strand *s;
-    T_EQ_INT(sl_strand_open(dir, "tf", &o, &s, NULL, NULL), 0, "open");
-    int ok = 1, want_n = 0;
-    for (int i = 0; i < 300; want_n += 1 + i % 7, i++)
-        ok &= append_n(s, 1 + i % 7, want_n, NULL) == 0;
+    T_EQ_INT(sl_strand_open(dir, name, &o, &s, NULL, NULL), 0, "open");
+    int ok = 1, want_n = 0, nappends = big ? 40 : 300;
+    for (int i = 0; i < nappends; i++) {
+        int k = big ? (i % 3 == 2 ? 1 + i % 5 : 1000 + (i * 379) % 2001) : 1 + i % 7;
+        ok &= append_n(s, k, want_n, NULL) == 0;
+        want_n += k;
+    }
     uint64_t n = sl_strand_count(s);
     struct sl_strand_info in;
     sl_strand_info(s, &in);
-    T_CHECK(ok && n == (uint64_t)want_n && in.segments >= 10,
-            "%llu records in 300 appends of 1 to 7, in %llu segments", (unsigned long long)n,
-            (unsigned long long)in.segments);
+    T_CHECK(ok && n == (uint64_t)want_n && in.segments >= (big ? 3 : 10),
+            "%llu records in %d appends of %s, in %llu segments", (unsigned long long)n, nappends,
+            big ? "1 to 3,000" : "1 to 7", (unsigned long long)in.segments);
     T_EQ_INT(sl_tree_size(sl_strand_tree(s)), n, "the tree holds every acknowledged record");
     uint8_t(*leaves)[SL_HASH_LEN] = calloc(n, SL_HASH_LEN);
     for (uint64_t i = 0; i < n; i++) {
         struct sl_record r;
         ok &= sl_strand_read(s, i, &r) == 0;
-        sl_record_hash("tf", 2, &r, leaves[i]);
+        sl_record_hash(name, 2, &r, leaves[i]);
     }
     uint8_t want[SL_HASH_LEN], got[SL_HASH_LEN];
     mth_ref(leaves, 0, n, want);
@@ -398,7 +403,7 @@ static void test_tree_rolls(void)
     sl_strand_close(s);
     struct sl_strand_recovery rec;
     memset(&rec, 0, sizeof(rec));
-    T_EQ_INT(sl_strand_open(dir, "tf", &o, &s, &rec, NULL), 0, "reopen");
+    T_EQ_INT(sl_strand_open(dir, name, &o, &s, &rec, NULL), 0, "reopen");
     T_EQ_INT(rec.tree_replayed, 0, "a clean close saved the whole tree: nothing replayed");
     src = sl_tree_src(sl_strand_tree(s));
     T_CHECK(sl_tree_size(sl_strand_tree(s)) == n && sl_mt_root(&src, n, got) == 0 &&
@@ -622,7 +627,8 @@ int main(void)
     test_index_growth();
     test_spare_rate();
     test_cache_window();
-    test_tree_rolls();
+    test_tree_rolls(0);
+    test_tree_rolls(1);
     test_truncation();
     test_corruption();
     char cmd[300];

@@ -386,6 +386,35 @@ int main(void)
     sl_verify_strand(dir, "f", &vr);
     T_CHECK(vr.ok, "the chain verifies after the failed sync and restart (%s)", vr.reason);
 
+    /* EIO on the fdatasync of a group big enough for its tree nodes to be hashed by the
+     * helper thread meanwhile: the same outcome */
+    snprintf(dir, sizeof(dir), "%s/eio-big", tmp);
+    T_EQ_INT(sl_strand_open(dir, "f", &o, &s, NULL, NULL), 0, "open");
+    for (int i = 0; i < 3; i++)
+        append1(s, i, NULL);
+    big = (struct sl_append){.recs = recs, .n = BIG, .hashes = hashes};
+    T_EQ_INT(append_wait(s, &big), 0, "a 3000-record append (tree hashed beside the fdatasync)");
+    g_fail_sync = EIO;
+    big = (struct sl_append){.recs = recs, .n = BIG, .hashes = hashes};
+    int brc = append_wait(s, &big);
+    T_CHECK(brc == SL_E_IO || brc == SL_E_UNAVAIL,
+            "a 3000-record append whose fdatasync fails is not acknowledged (%d)", brc);
+    T_EQ_INT(sl_strand_count(s), 3 + BIG, "nothing of it is published");
+    T_CHECK(sl_tree_size(sl_strand_tree(s)) == 3 + BIG && !sl_tree_ok(sl_strand_tree(s)),
+            "the tree publishes none of its leaves (size %llu) and refuses proofs",
+            (unsigned long long)sl_tree_size(sl_strand_tree(s)));
+    sl_strand_close(s);
+    T_EQ_INT(sl_strand_open(dir, "f", &o, &s, NULL, NULL), 0, "a restart opens the strand");
+    T_CHECK(sl_tree_ok(sl_strand_tree(s)) &&
+                sl_tree_size(sl_strand_tree(s)) == sl_strand_count(s) &&
+                sl_strand_count(s) >= 3 + BIG,
+            "after the restart the tree is whole again, at the strand's size (%llu of %llu)",
+            (unsigned long long)sl_tree_size(sl_strand_tree(s)),
+            (unsigned long long)sl_strand_count(s));
+    sl_strand_close(s);
+    sl_verify_strand(dir, "f", &vr);
+    T_CHECK(vr.ok, "the chain verifies after the failed sync and restart (%s)", vr.reason);
+
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", tmp);
     if (system(cmd) != 0)
