@@ -107,14 +107,16 @@ struct sl_strand {
     struct sl_strand_stats stats; /* atomics */
     struct sl_tree *tree; /* sync stage: leaves hashed during the fdatasync, published after the
                            * records; NULL if none */
-    /* A big group's leaves are hashed into the tree by this helper while the sync stage waits in
-     * fdatasync (started with the first such group): tlist is the job, NULL once it is done. */
-    pthread_mutex_t tmu;
-    pthread_cond_t tcond;
-    struct wbatch *tlist;
-    int tstop;
-    pthread_t tthread;
-    int tthread_started;
+    /* The sync stage's helper for big groups (started with the first one): it hashes a group's
+     * leaves into the tree while the sync stage waits in fdatasync (htree: the job, NULL once it
+     * is done), and answers the appends of published groups while the next one syncs (ahead:
+     * their batches in order). */
+    pthread_mutex_t hmu;
+    pthread_cond_t hcond;
+    struct wbatch *htree, *ahead, *atail;
+    int hstop;
+    pthread_t hthread;
+    int hthread_started;
 };
 
 const uint32_t sl_sync_bucket_us[SL_SYNC_BUCKETS - 1] = {50,   100,   200,   500,    1000,   2000,
@@ -247,8 +249,8 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
     pthread_mutex_init(&s->smu, NULL);
     pthread_cond_init(&s->scond, NULL);
     pthread_cond_init(&s->sdone, NULL);
-    pthread_mutex_init(&s->tmu, NULL);
-    pthread_cond_init(&s->tcond, NULL);
+    pthread_mutex_init(&s->hmu, NULL);
+    pthread_cond_init(&s->hcond, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -392,8 +394,8 @@ void sl_strand_close(struct sl_strand *s)
         stop_join(&s->qmu, &s->qcond, &s->stopping, s->thread);
     if (s->sthread_started) /* after the committer: it has enqueued its last batch */
         stop_join(&s->smu, &s->scond, &s->sstop, s->sthread);
-    if (s->tthread_started) /* after the syncer: no job is posted any more */
-        stop_join(&s->tmu, &s->tcond, &s->tstop, s->tthread);
+    if (s->hthread_started) /* after the syncer: no job is posted any more; answers what is left */
+        stop_join(&s->hmu, &s->hcond, &s->hstop, s->hthread);
     join_spare(s);
     if (s->tree && s->thread_started) {
         struct sl_err err = {0};
@@ -417,8 +419,8 @@ void sl_strand_close(struct sl_strand *s)
     pthread_mutex_destroy(&s->smu);
     pthread_cond_destroy(&s->scond);
     pthread_cond_destroy(&s->sdone);
-    pthread_mutex_destroy(&s->tmu);
-    pthread_cond_destroy(&s->tcond);
+    pthread_mutex_destroy(&s->hmu);
+    pthread_cond_destroy(&s->hcond);
     pthread_cond_destroy(&s->wcond);
     free(s);
 }
@@ -615,9 +617,11 @@ static void drop_cache(struct sl_strand *s)
     }
 }
 
-/* Groups of at least this many leaves are hashed into the tree by the helper thread during the
- * fdatasync; smaller ones by the sync stage itself before it (the hand-off costs two wake-ups). */
-#define TREE_ASYNC_LEAVES 1024
+/* Groups of at least this many records go through the helper: their tree nodes are hashed
+ * during the fdatasync and their appends answered during the next group's. Smaller groups do
+ * both in the sync stage itself (a hand-off costs two wake-ups, and the single-record loop
+ * answers in its own pass). */
+#define HELPER_RECORDS 1024
 
 static void tree_absorb_list(struct sl_tree *t, struct wbatch *list)
 {
@@ -627,47 +631,82 @@ static void tree_absorb_list(struct sl_tree *t, struct wbatch *list)
     sl_tree_absorb(t);
 }
 
-static void *tree_main(void *arg)
+/* Answers the appends that end in these published (or failed) batches, in order, and frees them. */
+static void answer_list(struct wbatch *list)
+{
+    for (struct wbatch *b = list, *next; b; b = next) {
+        next = b->next;
+        fail_appends(b->done_head, b->rc);
+        free(b->pend);
+        free(b);
+    }
+}
+
+static void *helper_main(void *arg)
 {
     struct sl_strand *s = arg;
-    pthread_mutex_lock(&s->tmu);
+    pthread_mutex_lock(&s->hmu);
     for (;;) {
-        while (!s->tlist && !s->tstop)
-            pthread_cond_wait(&s->tcond, &s->tmu);
-        if (!s->tlist)
-            break;
-        struct wbatch *list = s->tlist;
-        pthread_mutex_unlock(&s->tmu);
-        tree_absorb_list(s->tree, list);
-        pthread_mutex_lock(&s->tmu);
-        s->tlist = NULL;
-        pthread_cond_broadcast(&s->tcond);
+        while (!s->htree && !s->ahead && !s->hstop)
+            pthread_cond_wait(&s->hcond, &s->hmu);
+        if (s->ahead) { /* the older job first */
+            struct wbatch *list = s->ahead;
+            s->ahead = s->atail = NULL;
+            pthread_mutex_unlock(&s->hmu);
+            answer_list(list);
+            pthread_mutex_lock(&s->hmu);
+        } else if (s->htree) {
+            struct wbatch *list = s->htree;
+            pthread_mutex_unlock(&s->hmu);
+            tree_absorb_list(s->tree, list);
+            pthread_mutex_lock(&s->hmu);
+            s->htree = NULL;
+            pthread_cond_broadcast(&s->hcond);
+        } else {
+            break; /* stopping, nothing left */
+        }
     }
-    pthread_mutex_unlock(&s->tmu);
+    pthread_mutex_unlock(&s->hmu);
     return NULL;
 }
 
-/* Hands list's leaves to the helper (started on first use); 0, or -1 if there is no helper. */
-static int tree_post(struct sl_strand *s, struct wbatch *list)
+/* 0 once the helper runs (started on first use), -1 if it cannot be started. */
+static int helper_start(struct sl_strand *s)
 {
-    if (!s->tthread_started) {
-        if (pthread_create(&s->tthread, NULL, tree_main, s) != 0)
+    if (!s->hthread_started) {
+        if (pthread_create(&s->hthread, NULL, helper_main, s) != 0)
             return -1;
-        s->tthread_started = 1;
+        s->hthread_started = 1;
     }
-    pthread_mutex_lock(&s->tmu);
-    s->tlist = list;
-    pthread_cond_broadcast(&s->tcond);
-    pthread_mutex_unlock(&s->tmu);
     return 0;
 }
 
-static void tree_wait(struct sl_strand *s)
+static void helper_post_tree(struct sl_strand *s, struct wbatch *list)
 {
-    pthread_mutex_lock(&s->tmu);
-    while (s->tlist)
-        pthread_cond_wait(&s->tcond, &s->tmu);
-    pthread_mutex_unlock(&s->tmu);
+    pthread_mutex_lock(&s->hmu);
+    s->htree = list;
+    pthread_cond_broadcast(&s->hcond);
+    pthread_mutex_unlock(&s->hmu);
+}
+
+static void helper_wait_tree(struct sl_strand *s)
+{
+    pthread_mutex_lock(&s->hmu);
+    while (s->htree)
+        pthread_cond_wait(&s->hcond, &s->hmu);
+    pthread_mutex_unlock(&s->hmu);
+}
+
+static void helper_post_answers(struct sl_strand *s, struct wbatch *list, struct wbatch *last)
+{
+    pthread_mutex_lock(&s->hmu);
+    if (s->atail)
+        s->atail->next = list;
+    else
+        s->ahead = list;
+    s->atail = last;
+    pthread_cond_broadcast(&s->hcond);
+    pthread_mutex_unlock(&s->hmu);
 }
 
 /* The sync stage for the batches written so far: one fdatasync, publish, answer. With ymu held
@@ -686,19 +725,21 @@ static void sync_stage(struct sl_strand *s)
     pthread_mutex_lock(&s->qmu);
     int rc = s->failed ? SL_E_UNAVAIL : 0;
     pthread_mutex_unlock(&s->qmu);
+    uint64_t bytes = 0;
+    size_t nrec = 0;
+    for (struct wbatch *b = list; b; b = b->next) {
+        bytes += b->bytes;
+        nrec += b->n;
+    }
+    int helped = s->opts.durable && nrec >= HELPER_RECORDS && helper_start(s) == 0;
     /* The tree's nodes for these leaves are hashed while the disk writes their records: a big
      * group's by the helper during the fdatasync, a small one's here after the writeback is
      * started. Nothing of the tree is visible before the records are durable and published
      * (sl_tree_publish). */
     int absorbed = 0, posted = 0;
     if (rc == 0 && s->tree) {
-        uint64_t bytes = 0;
-        size_t leaves = 0;
-        for (struct wbatch *b = list; b; b = b->next) {
-            bytes += b->bytes;
-            leaves += b->n;
-        }
-        if (s->opts.durable && leaves >= TREE_ASYNC_LEAVES && tree_post(s, list) == 0) {
+        if (helped) {
+            helper_post_tree(s, list);
             posted = 1;
         } else {
             if (s->opts.durable && bytes >= STAGE_BYTES) /* small: one syscall more for ~0 */
@@ -723,11 +764,13 @@ static void sync_stage(struct sl_strand *s)
         }
     }
     if (posted)
-        tree_wait(s);
+        helper_wait_tree(s);
     /* Published in order, the tree after them (an acknowledged record is in it), then the
      * answers; a batch that cannot be published fails with the ones after it. */
     int prc = rc;
-    for (struct wbatch *b = list; b; b = b->next) {
+    uint64_t k = 0;
+    struct wbatch *last = NULL;
+    for (struct wbatch *b = list; b; last = b, b = b->next, k++) {
         if (prc == 0 && (prc = publish(s, b)) != 0)
             set_failed(s);
         b->rc = prc;
@@ -738,13 +781,10 @@ static void sync_stage(struct sl_strand *s)
         else /* holds leaves of batches that are not published */
             sl_tree_invalidate(s->tree);
     }
-    uint64_t k = 0;
-    for (struct wbatch *b = list, *next; b; b = next, k++) {
-        next = b->next;
-        fail_appends(b->done_head, b->rc);
-        free(b->pend);
-        free(b);
-    }
+    if (helped)
+        helper_post_answers(s, list, last);
+    else
+        answer_list(list);
     pthread_mutex_lock(&s->wmu);
     pthread_cond_broadcast(&s->wcond);
     pthread_mutex_unlock(&s->wmu);
