@@ -76,15 +76,31 @@ int sl_buf_puts(struct sl_buf *b, const char *s)
 
 int sl_buf_printf(struct sl_buf *b, const char *fmt, ...)
 {
+    /* Formatted once into the room there is (the common case: one vsnprintf, not a measuring
+     * one first), again after growing the buffer only if it did not fit. */
+    size_t room = b->failed || !b->data ? 0 : b->cap - b->len; /* with the NUL */
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(room ? (char *)b->data + b->len : NULL, room, fmt, ap);
     va_end(ap);
-    if (n < 0 || sl_buf_reserve(b, (size_t)n))
+    if (n < 0) {
+        if (room)
+            b->data[b->len] = 0;
         return -1;
-    va_start(ap, fmt);
-    vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
+    }
+    if ((size_t)n >= room) {
+        if (sl_buf_reserve(b, (size_t)n)) {
+            if (room)
+                b->data[b->len] = 0; /* the truncated attempt is not part of the buffer */
+            return -1;
+        }
+        va_start(ap, fmt);
+        vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+    } else if (sl_buf_reserve(b, (size_t)n)) { /* fits the allocation, not the max */
+        b->data[b->len] = 0;
+        return -1;
+    }
     b->len += (size_t)n;
     return 0;
 }

@@ -874,8 +874,51 @@ static void bench(void)
     sl_buf_release(&j);
 }
 
+/* sl_buf_printf formats into the room there is and grows only when it did not fit: the result
+ * must be what snprintf gives, across every boundary of the allocation, and the max must hold. */
+static void test_buf_printf(void)
+{
+    static char ref[200000], piece[300];
+    struct sl_buf b;
+    sl_buf_init(&b, 0);
+    size_t rl = 0;
+    int ok = 1;
+    for (int i = 0; i < 600 && ok; i++) {
+        int w = (i * 37) % 250;
+        int n = snprintf(piece, sizeof(piece), "%*d|%s", w, i, i % 3 ? "x" : "");
+        memcpy(ref + rl, piece, (size_t)n);
+        rl += (size_t)n;
+        ok = sl_buf_printf(&b, "%*d|%s", w, i, i % 3 ? "x" : "") == 0 && b.len == rl &&
+             b.data[b.len] == 0 && memcmp(b.data, ref, rl) == 0;
+    }
+    T_CHECK(ok,
+            "600 formatted appends of 1 to 250 bytes equal snprintf's (%zu bytes, %zu allocated)",
+            b.len, b.cap);
+    /* exactly at the end of the allocation: room - 1, room, room + 1 bytes */
+    int edges = 1;
+    for (int d = -1; d <= 1; d++) {
+        sl_buf_reset(&b);
+        size_t room = b.cap - 1; /* one byte for the NUL */
+        int n = (int)room + d;
+        edges &= sl_buf_printf(&b, "%0*d", n, 7) == 0 && b.len == (size_t)n &&
+                 b.data[n - 1] == '7' && b.data[n] == 0;
+    }
+    T_CHECK(edges, "a format one byte under, at and over the allocation's room is whole");
+    sl_buf_release(&b);
+
+    sl_buf_init(&b, 100);
+    sl_buf_puts(&b, "0123456789");
+    size_t cap = b.cap;
+    int r1 = sl_buf_printf(&b, "%090d", 1); /* to exactly 100: allowed */
+    int r2 = sl_buf_printf(&b, "%s", "z");  /* one over the max, inside the allocation */
+    T_CHECK(r1 == 0 && r2 < 0 && b.failed && b.len == 100 && b.data[100] == 0 && cap == b.cap,
+            "over the max it fails and leaves the buffer as it was (len %zu)", b.len);
+    sl_buf_release(&b);
+}
+
 int main(void)
 {
+    test_buf_printf();
     test_integers();
     test_floats();
     test_strings();
