@@ -101,11 +101,42 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char 
     sl_debug("%s: %s: %s", rd_kafka_name(rk), fac, buf);
 }
 
-/* The last connection the outbound policy refused, for the probe's message (librdkafka's broker
- * threads connect; the callback cannot tell which client it serves). */
+/* The last connections the outbound policy refused, by broker ("host:port", or "host:port/name"
+ * as librdkafka names brokers): the callback cannot tell which client it serves, so the probe finds
+ * its own bootstrap brokers here. */
+#define NDENIED 16
 static pthread_mutex_t g_denied_mu = PTHREAD_MUTEX_INITIALIZER;
-static char g_denied[300];
-static uint64_t g_denied_ms;
+static struct {
+    char id[128], why[200];
+    uint64_t ms;
+} g_denied[NDENIED];
+static unsigned g_denied_next;
+
+/* 2 if every bootstrap broker of rk ("host:port,...") was refused by the policy since since_ms,
+ * 1 if some were, else 0; why names one of them. */
+static int denied_brokers(rd_kafka_t *rk, uint64_t since_ms, char *why, size_t n)
+{
+    char list[1024];
+    size_t len = sizeof(list);
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "bootstrap.servers", list, &len) != RD_KAFKA_CONF_OK)
+        return 0;
+    int all = 1, any = 0;
+    pthread_mutex_lock(&g_denied_mu);
+    for (char *save = NULL, *b = strtok_r(list, ",", &save); b; b = strtok_r(NULL, ",", &save)) {
+        size_t bl = strlen(b);
+        int hit = 0;
+        for (unsigned i = 0; i < NDENIED && !hit; i++)
+            if (g_denied[i].ms >= since_ms && strncmp(g_denied[i].id, b, bl) == 0 &&
+                (g_denied[i].id[bl] == 0 || g_denied[i].id[bl] == '/')) {
+                hit = 1;
+                snprintf(why, n, "broker %.60s: %.200s", g_denied[i].id, g_denied[i].why);
+            }
+        all &= hit;
+        any |= hit;
+    }
+    pthread_mutex_unlock(&g_denied_mu);
+    return all && any ? 2 : any;
+}
 
 /* Every broker connection goes through here: the resolved address is checked against the
  * outbound policy (core/netpolicy.h) before connect(), so a broker name that resolves to a denied
@@ -121,8 +152,10 @@ static int connect_cb(int fd, const struct sockaddr *sa, int len, const char *id
     char why[200];
     if (a && sl_netpolicy_denied(sa->sa_family, a, why, sizeof(why))) {
         pthread_mutex_lock(&g_denied_mu);
-        snprintf(g_denied, sizeof(g_denied), "broker %.60s: %s", id, why);
-        g_denied_ms = sl_now_ms();
+        unsigned k = g_denied_next++ % NDENIED;
+        snprintf(g_denied[k].id, sizeof(g_denied[k].id), "%s", id);
+        snprintf(g_denied[k].why, sizeof(g_denied[k].why), "%s", why);
+        g_denied[k].ms = sl_now_ms();
         pthread_mutex_unlock(&g_denied_mu);
         sl_warn("kafka: broker %s: connection refused by the outbound policy: %s", id, why);
         return EACCES;
@@ -219,13 +252,16 @@ int sl_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int (*stop
      * out a broker that does not answer. Each slice sends a new request and an answer that comes
      * after its slice is lost, so slices double (250 ms, 500 ms, 1 s, 2 s, the rest): a broker
      * whose round trip is long is still heard, as with one call of timeout_ms. */
-    uint64_t until = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u;
+    /* denials since a little before the probe: the client connects as soon as it is created */
+    uint64_t until = sl_mono_ns() + (uint64_t)timeout_ms * 1000000u, t0_ms = sl_now_ms() - 2000;
     rd_kafka_resp_err_t e;
+    char denied[300] = "";
     for (int slice = 250;; slice *= 2) {
         uint64_t now = sl_mono_ns();
         int left = now < until ? (int)((until - now) / 1000000u) : 0;
         e = rd_kafka_metadata(rk, t ? 0 : 1, t, &md, left < slice ? (left > 0 ? left : 1) : slice);
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || sl_mono_ns() >= until)
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || sl_mono_ns() >= until ||
+            denied_brokers(rk, t0_ms, denied, sizeof(denied)) == 2) /* nothing to wait for */
             break;
         if (stop && stop(arg)) {
             if (t)
@@ -235,14 +271,14 @@ int sl_kafka_probe(rd_kafka_t *rk, const char *topic, int timeout_ms, int (*stop
         }
     }
     int rc = 0;
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        char denied[300] = "";
-        pthread_mutex_lock(&g_denied_mu);
-        if (g_denied_ms && sl_now_ms() - g_denied_ms < (uint64_t)timeout_ms + 1000)
-            snprintf(denied, sizeof(denied), "; %.290s", g_denied);
-        pthread_mutex_unlock(&g_denied_mu);
-        snprintf(errstr, n, "no broker answered within %d ms (%s)%s", timeout_ms,
-                 rd_kafka_err2str(e), denied);
+    int nd =
+        e != RD_KAFKA_RESP_ERR_NO_ERROR ? denied_brokers(rk, t0_ms, denied, sizeof(denied)) : 0;
+    if (nd == 2) {
+        snprintf(errstr, n, "%s (every bootstrap broker refused by the outbound policy)", denied);
+        rc = -1;
+    } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, n, "no broker answered within %d ms (%s)%s%.290s", timeout_ms,
+                 rd_kafka_err2str(e), nd ? "; " : "", nd ? denied : "");
         rc = -1;
     } else if (t && md->topic_cnt == 1 && md->topics[0].err &&
                md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE) {
