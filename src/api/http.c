@@ -830,9 +830,12 @@ int sl_http_start(struct sl_http_server **out, const struct sl_http_opts *o, sl_
             return sl_err_sys(err, SL_E_IO, "cannot start an HTTP thread");
         }
         srv->loops[i].started = 1;
+        sl_thread_name(srv->loops[i].th, "sl-http%u", i);
     }
-    if (o->header_timeout_s && pthread_create(&srv->watch, NULL, watch, srv) == 0)
+    if (o->header_timeout_s && pthread_create(&srv->watch, NULL, watch, srv) == 0) {
         srv->watching = 1;
+        sl_thread_name(srv->watch, "sl-http-watch");
+    }
     *out = srv;
     return 0;
 }

@@ -488,6 +488,7 @@ int sl_checkpointer_start(struct sl_api *api)
     api->ckpt_stop = 0;
     if (!api->have_key || pthread_create(&api->ckpt_thread, NULL, checkpointer_main, api) != 0)
         return -1;
+    sl_thread_name(api->ckpt_thread, "sl-checkpoints");
     api->ckpt_running = 1;
     return 0;
 }

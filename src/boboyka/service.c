@@ -731,6 +731,7 @@ int sl_bbk_open(struct sl_bbk **out, struct sl_store *store, const struct sl_bbk
         rc = sl_err_sys(err, SL_E_IO, "start the boboyka service");
         goto fail;
     }
+    sl_thread_name(b->th, "sl-boboyka");
     b->started = 1;
     if (b->dual)
         sl_info("boboyka: dual-write to %s through connector %s (%s; timeout %" PRIu64

@@ -1,5 +1,9 @@
 #include "core/util.h"
 
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "core/io.h"
 
 #include <errno.h>
@@ -19,6 +23,17 @@ uint64_t sl_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void sl_thread_name(pthread_t th, const char *fmt, ...)
+{
+    char name[64];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof(name), fmt, ap);
+    va_end(ap);
+    name[15] = 0; /* TASK_COMM_LEN - 1 */
+    (void)pthread_setname_np(th, name);
 }
 
 uint64_t sl_mono_ns(void)

@@ -2,6 +2,7 @@
 #ifndef SL_CORE_UTIL_H
 #define SL_CORE_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -64,5 +65,9 @@ static inline uint16_t sl_get_le16(const uint8_t *p)
 /* The whole file at path (malloc'ed, NUL-ended, *len its size), or NULL with errno set
  * (EFBIG when larger than max bytes). */
 char *sl_read_file(const char *path, size_t max, size_t *len);
+
+/* Names a thread for top -H, perf and gdb: "sl-http0", "commit:<strand>", "c:<connector id>"
+ * (cut to the kernel's 15 characters). */
+void sl_thread_name(pthread_t th, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

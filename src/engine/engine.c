@@ -161,6 +161,7 @@ static int reconcile(struct sl_engine *e)
             worker_free(w);
             continue;
         }
+        sl_thread_name(w->th, "c:%s", w->def.id); /* the connector's id */
         w->next = e->live;
         e->live = w;
     }
@@ -221,6 +222,7 @@ int sl_engine_start(struct sl_engine **out, struct sl_store *store, struct sl_re
         free(e);
         return sl_err_sys(err, SL_E_IO, "start the delivery engine");
     }
+    sl_thread_name(e->th, "sl-engine");
     sl_registry_on_change(reg, sl_engine_poke, e);
     *out = e;
     return 0;

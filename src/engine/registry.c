@@ -362,6 +362,8 @@ int sl_registry_open(struct sl_registry **out, const char *dir, struct sl_err *e
     }
     if (rc == 0 && pthread_create(&r->flusher, NULL, flusher_main, r) != 0)
         rc = sl_err_sys(err, SL_E_IO, "start the counter flusher");
+    else if (rc == 0)
+        sl_thread_name(r->flusher, "sl-counters");
     if (rc) {
         sl_registry_close(r);
         return rc;

@@ -174,6 +174,7 @@ static void maybe_prepare_spare(struct sl_strand *s)
         }
     }
     if (pthread_create(&s->spare_thread, NULL, spare_main, s) == 0) {
+        sl_thread_name(s->spare_thread, "spare:%s", s->name);
         s->spare_running = s->spare_made = 1;
         /* counted here, not in the thread: once the append that started it is answered, the
          * count says so (a reader right after the answer raced the thread's start) */
@@ -359,6 +360,7 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
         rc = sl_err_sys(err, SL_E_IO, "start syncer for strand %s", name);
         goto fail;
     }
+    sl_thread_name(s->sthread, "sync:%s", name);
     s->sthread_started = 1;
     s->last_ts = a->count ? a->last_ts : (s->nsegs > 1 ? s->segs[s->nsegs - 2]->last_ts : 0);
     free(bases);
@@ -367,6 +369,7 @@ int sl_strand_open(const char *dir, const char *name, const struct sl_strand_opt
         rc = sl_err_sys(err, SL_E_IO, "start committer for strand %s", name);
         goto fail;
     }
+    sl_thread_name(s->thread, "commit:%s", name);
     s->thread_started = 1;
     *out = s;
     return 0;
@@ -676,6 +679,7 @@ static int helper_start(struct sl_strand *s)
     if (!s->hthread_started) {
         if (pthread_create(&s->hthread, NULL, helper_main, s) != 0)
             return -1;
+        sl_thread_name(s->hthread, "sync+:%s", s->name);
         s->hthread_started = 1;
     }
     return 0;

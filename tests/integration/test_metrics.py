@@ -210,6 +210,22 @@ with t.section("connectors of every kind", srv):
     r = srv.req("POST", C + "/%s/dead-letters/replay" % hook["id"])
     t.eq(r.status, 202, "a dead-letter replay is answered 202")
 
+with t.section("threads are named for top -H, perf and gdb", srv):
+    def comms():
+        d = "/proc/%d/task" % srv.proc.pid
+        out = []
+        for tid in os.listdir(d):
+            try:
+                with open(os.path.join(d, tid, "comm")) as f:
+                    out.append(f.read().strip())
+            except OSError:  # a thread that just ended
+                pass
+        return out
+    names = comms()
+    want = ["sl-http0", "sl-engine", "commit:m", "sync:m", "c:" + hook["id"][:13], "c:" + osink["id"][:13]]
+    t.ok(all(w in names for w in want), "the HTTP loop, the engine, strand m's committer and syncer and "
+         "each sink's worker have their names (%s)" % ", ".join(want), sorted(names))
+
 with t.section("GET /metrics parses, one block per family", srv):
     # the 202 above is counted when its request completes: poll for it rather than sleep
     def scrape():
