@@ -336,9 +336,11 @@ void sl_frame_encode(const struct sl_record *r, uint8_t *out)
     out[30] = out[31] = 0;
     sl_put_le32(out + 32, r->payload_len);
     uint8_t *p = out + SL_FRAME_HDR;
-    memcpy(p, r->source, r->source_len);
+    if (r->source_len) /* an empty source or payload may come as NULL */
+        memcpy(p, r->source, r->source_len);
     p += r->source_len;
-    memcpy(p, r->payload, r->payload_len);
+    if (r->payload_len)
+        memcpy(p, r->payload, r->payload_len);
     p += r->payload_len;
     memcpy(p, r->prev_hash, SL_HASH_LEN);
     memcpy(p + SL_HASH_LEN, r->hash, SL_HASH_LEN);

@@ -114,6 +114,7 @@ struct sl_strand {
     pthread_mutex_t hmu;
     pthread_cond_t hcond;
     struct wbatch *htree, *ahead, *atail;
+    int answering; /* the helper is answering a list taken from ahead */
     int hstop;
     pthread_t hthread;
     int hthread_started;
@@ -655,9 +656,11 @@ static void *helper_main(void *arg)
         if (s->ahead) { /* the older job first */
             struct wbatch *list = s->ahead;
             s->ahead = s->atail = NULL;
+            s->answering = 1;
             pthread_mutex_unlock(&s->hmu);
             answer_list(list);
             pthread_mutex_lock(&s->hmu);
+            s->answering = 0;
         } else if (s->htree) {
             struct wbatch *list = s->htree;
             pthread_mutex_unlock(&s->hmu);
@@ -699,6 +702,20 @@ static void helper_wait_tree(struct sl_strand *s)
     while (s->htree)
         pthread_cond_wait(&s->hcond, &s->hmu);
     pthread_mutex_unlock(&s->hmu);
+}
+
+/* Whether answers handed to the helper are still to be sent: then later groups' answers go the
+ * same way, so that appends are answered in the order they were published (a source's durable()
+ * positions must not go back). Only the sync stage posts answers, so the answer stays true until
+ * it posts again. */
+static int helper_answers_pending(struct sl_strand *s)
+{
+    if (!s->hthread_started)
+        return 0;
+    pthread_mutex_lock(&s->hmu);
+    int pending = s->ahead || s->answering;
+    pthread_mutex_unlock(&s->hmu);
+    return pending;
 }
 
 static void helper_post_answers(struct sl_strand *s, struct wbatch *list, struct wbatch *last)
@@ -785,7 +802,7 @@ static void sync_stage(struct sl_strand *s)
         else /* holds leaves of batches that are not published */
             sl_tree_invalidate(s->tree);
     }
-    if (helped)
+    if (helped || helper_answers_pending(s))
         helper_post_answers(s, list, last);
     else
         answer_list(list);

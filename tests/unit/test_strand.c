@@ -413,6 +413,75 @@ static void test_tree_rolls(int big)
     free(leaves);
 }
 
+/* Appends are answered in the order they were published, also when a big group is answered by
+ * the sync helper and the small ones after it by the sync stage: a source's durable() positions
+ * must not go back. A big append's callback takes 20 ms before it answers (the helper formatting
+ * 1,000 hashes for an HTTP batch takes ~1 ms), and small appends are published meanwhile. */
+enum { ORD_BIG = 1500, ORD_ROUNDS = 12, ORD_N = ORD_ROUNDS * 4 };
+
+struct order_log {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t seqs[ORD_N];
+    int n, failed;
+};
+
+static void order_done(struct sl_append *a)
+{
+    struct order_log *l = a->arg;
+    if (a->n == ORD_BIG)
+        usleep(20000);
+    pthread_mutex_lock(&l->mu);
+    if (a->status)
+        l->failed++;
+    l->seqs[l->n++] = a->first_seq;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void test_answer_order(void)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/ord", g_tmp);
+    struct sl_strand_opts o = {.segment_bytes = 64u << 20, .durable = 1};
+    struct sl_strand *s;
+    T_EQ_INT(sl_strand_open(dir, "ord", &o, &s, NULL, NULL), 0, "open");
+    static struct sl_append as[ORD_N];
+    static struct sl_append_rec recs[ORD_BIG];
+    static uint8_t hashes[ORD_N][ORD_BIG][SL_HASH_LEN];
+    static const uint8_t pl[] = {0xa3, 'a', 'b', 'c'};
+    for (int i = 0; i < ORD_BIG; i++)
+        recs[i] = (struct sl_append_rec){.payload = pl, .payload_len = sizeof(pl)};
+    struct order_log l = {.n = 0};
+    pthread_mutex_init(&l.mu, NULL);
+    pthread_cond_init(&l.cv, NULL);
+    int submitted = 0;
+    uint64_t count = 0;
+    for (int i = 0; i < ORD_N; i++) {
+        size_t n = i % 4 == 0 ? ORD_BIG : 1;
+        as[i] = (struct sl_append){
+            .recs = recs, .n = n, .hashes = hashes[i], .done = order_done, .arg = &l};
+        submitted += sl_strand_submit(s, &as[i], NULL) == 0;
+        count += n;
+        while (sl_strand_count(s) < count) /* published (the answer may come later) */
+            sl_strand_wait(s, sl_strand_count(s), 100);
+    }
+    pthread_mutex_lock(&l.mu);
+    while (l.n < submitted)
+        pthread_cond_wait(&l.cv, &l.mu);
+    pthread_mutex_unlock(&l.mu);
+    int inorder = 1;
+    for (int i = 1; i < l.n; i++)
+        inorder &= l.seqs[i] > l.seqs[i - 1];
+    T_CHECK(submitted == ORD_N && l.failed == 0 && inorder,
+            "%d appends, big ones answered slowly and small ones published meanwhile: each "
+            "answered after the one before it",
+            l.n);
+    sl_strand_close(s);
+    pthread_mutex_destroy(&l.mu);
+    pthread_cond_destroy(&l.cv);
+}
+
 static int64_t file_size(const char *p)
 {
     struct stat st;
@@ -629,6 +698,7 @@ int main(void)
     test_cache_window();
     test_tree_rolls(0);
     test_tree_rolls(1);
+    test_answer_order();
     test_truncation();
     test_corruption();
     char cmd[300];
