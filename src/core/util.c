@@ -1,9 +1,5 @@
 #include "core/util.h"
 
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdio.h>
-
 #include "core/io.h"
 
 #include <errno.h>
@@ -11,6 +7,7 @@
 #include <emmintrin.h>
 #endif
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
