@@ -3,6 +3,8 @@
 # throughput, and isolation from a stalled target. Not part of `make test`.
 #
 #   0. harness floor: bench/e2elat.c's sender -> its own sink directly, 10k rec/s (PERF-ANCHORS C8)
+#      0b. the write floor: the same sender -> ../shared/perf/solhttp.c (one thread, one fdatasync
+#      per loop), 10k rec/s: what a minimal durable server's acknowledgements take on this disk
 #   1. write -> webhook latency, one webhook, batch_size 1, open loop at 10,000 and 1,000 rec/s:
 #      every record carries its send time (CLOCK_MONOTONIC) and a sequence number; the sink
 #      (same process, same clock) takes delivery time - send time, and counts duplicates and
@@ -20,7 +22,8 @@
 #
 # Environment: DRAIN=60 (seconds to wait for stragglers after each open-loop run), CONNS=32
 # (sender connections at 10k/s; 8 at 1k/s), THRU_N=300000, THRU_N1=50000, THRU_TIMEOUT=120,
-# STALL_MS=2000, SLUICE_BIN, RESULTS=FILE (keep the raw key=value lines).
+# STALL_MS=2000, SLUICE_BIN, RESULTS=FILE (keep the raw key=value lines), SOLHTTP_SRC,
+# SKIP_SOLHTTP.
 # Everything binds to 127.0.0.1; servers are stopped by PID; the temp dir is removed on exit.
 set -euo pipefail
 
@@ -195,6 +198,39 @@ touch "$TMP/go"
 echo "test=floor $(cat "$TMP/floor.out")" >>"$RES"
 tail -n 1 "$RES" >&2
 
+# 0b. The write's own floor on this disk: the same sender against ../shared/perf/solhttp.c (one
+# thread, one fdatasync per loop, log pre-zeroed; no JSON, no hash, no connector). Its send -> 201
+# p99 is what a minimal durable server acknowledges at 10k rec/s; nothing reaches the sink, so
+# the sender's drain is 1 s and only its ack_* figures count. SKIP_SOLHTTP=1 leaves it out.
+SOL_SRC=${SOLHTTP_SRC:-$ROOT/../shared/perf/solhttp.c}
+if [ -n "${SKIP_SOLHTTP:-}" ]; then
+    bench_log "0b. write floor: skipped (SKIP_SOLHTTP set)"
+elif [ ! -f "$SOL_SRC" ] || ! cc -O2 -o "$TMP/solhttp" "$SOL_SRC" -lcrypto >"$TMP/solhttp-cc.log" 2>&1; then
+    bench_log "0b. write floor: solhttp not built from $SOL_SRC (set SOLHTTP_SRC); left out"
+else
+    bench_log "0b. write floor: the same sender -> solhttp (fdatasync per loop), 10,000 rec/s"
+    sol_port=$(bench_free_port)
+    "$TMP/solhttp" "$sol_port" "$TMP/solhttp.log" 1 64 </dev/null >/dev/null 2>"$TMP/solhttp.err" &
+    sol_pid=$!
+    AUX_PIDS+=("$sol_pid")
+    code=000
+    for ((i = 0; i < 600; i++)); do # it listens once its log is pre-zeroed
+        bench_alive "$sol_pid" || break
+        code=$(curl -sS -o /dev/null -w '%{http_code}' --data-binary '{"agent_id":"bench","payload":{}}' \
+            "http://127.0.0.1:$sol_port/v1/records" 2>/dev/null) || code=000
+        [ "$code" = 000 ] || break
+        sleep 0.1
+    done
+    [ "$code" = 201 ] || bench_die "solhttp did not answer 201 (got $code): $(tail -n 3 "$TMP/solhttp.err")"
+    rm -f "$TMP/go"
+    touch "$TMP/go"
+    "$E2E" run 127.0.0.1 "$sol_port" /v1/records 10000 "$SECS" "$CONNS" 1 "$TMP/go" >"$TMP/sol.out" 2>/dev/null
+    bench_stop_pid "$sol_pid" TERM
+    AUX_PIDS=()
+    echo "test=solfloor $(cat "$TMP/sol.out")" >>"$RES"
+    tail -n 1 "$RES" >&2
+fi
+
 bench_log "1a. write -> webhook, batch_size 1, 10,000 rec/s"
 run_lat lat10k 10000 "$CONNS" 0
 bench_log "1b. write -> webhook, batch_size 1, 1,000 rec/s"
@@ -286,6 +322,10 @@ l10 = R.get("lat10k")
 b100 = R.get("thru_b100")
 a, s = R.get("iso_alone"), R.get("iso_stalled")
 print("Targets:")
+sol = R.get("solfloor")
+if sol and "ack_p99_us" in sol:
+    print(f"  (the floor: a minimal durable server, solhttp, acknowledges 10k rec/s from the same sender with "
+          f"p99 {ms(sol, 'ack_p99_us'):.2f} ms, p50 {ms(sol, 'ack_p50_us'):.2f} ms)")
 if l10:
     print(f"  write->webhook p99 <= 5 ms at 10k rec/s: {ms(l10,'p99_us'):.2f} ms  {verdict(ms(l10,'p99_us') <= 5)}{write_alone(l10)}")
 lmif = R.get("lat10k_mif")
