@@ -8,7 +8,8 @@ strands keep only their newest 64 KiB in the page cache (`--cache-window 64K`): 
 dropped while the writers run, and the check after the restart reads them from the disk.
 
 Each cycle: start `sluice serve` on the data dir, run 8 writer threads (single writes and small
-JSON-array / NDJSON batches into two strands, some tombstones) that remember every acknowledged
+JSON-array / NDJSON batches into two strands, some tombstones; about one batch in 40 of over
+1,024 records, which the strand's sync helper hashes and answers) that remember every acknowledged
 (201) record; SIGKILL the server 0.2-1.0 s in; restart; then check that
   - every record acknowledged in the cycle is readable at its seq with its hash, payload, source,
     flags (by paging) and a sample also by hash;
@@ -75,7 +76,9 @@ class Writer(threading.Thread):
                 flags = 2 if self.rng.random() < 0.1 else 0
                 src = "w%d" % self.wid
                 if self.rng.random() < 0.3:
-                    k = self.rng.randint(2, 12)
+                    # now and then a batch of over 1,024 records: such a group is hashed into the
+                    # tree and answered by the strand's sync helper thread (a path of its own)
+                    k = self.rng.randint(1030, 1300) if self.rng.random() < 0.025 else self.rng.randint(2, 12)
                     items = []
                     for _ in range(k):
                         items.append({"payload": self.payload(n), "agent_id": src, "flags": flags})
