@@ -66,8 +66,8 @@ struct sink {
 };
 
 /* A cursor is written at most this often while records arrive, also when the worker catches up
- * between them: one metadata commit per delivery had the disk's flushes competing with the
- * strand's (bench/fanout.sh: write p99 3.5-4.4 ms alone, 7-8 ms beside a batch_size 1 webhook). */
+ * between them: a batch_size 1 webhook at 5,000 records/s catches up after nearly every record,
+ * and wrote ~2,800 metadata commits a second (~11 MB/s of WAL pages) when it did so at once. */
 #define CURSOR_EVERY_NS 5000000u
 
 static long long cfg_int(const json_t *cfg, const char *obj, const char *key)
