@@ -79,18 +79,28 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- helpers
     def body(self):
+        """The request body, or None when the client went away before sending all of it: GCS
+        acts on a request only once it is complete (a sender killed in the middle of an upload
+        leaves no object, and a chunk cut short adds nothing to its session)."""
         if (self.headers.get("Transfer-Encoding") or "").lower() == "chunked":
             out = bytearray()
             while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                line = self.rfile.readline()
+                if not line:
+                    return None
+                size = int(line.split(b";")[0].strip() or b"0", 16)
                 if size == 0:
                     while self.rfile.readline() not in (b"\r\n", b"\n", b""):
                         pass
                     return bytes(out)
-                out += self.rfile.read(size)
+                data = self.rfile.read(size)
+                if len(data) < size:
+                    return None
+                out += data
                 self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        data = self.rfile.read(n) if n else b""
+        return data if len(data) == n else None
 
     def send(self, code, obj=None, headers=None, raw=None):
         data = raw if raw is not None else (json.dumps(obj).encode() if obj is not None else b"")
@@ -219,6 +229,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         url = urllib.parse.urlparse(self.path)
         body = self.body()
+        if body is None:  # the sender went away mid-request: nothing happens, nothing to answer
+            self.close_connection = True
+            return
         self.record(url, len(body))
         if url.path == "/token":
             return self.token(body)
@@ -273,6 +286,9 @@ class Handler(BaseHTTPRequestHandler):
         q = urllib.parse.parse_qs(url.query)
         sid = (q.get("upload_id") or [""])[0]
         body = self.body()
+        if body is None:  # the sender went away mid-request: nothing happens, nothing to answer
+            self.close_connection = True
+            return
         self.record(url, len(body))
         if not self.authorized():
             return
